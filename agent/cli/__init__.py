@@ -1,0 +1,62 @@
+"""The ``punchgate`` command: one typer app and the one error boundary."""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated
+
+import typer
+
+from agent import __version__, logs
+from agent.cli import config_cmd
+from config.errors import EXIT_CODES, PunchgateError
+
+app = typer.Typer(
+    help="punchgate: biometric time clocks -> durable outbox -> MQTT.\n\n"
+    "Exit codes: " + "; ".join(f"{k} {v}" for k, v in EXIT_CODES.items()),
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+app.add_typer(config_cmd.app, name="config")
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"punchgate {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    log_level: Annotated[
+        str, typer.Option(help="Log level: debug, info, warning, error.", case_sensitive=False)
+    ] = "info",
+    debug: Annotated[bool, typer.Option(help="Show tracebacks for errors.")] = False,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")
+    ] = False,
+) -> None:
+    """Biometric time-clock gateway agent."""
+    level = "debug" if debug else log_level.lower()
+    if level not in logs.LEVELS:
+        raise typer.BadParameter(f"must be one of {', '.join(logs.LEVELS)}", param_hint="--log-level")
+    # CLI commands log to stderr so --json output on stdout stays clean; `run` re-targets stdout.
+    logs.configure(level, stream=sys.stderr)
+
+
+def main() -> None:
+    """Entry point: expected errors become one line and an exit code; tracebacks need --debug."""
+    debug = "--debug" in sys.argv[1:]
+    try:
+        app()
+    except PunchgateError as exc:
+        if debug:
+            raise
+        typer.echo(f"error: {exc}", err=True)
+        for problem in getattr(exc, "problems", [])[:50]:
+            typer.echo(f"  {problem}", err=True)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        typer.echo("interrupted", err=True)
+        sys.exit(130)

@@ -1,0 +1,42 @@
+"""Pieces every CLI command shares: the --config and --json options, loading, printing."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from config import Settings, load_settings
+
+ConfigOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--config",
+        "-c",
+        help="Config file. Default: $PUNCHGATE_CONFIG, else /etc/punchgate/punchgate.toml.",
+        show_default=False,
+    ),
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
+
+
+def load(config: Path | None) -> Settings:
+    """Load settings or raise ``ConfigError`` (the error boundary prints it)."""
+    return load_settings(config)
+
+
+def print_json(data: Any) -> None:
+    """One JSON document on stdout; datetimes and paths as strings."""
+    sys.stdout.write(json.dumps(data, indent=2, default=str, ensure_ascii=False) + "\n")
+
+
+def print_table(headers: list[str], rows: list[list[Any]]) -> None:
+    """A plain aligned table (readable over SSH, no colour codes when piped)."""
+    cells = [[("" if v is None else str(v)) for v in row] for row in rows]
+    widths = [max([len(h)] + [len(r[i]) for r in cells]) for i, h in enumerate(headers)]
+    typer.echo("  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip())
+    for row in cells:
+        typer.echo("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip())

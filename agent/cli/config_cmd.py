@@ -1,0 +1,69 @@
+"""``punchgate config``: check and show the configuration."""
+
+from __future__ import annotations
+
+import typer
+
+from agent.cli.common import ConfigOption, JsonOption, load, print_json
+from config.errors import ConfigError
+
+app = typer.Typer(help="Check and show the configuration.", no_args_is_help=True)
+
+
+@app.command("check")
+def check(config: ConfigOption = None) -> None:
+    """Validate the config file and list every problem.
+
+    Example: punchgate config check --config /etc/punchgate/punchgate.toml
+    """
+    try:
+        settings = load(config)
+    except ConfigError as exc:
+        for problem in exc.problems or [str(exc)]:
+            typer.echo(problem, err=True)
+        raise typer.Exit(exc.exit_code) from None
+    kinds: dict[str, int] = {}
+    for device in settings.devices:
+        kinds[device.kind] = kinds.get(device.kind, 0) + 1
+    summary = ", ".join(f"{n} {k}" for k, n in sorted(kinds.items())) or "no devices"
+    typer.echo(
+        f"OK: gateway {settings.agent.gateway_id}, {len(settings.devices)} device(s) ({summary}), "
+        f"broker {', '.join(settings.mqtt.urls)}"
+    )
+
+
+@app.command("show")
+def show(config: ConfigOption = None, as_json: JsonOption = False) -> None:
+    """Print the effective configuration (defaults filled in) with secrets masked.
+
+    Example: punchgate config show --json
+    """
+    settings = load(config)
+    data = settings.model_dump(mode="json")
+    for device in data["devices"]:
+        if device.get("comm_key"):
+            device["comm_key"] = "***"
+    if as_json:
+        print_json(data)
+        return
+    _print_toml(data)
+
+
+def _print_toml(data: dict[str, object]) -> None:
+    for section in ("agent", "mqtt", "outbox", "manual"):
+        typer.echo(f"[{section}]")
+        _print_keys(data[section])  # type: ignore[arg-type]
+        typer.echo("")
+    for device in data["devices"]:  # type: ignore[attr-defined]
+        typer.echo("[[devices]]")
+        _print_keys(device)
+        typer.echo("")
+
+
+def _print_keys(section: dict[str, object]) -> None:
+    import json
+
+    for key, value in section.items():
+        if value is None:
+            continue
+        typer.echo(f"{key} = {json.dumps(value, ensure_ascii=False)}")

@@ -1,0 +1,61 @@
+"""structlog set-up: JSON lines when not on a TTY (journald), readable console lines on a TTY."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import MutableMapping
+from typing import Any, TextIO
+
+import structlog
+
+_SECRET_KEYS = ("password", "passwd", "secret", "token", "comm_key", "commkey", "key_file")
+REDACTED = "***"
+
+LEVELS = ("debug", "info", "warning", "error", "critical")
+
+
+def redact_secrets(
+    _logger: object, _method: str, event: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    """Replace the value of any secret-looking key, at any depth of dicts, with ``***``."""
+    for key in list(event):
+        if key == "event":
+            continue
+        event[key] = _redact(key, event[key])
+    return event
+
+
+def _redact(key: str, value: Any) -> Any:
+    if any(s in key.lower() for s in _SECRET_KEYS) and value not in (None, "", 0):
+        return REDACTED
+    if isinstance(value, dict):
+        return {k: _redact(str(k), v) for k, v in value.items()}
+    return value
+
+
+def configure(level: str = "info", stream: TextIO | None = None, json: bool | None = None) -> None:
+    """Configure structlog once, in the composition root; ``json=None`` picks by TTY."""
+    stream = stream if stream is not None else sys.stdout
+    if json is None:
+        json = not (hasattr(stream, "isatty") and stream.isatty())
+    renderer: Any = (
+        structlog.processors.JSONRenderer()
+        if json
+        else structlog.dev.ConsoleRenderer(colors=stream.isatty())
+    )
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            redact_secrets,
+            structlog.processors.format_exc_info,
+            renderer,
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(
+            logging.getLevelNamesMapping()[level.upper()]
+        ),
+        logger_factory=structlog.PrintLoggerFactory(file=stream),
+        cache_logger_on_first_use=False,
+    )

@@ -1,0 +1,1 @@
+"""The outbox: the only code that writes SQL."""

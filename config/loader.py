@@ -1,0 +1,132 @@
+"""Read a TOML file into ``Settings``, reporting every problem with file, key path and reason."""
+
+from __future__ import annotations
+
+import os
+import stat
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import structlog
+from pydantic import SecretStr, ValidationError
+
+from config.errors import ConfigError
+from config.settings import Settings
+
+DEFAULT_CONFIG_PATH = Path("/etc/punchgate/punchgate.toml")
+CONFIG_ENV = "PUNCHGATE_CONFIG"
+PASSWORD_ENV = "PUNCHGATE_MQTT_PASSWORD"
+_DEVICE_KINDS = {"zk", "serial"}
+
+log = structlog.get_logger("config")
+
+
+def resolve_path(path: Path | None, env: Mapping[str, str] | None = None) -> Path:
+    """``--config`` wins, then ``$PUNCHGATE_CONFIG``, then the default path."""
+    env = os.environ if env is None else env
+    if path is not None:
+        return path
+    if env.get(CONFIG_ENV):
+        return Path(env[CONFIG_ENV])
+    return DEFAULT_CONFIG_PATH
+
+
+def format_location(loc: tuple[int | str, ...]) -> str:
+    """``('devices', 0, 'zk', 'port')`` -> ``devices[0].port`` (union tags dropped)."""
+    out = ""
+    previous: int | str | None = None
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif isinstance(previous, int) and part in _DEVICE_KINDS:
+            pass  # the discriminated union's tag, not a key in the file
+        elif part.startswith(("function-", "union[")):
+            pass
+        else:
+            out += ("." if out else "") + part
+        previous = part
+    return out or "(top level)"
+
+
+def _problem_text(error: Mapping[str, Any]) -> str:
+    message = str(error["msg"])
+    if error["type"] == "extra_forbidden":
+        return "unknown key (check the spelling; see config/punchgate.example.toml)"
+    if error["type"] == "missing":
+        return "required key is missing"
+    for prefix in ("Value error, ", "Assertion failed, "):
+        message = message.removeprefix(prefix)
+    if error["type"] == "union_tag_invalid":
+        return "kind must be one of 'zk', 'serial'"
+    if error["type"] == "union_tag_not_found":
+        return "kind is missing: set kind = 'zk' or kind = 'serial'"
+    return message
+
+
+def parse_settings(data: Mapping[str, Any], source: str) -> Settings:
+    """Validate a parsed TOML document; raise ``ConfigError`` listing every problem."""
+    try:
+        return Settings.model_validate(data)
+    except ValidationError as exc:
+        problems = [
+            f"{source}: {format_location(tuple(err['loc']))}: {_problem_text(err)}"
+            for err in exc.errors(include_url=False)
+        ]
+        raise ConfigError(
+            f"{source}: {len(problems)} problem(s) in the configuration", problems
+        ) from None
+
+
+def _read_secret_file(path: Path, source: str) -> str:
+    try:
+        mode = path.stat().st_mode
+        text = path.read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise ConfigError(
+            f"{source}: mqtt.password_file: cannot read {path}: {exc.strerror}",
+            [f"{source}: mqtt.password_file: cannot read {path}: {exc.strerror}"],
+        ) from exc
+    if mode & (stat.S_IRGRP | stat.S_IROTH | stat.S_IWGRP | stat.S_IWOTH):
+        log.warning(
+            "secret file is readable by other users; run: chmod 600 <file>",
+            path=str(path),
+            mode=oct(mode & 0o777),
+        )
+    return text
+
+
+def load_settings(path: Path | None = None, env: Mapping[str, str] | None = None) -> Settings:
+    """Load and validate the config file; secrets come from files or the environment."""
+    env = os.environ if env is None else env
+    path = resolve_path(path, env)
+    source = str(path)
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        msg = f"{source}: no such file; create it from config/punchgate.example.toml or pass --config"
+        raise ConfigError(msg, [msg]) from None
+    except OSError as exc:
+        msg = f"{source}: cannot read: {exc.strerror}"
+        raise ConfigError(msg, [msg]) from None
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        msg = f"{source}: not UTF-8 text (byte {exc.start})"
+        raise ConfigError(msg, [msg]) from None
+    except tomllib.TOMLDecodeError as exc:
+        msg = f"{source}: TOML syntax error: {exc}"
+        raise ConfigError(msg, [msg]) from None
+    settings = parse_settings(data, source)
+    mqtt = settings.mqtt
+    password: str | None = None
+    if mqtt.password_file is not None:
+        password = _read_secret_file(mqtt.password_file, source)
+    elif mqtt.password is None and env.get(PASSWORD_ENV):
+        password = env[PASSWORD_ENV]
+    if password is not None:
+        settings = settings.model_copy(
+            update={"mqtt": mqtt.model_copy(update={"password": SecretStr(password)})}
+        )
+    return settings

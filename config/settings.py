@@ -1,0 +1,251 @@
+"""Typed, validated settings. One model per section; devices are a union discriminated on ``kind``.
+
+Every model forbids unknown keys, so a typo is an error rather than a silently ignored setting.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Annotated, Literal
+from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SecretStr,
+    field_validator,
+    model_validator,
+)
+
+_ID = r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$"
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
+
+
+def parse_duration(value: object) -> float:
+    """Seconds from a number or a string such as ``"30s"``, ``"5m"``, ``"1h"``, ``"7d"``."""
+    if isinstance(value, bool):
+        raise ValueError("a duration is a number of seconds or a string like '30s', '5m', '1h'")
+    if isinstance(value, int | float):
+        seconds = float(value)
+    elif isinstance(value, str) and (m := _DURATION.match(value)):
+        seconds = float(m.group(1)) * _UNITS[m.group(2)]
+    else:
+        raise ValueError(
+            f"{value!r} is not a duration: use seconds (30) or a string like '30s', '5m', '1h'"
+        )
+    if seconds < 0:
+        raise ValueError("a duration cannot be negative")
+    return seconds
+
+
+Duration = Annotated[float, BeforeValidator(parse_duration)]
+Identifier = Annotated[str, Field(pattern=_ID, min_length=1, max_length=64)]
+
+
+def _check_timezone(value: str) -> str:
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ValueError(f"{value!r} is not an IANA timezone name (e.g. 'Europe/Berlin')") from exc
+    return value
+
+
+TimeZoneName = Annotated[str, BeforeValidator(_check_timezone)]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class AgentSettings(_Section):
+    """``[agent]``: who this gateway is and where it keeps its state."""
+
+    gateway_id: Identifier
+    site: str = ""
+    state_dir: Path = Path("/var/lib/punchgate")
+    timezone: TimeZoneName = "UTC"
+    status_interval: Duration = Field(default=15.0, gt=0)
+    shutdown_timeout: Duration = Field(default=10.0, gt=0)
+
+    @property
+    def outbox_path(self) -> Path:
+        return self.state_dir / "outbox.db"
+
+
+class MqttSettings(_Section):
+    """``[mqtt]``: the broker(s), credentials and delivery tuning."""
+
+    url: str | list[str] = "mqtt://127.0.0.1:1883"
+    topic_prefix: str = Field(default="punchgate/v1", min_length=1)
+    client_id: str | None = None
+    protocol: Literal["3.1.1", "5"] = "5"
+    keepalive: Duration = Field(default=30.0, ge=5, le=3600)
+    connect_timeout: Duration = Field(default=10.0, gt=0, le=300)
+    username: str | None = None
+    password: SecretStr | None = None
+    password_file: Path | None = None
+    ca_file: Path | None = None
+    cert_file: Path | None = None
+    key_file: Path | None = None
+    tls_insecure: bool = False  # skip hostname verification; only for lab brokers
+    batch_size: int = Field(default=100, ge=1, le=10_000)
+    batch_bytes: int = Field(default=65_536, ge=1024, le=16_777_216)
+    inflight: int = Field(default=8, ge=1, le=1000)
+    ack: Literal["broker", "backend"] = "broker"
+    ack_timeout: Duration = Field(default=60.0, gt=0)
+    reconnect_min: Duration = Field(default=1.0, gt=0)
+    reconnect_max: Duration = Field(default=120.0, gt=0)
+    commands: bool = True  # accept commands on {prefix}/{gateway}/cmd/#
+
+    @field_validator("url")
+    @classmethod
+    def _urls(cls, value: str | list[str]) -> str | list[str]:
+        urls = [value] if isinstance(value, str) else value
+        if not urls:
+            raise ValueError("give at least one broker URL")
+        for url in urls:
+            parts = urlsplit(url)
+            if parts.scheme not in ("mqtt", "mqtts"):
+                raise ValueError(
+                    f"{url!r}: the scheme must be mqtt:// or mqtts:// (got {parts.scheme or 'none'!r})"
+                )
+            if not parts.hostname:
+                raise ValueError(f"{url!r}: no host name")
+            try:
+                parts.port  # noqa: B018 - parsing the port validates it
+            except ValueError as exc:
+                raise ValueError(f"{url!r}: the port is not a number 1-65535") from exc
+        return value
+
+    @field_validator("topic_prefix")
+    @classmethod
+    def _prefix(cls, value: str) -> str:
+        if any(c in value for c in "#+") or value.startswith("/") or value.endswith("/"):
+            raise ValueError("topic_prefix must not contain '#' or '+' nor start or end with '/'")
+        return value
+
+    @model_validator(mode="after")
+    def _secrets(self) -> MqttSettings:
+        if self.password is not None and self.password_file is not None:
+            raise ValueError("give either password or password_file, not both")
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ValueError("cert_file and key_file go together")
+        if self.reconnect_min > self.reconnect_max:
+            raise ValueError("reconnect_min must not exceed reconnect_max")
+        return self
+
+    @property
+    def urls(self) -> list[str]:
+        return [self.url] if isinstance(self.url, str) else list(self.url)
+
+
+class OutboxSettings(_Section):
+    """``[outbox]``: retention, backups and the free-disk reserve."""
+
+    retention_days: float = Field(default=30, ge=0)
+    disk_reserve_mb: float = Field(default=100, ge=0)
+    backup_dir: Path | None = None  # default: {state_dir}/backups
+    backup_keep: int = Field(default=7, ge=1, le=365)
+    backup_interval: Duration = Field(default=86400.0, gt=0)
+
+
+class ManualSettings(_Section):
+    """``[manual]``: rules for correction punches entered by technicians."""
+
+    max_age: Duration = Field(default=31 * 86400.0, gt=0)
+    duplicate_window: Duration = Field(default=120.0, ge=0)
+
+
+class _DeviceBase(_Section):
+    id: Identifier
+    name: str = ""
+    timezone: TimeZoneName | None = None
+    poll_interval: Duration = Field(default=30.0, ge=1, le=86400)
+    timeout: Duration = Field(default=10.0, gt=0, le=300)
+    enabled: bool = True
+
+
+class ZkDeviceSettings(_DeviceBase):
+    """A ZKTeco-family terminal on TCP or UDP port 4370."""
+
+    kind: Literal["zk"]
+    host: str = Field(min_length=1)
+    port: int = Field(default=4370, ge=1, le=65535)
+    transport: Literal["tcp", "udp"] = "tcp"
+    comm_key: int = Field(default=0, ge=0, le=999_999_999)
+    live: bool = False
+    clock_sync: bool = False
+    max_drift: Duration = Field(default=60.0, ge=1)
+    clear_after_read: bool = False
+    clear_threshold: float = Field(default=0.9, gt=0, le=1)  # fraction of record capacity
+    encoding: str = "utf-8"  # user names on the terminal
+
+
+class SerialDeviceSettings(_DeviceBase):
+    """A serial time clock or card reader on any pyserial URL."""
+
+    kind: Literal["serial"]
+    url: str = Field(min_length=1)
+    baudrate: int = Field(default=9600, ge=50, le=4_000_000)
+    bytesize: Literal[5, 6, 7, 8] = 8
+    parity: Literal["N", "E", "O", "M", "S"] = "N"
+    stopbits: Literal[1, 1.5, 2] = 1
+    format: Literal["lines", "em4100", "wiegand-ascii"] = "lines"
+    pattern: str | None = None
+    time_format: str = "%Y-%m-%d %H:%M:%S"
+    encoding: str = "ascii"
+    max_line: int = Field(default=512, ge=16, le=65_536)
+    cards: dict[str, str] = Field(default_factory=dict)  # card number -> employee
+    roster_file: Path | None = None  # CSV card,employee
+    dedup_window: Duration = Field(default=3.0, ge=0)
+    serial: str | None = None  # identity for punch ids; default "serial:{id}"
+
+    @model_validator(mode="after")
+    def _pattern(self) -> SerialDeviceSettings:
+        if self.format == "lines":
+            if not self.pattern:
+                raise ValueError("format = 'lines' needs a pattern with an 'employee' or 'card' group")
+            try:
+                compiled = re.compile(self.pattern)
+            except re.error as exc:
+                raise ValueError(f"pattern is not a valid regular expression: {exc}") from exc
+            if not {"employee", "card"} & set(compiled.groupindex):
+                raise ValueError("pattern needs a named group 'employee' or 'card'")
+        return self
+
+
+DeviceSettings = Annotated[ZkDeviceSettings | SerialDeviceSettings, Field(discriminator="kind")]
+
+
+class Settings(_Section):
+    """The whole configuration file."""
+
+    agent: AgentSettings
+    mqtt: MqttSettings = MqttSettings()
+    outbox: OutboxSettings = OutboxSettings()
+    manual: ManualSettings = ManualSettings()
+    devices: list[DeviceSettings] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _unique_devices(self) -> Settings:
+        seen: set[str] = set()
+        for device in self.devices:
+            if device.id in seen:
+                raise ValueError(f"device id {device.id!r} is used more than once")
+            seen.add(device.id)
+        return self
+
+    def device(self, device_id: str) -> ZkDeviceSettings | SerialDeviceSettings | None:
+        return next((d for d in self.devices if d.id == device_id), None)
+
+    def device_timezone(self, device: ZkDeviceSettings | SerialDeviceSettings) -> ZoneInfo:
+        return ZoneInfo(device.timezone or self.agent.timezone)
+
+    @property
+    def client_id(self) -> str:
+        return self.mqtt.client_id or f"punchgate-{self.agent.gateway_id}"

@@ -1,0 +1,1 @@
+"""Terminal drivers: one package per family, yielding ``Punch`` values."""
