@@ -1,0 +1,25 @@
+"""Fixtures shared by every suite: a real Mosquitto broker on a free loopback port."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from agent.localbroker import LocalMosquitto, find_mosquitto
+from config.errors import BrokerError
+
+
+@pytest.fixture
+def broker(tmp_path: Path) -> Iterator[LocalMosquitto]:
+    """A private mosquitto on 127.0.0.1; ``broker.stop()``/``start()``/``restart()`` simulate outages."""
+    try:
+        find_mosquitto()
+    except BrokerError as exc:
+        pytest.fail(str(exc))  # never skipped: CI installs it
+    instance = LocalMosquitto(tmp_path / "mosquitto").start()
+    try:
+        yield instance
+    finally:
+        instance.stop()

@@ -1,0 +1,1 @@
+"""Test helpers shared by the suites: broker subscriber, waiting on conditions."""
