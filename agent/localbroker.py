@@ -27,7 +27,11 @@ INSTALL_HINT = (
 
 def find_mosquitto() -> str:
     """Path of the mosquitto binary, or ``BrokerError`` with how to install it."""
-    for candidate in (shutil.which("mosquitto"), "/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto"):
+    for candidate in (
+        shutil.which("mosquitto"),
+        "/usr/sbin/mosquitto",
+        "/usr/local/sbin/mosquitto",
+    ):
         if candidate and os.access(candidate, os.X_OK):
             return candidate
     raise BrokerError(INSTALL_HINT)
@@ -140,7 +144,11 @@ class LocalMosquitto:
 
     def _failure_text(self) -> str:
         stderr = b""
-        if self._proc is not None and self._proc.stderr is not None and self._proc.poll() is not None:
+        if (
+            self._proc is not None
+            and self._proc.stderr is not None
+            and self._proc.poll() is not None
+        ):
             stderr = self._proc.stderr.read() or b""
         log = self.log_path.read_text(errors="replace")[-2000:] if self.log_path.exists() else ""
         return (stderr.decode(errors="replace") + log).strip()[-2000:] or "no output"

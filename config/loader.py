@@ -17,7 +17,7 @@ from config.settings import Settings
 
 DEFAULT_CONFIG_PATH = Path("/etc/punchgate/punchgate.toml")
 CONFIG_ENV = "PUNCHGATE_CONFIG"
-PASSWORD_ENV = "PUNCHGATE_MQTT_PASSWORD"
+PASSWORD_ENV = "PUNCHGATE_MQTT_PASSWORD"  # noqa: S105 - a variable name, not a secret
 _DEVICE_KINDS = {"zk", "serial"}
 
 log = structlog.get_logger("config")
@@ -105,7 +105,9 @@ def load_settings(path: Path | None = None, env: Mapping[str, str] | None = None
     try:
         raw = path.read_bytes()
     except FileNotFoundError:
-        msg = f"{source}: no such file; create it from config/punchgate.example.toml or pass --config"
+        msg = (
+            f"{source}: no such file; create it from config/punchgate.example.toml or pass --config"
+        )
         raise ConfigError(msg, [msg]) from None
     except OSError as exc:
         msg = f"{source}: cannot read: {exc.strerror}"

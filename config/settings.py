@@ -111,9 +111,8 @@ class MqttSettings(_Section):
         for url in urls:
             parts = urlsplit(url)
             if parts.scheme not in ("mqtt", "mqtts"):
-                raise ValueError(
-                    f"{url!r}: the scheme must be mqtt:// or mqtts:// (got {parts.scheme or 'none'!r})"
-                )
+                got = parts.scheme or "none"
+                raise ValueError(f"{url!r}: the scheme must be mqtt:// or mqtts:// (got {got!r})")
             if not parts.hostname:
                 raise ValueError(f"{url!r}: no host name")
             try:
@@ -194,7 +193,7 @@ class SerialDeviceSettings(_DeviceBase):
     baudrate: int = Field(default=9600, ge=50, le=4_000_000)
     bytesize: Literal[5, 6, 7, 8] = 8
     parity: Literal["N", "E", "O", "M", "S"] = "N"
-    stopbits: Literal[1, 1.5, 2] = 1
+    stopbits: float = Field(default=1, ge=1, le=2, multiple_of=0.5)  # 1, 1.5 or 2
     format: Literal["lines", "em4100", "wiegand-ascii"] = "lines"
     pattern: str | None = None
     time_format: str = "%Y-%m-%d %H:%M:%S"
@@ -209,7 +208,9 @@ class SerialDeviceSettings(_DeviceBase):
     def _pattern(self) -> SerialDeviceSettings:
         if self.format == "lines":
             if not self.pattern:
-                raise ValueError("format = 'lines' needs a pattern with an 'employee' or 'card' group")
+                raise ValueError(
+                    "format = 'lines' needs a pattern with an 'employee' or 'card' group"
+                )
             try:
                 compiled = re.compile(self.pattern)
             except re.error as exc:

@@ -43,7 +43,7 @@ _ZK_STATES = {
 class VerifyMethod(enum.StrEnum):
     """How the person was identified."""
 
-    PASSWORD = "password"
+    PASSWORD = "password"  # noqa: S105 - a verify method, not a secret
     FINGERPRINT = "fingerprint"
     CARD = "card"
     FACE = "face"
@@ -147,7 +147,9 @@ class Driver(Protocol):
     def info(self) -> DeviceInfo:
         """Identity, counts and clock."""
 
-    def read_new(self, watermark: dict[str, object] | None) -> tuple[list[Punch], dict[str, object]]:
+    def read_new(
+        self, watermark: dict[str, object] | None
+    ) -> tuple[list[Punch], dict[str, object]]:
         """Punches recorded since ``watermark``, and the watermark that covers them.
 
         The caller stores both in one transaction before anything irreversible happens.

@@ -13,7 +13,7 @@ from config.errors import BrokerError
 
 @pytest.fixture
 def broker(tmp_path: Path) -> Iterator[LocalMosquitto]:
-    """A private mosquitto on 127.0.0.1; ``broker.stop()``/``start()``/``restart()`` simulate outages."""
+    """A private mosquitto on 127.0.0.1; stop()/start()/restart() simulate outages."""
     try:
         find_mosquitto()
     except BrokerError as exc:

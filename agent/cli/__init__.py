@@ -40,7 +40,9 @@ def root(
     """Biometric time-clock gateway agent."""
     level = "debug" if debug else log_level.lower()
     if level not in logs.LEVELS:
-        raise typer.BadParameter(f"must be one of {', '.join(logs.LEVELS)}", param_hint="--log-level")
+        raise typer.BadParameter(
+            f"must be one of {', '.join(logs.LEVELS)}", param_hint="--log-level"
+        )
     # CLI commands log to stderr so --json output on stdout stays clean; `run` re-targets stdout.
     logs.configure(level, stream=sys.stderr)
 

@@ -55,15 +55,17 @@ class Collector:
             self.messages.append(Message(msg.topic, bytes(msg.payload), msg.qos, bool(msg.retain)))
 
     def start(self, timeout: float = 10.0) -> Collector:
-        from paho.mqtt.properties import Properties
         from paho.mqtt.packettypes import PacketTypes
+        from paho.mqtt.properties import Properties
 
         props = Properties(PacketTypes.CONNECT)
         props.SessionExpiryInterval = 3600  # keep the session (and queued QoS 1) across restarts
         self.client.connect(self.host, self.port, keepalive=10, clean_start=False, properties=props)
         self.client.loop_start()
         if not self._subscribed.wait(timeout):
-            raise AssertionError(f"collector could not subscribe to {self.topics} within {timeout}s")
+            raise AssertionError(
+                f"collector could not subscribe to {self.topics} within {timeout}s"
+            )
         return self
 
     def stop(self) -> None:
