@@ -24,4 +24,5 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/python -m pip install -q --upgrade pip
 .venv/bin/python -m pip install -q -e '.[test]'
-echo "== set up: $(.venv/bin/punchgate --version), $(mosquitto -h 2>/dev/null | head -1 || /usr/sbin/mosquitto -h | head -1)"
+mosq=$( (command -v mosquitto || echo /usr/sbin/mosquitto) )
+echo "== set up: $(.venv/bin/punchgate --version), $("$mosq" -h 2>/dev/null | head -n 1 || true)"
