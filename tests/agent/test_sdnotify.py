@@ -1,0 +1,52 @@
+"""sd_notify over a real AF_UNIX datagram socket, as systemd provides it."""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+
+from agent.sdnotify import Notifier
+
+
+def test_messages_reach_the_notify_socket(tmp_path: Path) -> None:
+    path = tmp_path / "notify.sock"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as server:
+        server.bind(str(path))
+        server.settimeout(2)
+        notifier = Notifier({"NOTIFY_SOCKET": str(path)})
+        assert notifier.ready("2 devices online, backlog 0")
+        assert server.recv(4096) == b"READY=1\nSTATUS=2 devices online, backlog 0"
+        assert notifier.watchdog()
+        assert server.recv(4096) == b"WATCHDOG=1"
+
+
+def test_abstract_namespace_socket_is_supported() -> None:
+    name = f"punchgate-test-{os.getpid()}"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as server:
+        server.bind("\0" + name)
+        server.settimeout(2)
+        assert Notifier({"NOTIFY_SOCKET": "@" + name}).stopping()
+        assert server.recv(4096) == b"STOPPING=1\nSTATUS=stopping"
+
+
+def test_without_systemd_it_is_a_quiet_no_op() -> None:
+    notifier = Notifier({})
+    assert not notifier.enabled and notifier.watchdog_interval is None
+    assert notifier.ready("x") is False
+
+
+def test_watchdog_interval_comes_from_the_environment() -> None:
+    env = {
+        "NOTIFY_SOCKET": "/nonexistent",
+        "WATCHDOG_USEC": "30000000",
+        "WATCHDOG_PID": str(os.getpid()),
+    }
+    assert Notifier(env).watchdog_interval == 30.0
+    assert Notifier({**env, "WATCHDOG_PID": "1"}).watchdog_interval is None
+
+
+def test_a_vanished_socket_does_not_raise(tmp_path: Path) -> None:
+    notifier = Notifier({"NOTIFY_SOCKET": str(tmp_path / "gone.sock")})
+    assert notifier.status("x") is False
+    assert notifier.status("y") is False
