@@ -1,0 +1,67 @@
+"""The docs are tested: every TOML example validates, every command they name exists."""
+
+from __future__ import annotations
+
+import re
+import shlex
+import tomllib
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from agent.cli import app
+from config.loader import parse_settings
+
+ROOT = Path(__file__).resolve().parents[1]
+DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+FENCE = re.compile(r"```(\w*)\n(.*?)```", re.S)
+MINIMAL_AGENT = '[agent]\ngateway_id = "doc-gw"\n'
+
+
+def blocks(lang: str) -> list[tuple[str, str]]:
+    found = []
+    for doc in DOCS:
+        for i, match in enumerate(FENCE.finditer(doc.read_text(encoding="utf-8"))):
+            if match.group(1) == lang:
+                found.append((f"{doc.relative_to(ROOT)}#{i}", match.group(2)))
+    return found
+
+
+@pytest.mark.parametrize(("where", "text"), blocks("toml"), ids=lambda v: v if "#" in v else "")
+def test_every_toml_example_in_the_docs_validates(where: str, text: str) -> None:
+    data = tomllib.loads(text)
+    if "agent" not in data:  # a fragment showing one section: complete it minimally
+        data = {**tomllib.loads(MINIMAL_AGENT), **data}
+    parse_settings(data, where)
+
+
+def commands_in_docs() -> list[tuple[str, list[str]]]:
+    """``punchgate a b ...`` invocations in shell blocks and in inline code."""
+    found: list[tuple[str, list[str]]] = []
+    command = re.compile(r"^(?:.*&& )?(?:sudo )?(?:\S*/)?punchgate((?: [a-z][a-z-]*)+)")
+    for doc in DOCS:
+        text = doc.read_text(encoding="utf-8")
+        snippets = [m.group(2) for m in FENCE.finditer(text) if m.group(1) in ("sh", "bash", "")]
+        lines = [line for snippet in snippets for line in snippet.splitlines()]
+        lines += re.findall(r"`([^`\n]+)`", FENCE.sub("", text))
+        for line in lines:
+            if match := command.match(line.strip()):
+                found.append((doc.name, shlex.split(match.group(1))))
+    return found
+
+
+def test_every_command_named_in_the_docs_exists() -> None:
+    runner = CliRunner()
+    missing = []
+    for doc, words in commands_in_docs():
+        # Walk down as far as the words are subcommands; the rest are arguments.
+        path: list[str] = []
+        for word in words:
+            probe = runner.invoke(app, [*path, word, "--help"])
+            if probe.exit_code != 0:
+                break
+            path.append(word)
+        if not path:
+            missing.append(f"{doc}: punchgate {' '.join(words)}")
+    assert missing == []
