@@ -5,7 +5,9 @@ Every model forbids unknown keys, so a typo is an error rather than a silently i
 
 from __future__ import annotations
 
+import codecs
 import re
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
@@ -204,19 +206,56 @@ class SerialDeviceSettings(_DeviceBase):
     dedup_window: Duration = Field(default=3.0, ge=0)
     serial: str | None = None  # identity for punch ids; default "serial:{id}"
 
+    @field_validator("encoding")
+    @classmethod
+    def _encoding(cls, value: str) -> str:
+        try:
+            codecs.lookup(value)
+        except LookupError as exc:
+            raise ValueError(f"{value!r} is not a text encoding (e.g. 'ascii', 'utf-8')") from exc
+        return value
+
+    @field_validator("time_format")
+    @classmethod
+    def _time_format(cls, value: str) -> str:
+        sample = datetime(2024, 1, 31, 23, 59, 58)
+        try:
+            datetime.strptime(sample.strftime(value), value)
+        except ValueError as exc:
+            raise ValueError(
+                f"{value!r} is not a usable strptime format ({exc}); e.g. '%Y-%m-%d %H:%M:%S'"
+            ) from exc
+        return value
+
+    @field_validator("cards")
+    @classmethod
+    def _cards(cls, value: dict[str, str]) -> dict[str, str]:
+        for card, employee in value.items():
+            if not card.strip() or not employee.strip():
+                raise ValueError(
+                    f"card {card!r} -> {employee!r}: card and employee must not be empty"
+                )
+        return value
+
     @model_validator(mode="after")
     def _pattern(self) -> SerialDeviceSettings:
-        if self.format == "lines":
-            if not self.pattern:
-                raise ValueError(
-                    "format = 'lines' needs a pattern with an 'employee' or 'card' group"
-                )
-            try:
-                compiled = re.compile(self.pattern)
-            except re.error as exc:
-                raise ValueError(f"pattern is not a valid regular expression: {exc}") from exc
-            if not {"employee", "card"} & set(compiled.groupindex):
-                raise ValueError("pattern needs a named group 'employee' or 'card'")
+        if self.format == "em4100":
+            if self.pattern is not None:
+                raise ValueError("pattern is not used with format = 'em4100'; remove it")
+            return self
+        if self.format == "lines" and not self.pattern:
+            raise ValueError("format = 'lines' needs a pattern with an 'employee' or 'card' group")
+        if self.pattern is None:
+            return self  # wiegand-ascii reads one hex or decimal card number per line
+        try:
+            compiled = re.compile(self.pattern)
+        except re.error as exc:
+            raise ValueError(f"pattern is not a valid regular expression: {exc}") from exc
+        groups = set(compiled.groupindex)
+        if self.format == "wiegand-ascii" and "card" not in groups:
+            raise ValueError("a wiegand-ascii pattern needs a named group 'card'")
+        if not {"employee", "card"} & groups:
+            raise ValueError("pattern needs a named group 'employee' or 'card'")
         return self
 
 
