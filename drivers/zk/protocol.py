@@ -152,7 +152,7 @@ class TcpDeframer:
         """Bytes received but not yet part of a complete packet."""
         return len(self._buffer)
 
-    def feed(self, chunk: bytes) -> list[bytes]:
+    def feed(self, chunk: bytes | bytearray | memoryview) -> list[bytes]:
         """Add received bytes; return every packet (without the top) now complete."""
         packets: list[bytes] = []
         view = memoryview(chunk)
