@@ -103,6 +103,7 @@ class MqttSettings(_Section):
     reconnect_min: Duration = Field(default=1.0, gt=0)
     reconnect_max: Duration = Field(default=120.0, gt=0)
     commands: bool = True  # accept commands on {prefix}/{gateway}/cmd/#
+    max_command_bytes: int = Field(default=16_384, ge=256, le=1_048_576)  # larger: error reply
 
     @field_validator("url")
     @classmethod

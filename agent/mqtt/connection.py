@@ -1,0 +1,403 @@
+"""One MQTT connection kept up by our own loop: failover, backoff with full jitter, TLS, auth, will.
+
+paho's own reconnect (``loop_start``/``loop_forever``) retries in lock-step without jitter and
+re-sends its in-memory queue; we run ``client.loop()`` in our own thread instead and build a fresh
+paho client for every connection attempt. Nothing is re-sent by paho: the outbox is the source of
+truth and the delivery worker re-publishes whatever was in flight. Each successful connection gets
+a new *generation* number so that late callbacks of an old connection can be told apart.
+
+Callbacks into the handler run on the network thread: handlers must only hand work over (queue),
+never block, and never call ``publish`` while holding a lock that their callbacks also take.
+"""
+
+from __future__ import annotations
+
+import ssl
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import paho.mqtt.client as mqtt
+import structlog
+from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from agent.mqtt.backoff import Backoff
+from agent.mqtt.options import BrokerAddress, MqttOptions
+from config.errors import BrokerError
+
+log = structlog.get_logger("mqtt")
+
+_LOOP_TIMEOUT = 0.05  # seconds per select(): bounds how fast stop() and keepalive react
+
+
+class ConnectionHandler(Protocol):
+    """What the connection reports; every method runs on the network thread and must not block."""
+
+    def on_connected(self, generation: int, broker_url: str) -> None:
+        """A CONNACK with success arrived; subscriptions have been requested."""
+
+    def on_disconnected(self, generation: int, reason: str) -> None:
+        """The connection of ``generation`` is gone (clean or not)."""
+
+    def on_published(self, generation: int, mid: int, ok: bool, reason: str) -> None:
+        """The broker answered a QoS 1 publish; ``ok`` is False for MQTT 5 reason codes >= 0x80."""
+
+    def on_message(self, generation: int, message: mqtt.MQTTMessage) -> None:
+        """A message arrived on one of our subscriptions."""
+
+
+@dataclass(frozen=True)
+class Will:
+    """The last will registered with every connection."""
+
+    topic: str
+    payload: bytes
+    qos: int = 1
+    retain: bool = True
+
+
+@dataclass(frozen=True)
+class ConnectionStatus:
+    """A snapshot for ``punchgate status``."""
+
+    connected: bool
+    broker_url: str | None
+    last_error: str | None
+    connects: int
+    generation: int
+
+
+@dataclass(frozen=True)
+class Published:
+    """A publish the broker will answer; ``mid`` is only meaningful within ``generation``."""
+
+    generation: int
+    mid: int
+
+
+def build_ssl_context(options: MqttOptions) -> ssl.SSLContext:
+    """A verifying TLS client context from ``ca_file``/``cert_file``/``key_file``."""
+    try:
+        context = ssl.create_default_context(
+            cafile=str(options.ca_file) if options.ca_file else None
+        )
+    except (OSError, ssl.SSLError) as exc:
+        raise BrokerError(
+            f"cannot load the CA file {options.ca_file}: {exc}; "
+            "set mqtt.ca_file to a readable PEM file with the CA that signed the broker certificate"
+        ) from exc
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    if options.cert_file is not None:
+        try:
+            context.load_cert_chain(str(options.cert_file), str(options.key_file))
+        except (OSError, ssl.SSLError) as exc:
+            raise BrokerError(
+                f"cannot load the client certificate {options.cert_file} / key: {exc}; "
+                "check mqtt.cert_file and mqtt.key_file (PEM, matching pair, readable)"
+            ) from exc
+    if options.tls_insecure:
+        context.check_hostname = False  # the chain is still verified; only the name is not
+    return context
+
+
+def describe_connect_error(broker: BrokerAddress, exc: BaseException) -> str:
+    """A one-line, actionable reason why the TCP/TLS part of a connect failed."""
+    where = f"{broker.url}"
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return (
+            f"TLS certificate verification failed for {where}: {exc.verify_message or exc}; "
+            "check that mqtt.ca_file is the CA that signed the broker certificate and that the "
+            "URL host matches the certificate (tls_insecure skips only the host name check)"
+        )
+    if isinstance(exc, ssl.SSLError):
+        return (
+            f"TLS handshake with {where} failed: {exc.reason or exc}; check that the port speaks "
+            "TLS (mqtts://) and, if the broker requires one, mqtt.cert_file/key_file"
+        )
+    if isinstance(exc, ConnectionRefusedError):
+        return f"connection to {where} refused: is the broker running and listening on that port?"
+    if isinstance(exc, TimeoutError | OSError) and "timed out" in str(exc):
+        return f"connection to {where} timed out: check the network path and firewall"
+    return f"cannot connect to {where}: {exc}"
+
+
+def describe_connack(broker: BrokerAddress, reason: Any) -> str:
+    """A one-line reason for a refused CONNACK."""
+    text = str(reason)
+    value = getattr(reason, "value", None)
+    if value in (0x86, 0x87, 4, 5) or "authori" in text.lower() or "password" in text.lower():
+        return (
+            f"broker {broker.url} refused the connection: {text}; check mqtt.username and the "
+            "password (mqtt.password_file or $PUNCHGATE_MQTT_PASSWORD)"
+        )
+    return f"broker {broker.url} refused the connection: {text}"
+
+
+def _release(client: mqtt.Client) -> None:
+    """Close the socket and paho's wake-up socket pair now rather than whenever GC runs.
+
+    A fresh client per connection attempt would otherwise hold two descriptors each until
+    collected; paho has no public call for this (its ``__del__`` calls the same method).
+    """
+    client._reset_sockets()
+
+
+class MqttConnection:
+    """Keeps one MQTT connection up across broker URLs until ``close()``."""
+
+    def __init__(
+        self,
+        options: MqttOptions,
+        handler: ConnectionHandler,
+        *,
+        subscriptions: Sequence[tuple[str, int]] = (),
+        will: Will | None = None,
+        name: str = "mqtt-net",
+        shared_subscriptions_need_v5: bool = False,
+    ) -> None:
+        self.options = options
+        self.handler = handler
+        self.subscriptions = list(subscriptions)
+        self.will = will
+        self._brokers = options.brokers
+        if shared_subscriptions_need_v5 and options.protocol != "5":
+            raise BrokerError("shared subscriptions ($share/...) need MQTT 5: set protocol = '5'")
+        self._ssl_context: ssl.SSLContext | None = None
+        if any(b.tls for b in self._brokers):
+            self._ssl_context = build_ssl_context(options)
+        self._backoff = Backoff(options.reconnect_min, options.reconnect_max)
+        self._stopping = threading.Event()
+        self._connected_event = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        # Read by other threads without a lock: each is one reference assignment.
+        self._client: mqtt.Client | None = None
+        self._generation = 0
+        self._broker_url: str | None = None
+        self._last_error: str | None = None
+        self._connects = 0
+        self._log = log.bind(client_id=options.client_id)
+
+    # -- public API ---------------------------------------------------------------------------
+
+    def start(self) -> MqttConnection:
+        self._thread.start()
+        return self
+
+    @property
+    def connected(self) -> bool:
+        return self._connected_event.is_set()
+
+    @property
+    def generation(self) -> int:
+        return self._generation
+
+    def status(self) -> ConnectionStatus:
+        return ConnectionStatus(
+            connected=self.connected,
+            broker_url=self._broker_url,
+            last_error=self._last_error,
+            connects=self._connects,
+            generation=self._generation,
+        )
+
+    def wait_connected(self, timeout: float) -> None:
+        """Block until connected; ``BrokerError`` naming the last failure after ``timeout`` s."""
+        if self._connected_event.wait(timeout):
+            return
+        reason = self._last_error or "no answer from any broker"
+        raise BrokerError(
+            f"not connected to {', '.join(self.options.urls)} after {timeout:.0f}s: {reason}"
+        )
+
+    def publish(
+        self,
+        topic: str,
+        payload: bytes,
+        *,
+        qos: int = 1,
+        retain: bool = False,
+        properties: Properties | None = None,
+    ) -> Published | None:
+        """Hand a message to paho; ``None`` when there is no usable connection right now."""
+        client, generation = self._client, self._generation
+        if client is None or not self._connected_event.is_set():
+            return None
+        info = client.publish(topic, payload, qos=qos, retain=retain, properties=properties)
+        if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+            return None
+        return Published(generation, info.mid)
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Disconnect cleanly (no last will) and stop the network thread."""
+        self._stopping.set()
+        client = self._client
+        if client is not None and self._connected_event.is_set():
+            props = None
+            if self.options.protocol == "5":
+                props = Properties(PacketTypes.DISCONNECT)
+                props.SessionExpiryInterval = 0
+            client.disconnect(reasoncode=None, properties=props)
+        if self._thread.is_alive() and self._thread is not threading.current_thread():
+            self._thread.join(timeout)
+
+    # -- network thread -----------------------------------------------------------------------
+
+    def _run(self) -> None:
+        index = 0
+        failures = 0
+        while not self._stopping.is_set():
+            broker = self._brokers[index % len(self._brokers)]
+            established = self._session(broker)
+            if self._stopping.is_set():
+                break
+            if established:
+                failures = 0
+            else:
+                failures += 1
+                index += 1  # failover: try the next URL after a failed attempt
+            delay = self._backoff.next_delay()
+            if failures in (10, 100) or (failures and failures % 1000 == 0):
+                self._log.info(
+                    "still retrying the broker", error=self._last_error, attempts=failures
+                )
+            self._stopping.wait(delay)
+
+    def _new_client(self, generation: int) -> mqtt.Client:
+        opts = self.options
+        v5 = opts.protocol == "5"
+        client = mqtt.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=opts.client_id,
+            protocol=mqtt.MQTTv5 if v5 else mqtt.MQTTv311,
+            clean_session=None if v5 else True,
+            reconnect_on_failure=False,
+        )
+        client.connect_timeout = opts.connect_timeout
+        # Our window is smaller; paho's limit must never be what holds a message back silently.
+        client.max_inflight_messages_set(opts.inflight + 32)
+        if opts.username is not None:
+            client.username_pw_set(opts.username, opts.password)
+        if self.will is not None:
+            client.will_set(self.will.topic, self.will.payload, self.will.qos, self.will.retain)
+        state: dict[str, Any] = {"connack": None}
+
+        def on_connect(_c: mqtt.Client, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
+            state["connack"] = reason
+
+        def on_disconnect(_c: mqtt.Client, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
+            state["disconnect"] = reason
+
+        def on_publish(_c: mqtt.Client, _u: Any, mid: int, reason: Any, _p: Any) -> None:
+            ok = not getattr(reason, "is_failure", False)
+            self._guard(self.handler.on_published, generation, mid, ok, str(reason))
+
+        def on_message(_c: mqtt.Client, _u: Any, message: mqtt.MQTTMessage) -> None:
+            self._guard(self.handler.on_message, generation, message)
+
+        client.on_connect = on_connect
+        client.on_disconnect = on_disconnect
+        client.on_publish = on_publish
+        client.on_message = on_message
+        client.user_data_set(state)
+        return client
+
+    def _guard(self, func: Any, *args: Any) -> None:
+        # paho would let an exception escape loop() and kill this thread; log it instead.
+        try:
+            func(*args)
+        except Exception:  # noqa: BLE001 - a handler bug must not take the connection down
+            self._log.exception("mqtt handler failed", handler=getattr(func, "__name__", "?"))
+
+    def _session(self, broker: BrokerAddress) -> bool:
+        """Connect to ``broker`` and run until the connection ends; True if it was established."""
+        generation = self._generation + 1
+        client = self._new_client(generation)
+        state: dict[str, Any] = client.user_data_get()
+        if broker.tls:
+            assert self._ssl_context is not None
+            client.tls_set_context(self._ssl_context)
+            if self.options.tls_insecure:
+                client.tls_insecure_set(True)
+        extra: dict[str, Any] = {}
+        if self.options.protocol == "5":
+            props = Properties(PacketTypes.CONNECT)
+            props.SessionExpiryInterval = 0  # clean: the outbox, not the broker, holds our state
+            extra = {"clean_start": True, "properties": props}
+        try:
+            client.connect(
+                broker.host, broker.port, keepalive=max(5, int(self.options.keepalive)), **extra
+            )
+        except (OSError, ValueError) as exc:
+            self._fail(describe_connect_error(broker, exc))
+            _release(client)
+            return False
+        deadline = time.monotonic() + self.options.connect_timeout
+        while state["connack"] is None and time.monotonic() < deadline:
+            if self._stopping.is_set() or self._loop_once(client) != MQTTErrorCode.MQTT_ERR_SUCCESS:
+                break
+        reason = state["connack"]
+        if reason is None or getattr(reason, "is_failure", True):
+            if reason is not None:
+                self._fail(describe_connack(broker, reason))
+            elif not self._stopping.is_set():
+                self._fail(
+                    f"no CONNACK from {broker.url} within {self.options.connect_timeout:.0f}s: "
+                    "is it an MQTT broker, and does it speak TLS only if the URL is mqtts://?"
+                )
+            _release(client)
+            return False
+        return self._established(client, broker, generation, state)
+
+    def _established(
+        self, client: mqtt.Client, broker: BrokerAddress, generation: int, state: dict[str, Any]
+    ) -> bool:
+        if self.subscriptions:
+            client.subscribe(self.subscriptions)
+        self._generation = generation
+        self._client = client
+        self._broker_url = broker.url
+        self._connects += 1
+        self._backoff.reset()
+        self._connected_event.set()
+        self._log.info("connected to broker", url=broker.url, generation=generation)
+        started = time.monotonic()
+        self._guard(self.handler.on_connected, generation, broker.url)
+        while not self._stopping.is_set():
+            if self._loop_once(client) != MQTTErrorCode.MQTT_ERR_SUCCESS:
+                break
+        # After close(): let the DISCONNECT packet out before we drop the socket.
+        if self._stopping.is_set():
+            deadline = time.monotonic() + 1.0
+            while client.want_write() and time.monotonic() < deadline:
+                if self._loop_once(client) != MQTTErrorCode.MQTT_ERR_SUCCESS:
+                    break
+        self._connected_event.clear()
+        reason = state.get("disconnect")
+        text = "closed by us" if self._stopping.is_set() else f"connection lost ({reason})"
+        if not self._stopping.is_set():
+            self._last_error = f"connection to {broker.url} lost: {reason or 'socket closed'}"
+            self._log.warning(
+                "broker connection lost",
+                url=broker.url,
+                reason=str(reason),
+                after_s=round(time.monotonic() - started, 1),
+            )
+        _release(client)
+        self._guard(self.handler.on_disconnected, generation, text)
+        return True
+
+    def _loop_once(self, client: mqtt.Client) -> MQTTErrorCode:
+        try:
+            return client.loop(_LOOP_TIMEOUT)
+        except Exception as exc:  # noqa: BLE001 - any paho surprise ends this connection only
+            self._last_error = f"mqtt network loop failed: {exc!r}"
+            return MQTTErrorCode.MQTT_ERR_UNKNOWN
+
+    def _fail(self, message: str) -> None:
+        if message != self._last_error:
+            self._log.warning("broker connect failed", error=message)
+        self._last_error = message
