@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from agent import __version__, logs
-from agent.cli import config_cmd
+from agent.cli import config_cmd, simulate
 from config.errors import EXIT_CODES, PunchgateError
 
 app = typer.Typer(
@@ -19,6 +19,7 @@ app = typer.Typer(
     add_completion=False,
 )
 app.add_typer(config_cmd.app, name="config")
+app.add_typer(simulate.app, name="simulate")
 
 
 def _version(value: bool) -> None:
