@@ -21,6 +21,9 @@ class Deduplicator:
         self._max_keys = max_keys
         self._last: OrderedDict[Hashable, float] = OrderedDict()
 
+    def __len__(self) -> int:
+        return len(self._last)
+
     def is_duplicate(self, key: Hashable, now: float) -> bool:
         """Record a sighting of ``key`` at ``now`` (monotonic seconds); True if it is a repeat."""
         if self.window <= 0:

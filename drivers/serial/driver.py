@@ -8,7 +8,7 @@ logged once and reopened with a bounded backoff inside ``live``; it never raises
 from __future__ import annotations
 
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -24,7 +24,7 @@ from drivers.serial.backoff import Backoff
 from drivers.serial.cards import CardTable, load_card_table, normalize_card
 from drivers.serial.dedup import Deduplicator
 from drivers.serial.options import SerialOptions
-from drivers.serial.parsers import Reject, make_parser
+from drivers.serial.parsers import Frame, Reject, make_parser
 from drivers.serial.port import open_port
 from drivers.serial.punches import PunchBuilder, aliases_for
 
@@ -107,6 +107,7 @@ class SerialDriver:
         self._lost_since: float | None = None  # monotonic time the port went away
         self._next_attempt = 0.0
         self._reported_rejects = 0
+        self._ready: deque[tuple[Frame, datetime, float]] = deque()
         self._log = structlog.get_logger("drivers.serial").bind(device=device_id, url=options.url)
 
     @property
@@ -159,7 +160,14 @@ class SerialDriver:
         """Yield punches as frames arrive, for ``stop_after`` seconds, riding out port losses."""
         deadline = self._monotonic() + max(0.0, stop_after)
         self._refresh_roster()
-        while self._monotonic() < deadline:
+        while True:
+            # Frames parsed but not yet handed out survive a caller that stops iterating early.
+            while self._ready:
+                punch = self._next_punch()
+                if punch is not None:
+                    yield punch
+            if self._monotonic() >= deadline:
+                break
             port = self._port
             if port is None:
                 self._try_reconnect(deadline)
@@ -174,36 +182,38 @@ class SerialDriver:
                 self._lose(exc)
                 continue
             if data:
-                yield from self._consume(data)
+                self._consume(data)
         self._report_rejects()
 
-    def _consume(self, data: bytes) -> Iterator[Punch]:
+    def _consume(self, data: bytes) -> None:
         self.stats.bytes += len(data)
         result = self._parser.feed(data)
         if result.rejects:
             self._count(result.rejects)
-        if not result.frames:
-            return
-        received = self._clock()  # one receive time per chunk: frames in it arrived together
-        now = self._monotonic()
-        for frame in result.frames:
-            self.stats.frames += 1
-            if frame.card is not None:
-                key = (normalize_card(frame.card), frame.state)
-                if self._dedup.is_duplicate(key, now):
-                    self.stats.duplicates += 1
-                    self._log.debug("card double read dropped", card=frame.card)
-                    continue
-            punch = self._builder.build(frame, received)
-            self.stats.punches += 1
-            if punch.suspect:
-                self._log.info(
-                    "suspect punch kept",
-                    card=punch.card,
-                    employee=punch.employee,
-                    flags=sorted(punch.suspect),
-                )
-            yield punch
+        if result.frames:
+            received = self._clock()  # one receive time per chunk: its frames arrived together
+            now = self._monotonic()
+            self._ready.extend((frame, received, now) for frame in result.frames)
+
+    def _next_punch(self) -> Punch | None:
+        frame, received, seen = self._ready.popleft()
+        self.stats.frames += 1
+        if frame.card is not None:
+            key = (normalize_card(frame.card), frame.state)
+            if self._dedup.is_duplicate(key, seen):
+                self.stats.duplicates += 1
+                self._log.debug("card double read dropped", card=frame.card)
+                return None
+        punch = self._builder.build(frame, received)
+        self.stats.punches += 1
+        if punch.suspect:
+            self._log.info(
+                "suspect punch kept",
+                card=punch.card,
+                employee=punch.employee,
+                flags=sorted(flag.value for flag in punch.suspect),
+            )
+        return punch
 
     def _count(self, rejects: list[Reject]) -> None:
         for reject in rejects:
@@ -272,7 +282,11 @@ class SerialDriver:
             self._load_cards()
         except ConfigError as exc:
             self._roster_mtime = _mtime(roster)  # do not re-read the same broken file each call
-            self._log.error("roster file not reloaded; keeping the previous cards", error=str(exc))
+            self._log.error(
+                "roster file not reloaded; keeping the previous cards",
+                error=str(exc),
+                problems=exc.problems,
+            )
             return
         self._log.info("roster file reloaded", cards=len(self._builder.cards))
 
