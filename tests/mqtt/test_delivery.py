@@ -1,0 +1,252 @@
+"""The delivery worker against a real Mosquitto: order, completeness, outages, acks, window."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+
+from agent.localbroker import LocalMosquitto
+from agent.mqtt import Contract, DeliveryWorker, MqttOptions
+from buffer.outbox import Outbox
+from tests.mqtt.conftest import (
+    GATEWAY,
+    PREFIX,
+    assert_contract,
+    fast_options,
+    make_punches,
+    punches_in,
+)
+from tests.support.mqtt import Collector
+from tests.support.wait import wait_for
+
+Workers = Callable[..., DeliveryWorker]
+Collectors = Callable[..., Collector]
+
+
+def _seqs_complete(count: int) -> Callable[[list], bool]:
+    return lambda ms: {p["seq"] for p in punches_in(ms)} >= set(range(1, count + 1))
+
+
+def _publish_ack(port: int, payload: dict) -> None:
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+    client.connect("127.0.0.1", port, keepalive=10)
+    client.loop_start()
+    try:
+        info = client.publish(f"{PREFIX}/{GATEWAY}/ack", json.dumps(payload), qos=1)
+        info.wait_for_publish(timeout=5)
+    finally:
+        client.disconnect()
+        client.loop_stop()
+
+
+def test_backlog_is_delivered_in_sequence_order_and_every_message_fits_the_contract(
+    broker: LocalMosquitto, outbox: Outbox, workers: Workers, collectors: Collectors,
+    contract: Contract,
+) -> None:
+    outbox.add_punches(make_punches(950))
+    collector = collectors()
+    worker = workers(fast_options(broker.url, batch_size=100), outbox, boot=7)
+    assert worker.flush(10), "the worker did not drain 950 punches within 10 s"
+    messages = collector.wait(_seqs_complete(950), what="950 punches")
+    punches = punches_in(messages)
+    assert [p["seq"] for p in punches] == list(range(1, 951))
+    assert all(len(m.json()["punches"]) <= 100 for m in messages if m.topic.endswith("/punches"))
+    assert all(p["replayed"] is False and p["site"] == "Berlin HQ" for p in punches)
+    assert punches[0]["time"] == "2024-05-01T08:00:00+02:00"
+    assert punches[0]["time_utc"] == "2024-05-01T06:00:00+00:00"
+    assert assert_contract(contract, messages) >= 11
+    assert outbox.stats().pending == 0
+    assert worker.status().delivered == 950
+
+
+def test_batches_respect_batch_bytes(
+    broker: LocalMosquitto, outbox: Outbox, workers: Workers, collectors: Collectors
+) -> None:
+    outbox.add_punches(make_punches(60))
+    collector = collectors()
+    workers(fast_options(broker.url, batch_size=1000, batch_bytes=4096), outbox)
+    messages = collector.wait(_seqs_complete(60), what="60 punches")
+    batches = [m for m in messages if m.topic.endswith("/punches")]
+    assert len(batches) > 1
+    assert all(len(m.payload) <= 4096 for m in batches)
+
+
+def test_broker_down_for_a_while_then_everything_arrives_in_order_without_gaps(
+    broker: LocalMosquitto, outbox: Outbox, workers: Workers, collectors: Collectors,
+    contract: Contract,
+) -> None:
+    collector = collectors()
+    outbox.add_punches(make_punches(200))
+    worker = workers(fast_options(broker.url, batch_size=50), outbox)
+    assert worker.flush(10)
+    broker.stop()
+    wait_for(lambda: not worker.status().connected, timeout=5, what="worker notices the outage")
+    outbox.add_punches(make_punches(500, start=200))
+    # While the broker is down the punches wait in the outbox, and the worker says why.
+    wait_for(lambda: worker.status().last_error, timeout=5, what="a last_error")
+    assert outbox.stats().pending == 500
+    broker.start()
+    worker.wake()
+    messages = collector.wait(_seqs_complete(700), timeout=15, what="all 700 punches")
+    seqs = [p["seq"] for p in punches_in(messages)]
+    assert seqs == sorted(seqs), "batches arrived out of sequence order"
+    assert set(seqs) == set(range(1, 701))
+    assert worker.flush(10)
+    assert assert_contract(contract, messages) > 0
+
+
+def test_broker_restarted_mid_batch_duplicates_carry_the_same_id(
+    broker: LocalMosquitto, outbox: Outbox, workers: Workers, collectors: Collectors
+) -> None:
+    collector = collectors()
+    outbox.add_punches(make_punches(20_000))
+    worker = workers(fast_options(broker.url, batch_size=20, inflight=16), outbox)
+    wait_for(lambda: worker.status().delivered >= 2000, timeout=10, what="delivery under way")
+    broker.restart()
+    assert worker.flush(30), "the backlog did not drain after the broker restart"
+    messages = collector.wait(_seqs_complete(20_000), timeout=15, what="every punch")
+    first_id: dict[int, str] = {}
+    for punch in punches_in(messages):
+        assert first_id.setdefault(punch["seq"], punch["id"]) == punch["id"]
+    assert first_id == {row.seq: row.id for row in outbox.list(limit=20_000)}
+    assert worker.status().connects >= 2
+
+
+def test_backend_ack_mode_marks_delivered_only_on_the_backend_ack(
+    broker: LocalMosquitto, outbox: Outbox, workers: Workers, collectors: Collectors,
+    contract: Contract,
+) -> None:
+    collector = collectors([f"{PREFIX}/{GATEWAY}/punches"])
+    outbox.add_punches(make_punches(30))
+    worker = workers(fast_options(broker.url, ack="backend", batch_size=10), outbox)
+    messages = collector.wait(_seqs_complete(30), what="30 punches")
+    # PUBACKs arrived, but the backend has not confirmed: nothing is delivered yet.
+    assert outbox.stats().pending == 30
+    ids = [p["id"] for p in punches_in(messages)[:10]]
+    ack = {"gateway_id": GATEWAY, "ids": ids}
+    assert not contract.errors("ack", ack)
+    _publish_ack(broker.port, ack)
+    wait_for(lambda: outbox.stats().pending == 20, timeout=5, what="10 rows delivered by id")
+    ack = {"contiguous_seq": 30}
+    assert not contract.errors("ack", ack)
+    _publish_ack(broker.port, ack)
+    assert worker.flush(5)
+    assert worker.status().delivered == 30
+
+
+def test_unacknowledged_batches_are_resent_after_ack_timeout_with_same_ids_and_replayed(
+    broker: LocalMosquitto, outbox: Outbox, workers: Workers, collectors: Collectors
+) -> None:
+    collector = collectors([f"{PREFIX}/{GATEWAY}/punches"])
+    outbox.add_punches(make_punches(5))
+    workers(fast_options(broker.url, ack="backend", ack_timeout=0.3), outbox)
+    messages = collector.wait(lambda ms: len(punches_in(ms)) >= 10, what="a re-send")
+    punches = punches_in(messages)
+    first, again = punches[:5], punches[5:10]
+    assert [p["id"] for p in first] == [p["id"] for p in again]
+    assert all(p["replayed"] is False for p in first)
+    assert all(p["replayed"] is True for p in again)
+
+
+def test_in_flight_window_is_bounded_while_the_backend_does_not_ack(
+    broker: LocalMosquitto, outbox: Outbox, workers: Workers, collectors: Collectors
+) -> None:
+    """A silent backend holds at most ``inflight`` batches in memory, not the backlog."""
+    collector = collectors([f"{PREFIX}/{GATEWAY}/punches"])
+    outbox.add_punches(make_punches(2000))
+    worker = workers(
+        fast_options(broker.url, ack="backend", batch_size=25, inflight=4, ack_timeout=60),
+        outbox,
+    )
+    collector.wait(lambda ms: len(ms) >= 4, what="a full window")
+    # The worker keeps polling; a fifth batch never goes out while four are unacknowledged.
+    worker.wake()
+    wait_for(lambda: worker.status().in_flight == 100, timeout=5, what="window of 100 punches")
+    _publish_ack(broker.port, {"contiguous_seq": 25})
+    collector.wait(lambda ms: len(ms) >= 5, what="the window to move by one batch")
+    assert len(collector.on("/punches")) == 5
+    assert worker.status().in_flight == 100
+    assert outbox.stats().pending == 1975
+
+
+def test_rows_in_flight_when_the_connection_drops_are_resent_after_reconnect(
+    broker: LocalMosquitto, outbox: Outbox, workers: Workers, collectors: Collectors
+) -> None:
+    collector = collectors([f"{PREFIX}/{GATEWAY}/punches"])
+    outbox.add_punches(make_punches(40))
+    worker = workers(fast_options(broker.url, ack="backend", batch_size=20), outbox)
+    collector.wait(_seqs_complete(40), what="first send")
+    broker.restart()
+    messages = collector.wait(lambda ms: len(punches_in(ms)) >= 80, timeout=10, what="re-send")
+    again = punches_in(messages)[40:80]
+    assert sorted(p["seq"] for p in again) == list(range(1, 41))
+    assert all(p["replayed"] for p in again)
+    _publish_ack(broker.port, {"contiguous_seq": 40})
+    assert worker.flush(5)
+
+
+class _AclMosquitto(LocalMosquitto):
+    """The fixture broker plus an ACL file, to make it refuse publishes with a reason code."""
+
+    def __init__(self, workdir: Path, acl: str) -> None:
+        super().__init__(workdir)
+        self.acl_path = workdir / "acl"
+        self.acl = acl
+
+    def _write_config(self) -> None:
+        super()._write_config()
+        self.acl_path.write_text(self.acl, encoding="utf-8")
+        with self.config_path.open("a", encoding="utf-8") as f:
+            f.write(f"acl_file {self.acl_path}\n")
+
+
+def test_puback_with_failure_reason_code_keeps_rows_pending_until_the_broker_accepts(
+    tmp_path: Path, outbox: Outbox, workers: Workers
+) -> None:
+    deny = f"topic readwrite {PREFIX}/{GATEWAY}/status\ntopic read #\n"
+    broker = _AclMosquitto(tmp_path / "acl-broker", deny).start()
+    try:
+        outbox.add_punches(make_punches(10))
+        worker = workers(fast_options(broker.url), outbox)
+        wait_for(
+            lambda: "refused" in (worker.status().last_error or ""),
+            timeout=5,
+            what="the refusal to be reported",
+        )
+        assert outbox.stats().pending == 10
+        broker.acl = f"topic readwrite {PREFIX}/#\n"
+        broker.restart()
+        assert worker.flush(10), "rows were not delivered once the broker accepted them"
+        assert worker.status().delivered == 10
+    finally:
+        broker.stop()
+
+
+def test_mqtt_311_delivers_too(
+    broker: LocalMosquitto, outbox: Outbox, workers: Workers, collectors: Collectors
+) -> None:
+    collector = collectors()
+    outbox.add_punches(make_punches(30))
+    worker = workers(fast_options(broker.url, protocol="3.1.1"), outbox)
+    assert worker.flush(5)
+    collector.wait(_seqs_complete(30), what="30 punches over MQTT 3.1.1")
+
+
+def test_options_come_from_settings_without_leaking_the_password() -> None:
+    from config.settings import MqttSettings
+
+    settings = MqttSettings(
+        url=["mqtts://a.example:8883", "mqtt://b.example"], username="gw", password="s3cret"
+    )
+    options = MqttOptions.from_settings(settings, client_id="punchgate-gw-1")
+    assert options.urls == ("mqtts://a.example:8883", "mqtt://b.example")
+    assert options.password == "s3cret"
+    assert "s3cret" not in repr(options)
+    assert [(b.host, b.port, b.tls) for b in options.brokers] == [
+        ("a.example", 8883, True),
+        ("b.example", 1883, False),
+    ]
