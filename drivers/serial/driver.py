@@ -250,14 +250,12 @@ class SerialDriver:
             return
         try:
             self._port = open_port(self.device_id, self.options)
-        except (ConfigError, OSError, serial.SerialException) as exc:
+        except Exception as exc:  # noqa: BLE001 - any failure to reopen is retried, never raised
             if self._lost_since is None:  # never opened: say so once
                 self._lost_since = now
                 self._log.warning("serial port unavailable; retrying", error=str(exc))
-            self._next_attempt = now + self._backoff.next()
-            return
-        except Exception as exc:  # noqa: BLE001 - a pyserial URL handler failing in its own way
-            self._log.debug("serial port reopen failed", error=repr(exc))
+            else:
+                self._log.debug("serial port still unavailable", error=str(exc))
             self._next_attempt = now + self._backoff.next()
             return
         if self._lost_since is not None:

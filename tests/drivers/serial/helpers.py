@@ -132,3 +132,18 @@ def take(punches: Iterator[Punch], count: int) -> list[Punch]:
 def events(entries: list[dict[str, Any]], name: str) -> list[dict[str, Any]]:
     """The captured log events called ``name``."""
     return [e for e in entries if e["event"] == name]
+
+
+def in_background(steps: Callable[[], None]) -> tuple[threading.Thread, list[BaseException]]:
+    """Run ``steps`` in a thread (the device side); failures are returned for the test to raise."""
+    failures: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            steps()
+        except BaseException as exc:  # handed to the test thread, which raises it
+            failures.append(exc)
+
+    thread = threading.Thread(target=run, name="device-side", daemon=True)
+    thread.start()
+    return thread, failures
