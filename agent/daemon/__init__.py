@@ -1,0 +1,1 @@
+"""The supervised daemon behind ``punchgate run``."""

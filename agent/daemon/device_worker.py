@@ -1,0 +1,474 @@
+"""One thread per terminal: poll its log, capture live events, store punches, survive anything.
+
+A worker only ever talks to its own driver and to the outbox. Every failure is caught here, turned
+into a state ("unreachable", "failed") that is logged once when it starts and once when it ends,
+and retried with exponential backoff and full jitter; nothing a terminal does can reach another
+worker. Punches are stored with the watermark that covers them in one transaction before anything
+irreversible (clearing the terminal log) happens.
+"""
+
+from __future__ import annotations
+
+import enum
+import inspect
+import queue
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future
+from dataclasses import asdict, dataclass, replace
+from datetime import UTC, datetime
+from typing import Any, Protocol
+from zoneinfo import ZoneInfo
+
+import structlog
+
+from agent.mqtt.backoff import Backoff
+from config.errors import (
+    DeviceAuthError,
+    DeviceError,
+    DeviceIdentityError,
+    OutboxError,
+    PunchgateError,
+    UsageError,
+)
+from config.settings import SerialDeviceSettings, ZkDeviceSettings
+from drivers.base import DeviceInfo, Driver, Punch
+from drivers.timeutil import localize
+
+log = structlog.get_logger("punchgate.daemon")
+
+LIVE_CHUNK_S = 2.0  # live capture runs in slices this long so stop and jobs are noticed quickly
+RETRY_CAP_S = 300.0  # the slowest retry of an unreachable terminal
+WORK_SLACK_S = 60.0  # added to every heartbeat bound: a worker past it is hung, not slow
+
+DeviceConfig = ZkDeviceSettings | SerialDeviceSettings
+
+
+class DeviceState(enum.StrEnum):
+    """Where a device worker is; only changes between these are logged."""
+
+    STARTING = "starting"
+    ONLINE = "online"
+    UNREACHABLE = "unreachable"  # network, timeout, refused, garbage: retried with backoff
+    FAILED = "failed"  # wrong comm key or a different terminal: a person must act; still retried
+    STORE_ERROR = "store_error"  # the outbox refused the punches (disk full, ...): retried
+    STOPPED = "stopped"
+
+
+class PunchSink(Protocol):
+    """The part of the outbox a device worker needs."""
+
+    def add_punches(
+        self,
+        punches: Sequence[Punch],
+        *,
+        device_id: str | None = None,
+        watermark: dict[str, Any] | None = None,
+        device_serial: str | None = None,
+    ) -> Any:
+        """Store a batch (and the watermark covering it) in one transaction."""
+
+    def watermark(self, device_id: str) -> dict[str, Any] | None:
+        """What has been read from this terminal."""
+
+    def device_serial(self, device_id: str) -> str | None:
+        """The serial number last seen for this device."""
+
+
+@dataclass(frozen=True)
+class DeviceSnapshot:
+    """What the live status, STATUS= and the device status message show about one terminal."""
+
+    device_id: str
+    kind: str
+    name: str
+    state: str
+    since: str
+    last_seen: str | None = None
+    last_error: str | None = None
+    drift_s: float | None = None
+    records: int | None = None
+    record_capacity: int | None = None
+    users: int | None = None
+    serial: str | None = None
+    stored: int = 0  # punches stored since this worker started
+    duplicates: int = 0  # punches read again and recognised by id
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def format_duration(seconds: float) -> str:
+    """``252`` -> ``"4m12s"``; what a person reads in "recovered after ...\"."""
+    seconds = int(max(0, round(seconds)))
+    days, rest = divmod(seconds, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    parts = [(days, "d"), (hours, "h"), (minutes, "m"), (secs, "s")]
+    text = "".join(f"{n}{u}" for n, u in parts if n)
+    return text or "0s"
+
+
+def _now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def set_clock(driver: Driver, tz: ZoneInfo) -> dict[str, Any]:
+    """Set a terminal's clock to now in its timezone; call it on the device's own thread."""
+    setter = getattr(driver, "set_time", None)
+    if setter is None:
+        raise UsageError("this kind of device has no clock to set")
+    local = datetime.now(UTC).astimezone(tz).replace(tzinfo=None)
+    setter(local)
+    return {"ok": True, "set_to": local.isoformat(timespec="seconds")}
+
+
+def is_live(device: DeviceConfig) -> bool:
+    """Serial lines only ever deliver live; ZK terminals when ``live = true``."""
+    return isinstance(device, SerialDeviceSettings) or bool(getattr(device, "live", False))
+
+
+class DeviceWorker:
+    """Runs one terminal in its own thread until ``stop()``."""
+
+    def __init__(
+        self,
+        device: DeviceConfig,
+        driver_factory: Callable[[], Driver],
+        sink: PunchSink,
+        tz: ZoneInfo,
+        *,
+        on_change: Callable[[DeviceSnapshot], None] | None = None,
+        backoff: Backoff | None = None,
+        live_chunk: float = LIVE_CHUNK_S,
+    ) -> None:
+        self.device = device
+        self.device_id = device.id
+        self._factory = driver_factory
+        self._sink = sink
+        self.tz = tz
+        self._on_change = on_change
+        self._live = is_live(device)
+        self._live_chunk = max(0.05, min(live_chunk, device.poll_interval))
+        self._backoff = backoff or Backoff(
+            minimum=min(1.0, device.poll_interval),
+            maximum=max(device.poll_interval, min(RETRY_CAP_S, 10 * device.poll_interval)),
+        )
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._jobs: queue.SimpleQueue[tuple[Callable[[Driver], Any], Future[Any]]] = (
+            queue.SimpleQueue()
+        )
+        self._lock = threading.Lock()
+        self._driver: Driver | None = None
+        self._thread: threading.Thread | None = None
+        self._snapshot = DeviceSnapshot(
+            device_id=device.id,
+            kind=device.kind,
+            name=device.name,
+            state=DeviceState.STARTING.value,
+            since=_now_iso(),
+        )
+        self._trouble_since: float | None = None  # monotonic start of the current outage
+        self._deadline = time.monotonic() + WORK_SLACK_S + device.timeout * 5
+        self._drift_flagged = False
+        self._log = log.bind(device=device.id)
+
+    # -- life cycle ---------------------------------------------------------------------------
+
+    def start(self) -> DeviceWorker:
+        self._thread = threading.Thread(
+            target=self._run, name=f"device-{self.device_id}", daemon=True
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Ask the worker to finish its current step and exit (returns at once)."""
+        self._stop.set()
+        self._wake.set()
+
+    def join(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` s for the thread; True when it has exited."""
+        if self._thread is None:
+            return True
+        self._thread.join(max(0.0, timeout))
+        return not self._thread.is_alive()
+
+    def abandon(self) -> None:
+        """Close the driver from outside to break a blocking read (shutdown past its bound)."""
+        driver = self._driver
+        if driver is not None:
+            try:
+                driver.close()
+            except Exception as exc:  # noqa: BLE001 - close() must never raise; log and go on
+                self._log.warning("device_close_failed", error=str(exc))
+
+    @property
+    def alive(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def healthy(self, now: float | None = None) -> bool:
+        """The thread runs and came back within the bound of its current step (not hung)."""
+        now = time.monotonic() if now is None else now
+        return self.alive and now <= self._deadline
+
+    def snapshot(self) -> DeviceSnapshot:
+        with self._lock:
+            return self._snapshot
+
+    def submit(self, job: Callable[[Driver], Any]) -> Future[Any]:
+        """Run ``job(driver)`` on this worker's thread with the terminal connected."""
+        future: Future[Any] = Future()
+        if self._stop.is_set():
+            future.set_exception(DeviceError(f"device {self.device_id} is stopping"))
+            return future
+        self._jobs.put((job, future))
+        self._wake.set()
+        return future
+
+    # -- the loop -----------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        try:
+            while not self._stop.is_set():
+                self._cycle()
+        finally:
+            self._close_driver()
+            self._fail_pending_jobs()
+            self._set(state=DeviceState.STOPPED)
+
+    def _cycle(self) -> None:
+        try:
+            self._beat(self.device.timeout * 5)
+            driver = self._connect()
+            self._run_jobs(driver)
+            self._poll(driver)
+            self._succeeded()
+            if self._live:
+                self._capture(driver, self.device.poll_interval)
+            else:
+                self._close_driver()  # terminals accept few sessions: do not hold one while idle
+                self._idle(self.device.poll_interval)
+        except Exception as exc:  # noqa: BLE001 - a worker survives everything; the loop retries
+            self._close_driver()
+            self._failed(exc)
+            self._idle(self._backoff.next_delay(), jobs=False)
+
+    def _connect(self) -> Driver:
+        if self._driver is not None:
+            return self._driver
+        driver = self._factory()
+        expected = self._sink.device_serial(self.device_id)
+        if expected and "expected_serial" in inspect.signature(driver.open).parameters:
+            driver.open(expected_serial=expected)  # type: ignore[call-arg]
+        else:
+            driver.open()
+        self._driver = driver
+        return driver
+
+    def _close_driver(self) -> None:
+        driver, self._driver = self._driver, None
+        if driver is not None:
+            try:
+                driver.close()
+            except Exception as exc:  # noqa: BLE001 - close() must never raise; log and go on
+                self._log.warning("device_close_failed", error=str(exc))
+
+    def _poll(self, driver: Driver) -> None:
+        info = driver.info()
+        self._observe(info)
+        watermark = self._sink.watermark(self.device_id)
+        punches, new_watermark = driver.read_new(watermark)
+        self._store(punches, watermark=new_watermark, serial=info.serial)
+        self._clear_if_due(driver, info)
+
+    def _capture(self, driver: Driver, seconds: float) -> None:
+        """Live events for ``seconds``, in slices so that stop and jobs are seen promptly."""
+        end = time.monotonic() + seconds
+        while not self._stop.is_set():
+            left = end - time.monotonic()
+            if left <= 0:
+                return
+            chunk = min(self._live_chunk, left)
+            self._beat(chunk + self.device.timeout)
+            for punch in driver.live(stop_after=chunk):
+                self._store([punch])  # one punch at a time: live means now
+                if self._stop.is_set():
+                    break
+            self._run_jobs(driver)
+
+    def _store(
+        self,
+        punches: Sequence[Punch],
+        *,
+        watermark: dict[str, Any] | None = None,
+        serial: str | None = None,
+    ) -> None:
+        if not punches and watermark is None and serial is None:
+            return
+        result = self._sink.add_punches(
+            punches, device_id=self.device_id, watermark=watermark, device_serial=serial
+        )
+        inserted = int(getattr(result, "inserted", len(punches)))
+        duplicates = int(getattr(result, "duplicates", 0))
+        if punches:
+            with self._lock:
+                self._snapshot = replace(
+                    self._snapshot,
+                    stored=self._snapshot.stored + inserted,
+                    duplicates=self._snapshot.duplicates + duplicates,
+                    last_seen=_now_iso(),
+                )
+        if inserted:
+            self._log.debug("punches_stored", inserted=inserted, duplicates=duplicates)
+
+    def _clear_if_due(self, driver: Driver, info: DeviceInfo) -> None:
+        if not getattr(self.device, "clear_after_read", False):
+            return
+        clear = getattr(driver, "clear_log_if_due", None)
+        if clear is not None and info.records is not None:
+            # Every record on the terminal was just read and stored durably above.
+            clear(info.records)
+
+    def _observe(self, info: DeviceInfo) -> None:
+        drift = None
+        if info.clock is not None:
+            device_utc, _offset, _flags = localize(info.clock, self.tz)
+            drift = round((device_utc - datetime.now(UTC)).total_seconds(), 1)
+        with self._lock:
+            self._snapshot = replace(
+                self._snapshot,
+                last_seen=_now_iso(),
+                drift_s=drift,
+                records=info.records,
+                record_capacity=info.record_capacity,
+                users=info.users,
+                serial=info.serial,
+            )
+        self._check_drift(drift)
+
+    def _check_drift(self, drift: float | None) -> None:
+        max_drift = float(getattr(self.device, "max_drift", 0) or 0)
+        if drift is None or not max_drift:
+            return
+        off = abs(drift) > max_drift
+        if off and not self._drift_flagged:
+            self._log.warning(
+                "device_clock_drift",
+                drift_s=drift,
+                max_drift_s=max_drift,
+                action="enable clock_sync or set the terminal clock (command time-sync)",
+            )
+            if getattr(self.device, "clock_sync", False) and self._driver is not None:
+                self._sync_clock(self._driver)
+        elif not off and self._drift_flagged:
+            self._log.info("device_clock_ok", drift_s=drift)
+        self._drift_flagged = off
+
+    def _sync_clock(self, driver: Driver) -> None:
+        result = set_clock(driver, self.tz)
+        self._log.info("device_clock_set", set_to=result["set_to"])
+
+    # -- jobs ---------------------------------------------------------------------------------
+
+    def _run_jobs(self, driver: Driver) -> None:
+        while True:
+            try:
+                job, future = self._jobs.get_nowait()
+            except queue.Empty:
+                return
+            if not future.set_running_or_notify_cancel():
+                continue
+            try:
+                future.set_result(job(driver))
+            except BaseException as exc:
+                future.set_exception(exc)
+                if isinstance(exc, DeviceError):
+                    raise  # the connection is suspect: reconnect through the normal path
+
+    def _fail_pending_jobs(self) -> None:
+        while True:
+            try:
+                _job, future = self._jobs.get_nowait()
+            except queue.Empty:
+                return
+            if future.set_running_or_notify_cancel():
+                future.set_exception(DeviceError(f"device {self.device_id} stopped"))
+
+    # -- waiting, heartbeats, states ----------------------------------------------------------
+
+    def _idle(self, seconds: float, *, jobs: bool = True) -> None:
+        """Wait ``seconds`` or until stopped; a submitted job ends the wait early."""
+        end = time.monotonic() + seconds
+        while not self._stop.is_set():
+            left = end - time.monotonic()
+            if left <= 0:
+                return
+            self._beat(left)
+            self._wake.wait(left)
+            self._wake.clear()
+            if jobs and not self._jobs.empty():
+                return
+
+    def _beat(self, bound: float) -> None:
+        self._deadline = time.monotonic() + bound + WORK_SLACK_S
+
+    def _succeeded(self) -> None:
+        self._backoff.reset()
+        previous = self.snapshot().state
+        if previous == DeviceState.ONLINE:
+            return
+        if self._trouble_since is not None:
+            outage = format_duration(time.monotonic() - self._trouble_since)
+            self._log.info("device_recovered", after=outage, was=previous)
+        else:
+            self._log.info("device_online")
+        self._trouble_since = None
+        self._set(state=DeviceState.ONLINE, last_error=None)
+
+    def _failed(self, exc: BaseException) -> None:
+        state, action = _classify(exc)
+        message = str(exc) or type(exc).__name__
+        previous = self.snapshot()
+        if self._trouble_since is None:
+            self._trouble_since = time.monotonic()
+        if previous.state != state:
+            event = f"device_{state.value}"
+            if isinstance(exc, PunchgateError):
+                self._log.warning(event, error=message, action=action)
+            else:
+                self._log.error(event, error=message, action=action, exc_info=exc)
+            self._set(state=state, last_error=message)
+        else:
+            self._log.debug("device_retry_failed", error=message)
+            if previous.last_error != message:
+                with self._lock:
+                    self._snapshot = replace(self._snapshot, last_error=message)
+
+    def _set(self, **changes: Any) -> None:
+        state = changes.get("state")
+        if state is not None:
+            changes["state"] = DeviceState(state).value
+            changes["since"] = _now_iso()
+        with self._lock:
+            self._snapshot = replace(self._snapshot, **changes)
+            snapshot = self._snapshot
+        if self._on_change is not None and state is not None:
+            try:
+                self._on_change(snapshot)
+            except Exception as exc:  # noqa: BLE001 - a listener must not break the worker
+                self._log.warning("device_status_listener_failed", error=str(exc))
+
+
+def _classify(exc: BaseException) -> tuple[DeviceState, str]:
+    if isinstance(exc, DeviceAuthError):
+        return DeviceState.FAILED, "check comm_key in the config against the terminal"
+    if isinstance(exc, DeviceIdentityError):
+        return DeviceState.FAILED, "a different terminal answers at this address; check the config"
+    if isinstance(exc, DeviceError):
+        return DeviceState.UNREACHABLE, "check power, network and host/port; retrying with backoff"
+    if isinstance(exc, OutboxError):
+        return DeviceState.STORE_ERROR, "the outbox refused punches; they stay on the terminal"
+    return DeviceState.UNREACHABLE, "unexpected error; retrying with backoff (report it)"

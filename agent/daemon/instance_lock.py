@@ -1,0 +1,49 @@
+"""One daemon per state directory: an exclusive ``flock`` on ``{state_dir}/daemon.lock``.
+
+Two daemons on one outbox would read every terminal twice and fight over delivery. The kernel
+drops the lock when the process dies, even by SIGKILL, so a crash never leaves a stale lock.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+from pathlib import Path
+
+from config.errors import UsageError
+
+LOCK_FILE = "daemon.lock"
+
+
+class InstanceLock:
+    """Held for the life of ``punchgate run``; holds the pid for the message to a second one."""
+
+    def __init__(self, state_dir: Path) -> None:
+        self.path = Path(state_dir) / LOCK_FILE
+        self._fd: int | None = None
+
+    def acquire(self) -> InstanceLock:
+        """Take the lock or raise ``UsageError`` naming the pid that holds it."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o640)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 32).decode(errors="replace").strip() or "unknown"
+            os.close(fd)
+            raise UsageError(
+                f"another punchgate daemon (pid {holder}) already uses {self.path.parent}; "
+                "stop it first (systemctl stop punchgate) or give this one another state_dir"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        self._fd = fd
+        return self
+
+    def release(self) -> None:
+        """Drop the lock; idempotent."""
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(fd)

@@ -1,0 +1,455 @@
+"""The daemon: builds everything from ``Settings``, supervises it, reloads it, shuts it down.
+
+Threads: one per device (``DeviceWorker``), the delivery worker (and its network and command
+threads), maintenance. The main thread only waits for signals and timers: it writes the live
+status, tells systemd how things are (STATUS=, and WATCHDOG=1 only while every worker thread is
+alive and within its heartbeat bound), and applies SIGHUP reloads and the SIGTERM/SIGINT shutdown.
+Signal handlers only put a word on a queue (``SimpleQueue.put`` is reentrant); the work happens
+in the loop.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import signal
+import threading
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import structlog
+
+from agent import __version__
+from agent.daemon.device_pool import DevicePool, DriverFactory
+from agent.daemon.device_worker import DeviceSnapshot, DeviceState
+from agent.daemon.instance_lock import InstanceLock
+from agent.daemon.live_status import (
+    ErrorLog,
+    device_status_message,
+    message_key,
+    status_document,
+    status_line,
+)
+from agent.daemon.maintenance import Maintenance, MaintenancePolicy
+from agent.daemon.outbox_sink import WakingSink
+from agent.daemon.reload import enabled_devices, plan_reload
+from agent.daemon.shutdown import ShutdownSequence
+from agent.daemon.status_file import write_status
+from agent.daemon.time_sync import TimeSync
+from agent.mqtt.delivery import DeliveryWorker
+from agent.mqtt.options import MqttOptions
+from agent.mqtt.status import next_boot_counter
+from agent.sdnotify import Notifier
+from buffer.outbox import Outbox
+from config import load_settings
+from config.errors import ConfigError, PunchgateError
+from config.settings import Settings
+
+log = structlog.get_logger("punchgate.daemon")
+
+DELIVERY_STATUS_INTERVAL_S = 60.0  # retained gateway status refresh on the broker
+MAX_TICK_S = 5.0  # the main loop looks at timers at least this often
+
+
+def _now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def default_driver_factory() -> DriverFactory:
+    """``agent.wiring.build_driver``, imported late so the daemon module loads without drivers."""
+    from agent.wiring import build_driver
+
+    return build_driver
+
+
+def outbox_policy(settings: Settings) -> MaintenancePolicy:
+    """The maintenance schedule of ``[outbox]``."""
+    out = settings.outbox
+    return MaintenancePolicy(
+        backup_dir=out.backup_dir or settings.agent.state_dir / "backups",
+        backup_keep=out.backup_keep,
+        backup_interval=out.backup_interval,
+        retention_days=out.retention_days,
+    )
+
+
+class Supervisor:
+    """Runs the agent for one ``Settings`` until stopped; see the module docstring."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        config_path: Path | None = None,
+        notifier: Notifier | None = None,
+        driver_factory: DriverFactory | None = None,
+        loader: Callable[[Path | None], Settings] = load_settings,
+        worker_options: dict[str, Any] | None = None,
+        mqtt_overrides: dict[str, Any] | None = None,
+        maintenance_tick: float = 60.0,
+    ) -> None:
+        self.settings = settings
+        self.config_path = config_path
+        self.notifier = notifier or Notifier()
+        self._factory = driver_factory or default_driver_factory()
+        self._loader = loader
+        self._mqtt_overrides = dict(mqtt_overrides or {})
+        self._maintenance_tick = maintenance_tick
+        self._requests: queue.SimpleQueue[str] = queue.SimpleQueue()
+        self.errors = ErrorLog()
+        self.state = "new"
+        self.started_at = _now_iso()
+        self.boot = 0
+        self.outbox: Outbox | None = None
+        self.delivery: DeliveryWorker | None = None
+        self.maintenance: Maintenance | None = None
+        self._lock: InstanceLock | None = None
+        self._sink = WakingSink(lambda: self.outbox, lambda: self.delivery)
+        self.pool = DevicePool(
+            self._factory, self._sink, on_change=self._device_changed, worker_options=worker_options
+        )
+        self._time_sync = TimeSync(self.pool)
+        self._published: dict[str, tuple[Any, ...]] = {}
+        self._watchdog_ok = True
+        self._broker_error: str | None = None
+        self._signals_installed: dict[int, Any] = {}
+        self._stops = 0
+        self.log = log.bind(gateway=settings.agent.gateway_id)
+
+    # -- start --------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Open the outbox, start delivery, maintenance and one worker per enabled device."""
+        agent = self.settings.agent
+        self._lock = InstanceLock(agent.state_dir).acquire()
+        try:
+            self.outbox = Outbox.open(
+                agent.outbox_path,
+                agent.gateway_id,
+                disk_reserve_bytes=int(self.settings.outbox.disk_reserve_mb * 2**20),
+                backup_dir=outbox_policy(self.settings).backup_dir,
+            )
+            self.boot = next_boot_counter(agent.state_dir)
+            self.delivery = self._build_delivery(self.settings).start()
+            self.maintenance = Maintenance(
+                self.outbox,
+                outbox_policy(self.settings),
+                tick=self._maintenance_tick,
+                on_error=self.errors.add,
+            ).start()
+            self.pool.start(self.settings, enabled_devices(self.settings))
+        except BaseException:
+            self._abort_start()
+            raise
+        self.state = "running"
+        self.log.info(
+            "daemon_started",
+            pid=os.getpid(),
+            boot=self.boot,
+            devices=self.pool.ids,
+            broker=self.settings.mqtt.urls,
+            version=__version__,
+        )
+        line = self.write_status()
+        self.notifier.ready(line)
+
+    def _build_delivery(self, settings: Settings) -> DeliveryWorker:
+        assert self.outbox is not None
+        options = MqttOptions.from_settings(
+            settings.mqtt,
+            client_id=settings.client_id,
+            status_interval=DELIVERY_STATUS_INTERVAL_S,
+        )
+        if self._mqtt_overrides:
+            options = options.with_(**self._mqtt_overrides)
+        worker = DeliveryWorker(
+            options, self.outbox, settings.agent.gateway_id, settings.agent.site, boot=self.boot
+        )
+        worker.register_command("time-sync", "command-time-sync", self._time_sync.handle)
+        for snapshot in self.pool.snapshots():
+            worker.publish_device_status(snapshot.device_id, device_status_message(snapshot))
+        return worker
+
+    def _abort_start(self) -> None:
+        self.pool.stop_all(2.0)
+        if self.maintenance is not None:
+            self.maintenance.stop()
+        if self.delivery is not None:
+            self.delivery.stop(2.0)
+        if self.outbox is not None:
+            self.outbox.close()
+        if self._lock is not None:
+            self._lock.release()
+
+    # -- the main loop ------------------------------------------------------------------------
+
+    def run(self, *, install_signals: bool = True) -> int:
+        """Start, serve until SIGTERM/SIGINT (or ``request_stop``), shut down; the exit code."""
+        if install_signals:
+            self._install_signals()
+        try:
+            self.start()
+            self._serve()
+        finally:
+            if self.state in ("running", "stopping"):
+                self.shutdown()
+            self._restore_signals()
+        return 0
+
+    def request_stop(self) -> None:
+        """Ask the main loop to shut down (thread-safe, signal-safe)."""
+        self._requests.put("stop")
+
+    def request_reload(self) -> None:
+        """Ask the main loop to reload the config file (thread-safe, signal-safe)."""
+        self._requests.put("reload")
+
+    def _serve(self) -> None:
+        interval = self.settings.agent.status_interval
+        next_status = time.monotonic() + interval
+        next_ping = time.monotonic()
+        while True:
+            now = time.monotonic()
+            wd = self.notifier.watchdog_interval
+            due = [next_status] + ([next_ping] if wd else [])
+            timeout = max(0.0, min(min(due) - now, MAX_TICK_S))
+            try:
+                request = self._requests.get(timeout=timeout)
+            except queue.Empty:
+                request = None
+            if request == "stop":
+                return
+            if request == "reload":
+                self.reload()
+            now = time.monotonic()
+            if wd and now >= next_ping:
+                self._watchdog()
+                next_ping = now + wd / 2
+            if now >= next_status:
+                self.write_status()
+                self._publish_changed_devices()
+                interval = self.settings.agent.status_interval
+                next_status = now + interval
+
+    def _install_signals(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return  # tests run the supervisor in a thread and call request_* instead
+        for sig, handler in (
+            (signal.SIGTERM, self._on_stop_signal),
+            (signal.SIGINT, self._on_stop_signal),
+            (signal.SIGHUP, self._on_reload_signal),
+        ):
+            self._signals_installed[sig] = signal.signal(sig, handler)
+
+    def _restore_signals(self) -> None:
+        for sig, previous in self._signals_installed.items():
+            signal.signal(sig, previous)
+        self._signals_installed.clear()
+
+    def _on_stop_signal(self, signum: int, _frame: FrameType | None) -> None:
+        self._stops += 1
+        if self._stops > 1 and self.state == "stopping":
+            os._exit(128 + signum)  # asked twice: the operator wants out now
+        self._requests.put("stop")
+
+    def _on_reload_signal(self, _signum: int, _frame: FrameType | None) -> None:
+        self._requests.put("reload")
+
+    # -- health, status -----------------------------------------------------------------------
+
+    def unhealthy(self) -> list[str]:
+        """Threads that died or hang (devices merely offline are healthy)."""
+        bad = [f"device {d}" for d in self.pool.unhealthy()]
+        if self.maintenance is not None and not self.maintenance.healthy():
+            bad.append("maintenance")
+        if self.delivery is not None and not _delivery_alive(self.delivery):
+            bad.append("delivery")
+        return bad
+
+    def _watchdog(self) -> None:
+        bad = self.unhealthy()
+        if not bad:
+            self.notifier.watchdog()
+            if not self._watchdog_ok:
+                self.log.info("daemon_healthy_again")
+            self._watchdog_ok = True
+        elif self._watchdog_ok:
+            self._watchdog_ok = False
+            self.log.error(
+                "daemon_unhealthy",
+                workers=bad,
+                action="WATCHDOG=1 withheld: systemd restarts the service after WatchdogSec",
+            )
+
+    def write_status(self) -> str:
+        """Write the status file and send STATUS=; returns the status line."""
+        snapshots = self.pool.snapshots()
+        outbox: dict[str, Any] | None = None
+        try:
+            if self.outbox is not None:
+                stats = self.outbox.stats().as_dict()
+                stats.pop("devices", None)
+                outbox = stats
+        except PunchgateError as exc:
+            self.errors.add("outbox", str(exc))
+        broker = None if self.delivery is None else self.delivery.status().as_dict()
+        if broker is not None and broker.get("last_error") != self._broker_error:
+            self._broker_error = broker.get("last_error")
+            if self._broker_error:
+                self.errors.add("broker", str(self._broker_error))
+        bad = self.unhealthy() if self.state == "running" else []
+        agent = self.settings.agent
+        doc = status_document(
+            state=self.state,
+            started_at=self.started_at,
+            interval=agent.status_interval,
+            gateway_id=agent.gateway_id,
+            site=agent.site,
+            version=__version__,
+            boot=self.boot,
+            config=None if self.config_path is None else str(self.config_path),
+            healthy=not bad,
+            unhealthy=bad,
+            snapshots=snapshots,
+            outbox=outbox,
+            broker=broker,
+            maintenance=None if self.maintenance is None else self.maintenance.snapshot(),
+            errors=self.errors.items(),
+        )
+        try:
+            write_status(agent.state_dir, doc)
+        except OSError as exc:
+            self.log.warning("status_file_failed", error=str(exc), state_dir=str(agent.state_dir))
+        line = status_line(
+            snapshots,
+            None if outbox is None else outbox.get("pending"),
+            None if outbox is None else outbox.get("oldest_pending_age_s"),
+            bool(broker and broker.get("connected")),
+        )
+        self.notifier.status(line)
+        return line
+
+    def _device_changed(self, snapshot: DeviceSnapshot) -> None:
+        """A worker changed state (its thread): record errors, publish the device status."""
+        if snapshot.last_error and snapshot.state not in (DeviceState.ONLINE, DeviceState.STOPPED):
+            self.errors.add(f"device {snapshot.device_id}", snapshot.last_error)
+        if snapshot.state == DeviceState.STOPPED:
+            return  # removal and shutdown publish their own
+        self._publish_device(snapshot)
+
+    def _publish_device(self, snapshot: DeviceSnapshot) -> None:
+        delivery = self.delivery
+        if delivery is None:
+            return
+        try:
+            delivery.publish_device_status(snapshot.device_id, device_status_message(snapshot))
+            self._published[snapshot.device_id] = message_key(snapshot)
+        except (ValueError, PunchgateError) as exc:
+            self.log.warning(
+                "device_status_not_published", device=snapshot.device_id, error=str(exc)
+            )
+
+    def _publish_changed_devices(self) -> None:
+        for snapshot in self.pool.snapshots():
+            if self._published.get(snapshot.device_id) != message_key(snapshot):
+                self._publish_device(snapshot)
+
+    # -- reload -------------------------------------------------------------------------------
+
+    def reload(self) -> bool:
+        """Re-read the config file; apply it device by device, or keep running the old one."""
+        try:
+            new = self._loader(self.config_path)
+            plan, effective = plan_reload(self.settings, new)
+            for device_id in plan.start:
+                device = effective.device(device_id)
+                assert device is not None
+                self._factory(effective, device)  # a driver that cannot be built rejects it all
+        except ConfigError as exc:
+            problems = exc.problems or [str(exc)]
+            self.log.error(
+                "config_reload_rejected",
+                error=str(exc),
+                problems=problems,
+                action="fix the file (punchgate config check); the running config stays in effect",
+            )
+            self.errors.add("reload", "; ".join(problems)[:500])
+            return False
+        for key in plan.restart_required:
+            self.log.warning("config_change_needs_restart", key=key, action="systemctl restart")
+        timeout = self.settings.agent.shutdown_timeout
+        self.pool.stop(plan.stop, timeout)
+        for device_id in plan.removed:
+            self._published.pop(device_id, None)
+        self.settings = effective
+        if plan.mqtt_changed and self.delivery is not None:
+            self.delivery.stop(timeout)
+            self.delivery = self._build_delivery(effective).start()
+        if plan.outbox_changed and self.maintenance is not None and self.outbox is not None:
+            self.maintenance.policy = outbox_policy(effective)
+            self.outbox.disk_reserve_bytes = int(effective.outbox.disk_reserve_mb * 2**20)
+        self.pool.start(effective, plan.start)
+        self.log.info("config_reloaded", **plan.summary())
+        self.write_status()
+        return True
+
+    # -- shutdown -----------------------------------------------------------------------------
+
+    def shutdown(self) -> None:
+        """Stop inputs, flush in-flight punches, publish offline, checkpoint, close the outbox."""
+        if self.state not in ("running", "stopping"):
+            return
+        self.state = "stopping"
+        timeout = self.settings.agent.shutdown_timeout
+        self.log.info("daemon_stopping", timeout_s=timeout)
+        self.notifier.stopping("stopping: flushing the outbox")
+        sequence = ShutdownSequence()
+        sequence.add("stop inputs", self._stop_inputs, share=0.4)
+        sequence.add("flush in-flight", self._flush, share=0.5)
+        sequence.add("publish offline", self._stop_delivery, share=0.8)
+        sequence.add("close outbox", self._close_outbox)
+        started = time.monotonic()
+        outcomes = sequence.run(timeout)
+        self.state = "stopped"
+        self.write_status()
+        if self._lock is not None:
+            self._lock.release()
+        self.log.info(
+            "daemon_stopped",
+            seconds=round(time.monotonic() - started, 2),
+            clean=all(o.ok for o in outcomes),
+        )
+
+    def _stop_inputs(self, budget: float) -> str | None:
+        if self.maintenance is not None:
+            self.maintenance.stop()
+        stuck = self.pool.stop_all(budget)
+        return f"devices still stopping: {', '.join(stuck)}" if stuck else None
+
+    def _flush(self, budget: float) -> str | None:
+        if self.delivery is None:
+            return "no delivery worker"
+        if self.delivery.flush(budget):
+            return None
+        pending = self.outbox.stats().pending if self.outbox is not None else "?"
+        return f"{pending} punch(es) stay in the outbox and are sent after the next start"
+
+    def _stop_delivery(self, budget: float) -> str | None:
+        if self.delivery is None:
+            return "no delivery worker"
+        self.delivery.stop(max(0.5, budget - 1.0))  # stop() may overrun by its join margin
+        return None
+
+    def _close_outbox(self, _budget: float) -> str | None:
+        if self.outbox is not None:
+            self.outbox.close()
+        return None
+
+
+def _delivery_alive(delivery: DeliveryWorker) -> bool:
+    thread = getattr(delivery, "_thread", None)  # no public liveness flag on the worker yet
+    return thread is None or bool(thread.is_alive())

@@ -1,0 +1,48 @@
+"""The ``time-sync`` command: set terminal clocks to the gateway's, on each device's own thread."""
+
+from __future__ import annotations
+
+from concurrent.futures import TimeoutError as FutureTimeout
+from typing import TYPE_CHECKING, Any
+
+from agent.daemon.device_worker import LIVE_CHUNK_S, DeviceWorker, set_clock
+from agent.mqtt.commands import CommandFailed
+
+if TYPE_CHECKING:
+    from agent.daemon.device_pool import DevicePool
+
+
+class TimeSync:
+    """Command handler: ``{"device_id": "lobby-1"}`` or ``{}`` for every running device."""
+
+    def __init__(self, pool: DevicePool) -> None:
+        self._pool = pool
+
+    def handle(self, request: dict[str, Any]) -> dict[str, Any]:
+        target = request.get("device_id")
+        if target is not None:
+            worker = self._pool.get(target)
+            if worker is None:
+                known = ", ".join(self._pool.ids) or "none"
+                raise CommandFailed(f"unknown device {target!r}; running devices: {known}")
+            workers = [worker]
+        else:
+            workers = self._pool.workers()
+        results = {w.device_id: self._one(w) for w in workers}
+        if target is not None and not results[target]["ok"]:
+            raise CommandFailed(f"{target}: {results[target]['error']}")
+        return {"devices": results}
+
+    @staticmethod
+    def _one(worker: DeviceWorker) -> dict[str, Any]:
+        tz = worker.tz
+        future = worker.submit(lambda driver: set_clock(driver, tz))
+        # The worker may be mid-poll or mid-slice of live capture before it picks the job up.
+        wait = worker.device.timeout * 3 + LIVE_CHUNK_S
+        try:
+            result: dict[str, Any] = future.result(timeout=wait)
+        except FutureTimeout:
+            return {"ok": False, "error": f"the device did not answer within {wait:.0f}s"}
+        except Exception as exc:  # noqa: BLE001 - each device's outcome is reported, not raised
+            return {"ok": False, "error": str(exc) or type(exc).__name__}
+        return result
