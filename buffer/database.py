@@ -1,0 +1,166 @@
+"""Opening SQLite the durable way, write transactions, and SQLite errors turned into ours."""
+
+from __future__ import annotations
+
+import os
+import resource
+import shutil
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from config.errors import CorruptOutboxError, DiskFullError, OutboxError
+
+# sqlite3 primary result codes (the low byte of an extended code).
+_SQLITE_IOERR = 10
+_SQLITE_CORRUPT = 11
+_SQLITE_FULL = 13
+_SQLITE_CANTOPEN = 14
+_SQLITE_BUSY = 5
+_SQLITE_LOCKED = 6
+_SQLITE_READONLY = 8
+_SQLITE_NOTADB = 26
+
+_CACHE_KIB = 32 * 1024  # the id index of a month-long outage (~1M rows) stays in memory
+
+
+def connect(path: Path, busy_timeout: float) -> sqlite3.Connection:
+    """A connection in WAL mode with ``synchronous=FULL`` and the busy timeout set.
+
+    ``isolation_level=None`` turns off the driver's implicit transactions: every write goes
+    through :func:`write_transaction` (``BEGIN IMMEDIATE``), every read is a single statement
+    that ends its own read transaction, so no lock is held between calls.
+    """
+    try:
+        conn = sqlite3.connect(
+            str(path), timeout=busy_timeout, isolation_level=None, check_same_thread=False
+        )
+    except sqlite3.Error as exc:
+        raise translate(exc, path, "open") from exc
+    try:
+        mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+        if str(mode).lower() != "wal":
+            raise OutboxError(
+                f"{path}: SQLite refused WAL mode (got {mode!r}); put the outbox on a local "
+                "filesystem (not NFS/SMB) that supports shared memory"
+            )
+        # FULL: in WAL mode the WAL is fsynced at every commit, so a commit that acknowledged a
+        # punch survives a power cut. NORMAL would only fsync at checkpoints and could lose the
+        # last transactions - exactly the punches a technician just watched go in.
+        conn.execute("PRAGMA synchronous=FULL")
+        conn.execute(f"PRAGMA cache_size=-{_CACHE_KIB}")
+        conn.execute("PRAGMA foreign_keys=OFF")
+        conn.execute(f"PRAGMA busy_timeout={int(busy_timeout * 1000)}")
+    except sqlite3.Error as exc:
+        conn.close()
+        raise translate(exc, path, "open") from exc
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+@contextmanager
+def write_transaction(conn: sqlite3.Connection, path: Path, what: str) -> Iterator[None]:
+    """``BEGIN IMMEDIATE`` ... ``COMMIT``; roll back and raise an ``OutboxError`` on failure.
+
+    IMMEDIATE takes the write lock up front (waiting up to the busy timeout), so a second
+    writer (the CLI while the daemon runs) waits instead of failing half-way with
+    SQLITE_BUSY when it upgrades a read transaction.
+    """
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+    except sqlite3.Error as exc:
+        raise translate(exc, path, what) from exc
+    try:
+        yield
+        conn.execute("COMMIT")
+    except BaseException as exc:
+        if conn.in_transaction:
+            try:
+                conn.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass  # SQLite already rolled back (e.g. after SQLITE_FULL); nothing committed
+        if isinstance(exc, sqlite3.Error):
+            raise translate(exc, path, what) from exc
+        raise
+
+
+def translate(exc: sqlite3.Error, path: Path, what: str) -> OutboxError:
+    """Turn a sqlite3 error into the outbox error a person can act on."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    primary = code & 0xFF if isinstance(code, int) else None
+    if primary == _SQLITE_FULL or (primary == _SQLITE_IOERR and disk_looks_full(path)):
+        return DiskFullError(
+            f"{what} failed: the disk holding {path} is full ({exc}). Nothing committed was "
+            f"lost; free space on {path.parent} (free now: {free_bytes(path.parent)} bytes) "
+            "and the outbox continues where it stopped."
+        )
+    if primary in (_SQLITE_CORRUPT, _SQLITE_NOTADB):
+        return CorruptOutboxError(
+            f"{what} failed: {path} is corrupt ({exc}). Restart punchgate: opening the outbox "
+            "moves the file aside, restores the newest good backup and salvages readable rows."
+        )
+    if primary in (_SQLITE_BUSY, _SQLITE_LOCKED):
+        return OutboxError(
+            f"{what} failed: {path} stayed locked by another process longer than the busy "
+            f"timeout ({exc}); retry, and check no stuck punchgate process holds it"
+        )
+    if primary in (_SQLITE_READONLY, _SQLITE_CANTOPEN):
+        return OutboxError(
+            f"{what} failed: cannot write {path} ({exc}); check that the directory exists and "
+            "the punchgate user owns it"
+        )
+    return OutboxError(f"{what} failed on {path}: {exc}")
+
+
+def free_bytes(directory: Path) -> int:
+    """Bytes available to this (unprivileged) process on the filesystem of ``directory``."""
+    try:
+        return shutil.disk_usage(directory).free
+    except OSError:
+        return -1
+
+
+def file_size(path: Path) -> int:
+    """Size of a file, 0 when absent."""
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
+
+
+def disk_looks_full(path: Path) -> bool:
+    """Whether an I/O error on ``path`` is most likely "no space": disk or file-size limit.
+
+    A write that hits ENOSPC mid-page is reported by SQLite as SQLITE_FULL, but one refused
+    outright (ENOSPC, or EFBIG from ``ulimit -f`` / systemd ``LimitFSIZE``) surfaces as a
+    generic SQLITE_IOERR, so look at the filesystem and the process limit.
+    """
+    if 0 <= free_bytes(path.parent) < 1024 * 1024:
+        return True
+    limit = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
+    if limit == resource.RLIM_INFINITY:
+        return False
+    biggest = max(file_size(path), file_size(wal_path(path)))
+    return biggest + 65536 >= limit
+
+
+def wal_path(path: Path) -> Path:
+    """The WAL file SQLite keeps next to ``path``."""
+    return path.with_name(path.name + "-wal")
+
+
+def shm_path(path: Path) -> Path:
+    """The shared-memory index SQLite keeps next to ``path``."""
+    return path.with_name(path.name + "-shm")
+
+
+def fsync_dir(directory: Path) -> None:
+    """Make a rename or a new file in ``directory`` durable."""
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -1,0 +1,526 @@
+"""The ``Outbox``: durable, idempotent storage of punches until the backend has them.
+
+Opening (see :meth:`Outbox.open`):
+
+1. take the shared advisory lock ``<db>.lock`` (restore/recovery need it exclusive);
+2. look for damage before SQLite touches the file: a WAL shorter than its shared-memory
+   index says (frames cut off), a file that is not a database, a failing ``quick_check``;
+3. on damage, with ``recover=True`` (the default): move the database, WAL and index aside as
+   ``<db>.corrupt-<UTC time>[-wal|-shm]`` (never deleted), restore the newest backup that
+   passes ``integrity_check`` (or start empty when none does), salvage every row still readable
+   in a scratch copy of the damaged file and merge it back by id, rewind device watermarks to
+   the backup's (so terminals are re-read and lost device punches come back as the ids dedupe),
+   and report what happened and the loss window in ``Outbox.recovery`` and the ``recoveries``
+   table. With ``recover=False`` it raises ``CorruptOutboxError`` listing these steps;
+4. migrate the schema in one transaction (refusing a newer one with ``SchemaTooNewError``).
+
+One connection per ``Outbox``, serialised by a lock, so the daemon's threads can share it;
+several processes (daemon + CLI) can write at once through ``BEGIN IMMEDIATE`` + busy timeout.
+"""
+
+from __future__ import annotations
+
+import builtins
+import json
+import sqlite3
+import threading
+import time
+from collections.abc import Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from buffer import delivery, retention
+from buffer.backup import backup_rotating, backup_to, restore_file
+from buffer.database import free_bytes, translate, write_transaction
+from buffer.identity import random_id
+from buffer.integrity import check_problems
+from buffer.lockfile import OutboxLock
+from buffer.records import (
+    INSERT,
+    INSERT_OR_IGNORE,
+    SELECT,
+    AddResult,
+    StoredPunch,
+    decode,
+    encode_device_punches,
+    encode_new,
+    iso_utc,
+    utc_now,
+)
+from buffer.recovery import RecoveryReport, open_checked
+from buffer.schema import migrate
+from buffer.stats import OutboxStats, read_stats
+from config.errors import OutboxError, UsageError
+from drivers.base import Punch, Source
+
+log = structlog.get_logger("punchgate.outbox")
+
+_DISK_PROBE_INTERVAL = 1.0  # seconds between free-space probes on the write path
+
+
+class Outbox:
+    """The durable outbox of one gateway; build it with :meth:`open`."""
+
+    def __init__(
+        self,
+        path: Path,
+        gateway_id: str,
+        conn: sqlite3.Connection,
+        lock: OutboxLock,
+        disk_reserve_bytes: int,
+        recovery: RecoveryReport | None,
+    ) -> None:
+        self.path = path
+        self.gateway_id = gateway_id
+        self.disk_reserve_bytes = disk_reserve_bytes
+        self.recovery = recovery  # what open() repaired, None when the file was healthy
+        self._conn: sqlite3.Connection | None = conn
+        self._file_lock = lock
+        self._lock = threading.RLock()
+        self._disk_alarm = False
+        self._disk_probed = 0.0
+        self._log = log.bind(outbox=str(path), gateway=gateway_id)
+
+    # -- life cycle ---------------------------------------------------------------------------
+
+    @classmethod
+    def open(
+        cls,
+        path: Path,
+        gateway_id: str,
+        *,
+        disk_reserve_bytes: int = 100 * 2**20,
+        busy_timeout: float = 10.0,
+        backup_dir: Path | None = None,
+        recover: bool = True,
+    ) -> Outbox:
+        """Open (creating or migrating) the outbox; repair it first if it is damaged.
+
+        ``backup_dir`` defaults to ``<dir of path>/backups``, where recovery looks for backups.
+        """
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        backups = backup_dir if backup_dir is not None else path.parent / "backups"
+        lock = OutboxLock(path).shared()
+        try:
+            conn, report = open_checked(path, backups, lock, busy_timeout, recover)
+            try:
+                found = migrate(conn)
+            except sqlite3.Error as exc:
+                conn.close()
+                raise translate(exc, path, "migrating the schema") from exc
+            except BaseException:
+                conn.close()
+                raise
+        except BaseException:
+            lock.close()
+            raise
+        outbox = cls(path, gateway_id, conn, lock, disk_reserve_bytes, report)
+        outbox._log.info("outbox_opened", schema_from=found, recovered=report is not None)
+        outbox._probe_disk(force=True)
+        return outbox
+
+    def close(self) -> None:
+        """Checkpoint the WAL into the database and close; idempotent."""
+        with self._lock:
+            conn, self._conn = self._conn, None
+            if conn is None:
+                return
+            try:
+                conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            except sqlite3.Error as exc:
+                # Another process still reading: the WAL stays and is checkpointed later.
+                self._log.warning("outbox_checkpoint_skipped", error=str(exc))
+            finally:
+                conn.close()
+                self._file_lock.close()
+
+    def __enter__(self) -> Outbox:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+    def _db(self) -> sqlite3.Connection:
+        if self._conn is None:
+            raise OutboxError(f"the outbox {self.path} is closed; open it again")
+        return self._conn
+
+    # -- writing punches ----------------------------------------------------------------------
+
+    def add_punches(
+        self,
+        punches: Sequence[Punch],
+        *,
+        device_id: str | None = None,
+        watermark: dict[str, Any] | None = None,
+        received_at: datetime | None = None,
+        device_serial: str | None = None,
+    ) -> AddResult:
+        """Store a batch in one transaction; re-read punches are ignored by id.
+
+        When ``watermark`` is given it is stored for ``device_id`` (default: the batch's only
+        device) in the same transaction, so it never covers punches that were not stored.
+        ``device_serial`` records the terminal's serial even when the batch is empty.
+        """
+        received = iso_utc(received_at or utc_now())
+        ids, encoded = encode_device_punches(self.gateway_id, punches, received)
+        wm_device = self._watermark_device(punches, device_id, watermark, device_serial)
+        with self._lock:
+            conn = self._db()
+            with write_transaction(conn, self.path, "storing punches"):
+                seq = _counter(conn, "seq")
+                rows = self._insert_new(conn, ids, encoded, seq)
+                if rows:
+                    seq = rows[-1][0]
+                    conn.execute("UPDATE counters SET value = ? WHERE name = 'seq'", (seq,))
+                    conn.execute(
+                        "UPDATE counters SET value = value + ? WHERE name = 'pending'", (len(rows),)
+                    )
+                self._update_devices(conn, punches, rows, received)
+                if wm_device is not None:
+                    self._set_device(conn, wm_device, device_serial, watermark, received)
+            self._probe_disk()
+        return AddResult(inserted=len(rows), duplicates=len(ids) - len(rows), ids=ids)
+
+    def _insert_new(
+        self,
+        conn: sqlite3.Connection,
+        ids: list[str],
+        encoded: list[tuple[Any, ...]],
+        seq: int,
+    ) -> list[tuple[Any, ...]]:
+        """Insert the rows whose id is new, numbered from ``seq + 1`` without gaps."""
+        if not ids:
+            return []
+        if len(set(ids)) == len(ids) and not self._existing(conn, [ids[0], ids[-1]]):
+            # Fast path, the usual case (a watermark read returns only new punches): insert
+            # all, and fall back below only if some id turned out to exist after all.
+            rows = [(seq + n, *values) for n, values in enumerate(encoded, 1)]
+            conn.execute("SAVEPOINT new_punches")
+            before = conn.total_changes
+            conn.executemany(INSERT_OR_IGNORE, rows)
+            if conn.total_changes - before == len(rows):
+                conn.execute("RELEASE new_punches")
+                return rows
+            conn.execute("ROLLBACK TO new_punches")
+            conn.execute("RELEASE new_punches")
+        seen = self._existing(conn, ids)
+        rows = []
+        for pid, values in zip(ids, encoded, strict=True):
+            if pid not in seen:
+                seen.add(pid)
+                seq += 1
+                rows.append((seq, *values))
+        conn.executemany(INSERT, rows)
+        return rows
+
+    def add_manual(
+        self, punch: Punch, *, operator: str, reason: str, entered_at: datetime | None = None
+    ) -> StoredPunch:
+        """Store a correction punch entered by a technician (random id, source "manual")."""
+        if not operator.strip() or not reason.strip():
+            raise UsageError("a manual punch needs an operator and a reason")
+        entered = iso_utc(entered_at or utc_now())
+        values = encode_new(
+            random_id(),
+            self.gateway_id,
+            punch,
+            iso_utc(utc_now()),
+            source=Source.MANUAL.value,
+            operator=operator,
+            reason=reason,
+            entered_at=entered,
+        )
+        return self._insert_one(values, "storing a manual punch")
+
+    def add_void(self, target_id: str, *, operator: str, reason: str) -> StoredPunch:
+        """Record that punch ``target_id`` is void: a new row; nothing is ever deleted."""
+        if not operator.strip() or not reason.strip():
+            raise UsageError("voiding a punch needs an operator and a reason")
+        target = self.get(target_id)
+        if target is None:
+            raise UsageError(f"no punch with id {target_id} in the outbox (see: outbox list)")
+        if target.kind == "void":
+            raise UsageError(f"{target_id} is itself a void event; void the original punch")
+        now = iso_utc(utc_now())
+        values = (
+            random_id(),
+            self.gateway_id,
+            target.device_id,
+            target.device_serial,
+            target.employee,
+            target.card,
+            None if target.device_time is None else target.device_time.isoformat(),
+            None if target.time_utc is None else iso_utc(target.time_utc),
+            target.utc_offset_minutes,
+            target.state,
+            target.state_code,
+            target.verify,
+            target.verify_code,
+            Source.MANUAL.value,
+            "void",
+            target_id,
+            operator,
+            reason,
+            now,
+            now,
+            None,
+            None,
+        )
+        return self._insert_one(values, "storing a void event", void_of=target_id)
+
+    def _insert_one(
+        self, values: tuple[Any, ...], what: str, void_of: str | None = None
+    ) -> StoredPunch:
+        with self._lock:
+            conn = self._db()
+            with write_transaction(conn, self.path, what):
+                if void_of is not None:
+                    done = conn.execute(
+                        "SELECT id FROM punches WHERE void_of = ? AND kind = 'void' LIMIT 1",
+                        (void_of,),
+                    ).fetchone()
+                    if done is not None:
+                        raise UsageError(f"{void_of} is already voided by {done[0]}")
+                seq = _counter(conn, "seq") + 1
+                conn.execute(INSERT, (seq, *values))
+                conn.execute("UPDATE counters SET value = ? WHERE name = 'seq'", (seq,))
+                conn.execute("UPDATE counters SET value = value + 1 WHERE name = 'pending'")
+            self._probe_disk()
+        stored = self.get(values[0])
+        assert stored is not None
+        return stored
+
+    def _existing(self, conn: sqlite3.Connection, ids: list[str]) -> set[str]:
+        if not ids:
+            return set()
+        # One bound parameter for the whole batch: a JSON array expanded by json_each().
+        rows = conn.execute(
+            "SELECT id FROM punches WHERE id IN (SELECT value FROM json_each(?))",
+            (json.dumps(ids),),
+        )
+        return {r[0] for r in rows}
+
+    @staticmethod
+    def _watermark_device(
+        punches: Sequence[Punch],
+        device_id: str | None,
+        watermark: dict[str, Any] | None,
+        serial: str | None,
+    ) -> str | None:
+        if watermark is None and serial is None:
+            return None
+        if device_id is not None:
+            return device_id
+        devices = {p.device_id for p in punches}
+        if len(devices) != 1:
+            raise ValueError("pass device_id: the watermark's device is ambiguous for this batch")
+        return devices.pop()
+
+    @staticmethod
+    def _update_devices(
+        conn: sqlite3.Connection,
+        punches: Sequence[Punch],
+        rows: list[tuple[Any, ...]],
+        received: str,
+    ) -> None:
+        serials = {p.device_id: p.device_serial for p in punches}
+        last_row = {row[3]: row for row in rows}  # the newest inserted row of each device
+        for device, serial in serials.items():
+            row = last_row.get(device)
+            conn.execute(
+                "INSERT INTO devices(device_id, serial, last_seq, last_punch_utc, "
+                "last_device_time, updated_at) VALUES (?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT(device_id) DO UPDATE SET serial = excluded.serial, "
+                "last_seq = coalesce(excluded.last_seq, last_seq), "
+                "last_punch_utc = coalesce(excluded.last_punch_utc, last_punch_utc), "
+                "last_device_time = coalesce(excluded.last_device_time, last_device_time), "
+                "updated_at = excluded.updated_at",
+                (
+                    device,
+                    serial,
+                    None if row is None else row[0],
+                    None if row is None else row[8],
+                    None if row is None else row[7],
+                    received,
+                ),
+            )
+
+    @staticmethod
+    def _set_device(
+        conn: sqlite3.Connection,
+        device: str,
+        serial: str | None,
+        watermark: dict[str, Any] | None,
+        received: str,
+    ) -> None:
+        wm = None if watermark is None else json.dumps(watermark, sort_keys=True, default=str)
+        conn.execute(
+            "INSERT INTO devices(device_id, serial, watermark, updated_at) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT(device_id) DO UPDATE SET serial = coalesce(excluded.serial, serial), "
+            "watermark = coalesce(excluded.watermark, watermark), updated_at = excluded.updated_at",
+            (device, serial, wm, received),
+        )
+
+    # -- per-device state ---------------------------------------------------------------------
+
+    def watermark(self, device_id: str) -> dict[str, Any] | None:
+        """What has been read from this terminal, as last stored with its punches."""
+        row = self._read_one("SELECT watermark FROM devices WHERE device_id = ?", (device_id,))
+        return None if row is None or row[0] is None else dict(json.loads(row[0]))
+
+    def device_serial(self, device_id: str) -> str | None:
+        """The serial last seen for this device (to notice a swapped terminal)."""
+        row = self._read_one("SELECT serial FROM devices WHERE device_id = ?", (device_id,))
+        return None if row is None else row[0]
+
+    # -- reading ------------------------------------------------------------------------------
+
+    def get(self, punch_id: str) -> StoredPunch | None:
+        """One row by id."""
+        row = self._read_one(f"{SELECT} WHERE id = ?", (punch_id,))
+        return None if row is None else decode(row)
+
+    def list(
+        self,
+        pending_only: bool = False,
+        device: str | None = None,
+        employee: str | None = None,
+        since: datetime | None = None,
+        limit: int = 1000,
+    ) -> list[StoredPunch]:
+        """The newest ``limit`` rows matching the filters, in seq order.
+
+        ``since`` compares with the punch's UTC time.
+        """
+        where, params = [], []
+        if pending_only:
+            where.append("delivery = 'pending'")
+        if device is not None:
+            where.append("device_id = ?")
+            params.append(device)
+        if employee is not None:
+            where.append("employee = ?")
+            params.append(employee)
+        if since is not None:
+            where.append("time_utc >= ?")
+            params.append(iso_utc(since))
+        sql = SELECT + (" WHERE " + " AND ".join(where) if where else "")
+        rows = self._read_all(f"{sql} ORDER BY seq DESC LIMIT ?", (*params, int(limit)))
+        return [decode(r) for r in reversed(rows)]
+
+    def _read_one(self, sql: str, params: tuple[Any, ...]) -> Any:
+        with self._lock:
+            try:
+                return self._db().execute(sql, params).fetchone()
+            except sqlite3.Error as exc:
+                raise translate(exc, self.path, "reading the outbox") from exc
+
+    def _read_all(self, sql: str, params: tuple[Any, ...]) -> builtins.list[Any]:
+        with self._lock:
+            try:
+                return self._db().execute(sql, params).fetchall()
+            except sqlite3.Error as exc:
+                raise translate(exc, self.path, "reading the outbox") from exc
+
+    # -- delivery -----------------------------------------------------------------------------
+
+    def next_batch(
+        self, limit: int = 100, *, after_seq: int = 0, max_bytes: int | None = None
+    ) -> builtins.list[StoredPunch]:
+        """Pending rows with ``seq > after_seq`` in seq order; no lock is held after return."""
+        with self._lock:
+            return delivery.next_batch(self._db(), self.path, limit, after_seq, max_bytes)
+
+    def mark_sent(self, ids: Sequence[str]) -> int:
+        """Count a publish attempt for these pending rows."""
+        with self._lock:
+            return delivery.mark_sent(self._db(), self.path, ids)
+
+    def mark_delivered(self, ids: Sequence[str]) -> int:
+        """The backend has these rows; returns how many were pending."""
+        with self._lock:
+            return delivery.mark_delivered(self._db(), self.path, ids)
+
+    def mark_failed(self, ids: Sequence[str], error: str) -> int:
+        """A publish attempt failed; keep the error for diagnostics."""
+        with self._lock:
+            return delivery.mark_failed(self._db(), self.path, ids, error)
+
+    def redeliver_from(self, seq: int) -> int:
+        """Mark delivered rows with ``seq >= N`` pending again; returns how many."""
+        with self._lock:
+            count = delivery.redeliver_from(self._db(), self.path, seq)
+        self._log.info("outbox_redeliver", from_seq=seq, rows=count)
+        return count
+
+    # -- stats, retention, disk ---------------------------------------------------------------
+
+    def stats(self) -> OutboxStats:
+        """Counts, ages, per-device state, sizes and the disk alarm; O(devices), not O(rows)."""
+        self._probe_disk(force=True)
+        with self._lock:
+            return read_stats(self._db(), self.path, self.disk_reserve_bytes, self._disk_alarm)
+
+    @property
+    def disk_alarm(self) -> bool:
+        """True while free disk is below the reserve (punches are still stored, never evicted)."""
+        self._probe_disk()
+        return self._disk_alarm
+
+    def prune(
+        self, retention_days: float, *, batch: int = 1000, now: datetime | None = None
+    ) -> int:
+        """Delete delivered rows delivered more than N days ago; never a pending row."""
+        with self._lock:
+            count = retention.prune(self._db(), self.path, retention_days, batch, now or utc_now())
+        if count:
+            self._log.info("outbox_pruned", rows=count, retention_days=retention_days)
+        return count
+
+    def _probe_disk(self, force: bool = False) -> None:
+        now = time.monotonic()
+        if not force and now - self._disk_probed < _DISK_PROBE_INTERVAL:
+            return
+        self._disk_probed = now
+        free = free_bytes(self.path.parent)
+        alarm = 0 <= free < self.disk_reserve_bytes
+        if alarm != self._disk_alarm:
+            self._disk_alarm = alarm
+            if alarm:
+                self._log.error(
+                    "outbox_disk_low",
+                    free_bytes=free,
+                    reserve_bytes=self.disk_reserve_bytes,
+                    action="free disk space; punches are still stored and never evicted",
+                )
+            else:
+                self._log.info("outbox_disk_ok", free_bytes=free)
+
+    # -- backup, restore, integrity -----------------------------------------------------------
+
+    def backup(self, dest: Path) -> Path:
+        """Online, consistent copy to ``dest`` (verified) while others keep writing."""
+        return backup_to(self.path, Path(dest))
+
+    def backup_rotating(self, directory: Path, keep: int) -> Path:
+        """A timestamped backup in ``directory``, keeping the newest ``keep`` of them."""
+        return backup_rotating(self.path, Path(directory), keep)
+
+    @staticmethod
+    def restore(src: Path, dest: Path) -> Path:
+        """Replace ``dest`` by a verified copy of backup ``src``; the old file is moved aside."""
+        return restore_file(Path(src), Path(dest))
+
+    def check(self, full: bool = True) -> builtins.list[str]:
+        """Problems found by ``integrity_check`` (or ``quick_check``) and counter audits."""
+        with self._lock:
+            return check_problems(self._db(), full)
+
+
+def _counter(conn: sqlite3.Connection, name: str) -> int:
+    return int(conn.execute("SELECT value FROM counters WHERE name = ?", (name,)).fetchone()[0])

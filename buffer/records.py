@@ -1,0 +1,321 @@
+"""Values the outbox hands out (``StoredPunch``, ``AddResult``) and their row encoding."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from buffer.identity import id_from_fields
+from drivers.base import Punch
+
+# Column order shared by every SELECT that builds a StoredPunch.
+COLUMNS = (
+    "id",
+    "seq",
+    "gateway_id",
+    "device_id",
+    "device_serial",
+    "employee",
+    "card",
+    "device_time",
+    "time_utc",
+    "utc_offset_minutes",
+    "state",
+    "state_code",
+    "verify",
+    "verify_code",
+    "source",
+    "kind",
+    "void_of",
+    "operator",
+    "reason",
+    "entered_at",
+    "received_at",
+    "delivery",
+    "attempts",
+    "last_error",
+    "delivered_at",
+    "suspect",
+    "raw",
+)
+SELECT = "SELECT " + ", ".join(COLUMNS) + " FROM punches"  # noqa: S608 - constant columns
+
+# Column order of a new row; the values come from encode_new() with seq first.
+INSERT_COLUMNS = (
+    "seq",
+    "id",
+    "gateway_id",
+    "device_id",
+    "device_serial",
+    "employee",
+    "card",
+    "device_time",
+    "time_utc",
+    "utc_offset_minutes",
+    "state",
+    "state_code",
+    "verify",
+    "verify_code",
+    "source",
+    "kind",
+    "void_of",
+    "operator",
+    "reason",
+    "entered_at",
+    "received_at",
+    "suspect",
+    "raw",
+)
+_COLS = ", ".join(INSERT_COLUMNS)
+_MARKS = ", ".join("?" for _ in INSERT_COLUMNS)
+INSERT = f"INSERT INTO punches ({_COLS}) VALUES ({_MARKS})"  # noqa: S608 - constants only
+INSERT_OR_IGNORE = INSERT.replace("INSERT", "INSERT OR IGNORE", 1)
+
+
+def utc_now() -> datetime:
+    """The current time, aware, in UTC."""
+    return datetime.now(UTC)
+
+
+def iso_utc(value: datetime) -> str:
+    """Aware time as a fixed-width ISO string in UTC, so text order is time order."""
+    if value.tzinfo is None:
+        raise ValueError("the outbox stores aware times only; got a naive datetime")
+    return value.astimezone(UTC).isoformat(timespec="microseconds")
+
+
+def _parse(value: str | None) -> datetime | None:
+    return None if value is None else datetime.fromisoformat(value)
+
+
+@dataclass(frozen=True, slots=True)
+class AddResult:
+    """What ``add_punches`` did: rows inserted, duplicates ignored, and every input's id."""
+
+    inserted: int
+    duplicates: int
+    ids: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class StoredPunch:
+    """A punch as the outbox keeps it, with its id, sequence number and delivery state."""
+
+    id: str
+    seq: int
+    gateway_id: str
+    device_id: str
+    device_serial: str | None
+    employee: str | None
+    card: str | None
+    device_time: datetime | None  # naive, as recorded by the terminal
+    time_utc: datetime | None  # aware UTC; None when the recorded time was impossible
+    utc_offset_minutes: int | None
+    state: str
+    state_code: int | None
+    verify: str
+    verify_code: int | None
+    source: str  # "device" | "live" | "manual"
+    kind: str  # "punch" | "void"
+    void_of: str | None
+    operator: str | None
+    reason: str | None
+    entered_at: datetime | None
+    received_at: datetime
+    delivery: str  # "pending" | "delivered"
+    attempts: int
+    last_error: str | None
+    delivered_at: datetime | None
+    suspect: list[str]
+    raw: bytes | None
+
+    @property
+    def replayed(self) -> bool:
+        """True when this row was offered for delivery before (the backend may have it)."""
+        return self.attempts > 0
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready: times ISO-8601 (aware ones with their offset), raw bytes as hex."""
+        out: dict[str, Any] = {}
+        for name in COLUMNS:
+            value = getattr(self, name)
+            if isinstance(value, datetime):
+                value = value.isoformat()
+            elif isinstance(value, bytes):
+                value = value.hex()
+            elif isinstance(value, list):
+                value = list(value)
+            out[name] = value
+        out["replayed"] = self.replayed
+        return out
+
+
+def decode(row: tuple[Any, ...]) -> StoredPunch:
+    """A ``StoredPunch`` from a row selected with ``SELECT``."""
+    (
+        id_,
+        seq,
+        gateway_id,
+        device_id,
+        device_serial,
+        employee,
+        card,
+        device_time,
+        time_utc,
+        offset,
+        state,
+        state_code,
+        verify,
+        verify_code,
+        source,
+        kind,
+        void_of,
+        operator,
+        reason,
+        entered_at,
+        received_at,
+        delivery,
+        attempts,
+        last_error,
+        delivered_at,
+        suspect,
+        raw,
+    ) = row
+    return StoredPunch(
+        id=id_,
+        seq=seq,
+        gateway_id=gateway_id,
+        device_id=device_id,
+        device_serial=device_serial,
+        employee=employee,
+        card=card,
+        device_time=_parse(device_time),
+        time_utc=_parse(time_utc),
+        utc_offset_minutes=offset,
+        state=state,
+        state_code=state_code,
+        verify=verify,
+        verify_code=verify_code,
+        source=source,
+        kind=kind,
+        void_of=void_of,
+        operator=operator,
+        reason=reason,
+        entered_at=_parse(entered_at),
+        received_at=datetime.fromisoformat(received_at),
+        delivery=delivery,
+        attempts=attempts,
+        last_error=last_error,
+        delivered_at=_parse(delivered_at),
+        suspect=suspect.split(",") if suspect else [],
+        raw=raw,
+    )
+
+
+def encode_new(
+    punch_id: str,
+    gateway_id: str,
+    punch: Punch,
+    received_at: str,
+    *,
+    source: str | None = None,
+    kind: str = "punch",
+    void_of: str | None = None,
+    operator: str | None = None,
+    reason: str | None = None,
+    entered_at: str | None = None,
+) -> tuple[Any, ...]:
+    """Values for ``INSERT`` after the seq (which is only known inside the transaction)."""
+    return (
+        punch_id,
+        gateway_id,
+        punch.device_id,
+        punch.device_serial,
+        punch.employee,
+        punch.card,
+        punch.device_time.isoformat(),
+        None if punch.time_utc is None else iso_utc(punch.time_utc),
+        punch.utc_offset_minutes,
+        punch.state.value,
+        punch.state_code,
+        punch.verify.value,
+        punch.verify_code,
+        source or punch.source.value,
+        kind,
+        void_of,
+        operator,
+        reason,
+        entered_at,
+        received_at,
+        ",".join(sorted(s.value for s in punch.suspect)) or None,
+        punch.raw,
+    )
+
+
+def encode_device_punches(
+    gateway_id: str, punches: Sequence[Punch], received_at: str
+) -> tuple[list[str], list[tuple[Any, ...]]]:
+    """Ids and ``INSERT`` values (after the seq) for a batch of device punches.
+
+    The hot path of every insert: the identity fields are computed once and reused for the
+    id and the device_time column, and aware UTC times skip the conversion.
+    """
+    ids: list[str] = []
+    values: list[tuple[Any, ...]] = []
+    for p in punches:
+        fields = p.identity_fields()
+        pid = id_from_fields(gateway_id, p, fields)
+        ids.append(pid)
+        suspect = p.suspect
+        utc = p.time_utc
+        if utc is None:
+            utc_text = None
+        elif utc.tzinfo is UTC:
+            utc_text = utc.isoformat(timespec="microseconds")
+        else:
+            utc_text = iso_utc(utc)
+        values.append(
+            (
+                pid,
+                gateway_id,
+                p.device_id,
+                p.device_serial,
+                p.employee,
+                p.card,
+                # identity_fields() already rendered device_time unless the time is invalid.
+                p.device_time.isoformat() if suspect else fields[2],
+                utc_text,
+                p.utc_offset_minutes,
+                p.state.value,
+                p.state_code,
+                p.verify.value,
+                p.verify_code,
+                p.source.value,
+                "punch",
+                None,
+                None,
+                None,
+                None,
+                received_at,
+                ",".join(sorted(s.value for s in suspect)) if suspect else None,
+                p.raw,
+            )
+        )
+    return ids, values
+
+
+def approx_json_size(row: StoredPunch) -> int:
+    """A cheap upper-bound estimate of the row's JSON size, for byte-bounded batches."""
+    size = 600  # keys, punctuation and fixed-width times
+    for text in (row.id, row.device_id, row.device_serial, row.employee, row.card, row.reason):
+        if text:
+            size += len(text)
+    if row.operator:
+        size += len(row.operator)
+    if row.last_error:
+        size += len(row.last_error)
+    if row.raw:
+        size += 2 * len(row.raw)
+    return size

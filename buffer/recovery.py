@@ -1,0 +1,281 @@
+"""Opening with damage detection, and recovery: quarantine, restore, salvage, merge, report."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sqlite3
+import tempfile
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from buffer.backup import install_copy, move_aside, newest_good_backup
+from buffer.database import connect, wal_path, write_transaction
+from buffer.integrity import sqlite_problems, wal_cut_short
+from buffer.lockfile import OutboxLock
+from buffer.records import COLUMNS, iso_utc, utc_now
+from buffer.salvage import SalvageResult, salvage
+from buffer.schema import migrate
+from config.errors import CorruptOutboxError
+
+log = structlog.get_logger("punchgate.outbox")
+
+# When the damaged file's sequence counter cannot be trusted (the tail may be lost), the
+# counter jumps by this much so that no number the backend may already have seen is reused.
+# It exceeds the rows a gateway writes between two daily backups by orders of magnitude.
+SEQ_GAP_AFTER_LOSS = 1_000_000
+
+RECOVERY_STEPS = (
+    "To recover: stop every punchgate process using it, then start punchgate again (opening "
+    "the outbox moves the damaged file aside as <file>.corrupt-<time>, restores the newest "
+    "good backup, salvages readable rows and rewinds device watermarks so terminals are "
+    "re-read). Or by hand: punchgate outbox restore <backup>."
+)
+
+
+@dataclass(frozen=True)
+class RecoveryReport:
+    """What recovery found and did; also stored as JSON in the ``recoveries`` table."""
+
+    problem: str
+    detected_at: str
+    quarantined: list[str]
+    backup: str | None
+    backup_last_seq: int | None
+    salvaged_rows: int
+    merged_rows: int
+    marked_delivered: int
+    unreadable_seq_ranges: list[tuple[int, int]]
+    tail_lost: bool
+    seq_before: int
+    seq_after: int
+    loss_window_start: str | None
+    loss_window_end: str | None
+    notes: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready."""
+        return asdict(self)
+
+    def summary(self) -> str:
+        """One paragraph for a technician."""
+        text = (
+            f"outbox recovered from: {self.problem}. Damaged files kept as "
+            f"{', '.join(self.quarantined) or '(none)'}; restored "
+            f"{self.backup or 'an empty outbox (no good backup found)'}; salvaged "
+            f"{self.salvaged_rows} readable rows ({self.merged_rows} were missing from the "
+            "backup and were merged back)."
+        )
+        if self.loss_window_start or self.loss_window_end or self.tail_lost:
+            text += (
+                f" Punches received between {self.loss_window_start or 'the start'} and "
+                f"{self.loss_window_end or 'now'} may be lost: device punches are re-read from "
+                "the terminals (watermarks rewound), manual punches from that window must be "
+                "entered again."
+            )
+        return text
+
+
+def open_checked(
+    path: Path, backup_dir: Path, lock: OutboxLock, busy_timeout: float, recover: bool
+) -> tuple[sqlite3.Connection, RecoveryReport | None]:
+    """Connect after checking for damage; recover first when allowed (see ``buffer.outbox``)."""
+    first = lock.first_or_shared()
+    try:
+        problem = _find_problem(path, first, busy_timeout)
+        report = None
+        if problem is not None:
+            if not recover:
+                raise CorruptOutboxError(f"{path}: {problem}. {RECOVERY_STEPS}")
+            if not first:
+                raise CorruptOutboxError(
+                    f"{path}: {problem}. It is open in another process, so it cannot be "
+                    f"repaired now. {RECOVERY_STEPS}"
+                )
+            report = recover_outbox(path, backup_dir, problem, busy_timeout)
+        conn = connect(path, busy_timeout)
+    finally:
+        if first:
+            lock.downgrade()
+    return conn, report
+
+
+def _find_problem(path: Path, first: bool, busy_timeout: float) -> str | None:
+    if not path.exists():
+        if first and wal_path(path).exists():
+            return f"the database file is missing but its WAL {wal_path(path)} is present"
+        return None
+    if first:
+        # Only meaningful while nobody writes: a live writer may checkpoint and truncate the
+        # WAL between our two reads. Whoever opened first has already checked.
+        cut = wal_cut_short(path)
+        if cut:
+            return cut
+    try:
+        conn = connect(path, busy_timeout)
+    except CorruptOutboxError as exc:
+        return str(exc.__cause__ or exc)
+    try:
+        problems = sqlite_problems(conn, full=False)
+    finally:
+        conn.close()
+    return "; ".join(problems[:5]) if problems else None
+
+
+def recover_outbox(
+    path: Path, backup_dir: Path, problem: str, busy_timeout: float
+) -> RecoveryReport:
+    """Quarantine ``path``, restore the newest good backup, merge salvaged rows, report."""
+    detected = utc_now()
+    log.error("outbox_damaged", outbox=str(path), problem=problem)
+    quarantined = move_aside(path, "corrupt")
+    damaged_mtime = max((p.stat().st_mtime for p in quarantined), default=None)
+    salvaged = _salvage_copy(quarantined, path.parent)
+    backup = newest_good_backup(backup_dir)
+    if backup is not None:
+        install_copy(backup.path, path)
+    conn = connect(path, busy_timeout)
+    try:
+        migrate(conn)
+        merged, delivered, seq_before, seq_after, tail_lost = _merge(conn, path, salvaged, problem)
+        start, end = _loss_window(conn, salvaged, tail_lost, damaged_mtime)
+        notes = []
+        if salvaged.error:
+            notes.append(f"nothing could be salvaged: {salvaged.error}")
+        if seq_after > max(seq_before, salvaged.max_seq, salvaged.counter or 0):
+            notes.append(
+                f"sequence advanced from {seq_before} to {seq_after} so that numbers possibly "
+                "used by lost rows are never reused"
+            )
+        report = RecoveryReport(
+            problem=problem,
+            detected_at=iso_utc(detected),
+            quarantined=[str(p) for p in quarantined],
+            backup=None if backup is None else str(backup.path),
+            backup_last_seq=None if backup is None else backup.last_seq,
+            salvaged_rows=len(salvaged.rows),
+            merged_rows=merged,
+            marked_delivered=delivered,
+            unreadable_seq_ranges=salvaged.unreadable,
+            tail_lost=tail_lost,
+            seq_before=seq_before,
+            seq_after=seq_after,
+            loss_window_start=start,
+            loss_window_end=end,
+            notes=notes,
+        )
+        with write_transaction(conn, path, "recording the recovery"):
+            conn.execute(
+                "INSERT INTO recoveries(at, report) VALUES (?, ?)",
+                (report.detected_at, json.dumps(report.as_dict())),
+            )
+    finally:
+        conn.close()
+    log.error("outbox_recovered", outbox=str(path), summary=report.summary())
+    return report
+
+
+def _salvage_copy(quarantined: list[Path], workdir: Path) -> SalvageResult:
+    """Salvage from a scratch copy (database + WAL, no index): the evidence stays as found."""
+    db = next((p for p in quarantined if not p.name.endswith(("-wal", "-shm"))), None)
+    if db is None:
+        return SalvageResult(error="no database file to salvage from")
+    scratch = Path(tempfile.mkdtemp(prefix=".salvage-", dir=workdir))
+    try:
+        copy = scratch / "outbox.db"
+        shutil.copyfile(db, copy)
+        if wal_path(db).exists():
+            shutil.copyfile(wal_path(db), wal_path(copy))
+        return salvage(copy)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _merge(
+    conn: sqlite3.Connection, path: Path, salvaged: SalvageResult, problem: str
+) -> tuple[int, int, int, int, bool]:
+    """Merge salvaged rows by id.
+
+    Returns (merged, marked delivered, seq before, seq after, tail lost).
+    """
+    cols, marks = ", ".join(COLUMNS), ", ".join("?" for _ in COLUMNS)
+    insert = f"INSERT INTO punches ({cols}) VALUES ({marks})"  # noqa: S608 - constants only
+    merged = delivered = 0
+    with write_transaction(conn, path, "merging salvaged punches"):
+        seq_before = int(conn.execute("SELECT value FROM counters WHERE name='seq'").fetchone()[0])
+        seq = max(seq_before, salvaged.max_seq, salvaged.counter or 0)
+        for row in salvaged.rows:
+            values = list(row)
+            found = conn.execute(
+                "SELECT delivery FROM punches WHERE id = ?", (values[0],)
+            ).fetchone()
+            if found is not None:
+                if found[0] == "pending" and values[21] == "delivered":
+                    conn.execute(
+                        "UPDATE punches SET delivery = 'delivered', delivered_at = ? WHERE id = ?",
+                        (values[24], values[0]),
+                    )
+                    delivered += 1
+                continue
+            taken = conn.execute("SELECT 1 FROM punches WHERE seq = ?", (values[1],)).fetchone()
+            if taken is not None:
+                seq += 1
+                values[1] = seq
+            conn.execute(insert, values)
+            merged += 1
+        # The tail is trustworthy only if the damaged file's own counter was read and every
+        # row up to it was readable; a WAL cut loses the newest commits by definition.
+        tail_lost = (
+            salvaged.counter is None
+            or "WAL" in problem
+            or any(b >= salvaged.counter for _, b in salvaged.unreadable)
+        )
+        if tail_lost:
+            seq += SEQ_GAP_AFTER_LOSS
+        conn.execute("UPDATE counters SET value = ? WHERE name = 'seq'", (seq,))
+        # Authoritative recount once, after the merge, instead of tracking each case.
+        conn.execute(
+            "UPDATE counters SET value = (SELECT count(*) FROM punches WHERE delivery = 'pending') "
+            "WHERE name = 'pending'"
+        )
+        conn.execute(
+            "UPDATE counters SET value = "
+            "(SELECT count(*) FROM punches WHERE delivery = 'delivered') WHERE name = 'delivered'"
+        )
+        conn.execute(
+            "UPDATE counters SET value = "
+            "(SELECT coalesce(max(seq), 0) FROM punches WHERE delivery = 'delivered') "
+            "WHERE name = 'last_delivered_seq'"
+        )
+    return merged, delivered, seq_before, seq, tail_lost
+
+
+def _loss_window(
+    conn: sqlite3.Connection,
+    salvaged: SalvageResult,
+    tail_lost: bool,
+    damaged_mtime: float | None,
+) -> tuple[str | None, str | None]:
+    """When possibly-lost punches were received: from the last intact row before the first
+    damage to the first intact row after the last damage (or the damaged file's last write)."""
+    if not salvaged.unreadable and not tail_lost:
+        return None, None
+    first_bad = salvaged.unreadable[0][0] if salvaged.unreadable else salvaged.max_seq + 1
+    before = conn.execute(
+        "SELECT received_at FROM punches WHERE seq < ? ORDER BY seq DESC LIMIT 1", (first_bad,)
+    ).fetchone()
+    end: str | None = None
+    if tail_lost:
+        if damaged_mtime is not None:
+            end = iso_utc(datetime.fromtimestamp(damaged_mtime, UTC))
+    elif salvaged.unreadable:
+        after = conn.execute(
+            "SELECT received_at FROM punches WHERE seq > ? ORDER BY seq LIMIT 1",
+            (salvaged.unreadable[-1][1],),
+        ).fetchone()
+        end = None if after is None else after[0]
+    return (None if before is None else before[0]), end

@@ -1,0 +1,119 @@
+"""Reading whatever rows are still readable out of a damaged outbox file."""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from buffer.records import COLUMNS, SELECT
+
+_CHUNK = 2048  # rows per range read; a failing range is bisected down to single rows
+_MAX_PROBES = 200_000  # bound on the work spent on one damaged file
+_DELIVERY = ("pending", "delivered")
+_KINDS = ("punch", "void")
+
+
+@dataclass
+class SalvageResult:
+    """Rows read from a damaged file and where reading failed."""
+
+    rows: list[tuple[Any, ...]] = field(default_factory=list)
+    counter: int | None = None  # the file's sequence counter, when readable
+    unreadable: list[tuple[int, int]] = field(default_factory=list)  # seq ranges that failed
+    error: str | None = None  # why nothing at all could be read
+
+    @property
+    def max_seq(self) -> int:
+        """Highest seq among salvaged rows (0 when none)."""
+        return max((r[1] for r in self.rows), default=0)
+
+
+def salvage(db_file: Path) -> SalvageResult:
+    """Read every readable, plausible punch row from ``db_file`` (a scratch copy: it may change)."""
+    result = SalvageResult()
+    try:
+        conn = sqlite3.connect(str(db_file), isolation_level=None)
+    except sqlite3.Error as exc:
+        result.error = str(exc)
+        return result
+    try:
+        result.counter = _scalar(conn, "SELECT value FROM counters WHERE name = 'seq'")
+        low = _scalar(conn, "SELECT min(seq) FROM punches") or 1
+        high = max(
+            result.counter or 0,
+            _scalar(conn, "SELECT max(seq) FROM punches") or 0,
+        )
+        if high == 0 and _scalar(conn, "SELECT count(*) FROM sqlite_master") is None:
+            result.error = "the schema itself is unreadable"
+            return result
+        _read_ranges(conn, low, high, result)
+    finally:
+        conn.close()
+    return result
+
+
+def _scalar(conn: sqlite3.Connection, sql: str) -> int | None:
+    try:
+        row = conn.execute(sql).fetchone()
+    except sqlite3.DatabaseError:
+        return None
+    return None if row is None or not isinstance(row[0], int) else row[0]
+
+
+def _read_ranges(conn: sqlite3.Connection, low: int, high: int, result: SalvageResult) -> None:
+    # NOT INDEXED: walk the table b-tree by rowid; a damaged index must not hide good rows.
+    sql = f"{SELECT} NOT INDEXED WHERE seq BETWEEN ? AND ? ORDER BY seq"
+    todo = [(a, min(a + _CHUNK - 1, high)) for a in range(low, high + 1, _CHUNK)]
+    todo.reverse()
+    probes = 0
+    while todo:
+        a, b = todo.pop()
+        probes += 1
+        if probes > _MAX_PROBES:
+            result.unreadable.append((a, b))
+            result.unreadable.extend(todo)
+            break
+        try:
+            rows = conn.execute(sql, (a, b)).fetchall()
+        except sqlite3.DatabaseError:
+            if a == b:
+                _add_unreadable(result, a, a)
+            else:
+                mid = (a + b) // 2
+                todo.extend([(mid + 1, b), (a, mid)])
+            continue
+        for row in rows:
+            if _plausible(row):
+                result.rows.append(row)
+            else:
+                _add_unreadable(result, row[1], row[1])
+    result.unreadable.sort()
+
+
+def _add_unreadable(result: SalvageResult, a: int, b: int) -> None:
+    if result.unreadable and result.unreadable[-1][1] + 1 >= a:
+        last = result.unreadable[-1]
+        result.unreadable[-1] = (last[0], max(last[1], b))
+    else:
+        result.unreadable.append((a, b))
+
+
+def _plausible(row: tuple[Any, ...]) -> bool:
+    """Damaged cells can decode to garbage instead of failing: keep only rows that make sense."""
+    values = dict(zip(COLUMNS, row, strict=True))
+    if not (isinstance(values["id"], str) and len(values["id"]) == 36):
+        return False
+    if not isinstance(values["seq"], int) or values["seq"] < 1:
+        return False
+    if values["delivery"] not in _DELIVERY or values["kind"] not in _KINDS:
+        return False
+    if not isinstance(values["device_id"], str) or not isinstance(values["gateway_id"], str):
+        return False
+    try:
+        datetime.fromisoformat(values["received_at"])
+    except (TypeError, ValueError):
+        return False
+    return True
