@@ -1,0 +1,143 @@
+"""Doctor checks on the configuration file and the files it points to."""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+from agent.doctor.result import CheckResult, fail, ok, skip, warn
+from config import Settings, load_settings
+from config.errors import ConfigError
+from config.loader import resolve_path
+
+FAMILY = "config"
+
+
+def load_config(path: Path | None) -> tuple[Settings | None, list[CheckResult]]:
+    """Load the config; on failure the settings are ``None`` and the result lists every problem."""
+    where = str(resolve_path(path))
+    try:
+        settings = load_settings(path)
+    except ConfigError as exc:
+        problems = exc.problems or [str(exc)]
+        shown = "; ".join(problems[:5]) + (
+            f" (+{len(problems) - 5} more)" if len(problems) > 5 else ""
+        )
+        return None, [
+            fail(
+                FAMILY,
+                where,
+                "config file",
+                shown,
+                f"fix the file, then check it with: punchgate config check --config {where}",
+            )
+        ]
+    devices = len(settings.devices)
+    return settings, [
+        ok(
+            FAMILY,
+            where,
+            "config file",
+            f"valid: gateway {settings.agent.gateway_id}, {devices} device(s)",
+        )
+    ]
+
+
+def check_config_files(settings: Settings, path: Path | None) -> list[CheckResult]:
+    """Devices configured, state directory usable, secret and TLS files readable and private."""
+    where = str(resolve_path(path))
+    results = [_devices(settings, where), _state_dir(settings.agent.state_dir)]
+    mqtt = settings.mqtt
+    if mqtt.password_file is not None:
+        results.append(_secret_file(mqtt.password_file, "mqtt.password_file"))
+    if mqtt.key_file is not None:
+        results.append(_secret_file(mqtt.key_file, "mqtt.key_file"))
+    for key, file in (("mqtt.ca_file", mqtt.ca_file), ("mqtt.cert_file", mqtt.cert_file)):
+        if file is not None and not os.access(file, os.R_OK):
+            results.append(
+                fail(
+                    FAMILY,
+                    str(file),
+                    key,
+                    f"{file} does not exist or is not readable by this user",
+                    f"copy the file there or fix {key} in {where}",
+                )
+            )
+    return results
+
+
+def _devices(settings: Settings, where: str) -> CheckResult:
+    enabled = [d.id for d in settings.devices if d.enabled]
+    disabled = [d.id for d in settings.devices if not d.enabled]
+    if not settings.devices:
+        return warn(
+            FAMILY,
+            where,
+            "devices",
+            "no [[devices]] configured: nothing will be read",
+            f"add a [[devices]] section to {where} (see config/punchgate.example.toml)",
+        )
+    detail = f"{len(enabled)} enabled ({', '.join(enabled) or 'none'})"
+    if disabled:
+        detail += f", {len(disabled)} disabled ({', '.join(disabled)})"
+    if not enabled:
+        return warn(FAMILY, where, "devices", detail, "set enabled = true on the devices to read")
+    return ok(FAMILY, where, "devices", detail)
+
+
+def _state_dir(state_dir: Path) -> CheckResult:
+    name = "state directory"
+    if not state_dir.exists():
+        return warn(
+            FAMILY,
+            str(state_dir),
+            name,
+            f"{state_dir} does not exist yet",
+            "start the service once (systemd creates it), or create it owned by the punchgate user",
+        )
+    if not state_dir.is_dir():
+        return fail(
+            FAMILY, str(state_dir), name, f"{state_dir} is not a directory", "fix agent.state_dir"
+        )
+    if not os.access(state_dir, os.W_OK | os.X_OK):
+        return warn(
+            FAMILY,
+            str(state_dir),
+            name,
+            f"{state_dir} is not writable by this user ({_user()})",
+            "run the CLI as the service user: sudo -u punchgate punchgate ...",
+        )
+    return ok(FAMILY, str(state_dir), name, f"{state_dir} is writable")
+
+
+def _secret_file(file: Path, key: str) -> CheckResult:
+    try:
+        mode = file.stat().st_mode
+    except OSError as exc:
+        return fail(
+            FAMILY, str(file), key, f"cannot read {file}: {exc.strerror}", f"create it or fix {key}"
+        )
+    if mode & (stat.S_IRWXG | stat.S_IRWXO) & ~stat.S_IXGRP & ~stat.S_IXOTH:
+        return warn(
+            FAMILY,
+            str(file),
+            key,
+            f"{file} is readable or writable by other users (mode {oct(mode & 0o777)})",
+            f"chmod 600 {file}",
+        )
+    return ok(FAMILY, str(file), key, f"{file} is private (mode {oct(mode & 0o777)})")
+
+
+def skipped_without_config(family: str) -> CheckResult:
+    """What every other family reports when the config could not be loaded."""
+    return skip(family, "", family, "not run: the configuration did not load (see config above)")
+
+
+def _user() -> str:
+    try:
+        import pwd
+
+        return pwd.getpwuid(os.geteuid()).pw_name
+    except (ImportError, KeyError):
+        return str(os.geteuid())

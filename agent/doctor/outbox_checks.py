@@ -1,0 +1,165 @@
+"""Doctor checks on the outbox: integrity, free disk, and how long punches have been waiting.
+
+The doctor opens the outbox with ``recover=False``: it diagnoses and never repairs (repair moves
+files and must be a decision, made by restarting the service or by ``outbox restore``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from agent.doctor.result import CheckResult, Job, fail, ok, skip, warn
+from buffer.outbox import Outbox
+from config import Settings
+from config.errors import CorruptOutboxError, OutboxError, SchemaTooNewError
+
+FAMILY = "outbox"
+PENDING_WARN_S = 15 * 60.0  # delivery normally takes seconds; this much backlog needs a look
+PENDING_FAIL_S = 24 * 3600.0  # a day of punches not reaching HR is a fault to fix today
+DISK_WARN_FACTOR = 2.0  # warn while free disk is within twice the reserve
+
+
+def outbox_jobs(settings: Settings, timeout: float) -> list[Job]:
+    """One job: the checks share an open outbox."""
+    path = settings.agent.outbox_path
+    return [
+        Job(
+            FAMILY,
+            str(path),
+            "outbox",
+            timeout,
+            lambda: check_outbox(settings, timeout),
+            next_step_on_timeout=(
+                "the outbox stayed locked or the disk is very slow: check 'punchgate status' "
+                "and the disk (dmesg, iostat)"
+            ),
+        )
+    ]
+
+
+def check_outbox(settings: Settings, timeout: float) -> list[CheckResult]:
+    """Integrity, free disk and pending age of the configured outbox."""
+    path = settings.agent.outbox_path
+    where = str(path)
+    names = ("integrity", "free disk", "pending punches")
+    if not path.exists():
+        return [
+            warn(
+                FAMILY,
+                where,
+                "outbox file",
+                f"no outbox at {path} yet",
+                "it is created when the service first starts: sudo systemctl start punchgate",
+            ),
+            *(skip(FAMILY, where, n, "not run: no outbox file") for n in names),
+        ]
+    try:
+        outbox = Outbox.open(
+            path,
+            settings.agent.gateway_id,
+            disk_reserve_bytes=int(settings.outbox.disk_reserve_mb * 2**20),
+            busy_timeout=max(1.0, timeout / 2),
+            backup_dir=settings.outbox.backup_dir,
+            recover=False,
+        )
+    except CorruptOutboxError as exc:
+        return [
+            fail(FAMILY, where, "integrity", str(exc).split(". To recover")[0], _RESTORE),
+            *(skip(FAMILY, where, n, "not run: the outbox is damaged") for n in names[1:]),
+        ]
+    except SchemaTooNewError as exc:
+        return [
+            fail(FAMILY, where, "schema", str(exc), "install the newer punchgate that wrote it"),
+            *(skip(FAMILY, where, n, "not run: schema too new") for n in names),
+        ]
+    except OutboxError as exc:
+        return [
+            fail(
+                FAMILY,
+                where,
+                "open",
+                str(exc),
+                "run as the service user (sudo -u punchgate punchgate doctor) and check the "
+                "owner of the state directory",
+            ),
+            *(skip(FAMILY, where, n, "not run: cannot open the outbox") for n in names),
+        ]
+    try:
+        return [_integrity(outbox), *_stats(outbox)]
+    finally:
+        outbox.close()
+
+
+_RESTORE = (
+    "stop the service, then start it again (opening repairs from the newest backup and salvages "
+    "readable rows), or restore by hand: punchgate outbox restore <backup>"
+)
+
+
+def _integrity(outbox: Outbox) -> CheckResult:
+    where = str(outbox.path)
+    try:
+        problems = outbox.check(full=False)
+    except OutboxError as exc:
+        return fail(FAMILY, where, "integrity", str(exc), _RESTORE)
+    if problems:
+        shown = "; ".join(problems[:3]) + (
+            f" (+{len(problems) - 3} more)" if len(problems) > 3 else ""
+        )
+        return fail(FAMILY, where, "integrity", shown, _RESTORE)
+    return ok(FAMILY, where, "integrity", "quick_check ok, counters agree with the rows")
+
+
+def _stats(outbox: Outbox) -> list[CheckResult]:
+    where = str(outbox.path)
+    stats = outbox.stats()
+    free, reserve = stats.free_disk_bytes, stats.disk_reserve_bytes
+    disk_detail = f"{_mib(free)} free on {outbox.path.parent}, reserve {_mib(reserve)}"
+    if free >= 0 and free < reserve:
+        disk = fail(
+            FAMILY,
+            where,
+            "free disk",
+            disk_detail + ": below the reserve (punches are still stored, nothing is evicted)",
+            f"free space on {outbox.path.parent} now (old logs: journalctl --vacuum-size=100M)",
+        )
+    elif free >= 0 and free < reserve * DISK_WARN_FACTOR:
+        disk = warn(FAMILY, where, "free disk", disk_detail, "free some space soon")
+    else:
+        disk = ok(FAMILY, where, "free disk", disk_detail)
+    return [disk, _pending(where, stats.as_dict())]
+
+
+def _pending(where: str, stats: dict[str, Any]) -> CheckResult:
+    pending, age = int(stats["pending"]), stats["oldest_pending_age_s"]
+    name = "pending punches"
+    if not pending or age is None:
+        return ok(FAMILY, where, name, f"nothing waiting; {stats['delivered']} delivered so far")
+    detail = (
+        f"{pending} waiting for delivery, the oldest (seq {stats['oldest_pending_seq']}) "
+        f"stored {_age(age)} ago"
+    )
+    step = (
+        "delivery is stuck: see the broker checks, and 'punchgate status' for the daemon's "
+        "last delivery error"
+    )
+    if age >= PENDING_FAIL_S:
+        return fail(FAMILY, where, name, detail, step)
+    if age >= PENDING_WARN_S:
+        return warn(FAMILY, where, name, detail, step)
+    return ok(FAMILY, where, name, detail)
+
+
+def _mib(count: int) -> str:
+    return "unknown" if count < 0 else f"{count / 2**20:,.0f} MiB"
+
+
+def _age(seconds: float) -> str:
+    """``3725`` -> ``"1h2m"``: the two largest units are enough to act on."""
+    rest = int(seconds)
+    parts: list[str] = []
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        count, rest = divmod(rest, size)
+        if count or parts:
+            parts.append(f"{count}{unit}")
+    return "".join(parts[:2]) or "0s"

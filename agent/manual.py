@@ -1,0 +1,304 @@
+"""Manual correction punches: turn what a technician typed into a ``Punch``, or say what is wrong.
+
+Rules (``[manual]`` in the config): the device must be configured; the time is read in the
+device's timezone and may be neither in the future nor older than ``max_age``. Two rules can be
+overridden with ``--force``, because a person may know better: a punch of the same employee
+within ``duplicate_window`` already exists, and the device is online right now (corrections are
+for terminals that were offline; an online terminal most likely has the punch itself).
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Protocol
+from zoneinfo import ZoneInfo
+
+from config import Settings
+from config.settings import SerialDeviceSettings, ZkDeviceSettings
+from drivers.base import Punch, PunchState, Source, Suspect, VerifyMethod
+from drivers.timeutil import localize
+
+DeviceConfig = ZkDeviceSettings | SerialDeviceSettings
+OnlineProbe = Callable[[DeviceConfig], "Online"]
+
+TIME_FORMATS = ("%Y-%m-%d %H:%M", "%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S")
+STATES = tuple(s.value for s in PunchState)
+_MAX_EMPLOYEE = 128  # the MQTT contract's limits
+_MAX_OPERATOR = 200
+_MAX_REASON = 2000
+
+
+@dataclass(frozen=True)
+class Online:
+    """Whether a device answers right now; ``online`` is None when it cannot be told."""
+
+    online: bool | None
+    how: str  # "the running daemon sees it online", "answers on 10.0.0.20:4370", ...
+
+
+@dataclass(frozen=True)
+class ManualRequest:
+    """One manual punch as typed on the command line or on a row of an import file."""
+
+    employee: str
+    device: str
+    at: str  # device-local wall-clock time as typed, e.g. "2026-11-22 08:03"
+    state: str = PunchState.UNKNOWN.value
+    reason: str = ""
+    row: int | None = None  # line number in an import file
+
+
+@dataclass(frozen=True)
+class Problem:
+    """Why a request cannot be stored; ``forceable`` ones are overridden by ``--force``."""
+
+    message: str
+    forceable: bool = False
+
+    def text(self, row: int | None = None) -> str:
+        """The message, prefixed with the import-file row when there is one."""
+        hint = " (use --force to store it anyway)" if self.forceable else ""
+        return (f"row {row}: " if row is not None else "") + self.message + hint
+
+
+@dataclass(frozen=True)
+class Checked:
+    """A validated request: the punch to store (when the time could be read) and its problems."""
+
+    request: ManualRequest
+    punch: Punch | None
+    problems: list[Problem] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # worth saying, never blocking
+
+    def blocking(self, force: bool) -> list[Problem]:
+        """The problems that stop the request, given ``--force`` or not."""
+        return [p for p in self.problems if not (force and p.forceable)]
+
+
+class PunchLookup(Protocol):
+    """The part of the outbox the validation reads."""
+
+    def list(
+        self,
+        pending_only: bool = False,
+        device: str | None = None,
+        employee: str | None = None,
+        since: datetime | None = None,
+        limit: int = 1000,
+    ) -> Sequence[object]:
+        """Stored rows matching the filters."""
+
+    def device_serial(self, device_id: str) -> str | None:
+        """The serial last seen for this device."""
+
+
+def default_operator(env: dict[str, str] | None = None) -> str:
+    """Who is at the keyboard: ``$SUDO_USER`` when run through sudo, else the login user."""
+    env = dict(os.environ) if env is None else env
+    if env.get("SUDO_USER"):
+        return env["SUDO_USER"]
+    try:
+        return getpass.getuser()
+    except (OSError, KeyError):
+        return f"uid:{os.getuid()}"
+
+
+def operator_problem(operator: str) -> Problem | None:
+    """Why an operator name cannot be stored, if it cannot."""
+    if not operator.strip():
+        return Problem("the operator is empty: give --by NAME")
+    if len(operator) > _MAX_OPERATOR:
+        return Problem(f"the operator name is longer than {_MAX_OPERATOR} characters")
+    return None
+
+
+def parse_local_time(text: str) -> datetime:
+    """A naive wall-clock time from ``YYYY-MM-DD HH:MM[:SS]``; ``ValueError`` says the format."""
+    value = text.strip()
+    for fmt in TIME_FORMATS:
+        try:
+            return datetime.strptime(value, fmt)
+        except ValueError:
+            continue
+    raise ValueError(
+        f"cannot read the time {text!r}: write it as 'YYYY-MM-DD HH:MM' in the device's local "
+        "time, e.g. '2026-11-22 08:03'"
+    )
+
+
+class ManualValidator:
+    """Checks manual punch requests against the config, the outbox and the devices' state."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        outbox: PunchLookup,
+        *,
+        online: OnlineProbe,
+        now: datetime | None = None,
+    ) -> None:
+        self.settings = settings
+        self.outbox = outbox
+        self._probe = online
+        self.now = now or datetime.now(UTC)
+        self._online: dict[str, Online] = {}  # one probe per device, also for a whole import
+
+    def check(self, request: ManualRequest) -> Checked:
+        """Every problem with one request, not just the first."""
+        problems: list[Problem] = []
+        notes: list[str] = []
+        device = self.settings.device(request.device)
+        employee = request.employee.strip()
+        if not employee:
+            problems.append(
+                Problem("the employee is empty: give the employee's id on the terminal")
+            )
+        elif len(employee) > _MAX_EMPLOYEE:
+            problems.append(Problem(f"the employee id is longer than {_MAX_EMPLOYEE} characters"))
+        state = request.state.strip().lower() or PunchState.UNKNOWN.value
+        if state not in STATES:
+            problems.append(
+                Problem(f"unknown state {request.state!r}: use one of {', '.join(STATES)}")
+            )
+        if not request.reason.strip():
+            problems.append(Problem("the reason is empty: say why the punch is entered by hand"))
+        elif len(request.reason) > _MAX_REASON:
+            problems.append(Problem(f"the reason is longer than {_MAX_REASON} characters"))
+        if device is None:
+            known = ", ".join(d.id for d in self.settings.devices) or "none configured"
+            problems.append(Problem(f"unknown device {request.device!r}; known devices: {known}"))
+            return Checked(request, None, problems, notes)
+        try:
+            naive = parse_local_time(request.at)
+        except ValueError as exc:
+            problems.append(Problem(str(exc)))
+            return Checked(request, None, problems, notes)
+        tz = self.settings.device_timezone(device)
+        utc, offset, flags = localize(naive, tz)
+        problems += self._time_rules(naive, utc, tz)
+        if Suspect.TIME_AMBIGUOUS in flags:
+            notes.append(
+                f"{naive:%Y-%m-%d %H:%M} happened twice in {tz.key} (DST end): the first was used"
+            )
+        if Suspect.TIME_NONEXISTENT in flags:
+            notes.append(
+                f"{naive:%Y-%m-%d %H:%M} does not exist in {tz.key} (DST start): stored flagged"
+            )
+        if employee:
+            problems += self._duplicates(employee, utc)
+        online = self.online(device)
+        if online.online:
+            problems.append(
+                Problem(
+                    f"device {device.id} is online ({online.how}): corrections are for offline "
+                    "terminals, and an online terminal most likely recorded the punch itself",
+                    forceable=True,
+                )
+            )
+        punch = Punch(
+            device_id=device.id,
+            device_serial=self._serial(device),
+            employee=employee,
+            device_time=naive,
+            time_utc=utc,
+            utc_offset_minutes=offset,
+            state=PunchState(state) if state in STATES else PunchState.UNKNOWN,
+            verify=VerifyMethod.MANUAL,
+            source=Source.MANUAL,
+            suspect=flags,
+        )
+        return Checked(request, punch, problems, notes)
+
+    def check_batch(self, requests: Sequence[ManualRequest]) -> list[Checked]:
+        """Each row checked, plus rows of the same employee too close to each other."""
+        checked = [self.check(r) for r in requests]
+        window = timedelta(seconds=self.settings.manual.duplicate_window)
+        seen: dict[str, list[tuple[datetime, ManualRequest]]] = {}
+        out = []
+        for item in checked:
+            punch = item.punch
+            if punch is None or punch.time_utc is None or punch.employee is None:
+                out.append(item)
+                continue
+            extra = [
+                Problem(
+                    f"employee {punch.employee} also has row {other.row} at {other.at} within "
+                    f"{_duration(window)} of this one",
+                    forceable=True,
+                )
+                for when, other in seen.get(punch.employee, [])
+                if abs(when - punch.time_utc) <= window
+            ]
+            seen.setdefault(punch.employee, []).append((punch.time_utc, item.request))
+            out.append(Checked(item.request, punch, item.problems + extra, item.notes))
+        return out
+
+    def online(self, device: DeviceConfig) -> Online:
+        """The device's online state, probed once per validator."""
+        if device.id not in self._online:
+            self._online[device.id] = self._probe(device)
+        return self._online[device.id]
+
+    def _time_rules(self, naive: datetime, utc: datetime, tz: ZoneInfo) -> list[Problem]:
+        problems = []
+        tz_name = tz.key
+        if utc > self.now:
+            local_now = self.now.astimezone(tz)
+            problems.append(
+                Problem(
+                    f"{naive:%Y-%m-%d %H:%M} ({tz_name}) is in the future: it is "
+                    f"{local_now:%Y-%m-%d %H:%M} there now"
+                )
+            )
+        max_age = timedelta(seconds=self.settings.manual.max_age)
+        if self.now - utc > max_age:
+            problems.append(
+                Problem(
+                    f"{naive:%Y-%m-%d %H:%M} ({tz_name}) is older than the limit of "
+                    f"{_duration(max_age)} ([manual].max_age); such corrections go to HR directly"
+                )
+            )
+        return problems
+
+    def _duplicates(self, employee: str, utc: datetime) -> list[Problem]:
+        window = timedelta(seconds=self.settings.manual.duplicate_window)
+        rows = self.outbox.list(employee=employee, since=utc - window, limit=10_000)
+        voided = {getattr(r, "void_of", None) for r in rows if getattr(r, "kind", "") == "void"}
+        problems = []
+        for row in rows:
+            when = getattr(row, "time_utc", None)
+            if getattr(row, "kind", "punch") != "punch" or when is None:
+                continue
+            if getattr(row, "id", None) in voided or abs(when - utc) > window:
+                continue
+            local = getattr(row, "device_time", None) or when
+            problems.append(
+                Problem(
+                    f"employee {employee} already has a punch at {local:%Y-%m-%d %H:%M:%S} on "
+                    f"{getattr(row, 'device_id', '?')} (id {getattr(row, 'id', '?')}, "
+                    f"{getattr(row, 'source', '?')}), within {_duration(window)} "
+                    "([manual].duplicate_window)",
+                    forceable=True,
+                )
+            )
+        return problems
+
+    def _serial(self, device: DeviceConfig) -> str:
+        known = self.outbox.device_serial(device.id)
+        if known:
+            return known
+        if isinstance(device, SerialDeviceSettings):
+            return device.serial or f"serial:{device.id}"
+        return ""  # a terminal never read: its serial is not known, and none is invented
+
+
+def _duration(delta: timedelta) -> str:
+    seconds = int(delta.total_seconds())
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size and seconds % size == 0:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"

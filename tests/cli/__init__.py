@@ -1,0 +1,1 @@
+"""Tests of the technician CLI: doctor, outbox inspection, manual punches."""
