@@ -237,6 +237,52 @@ class Outbox:
         )
         return self._insert_one(values, "storing a manual punch")
 
+    def add_manual_many(
+        self,
+        entries: Sequence[tuple[Punch, str]],
+        *,
+        operator: str,
+        entered_at: datetime | None = None,
+    ) -> builtins.list[StoredPunch]:
+        """Store correction punches, each with its reason, in one transaction: all or none.
+
+        For a batch typed from a paper sheet (``punch import``): a failure half-way leaves the
+        outbox as it was, so the technician fixes the file and imports it again.
+        """
+        if not operator.strip() or any(not reason.strip() for _, reason in entries):
+            raise UsageError("a manual punch needs an operator and a reason")
+        if not entries:
+            return []
+        entered = iso_utc(entered_at or utc_now())
+        received = iso_utc(utc_now())
+        encoded = [
+            encode_new(
+                random_id(),
+                self.gateway_id,
+                punch,
+                received,
+                source=Source.MANUAL.value,
+                operator=operator,
+                reason=reason,
+                entered_at=entered,
+            )
+            for punch, reason in entries
+        ]
+        with self._lock:
+            conn = self._db()
+            with write_transaction(conn, self.path, "storing manual punches"):
+                seq = _counter(conn, "seq")
+                rows = [(seq + n, *values) for n, values in enumerate(encoded, 1)]
+                conn.executemany(INSERT, rows)
+                conn.execute("UPDATE counters SET value = ? WHERE name = 'seq'", (rows[-1][0],))
+                conn.execute(
+                    "UPDATE counters SET value = value + ? WHERE name = 'pending'", (len(rows),)
+                )
+            self._probe_disk()
+        stored = [self.get(values[0]) for values in encoded]
+        assert all(s is not None for s in stored)
+        return [s for s in stored if s is not None]
+
     def add_void(self, target_id: str, *, operator: str, reason: str) -> StoredPunch:
         """Record that punch ``target_id`` is void: a new row; nothing is ever deleted."""
         if not operator.strip() or not reason.strip():
