@@ -1,0 +1,83 @@
+"""The terminal clock: read it, measure drift against the gateway, set it."""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from config.errors import ProtocolError
+from drivers.timeutil import to_device_local
+from drivers.zk import protocol as p
+from drivers.zk.transport import ZkConnection
+
+Now = Callable[[], datetime]  # aware UTC "now"; injectable so tests and drift math agree
+
+
+def utc_now() -> datetime:
+    """The gateway's clock as an aware UTC time."""
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class ClockReading:
+    """Terminal and gateway clocks at one instant, both as device-local wall-clock time."""
+
+    device_time: datetime | None  # naive; None when the terminal's clock holds an impossible date
+    gateway_time: datetime  # naive, the gateway's clock in the device's timezone
+    drift_seconds: float | None  # device minus gateway; positive when the terminal is ahead
+
+    def exceeds(self, max_drift: float) -> bool:
+        """True when the drift is beyond ``max_drift`` seconds, or the clock is unreadable."""
+        return self.drift_seconds is None or abs(self.drift_seconds) > max_drift
+
+    def to_dict(self) -> dict[str, object]:
+        """Plain values for JSON output."""
+        return {
+            "device_time": self.device_time.isoformat() if self.device_time else None,
+            "gateway_time": self.gateway_time.isoformat(),
+            "drift_seconds": self.drift_seconds,
+        }
+
+
+def read_clock(conn: ZkConnection, tz: ZoneInfo, now: Now = utc_now) -> ClockReading:
+    """GET_TIME, compared with the gateway clock taken halfway through the round trip."""
+    before = now()
+    reply = conn.request(p.CMD_GET_TIME, retries=2)
+    after = now()
+    if reply.command != p.ACK_OK or len(reply.data) < 4:
+        raise ProtocolError(
+            f"{conn.endpoint.label} answered GET_TIME with code {reply.command} and "
+            f"{len(reply.data)} bytes: retry; report the firmware if it persists"
+        )
+    gateway = to_device_local(before + (after - before) / 2, tz)
+    try:
+        device: datetime | None = p.decode_time(struct.unpack_from("<I", reply.data)[0])
+    except ProtocolError:
+        device = None
+    # The terminal counts whole seconds (it truncates), so compare with the gateway truncated too.
+    gateway = gateway.replace(microsecond=0)
+    drift = None if device is None else (device - gateway).total_seconds()
+    return ClockReading(device, gateway, drift)
+
+
+def set_clock(conn: ZkConnection, when: datetime) -> None:
+    """SET_TIME to a naive device-local time."""
+    if when.tzinfo is not None:
+        raise ValueError("set_clock() takes a naive device-local time")
+    value = p.encode_time(when.replace(microsecond=0))
+    reply = conn.request(p.CMD_SET_TIME, struct.pack("<I", value))
+    if reply.command != p.ACK_OK:
+        raise ProtocolError(
+            f"{conn.endpoint.label} refused SET_TIME (code {reply.command}): the terminal may "
+            "lock its clock (menu or admin setting); set it on the terminal"
+        )
+
+
+def sync_clock(conn: ZkConnection, tz: ZoneInfo, now: Now = utc_now) -> ClockReading:
+    """Set the terminal to the gateway's time (device-local) and return a fresh reading."""
+    # Half a second ahead: the terminal truncates, so this lands nearest to the true second.
+    set_clock(conn, to_device_local(now() + timedelta(milliseconds=500), tz))
+    return read_clock(conn, tz, now)

@@ -1,0 +1,306 @@
+"""Buffered reads (1503 / 1504 / 1502) and the attendance log read: full or tail only.
+
+A 1504 chunk is answered PREPARE_DATA (size, 1008), then DATA frames, then ACK_OK; frames are
+reassembled by reply number through the transport's deframer, so any TCP segmentation (all
+frames in one write, one per write, random splits, a byte at a time) and UDP read the same.
+The tail read asks 1504 for the bytes from our last held record onwards, and checks that record
+is still where we left it before trusting the offset.
+"""
+
+from __future__ import annotations
+
+import struct
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import structlog
+
+from config.errors import ProtocolError
+from drivers.zk import protocol as p
+from drivers.zk.records import RECORD_SIZES
+from drivers.zk.transport import ChecksumMismatch, ZkConnection
+
+log = structlog.get_logger("drivers.zk")
+
+Progress = Callable[[int, int], None]  # (bytes done, bytes to read)
+_CHUNK_ATTEMPTS = 3
+
+
+def free_sizes(conn: ZkConnection) -> p.FreeSizes:
+    """GET_FREE_SIZES: counts and capacities."""
+    reply = conn.request(p.CMD_GET_FREE_SIZES, retries=2)
+    if reply.command != p.ACK_OK:
+        raise ProtocolError(
+            f"{conn.endpoint.label} refused GET_FREE_SIZES (code {reply.command}): "
+            "the firmware may not support it; report the model and firmware"
+        )
+    return p.FreeSizes.unpack(reply.data)
+
+
+@dataclass
+class PreparedBuffer:
+    """A buffer the terminal prepared (1503): its size, and its bytes when sent inline."""
+
+    size: int
+    inline: bytes | None
+
+
+def prepare(conn: ZkConnection, what: int, fct: int = 0) -> PreparedBuffer:
+    """Ask the terminal to prepare a buffer (1503); small buffers come back inline as DATA."""
+    reply = conn.request(p.CMD_PREPARE_BUFFER, p.prepare_buffer_request(what, fct), retries=2)
+    if reply.command == p.CMD_DATA:
+        return PreparedBuffer(len(reply.data), reply.data)
+    if reply.command == p.ACK_OK:
+        return PreparedBuffer(p.parse_prepare_buffer_reply(reply.data), None)
+    raise ProtocolError(
+        f"{conn.endpoint.label} refused the buffered read 1503 (code {reply.command}): "
+        "this firmware may not support buffered reads; report the model and firmware"
+    )
+
+
+def release(conn: ZkConnection) -> None:
+    """FREE_DATA (1502): let the terminal drop the prepared buffer; best effort."""
+    if conn.connected:
+        conn.request(p.CMD_FREE_DATA)
+
+
+def read_range(
+    conn: ZkConnection,
+    start: int,
+    end: int,
+    *,
+    progress: Progress | None = None,
+    done: int = 0,
+    total: int | None = None,
+) -> bytearray:
+    """Bytes ``[start, end)`` of the prepared buffer, in 1504 chunks of pyzk's sizes."""
+    chunk = p.MAX_CHUNK_UDP if conn.endpoint.udp else p.MAX_CHUNK_TCP
+    out = bytearray()
+    offset = start
+    total = total if total is not None else end - start
+    while offset < end:
+        size = min(chunk, end - offset)
+        out += _read_chunk(conn, offset, size)
+        offset += size
+        if progress is not None:
+            progress(done + offset - start, total)
+    return out
+
+
+def _read_chunk(conn: ZkConnection, start: int, size: int) -> bytes:
+    label = conn.endpoint.label
+    for attempt in range(1, _CHUNK_ATTEMPTS + 1):
+        try:
+            return _read_chunk_once(conn, start, size)
+        except ChecksumMismatch:
+            # The framing held, only bytes were damaged: ask for the chunk again. Frames still
+            # queued from the damaged answer carry its reply number and are dropped.
+            log.warning("zk_chunk_corrupt", device=conn.endpoint.device_id, start=start, n=attempt)
+            if attempt == _CHUNK_ATTEMPTS:
+                raise ProtocolError(
+                    f"{label} sent {_CHUNK_ATTEMPTS} damaged copies of the log bytes at offset "
+                    f"{start}: check the network path (cabling, switch); nothing was stored"
+                ) from None
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _read_chunk_once(conn: ZkConnection, start: int, size: int) -> bytes:
+    label = conn.endpoint.label
+    reply_no = conn.begin(p.CMD_READ_BUFFER, p.read_buffer_request(start, size))
+    # The deadline is per packet: a terminal that keeps sending is alive, one that stops is not.
+    first = conn.receive(reply_no, time.monotonic() + conn.timeout, p.CMD_READ_BUFFER)
+    if first.command == p.CMD_DATA:  # the whole chunk as one DATA packet
+        data = first.data
+    elif first.command == p.CMD_PREPARE_DATA:
+        announced, _frame = p.parse_prepare_data(first.data)
+        parts: list[bytes] = []
+        got = 0
+        while got < announced:
+            packet = conn.receive(reply_no, time.monotonic() + conn.timeout, p.CMD_READ_BUFFER)
+            if packet.command != p.CMD_DATA:
+                raise ProtocolError(
+                    f"{label} ended a 1504 chunk after {got} of {announced} bytes (code "
+                    f"{packet.command}): retry; report the firmware if it persists"
+                )
+            parts.append(packet.data)
+            got += len(packet.data)
+        end = conn.receive(reply_no, time.monotonic() + conn.timeout, p.CMD_READ_BUFFER)
+        if end.command != p.ACK_OK:
+            raise ProtocolError(
+                f"{label} closed a 1504 chunk with code {end.command} instead of ACK_OK"
+            )
+        data = b"".join(parts)
+    else:
+        raise ProtocolError(
+            f"{label} refused 1504 for bytes {start}..{start + size} (code {first.command}): "
+            "the log changed under the read; retry"
+        )
+    if len(data) != size:
+        raise ProtocolError(
+            f"{label} sent {len(data)} bytes for a 1504 chunk of {size} at offset {start}: retry"
+        )
+    return data
+
+
+def read_whole(conn: ZkConnection, what: int, fct: int = 0) -> bytes:
+    """A whole buffer (``u32 total`` + items): prepare, read every chunk, release."""
+    prepared = prepare(conn, what, fct)
+    try:
+        if prepared.inline is not None:
+            return prepared.inline
+        return bytes(read_range(conn, 0, prepared.size))
+    finally:
+        release(conn)
+
+
+# The attendance log.
+
+
+@dataclass(frozen=True, slots=True)
+class TailMark:
+    """Where the last read ended: enough to read only the tail next time, and to verify it."""
+
+    serial: str
+    record_size: int
+    count: int
+    last_record: bytes
+
+    def to_dict(self) -> dict[str, object]:
+        """Plain JSON-able values (the outbox stores watermarks as JSON)."""
+        return {
+            "serial": self.serial,
+            "record_size": self.record_size,
+            "count": self.count,
+            "last_record_hex": self.last_record.hex(),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, object] | None) -> TailMark | None:
+        """Parse a stored watermark; None (meaning "read everything") when it is unusable."""
+        if not data:
+            return None
+        try:
+            mark = cls(
+                serial=str(data["serial"]),
+                record_size=int(data["record_size"]),  # type: ignore[call-overload]
+                count=int(data["count"]),  # type: ignore[call-overload]
+                last_record=bytes.fromhex(str(data.get("last_record_hex") or "")),
+            )
+        except (KeyError, TypeError, ValueError):
+            return None
+        if mark.count and len(mark.last_record) != mark.record_size:
+            return None
+        return mark
+
+
+@dataclass(frozen=True, slots=True)
+class LogRead:
+    """The records read: ``body`` holds records ``first_index`` .. ``count - 1``."""
+
+    record_size: int
+    count: int
+    first_index: int
+    body: bytes
+    full: bool
+    reason: str
+    capacity: int
+
+    def mark(self, serial: str, previous: TailMark | None) -> TailMark:
+        """The tail mark after this read."""
+        if self.count == 0:
+            return TailMark(serial, self.record_size, 0, b"")
+        if self.body:
+            last = self.body[-self.record_size :]
+        else:
+            assert previous is not None  # a tail read with no new records kept the old last
+            last = previous.last_record
+        return TailMark(serial, self.record_size, self.count, bytes(last))
+
+
+def read_log(
+    conn: ZkConnection,
+    serial: str,
+    known: TailMark | None,
+    *,
+    default_record_size: int = 40,
+    progress: Progress | None = None,
+) -> LogRead:
+    """Read the attendance log: only the tail when ``known`` still matches, else everything."""
+    label = conn.endpoint.label
+    sizes = free_sizes(conn)
+    usable = known if known is not None and known.serial == serial else None
+    if sizes.records == 0:
+        reason = "log cleared" if usable is not None and usable.count else "empty log"
+        rs = usable.record_size if usable is not None else default_record_size
+        return LogRead(rs, 0, 0, b"", True, reason, sizes.record_capacity)
+    prepared = prepare(conn, p.CMD_ATTLOG_RRQ)
+    try:
+        total = prepared.size - 4
+        if prepared.inline is not None:
+            total = _inline_total(prepared.inline, label)
+        rs = _record_size(conn, total, sizes.records, usable)
+        count = total // rs
+        if usable is not None and usable.count and usable.record_size == rs:
+            if usable.count > count:
+                reason = f"log shrank from {usable.count} to {count} records (cleared or rotated)"
+            else:
+                tail = _read_from(conn, prepared, 4 + (usable.count - 1) * rs, progress)
+                if tail[:rs] == usable.last_record:
+                    return LogRead(
+                        rs, count, usable.count, bytes(tail[rs:]), False, "tail",
+                        sizes.record_capacity,
+                    )  # fmt: skip
+                reason = "the last record we hold moved (log cleared or rotated)"
+        elif usable is not None and usable.count:
+            reason = f"record size changed from {usable.record_size} to {rs} (firmware change)"
+        else:
+            reason = "first read" if known is None else "watermark of another terminal"
+        log.info("zk_full_read", device=conn.endpoint.device_id, reason=reason, records=count)
+        whole = _read_from(conn, prepared, 0, progress)
+        (announced,) = struct.unpack_from("<I", whole)
+        if announced != total:
+            raise ProtocolError(
+                f"{label} announced {announced} bytes of records inside a {total}-byte buffer: "
+                "retry; report the firmware if it persists"
+            )
+        return LogRead(rs, count, 0, bytes(whole[4:]), True, reason, sizes.record_capacity)
+    finally:
+        if prepared.inline is None:
+            release(conn)
+
+
+def _inline_total(buffer: bytes, label: str) -> int:
+    if len(buffer) < 4:
+        raise ProtocolError(f"{label} sent a {len(buffer)}-byte log buffer without its u32 size")
+    (total,) = struct.unpack_from("<I", buffer)
+    if total != len(buffer) - 4:
+        raise ProtocolError(
+            f"{label} sent a log buffer announcing {total} bytes but holding {len(buffer) - 4}"
+        )
+    return total
+
+
+def _read_from(
+    conn: ZkConnection, prepared: PreparedBuffer, start: int, progress: Progress | None
+) -> bytes | bytearray:
+    if prepared.inline is not None:
+        return prepared.inline[start:]
+    return read_range(conn, start, prepared.size, progress=progress)
+
+
+def _record_size(conn: ZkConnection, total: int, count: int, known: TailMark | None) -> int:
+    """Record size = total / count; a punch between the two questions is asked about again."""
+    for attempt in range(2):
+        if count > 0 and total % count == 0 and total // count in RECORD_SIZES:
+            return total // count
+        if attempt == 0:
+            count = free_sizes(conn).records
+    if known is not None and total % known.record_size == 0:
+        return known.record_size
+    shown = f"{total / count:g}" if count else "?"
+    raise ProtocolError(
+        f"{conn.endpoint.label} sent {total} bytes for {count} records ({shown} bytes each), "
+        "which is no record layout we can read (40, 16 or 8 bytes): nothing was parsed; "
+        "report the terminal model and firmware"
+    )

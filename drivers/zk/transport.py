@@ -1,0 +1,358 @@
+"""Request/reply over TCP or UDP with a deadline on every operation and classified errors.
+
+Our own transport rather than pyzk's: pyzk 0.9 reads each reply with a single ``recv`` (so a
+reply split across TCP segments breaks it), never verifies checksums, shells out to ``ping`` and
+blocks on buffered reads when several DATA frames are already queued (ZK_PROTOCOL.md). Here every
+packet goes through the codec's incremental deframer, every checksum is verified, and every wait
+has a deadline.
+"""
+
+from __future__ import annotations
+
+import collections
+import errno
+import socket
+import time
+from dataclasses import dataclass
+
+import structlog
+
+from config.errors import DeviceAuthError, DeviceUnavailable, ProtocolError
+from drivers.zk import protocol as p
+from drivers.zk.extra_codec import build_packet, packet_ok, parse_packet
+
+log = structlog.get_logger("drivers.zk")
+
+_RECV_SIZE = 256 * 1024
+_UNREACHABLE = {errno.EHOSTUNREACH, errno.ENETUNREACH, errno.EHOSTDOWN, errno.ENETDOWN}
+_NAMES = {
+    p.CMD_CONNECT: "CONNECT",
+    p.CMD_AUTH: "AUTH",
+    p.CMD_EXIT: "EXIT",
+    p.CMD_GET_VERSION: "GET_VERSION",
+    p.CMD_OPTIONS_RRQ: "OPTIONS_RRQ",
+    p.CMD_GET_FREE_SIZES: "GET_FREE_SIZES",
+    p.CMD_GET_TIME: "GET_TIME",
+    p.CMD_SET_TIME: "SET_TIME",
+    p.CMD_PREPARE_BUFFER: "PREPARE_BUFFER (1503)",
+    p.CMD_READ_BUFFER: "READ_BUFFER (1504)",
+    p.CMD_FREE_DATA: "FREE_DATA",
+    p.CMD_REG_EVENT: "REG_EVENT",
+    p.CMD_USER_WRQ: "USER_WRQ",
+    p.CMD_DELETE_USER: "DELETE_USER",
+    p.CMD_REFRESHDATA: "REFRESHDATA",
+    p.CMD_CLEAR_ATTLOG: "CLEAR_ATTLOG",
+    p.CMD_ENABLEDEVICE: "ENABLE_DEVICE",
+    p.CMD_DISABLEDEVICE: "DISABLE_DEVICE",
+}
+
+
+def command_name(command: int) -> str:
+    """Human name of a command code, for messages."""
+    return _NAMES.get(command, f"command {command}")
+
+
+class ChecksumMismatch(ProtocolError):
+    """A packet arrived with a wrong checksum (the bytes were damaged on the way)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    """Where a terminal is and what we call it in messages."""
+
+    device_id: str
+    host: str
+    port: int = 4370
+    transport: str = "tcp"
+
+    @property
+    def label(self) -> str:
+        """``lobby-1 (10.0.0.20:4370)``, the prefix of every message about this terminal."""
+        return f"{self.device_id} ({self.host}:{self.port})"
+
+    @property
+    def udp(self) -> bool:
+        return self.transport == "udp"
+
+
+class _Link:
+    """One socket to the terminal; TCP packets are deframed, UDP datagrams are packets."""
+
+    def __init__(self, endpoint: Endpoint) -> None:
+        self.endpoint = endpoint
+        self.sock: socket.socket | None = None
+        self._deframer = p.TcpDeframer()
+        self._ready: collections.deque[bytes] = collections.deque()
+        self._buffer = bytearray(_RECV_SIZE)
+
+    def open(self, timeout: float) -> None:
+        host, port = self.endpoint.host, self.endpoint.port
+        if self.endpoint.udp:
+            info = socket.getaddrinfo(host, port, socket.AF_INET, socket.SOCK_DGRAM)
+            sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            # A connected UDP socket reports ICMP "port unreachable" as ConnectionRefusedError.
+            sock.connect(info[0][4])
+        else:
+            sock = socket.create_connection((host, port), timeout=timeout)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.sock = sock
+
+    def send(self, packet: bytes) -> None:
+        assert self.sock is not None
+        if self.endpoint.udp:
+            self.sock.send(packet)
+        else:
+            self.sock.sendall(p.tcp_frame(packet))
+
+    def recv(self, deadline: float) -> bytes:
+        """The next packet; ``TimeoutError`` at the deadline, ``EOFError`` when closed."""
+        sock = self.sock
+        assert sock is not None
+        while not self._ready:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError
+            sock.settimeout(remaining)
+            if self.endpoint.udp:
+                return sock.recv(65535)
+            n = sock.recv_into(self._buffer)
+            if n == 0:
+                raise EOFError
+            self._ready.extend(self._deframer.feed(memoryview(self._buffer)[:n]))
+        return self._ready.popleft()
+
+    def close(self) -> None:
+        if self.sock is not None:
+            try:
+                self.sock.close()
+            except OSError:
+                pass
+        self.sock = None
+        self._ready.clear()
+        self._deframer = p.TcpDeframer()
+
+
+class ZkConnection:
+    """A session with one terminal: connect/auth, requests matched by reply number, events queued.
+
+    Every error leaves the connection closed and is raised as ``DeviceUnavailable`` (retry later),
+    ``DeviceAuthError`` (fix the comm key) or ``ProtocolError`` (garbage on the wire), with the
+    device id, address and what to do in the message.
+    """
+
+    def __init__(self, endpoint: Endpoint, *, comm_key: int = 0, timeout: float = 10.0) -> None:
+        self.endpoint = endpoint
+        self.comm_key = comm_key
+        self.timeout = timeout
+        self.session = 0
+        self.events: collections.deque[p.Packet] = collections.deque()
+        self._reply = p.USHRT_MAX - 1  # so that CONNECT goes out with reply 0, as pyzk does
+        self._link = _Link(endpoint)
+        self.connected = False
+        self.generation = 0  # counts successful connects: session-bound state compares it
+
+    # Life cycle.
+
+    def connect(self) -> None:
+        """Open the socket, CONNECT and, when the terminal asks for it, AUTH with the comm key."""
+        self.close()
+        label = self.endpoint.label
+        try:
+            self._link.open(self.timeout)
+        except OSError as exc:
+            raise self._unavailable(exc, "connecting") from exc
+        self._reply = p.USHRT_MAX - 1
+        self.session = 0
+        reply = self._exchange(p.CMD_CONNECT, b"", self.timeout)
+        self.session = reply.session
+        if reply.command == p.ACK_UNAUTH:
+            if not self.comm_key:
+                self.close()
+                raise DeviceAuthError(
+                    f"{label} requires a comm key: set comm_key in this device's config to the "
+                    "terminal's communication password"
+                )
+            key = p.make_commkey(self.comm_key, self.session)
+            reply = self._exchange(p.CMD_AUTH, key, self.timeout)
+            if reply.command == p.ACK_UNAUTH:
+                self.close()
+                raise DeviceAuthError(
+                    f"{label} refused the comm key: check the terminal's communication password "
+                    "against comm_key in the config"
+                )
+        if reply.command != p.ACK_OK:
+            self.close()
+            raise ProtocolError(
+                f"{label} answered CONNECT with code {reply.command}, not ACK_OK: "
+                "is this a ZK-protocol terminal on this port?"
+            )
+        self.connected = True
+        self.generation += 1
+        log.debug("zk_connected", device=self.endpoint.device_id, session=self.session)
+
+    def close(self, *, say_goodbye: bool = False) -> None:
+        """Send EXIT when asked (best effort, short deadline) and close the socket; never raises."""
+        if say_goodbye and self.connected:
+            try:
+                self._send(p.CMD_EXIT, b"", self._next_reply())
+                self._wait(self._reply, time.monotonic() + min(self.timeout, 1.0), p.CMD_EXIT)
+            except (OSError, EOFError, TimeoutError, ProtocolError):
+                pass
+        self.connected = False
+        self._link.close()
+
+    # Requests.
+
+    def request(
+        self, command: int, data: bytes = b"", *, timeout: float | None = None, retries: int = 0
+    ) -> p.Packet:
+        """Send a request and return its reply (any reply code; callers check ``command``).
+
+        ``retries`` re-sends a request whose reply came back corrupted; only for reads.
+        """
+        if not self.connected:
+            raise DeviceUnavailable(
+                f"{self.endpoint.label} is not connected (an earlier error closed the session): "
+                "open it again"
+            )
+        for attempt in range(retries + 1):
+            try:
+                return self._exchange(command, data, timeout or self.timeout)
+            except ChecksumMismatch:
+                if attempt == retries:
+                    raise
+                # The framing is intact (only the checksum is wrong): ask again; a late copy of
+                # the damaged answer would carry the old reply number and be dropped.
+                log.warning(
+                    "zk_corrupt_reply", device=self.endpoint.device_id, command=command, retry=True
+                )
+        raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
+
+    def begin(self, command: int, data: bytes = b"") -> int:
+        """Send a request whose reply spans several packets; return its reply number."""
+        reply_no = self._next_reply()
+        try:
+            self._send(command, data, reply_no)
+        except OSError as exc:
+            raise self._unavailable(exc, command_name(command)) from exc
+        return reply_no
+
+    def receive(self, reply_no: int, deadline: float, command: int) -> p.Packet:
+        """The next packet answering ``reply_no`` (events are queued and acknowledged)."""
+        return self._wait(reply_no, deadline, command)
+
+    def next_packet(self, deadline: float) -> p.Packet | None:
+        """The next unsolicited packet (a queued event first), None at the deadline."""
+        if self.events:
+            return self.events.popleft()
+        try:
+            packet = self._receive_checked(deadline, p.CMD_REG_EVENT)
+        except TimeoutError:
+            return None
+        if packet.command == p.CMD_REG_EVENT:
+            self.ack_event()
+        return packet
+
+    def ack_event(self) -> None:
+        """Acknowledge a live event (ACK_OK, reply 0, no answer expected), as pyzk does."""
+        try:
+            self._send(p.ACK_OK, b"", 0)
+        except OSError as exc:
+            raise self._unavailable(exc, "acknowledging an event") from exc
+
+    # Internals.
+
+    def _next_reply(self) -> int:
+        self._reply = p.next_reply(self._reply)
+        return self._reply
+
+    def _send(self, command: int, data: bytes, reply_no: int) -> None:
+        if self._link.sock is None:
+            raise OSError(errno.ENOTCONN, "not connected")
+        self._link.send(build_packet(command, self.session, reply_no, data))
+
+    def _exchange(self, command: int, data: bytes, timeout: float) -> p.Packet:
+        reply_no = self.begin(command, data)
+        return self._wait(reply_no, time.monotonic() + timeout, command)
+
+    def _wait(self, reply_no: int, deadline: float, command: int) -> p.Packet:
+        while True:
+            try:
+                packet = self._receive_checked(deadline, command)
+            except TimeoutError:
+                self.close()
+                raise DeviceUnavailable(
+                    f"{self.endpoint.label} did not answer {command_name(command)} within "
+                    f"{self.timeout:g}s: check that the terminal is on and reachable"
+                    + (" and that it speaks UDP" if self.endpoint.udp else "")
+                    + ", then retry"
+                ) from None
+            if packet.command == p.CMD_REG_EVENT and packet.reply == 0:
+                self.events.append(packet)
+                self.ack_event()
+                continue
+            if packet.reply != reply_no:
+                # A late answer to an earlier request that timed out: not ours, drop it.
+                log.debug("zk_stale_reply", device=self.endpoint.device_id, reply=packet.reply)
+                continue
+            return packet
+
+    def _receive_checked(self, deadline: float, command: int) -> p.Packet:
+        try:
+            raw = self._link.recv(deadline)
+        except TimeoutError:
+            raise
+        except EOFError:
+            self.close()
+            raise DeviceUnavailable(
+                f"{self.endpoint.label} closed the connection during {command_name(command)}: "
+                "retry; if it keeps happening, another program may hold the terminal's session"
+            ) from None
+        except ProtocolError as exc:
+            self.close()
+            raise ProtocolError(
+                f"{self.endpoint.label} sent bytes that are not ZK TCP framing during "
+                f"{command_name(command)} ({exc}): check the port and that this is a ZK terminal"
+            ) from exc
+        except OSError as exc:
+            if isinstance(exc, socket.timeout | TimeoutError):
+                raise TimeoutError from exc
+            raise self._unavailable(exc, command_name(command)) from exc
+        packet = parse_packet(raw)
+        if not packet_ok(packet):
+            raise ChecksumMismatch(
+                f"{self.endpoint.label} sent a damaged packet (bad checksum) during "
+                f"{command_name(command)}: check the network path (cabling, switch, Wi-Fi bridge); "
+                "nothing was stored from it"
+            )
+        return packet
+
+    def _unavailable(self, exc: OSError, doing: str) -> DeviceUnavailable:
+        self.close()
+        label = self.endpoint.label
+        if isinstance(exc, socket.gaierror):
+            return DeviceUnavailable(
+                f"{label}: the host name cannot be resolved ({exc.strerror}): check host in the "
+                "config and the gateway's DNS"
+            )
+        if isinstance(exc, ConnectionRefusedError):
+            return DeviceUnavailable(
+                f"{label} refused the connection: check the port ({self.endpoint.port}) and that "
+                f"the terminal's {self.endpoint.transport.upper()} service is enabled"
+            )
+        if isinstance(exc, socket.timeout | TimeoutError):
+            return DeviceUnavailable(
+                f"{label} did not accept a connection within {self.timeout:g}s: check that the "
+                "terminal is powered, cabled and at this IP address"
+            )
+        if isinstance(exc, ConnectionResetError | BrokenPipeError | ConnectionAbortedError):
+            return DeviceUnavailable(
+                f"{label} reset the connection while {doing}: retry; if it persists the terminal "
+                "may allow only one session (close the vendor software) or be rebooting"
+            )
+        if exc.errno in _UNREACHABLE:
+            return DeviceUnavailable(
+                f"{label} is unreachable ({exc.strerror}): check the network route and the IP "
+                "address"
+            )
+        return DeviceUnavailable(f"{label}: network error while {doing} ({exc}): retry later")
