@@ -179,6 +179,7 @@ class MqttConnection:
         self._broker_url: str | None = None
         self._last_error: str | None = None
         self._connects = 0
+        self._subscribed_generation = 0
         self._log = log.bind(client_id=options.client_id)
 
     # -- public API ---------------------------------------------------------------------------
@@ -190,6 +191,13 @@ class MqttConnection:
     @property
     def connected(self) -> bool:
         return self._connected_event.is_set()
+
+    @property
+    def subscribed(self) -> bool:
+        """Connected, and the broker granted our subscriptions (acks, commands)."""
+        return self.connected and (
+            not self.subscriptions or self._subscribed_generation == self._generation
+        )
 
     @property
     def generation(self) -> int:
@@ -291,6 +299,13 @@ class MqttConnection:
         def on_disconnect(_c: mqtt.Client, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
             state["disconnect"] = reason
 
+        def on_subscribe(_c: mqtt.Client, _u: Any, _mid: int, reasons: Any, _p: Any) -> None:
+            failed = [str(r) for r in reasons if getattr(r, "is_failure", False)]
+            if failed:
+                self._fail(f"broker refused a subscription: {', '.join(failed)}")
+            else:
+                self._subscribed_generation = generation
+
         def on_publish(_c: mqtt.Client, _u: Any, mid: int, reason: Any, _p: Any) -> None:
             ok = not getattr(reason, "is_failure", False)
             self._guard(self.handler.on_published, generation, mid, ok, str(reason))
@@ -301,6 +316,7 @@ class MqttConnection:
         client.on_connect = on_connect
         client.on_disconnect = on_disconnect
         client.on_publish = on_publish
+        client.on_subscribe = on_subscribe
         client.on_message = on_message
         client.user_data_set(state)
         return client
@@ -336,13 +352,25 @@ class MqttConnection:
             _release(client)
             return False
         deadline = time.monotonic() + self.options.connect_timeout
+        closed = False
         while state["connack"] is None and time.monotonic() < deadline:
-            if self._stopping.is_set() or self._loop_once(client) != MQTTErrorCode.MQTT_ERR_SUCCESS:
+            if self._stopping.is_set():
+                break
+            if self._loop_once(client) != MQTTErrorCode.MQTT_ERR_SUCCESS:
+                closed = True
                 break
         reason = state["connack"]
         if reason is None or getattr(reason, "is_failure", True):
             if reason is not None:
                 self._fail(describe_connack(broker, reason))
+            elif closed:
+                hint = (
+                    "the broker may require a client certificate (mqtt.cert_file/key_file) "
+                    "or refused the TLS session"
+                    if broker.tls
+                    else "is it an MQTT broker, and not a TLS-only port (then use mqtts://)?"
+                )
+                self._fail(f"{broker.url} closed the connection before its CONNACK: {hint}")
             elif not self._stopping.is_set():
                 self._fail(
                     f"no CONNACK from {broker.url} within {self.options.connect_timeout:.0f}s: "

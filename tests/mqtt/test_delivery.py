@@ -44,7 +44,10 @@ def _publish_ack(port: int, payload: dict) -> None:
 
 
 def test_backlog_is_delivered_in_sequence_order_and_every_message_fits_the_contract(
-    broker: LocalMosquitto, outbox: Outbox, workers: Workers, collectors: Collectors,
+    broker: LocalMosquitto,
+    outbox: Outbox,
+    workers: Workers,
+    collectors: Collectors,
     contract: Contract,
 ) -> None:
     outbox.add_punches(make_punches(950))
@@ -76,7 +79,10 @@ def test_batches_respect_batch_bytes(
 
 
 def test_broker_down_for_a_while_then_everything_arrives_in_order_without_gaps(
-    broker: LocalMosquitto, outbox: Outbox, workers: Workers, collectors: Collectors,
+    broker: LocalMosquitto,
+    outbox: Outbox,
+    workers: Workers,
+    collectors: Collectors,
     contract: Contract,
 ) -> None:
     collector = collectors()
@@ -92,9 +98,12 @@ def test_broker_down_for_a_while_then_everything_arrives_in_order_without_gaps(
     broker.start()
     worker.wake()
     messages = collector.wait(_seqs_complete(700), timeout=15, what="all 700 punches")
-    seqs = [p["seq"] for p in punches_in(messages)]
-    assert seqs == sorted(seqs), "batches arrived out of sequence order"
-    assert set(seqs) == set(range(1, 701))
+    # QoS 1 between broker and subscriber may repeat a message caught by the broker stop;
+    # first arrivals must be in order, and a repeat must be the very same punch.
+    first: dict[int, str] = {}
+    for punch in punches_in(messages):
+        assert first.setdefault(punch["seq"], punch["id"]) == punch["id"]
+    assert list(first) == list(range(1, 701)), "punches arrived out of order or with gaps"
     assert worker.flush(10)
     assert assert_contract(contract, messages) > 0
 
@@ -117,7 +126,10 @@ def test_broker_restarted_mid_batch_duplicates_carry_the_same_id(
 
 
 def test_backend_ack_mode_marks_delivered_only_on_the_backend_ack(
-    broker: LocalMosquitto, outbox: Outbox, workers: Workers, collectors: Collectors,
+    broker: LocalMosquitto,
+    outbox: Outbox,
+    workers: Workers,
+    collectors: Collectors,
     contract: Contract,
 ) -> None:
     collector = collectors([f"{PREFIX}/{GATEWAY}/punches"])
