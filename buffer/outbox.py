@@ -25,7 +25,7 @@ import json
 import sqlite3
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -458,6 +458,27 @@ class Outbox:
         sql = SELECT + (" WHERE " + " AND ".join(where) if where else "")
         rows = self._read_all(f"{sql} ORDER BY seq DESC LIMIT ?", (*params, int(limit)))
         return [decode(r) for r in reversed(rows)]
+
+    def iter_rows(
+        self, *, since: datetime | None = None, page: int = 1000
+    ) -> Iterator[StoredPunch]:
+        """Every row (``since``: punch UTC time at or after) in seq order, read page by page.
+
+        For exports of a long outage: memory stays at one page, and no lock is held between
+        pages, so the daemon keeps writing meanwhile (rows added during the export may appear).
+        """
+        after = 0
+        where = "" if since is None else " AND time_utc >= ?"
+        extra: tuple[Any, ...] = () if since is None else (iso_utc(since),)
+        while True:
+            rows = self._read_all(
+                f"{SELECT} WHERE seq > ?{where} ORDER BY seq LIMIT ?", (after, *extra, int(page))
+            )
+            for row in rows:
+                yield decode(row)
+            if len(rows) < page:
+                return
+            after = rows[-1][1]  # COLUMNS[1] is seq
 
     def _read_one(self, sql: str, params: tuple[Any, ...]) -> Any:
         with self._lock:
