@@ -142,6 +142,7 @@ class DeviceWorker:
         on_change: Callable[[DeviceSnapshot], None] | None = None,
         backoff: Backoff | None = None,
         live_chunk: float = LIVE_CHUNK_S,
+        slack: float = WORK_SLACK_S,
     ) -> None:
         self.device = device
         self.device_id = device.id
@@ -171,7 +172,8 @@ class DeviceWorker:
             since=_now_iso(),
         )
         self._trouble_since: float | None = None  # monotonic start of the current outage
-        self._deadline = time.monotonic() + WORK_SLACK_S + device.timeout * 5
+        self._slack = slack
+        self._deadline = time.monotonic() + slack + device.timeout * 5
         self._drift_flagged = False
         self._log = log.bind(device=device.id)
 
@@ -413,7 +415,7 @@ class DeviceWorker:
                 return
 
     def _beat(self, bound: float) -> None:
-        self._deadline = time.monotonic() + bound + WORK_SLACK_S
+        self._deadline = time.monotonic() + bound + self._slack
 
     def _succeeded(self) -> None:
         self._backoff.reset()

@@ -153,6 +153,8 @@ class Maintenance:
             self._task("check", self._check)
 
     def _task(self, name: str, func: Callable[[], None]) -> None:
+        if self._stop.is_set():
+            return  # shutting down: the outbox is about to close
         try:
             func()
         except Exception as exc:  # noqa: BLE001 - one task failing must not stop the others

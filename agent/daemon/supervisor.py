@@ -25,7 +25,7 @@ import structlog
 
 from agent import __version__
 from agent.daemon.device_pool import DevicePool, DriverFactory
-from agent.daemon.device_worker import DeviceSnapshot, DeviceState
+from agent.daemon.device_worker import DeviceConfig, DeviceSnapshot, DeviceState
 from agent.daemon.instance_lock import InstanceLock
 from agent.daemon.live_status import (
     ErrorLog,
@@ -48,6 +48,7 @@ from buffer.outbox import Outbox
 from config import load_settings
 from config.errors import ConfigError, PunchgateError
 from config.settings import Settings
+from drivers.base import Driver
 
 log = structlog.get_logger("punchgate.daemon")
 
@@ -59,11 +60,11 @@ def _now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
-def default_driver_factory() -> DriverFactory:
-    """``agent.wiring.build_driver``, imported late so the daemon module loads without drivers."""
-    from agent.wiring import build_driver
+def build_driver(settings: Settings, device: DeviceConfig) -> Driver:
+    """``agent.wiring.build_driver``, imported on first use (it pulls in every driver family)."""
+    from agent.wiring import build_driver as build
 
-    return build_driver
+    return build(settings, device)
 
 
 def outbox_policy(settings: Settings) -> MaintenancePolicy:
@@ -95,7 +96,7 @@ class Supervisor:
         self.settings = settings
         self.config_path = config_path
         self.notifier = notifier or Notifier()
-        self._factory = driver_factory or default_driver_factory()
+        self._factory = driver_factory or build_driver
         self._loader = loader
         self._mqtt_overrides = dict(mqtt_overrides or {})
         self._maintenance_tick = maintenance_tick
@@ -154,8 +155,7 @@ class Supervisor:
             broker=self.settings.mqtt.urls,
             version=__version__,
         )
-        line = self.write_status()
-        self.notifier.ready(line)
+        self.notifier.ready(self._refresh_status())
 
     def _build_delivery(self, settings: Settings) -> DeliveryWorker:
         assert self.outbox is not None
@@ -287,6 +287,12 @@ class Supervisor:
 
     def write_status(self) -> str:
         """Write the status file and send STATUS=; returns the status line."""
+        line = self._refresh_status()
+        self.notifier.status(line)
+        return line
+
+    def _refresh_status(self) -> str:
+        """Write the status file; returns the line for systemd's STATUS=."""
         snapshots = self.pool.snapshots()
         outbox: dict[str, Any] | None = None
         try:
@@ -324,14 +330,12 @@ class Supervisor:
             write_status(agent.state_dir, doc)
         except OSError as exc:
             self.log.warning("status_file_failed", error=str(exc), state_dir=str(agent.state_dir))
-        line = status_line(
+        return status_line(
             snapshots,
             None if outbox is None else outbox.get("pending"),
             None if outbox is None else outbox.get("oldest_pending_age_s"),
             bool(broker and broker.get("connected")),
         )
-        self.notifier.status(line)
-        return line
 
     def _device_changed(self, snapshot: DeviceSnapshot) -> None:
         """A worker changed state (its thread): record errors, publish the device status."""
@@ -425,10 +429,13 @@ class Supervisor:
         )
 
     def _stop_inputs(self, budget: float) -> str | None:
+        deadline = time.monotonic() + budget
         if self.maintenance is not None:
             self.maintenance.stop()
-        stuck = self.pool.stop_all(budget)
-        return f"devices still stopping: {', '.join(stuck)}" if stuck else None
+        stuck = [f"device {d}" for d in self.pool.stop_all(budget)]
+        if self.maintenance is not None and not self.maintenance.join(deadline - time.monotonic()):
+            stuck.append("maintenance")  # mid-backup: SQLite's backup copy is safe to abandon
+        return f"still stopping: {', '.join(stuck)}" if stuck else None
 
     def _flush(self, budget: float) -> str | None:
         if self.delivery is None:
