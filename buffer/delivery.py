@@ -32,7 +32,8 @@ def next_batch(
         # The literal predicate selects the partial index punches_pending: cost is O(limit)
         # however many rows are pending. fetchall() ends the statement and its read lock.
         rows = conn.execute(
-            f"{SELECT} WHERE delivery = 'pending' AND seq > ? ORDER BY seq LIMIT ?",
+            f"{SELECT} INDEXED BY punches_pending "
+            "WHERE delivery = 'pending' AND seq > ? ORDER BY seq LIMIT ?",
             (after_seq, limit),
         ).fetchall()
     except sqlite3.Error as exc:
@@ -50,11 +51,14 @@ def next_batch(
     return kept
 
 
+# INDEXED BY pins the plans that keep these O(batch) at any outbox size: with no ANALYZE
+# statistics the planner could otherwise pick a scan, and INDEXED BY fails loudly instead.
 def mark_sent(conn: sqlite3.Connection, path: Path, ids: Iterable[str]) -> int:
     """Count a delivery attempt for pending rows about to be (or just) published."""
     with write_transaction(conn, path, "marking punches sent"):
         cur = conn.execute(
-            "UPDATE punches SET attempts = attempts + 1, in_attempt = 1, sent_at = ? "
+            "UPDATE punches INDEXED BY punches_id "
+            "SET attempts = attempts + 1, in_attempt = 1, sent_at = ? "
             "WHERE id IN (SELECT value FROM json_each(?)) AND delivery = 'pending'",
             (iso_utc(utc_now()), _ids_param(ids)),
         )
@@ -65,8 +69,9 @@ def mark_failed(conn: sqlite3.Connection, path: Path, ids: Iterable[str], error:
     """Record a failed attempt; a row already counted by ``mark_sent`` is not counted twice."""
     with write_transaction(conn, path, "marking punches failed"):
         cur = conn.execute(
-            "UPDATE punches SET attempts = attempts + 1 - in_attempt, in_attempt = 0, "
-            "last_error = ? WHERE id IN (SELECT value FROM json_each(?)) AND delivery = 'pending'",
+            "UPDATE punches INDEXED BY punches_id "
+            "SET attempts = attempts + 1 - in_attempt, in_attempt = 0, last_error = ? "
+            "WHERE id IN (SELECT value FROM json_each(?)) AND delivery = 'pending'",
             (error[:2000], _ids_param(ids)),
         )
     return cur.rowcount
@@ -76,7 +81,8 @@ def mark_delivered(conn: sqlite3.Connection, path: Path, ids: Iterable[str]) -> 
     """Mark pending rows delivered; returns how many changed (already delivered ones are kept)."""
     with write_transaction(conn, path, "marking punches delivered"):
         seqs = conn.execute(
-            "UPDATE punches SET delivery = 'delivered', delivered_at = ?, in_attempt = 0 "
+            "UPDATE punches INDEXED BY punches_id "
+            "SET delivery = 'delivered', delivered_at = ?, in_attempt = 0 "
             "WHERE id IN (SELECT value FROM json_each(?)) AND delivery = 'pending' RETURNING seq",
             (iso_utc(utc_now()), _ids_param(ids)),
         ).fetchall()

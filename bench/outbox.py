@@ -1,0 +1,178 @@
+"""Outbox benchmark: durable insert throughput, take-and-mark latency, stats time.
+
+Run: .venv/bin/python bench/outbox.py [--rows 1000000] [--dir /tmp]
+
+Each figure is measured twice: on an empty outbox and with ``--rows`` pending rows already
+stored (default one million), to show that indexes keep them flat. The first line is plain
+sqlite3 ``executemany`` in 1000-row durable transactions on the same disk, as a yardstick for
+this machine (shared CI machines vary by 2x from minute to minute).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sqlite3
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import structlog
+
+from buffer import Outbox
+from drivers.base import Punch, PunchState, VerifyMethod
+
+BASE = datetime(2020, 1, 1)
+
+
+def punches(start: int, count: int, device: str = "lobby-1") -> list[Punch]:
+    """``count`` distinct punches, one second apart, from index ``start``."""
+    out = []
+    for i in range(start, start + count):
+        local = BASE + timedelta(seconds=i)
+        out.append(
+            Punch(
+                device_id=device,
+                device_serial="BENCH0001",
+                employee=str(1000 + i % 500),
+                device_time=local,
+                time_utc=local.replace(tzinfo=UTC),
+                utc_offset_minutes=0,
+                state=PunchState.IN if i % 2 else PunchState.OUT,
+                state_code=i % 2,
+                verify=VerifyMethod.FINGERPRINT,
+                verify_code=1,
+            )
+        )
+    return out
+
+
+def baseline(directory: Path, batches: int = 30) -> float:
+    """Rows/s of plain executemany into a 6-column table, 1000-row durable transactions."""
+    conn = sqlite3.connect(directory / "baseline.db", isolation_level=None)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=FULL")
+    conn.execute("CREATE TABLE p(id TEXT PRIMARY KEY, device, employee, t, state, verify)")
+    data = [
+        [(str(uuid.uuid4()), "d", str(i), "2020-01-01T00:00:00", 0, 1) for i in range(1000)]
+        for _ in range(batches)
+    ]
+    start = time.perf_counter()
+    for rows in data:
+        conn.execute("BEGIN")
+        conn.executemany("INSERT INTO p VALUES (?, ?, ?, ?, ?, ?)", rows)
+        conn.execute("COMMIT")
+    elapsed = time.perf_counter() - start
+    conn.close()
+    return batches * 1000 / elapsed
+
+
+class Bench:
+    """One outbox and a counter of punches already generated for it."""
+
+    def __init__(self, path: Path) -> None:
+        self.outbox = Outbox.open(path, "bench-gw", disk_reserve_bytes=0)
+        self.next = 0
+
+    def fill(self, rows: int, batch: int = 10_000) -> float:
+        """Add ``rows`` pending punches; returns seconds taken."""
+        start = time.perf_counter()
+        for _ in range(0, rows, batch):
+            self.outbox.add_punches(punches(self.next, batch))
+            self.next += batch
+        return time.perf_counter() - start
+
+    def insert_rate(self, batch: int, total: int) -> float:
+        """Durable punches/s in transactions of ``batch`` (generation not timed)."""
+        data = [punches(self.next + n, batch) for n in range(0, total, batch)]
+        self.next += total
+        start = time.perf_counter()
+        for rows in data:
+            self.outbox.add_punches(rows)
+        return total / (time.perf_counter() - start)
+
+    def take_and_mark(self, rounds: int = 30, size: int = 500) -> list[float]:
+        """Milliseconds for next_batch(size) + mark_delivered, per round."""
+        times = []
+        for _ in range(rounds):
+            start = time.perf_counter()
+            batch = self.outbox.next_batch(size)
+            self.outbox.mark_delivered([p.id for p in batch])
+            times.append((time.perf_counter() - start) * 1000)
+            assert len(batch) == size
+        return times
+
+    def stats_ms(self, rounds: int = 50) -> list[float]:
+        """Milliseconds per stats() call."""
+        times = []
+        for _ in range(rounds):
+            start = time.perf_counter()
+            stats = self.outbox.stats()
+            times.append((time.perf_counter() - start) * 1000)
+        assert stats.pending >= 0
+        return times
+
+
+def scenario(bench: Bench) -> dict[str, str]:
+    """All figures on the outbox as it stands."""
+    out = {
+        "insert batch 1 (punches/s)": f"{bench.insert_rate(1, 300):,.0f}",
+        "insert batch 100 (punches/s)": f"{bench.insert_rate(100, 20_000):,.0f}",
+        "insert batch 1000 (punches/s)": f"{bench.insert_rate(1000, 60_000):,.0f}",
+    }
+    take = bench.take_and_mark()
+    out["next_batch(500)+mark_delivered median (ms)"] = f"{statistics.median(take):.2f}"
+    out["next_batch(500)+mark_delivered p90 (ms)"] = f"{_p90(take):.2f}"
+    stats = bench.stats_ms()
+    out["stats() median (ms)"] = f"{statistics.median(stats):.3f}"
+    out["pending after"] = f"{bench.outbox.stats().pending:,}"
+    return out
+
+
+def _p90(values: list[float]) -> float:
+    return sorted(values)[int(len(values) * 0.9)]
+
+
+def table(columns: dict[str, dict[str, str]]) -> None:
+    """Print rows = metrics, columns = scenarios."""
+    names = list(next(iter(columns.values())))
+    width = max(len(n) for n in names)
+    heads = list(columns)
+    print(f"{'':{width}}  " + "  ".join(f"{h:>16}" for h in heads))
+    for name in names:
+        cells = "  ".join(f"{columns[h][name]:>16}" for h in heads)
+        print(f"{name:{width}}  {cells}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=1_000_000, help="pending rows, 2nd column")
+    parser.add_argument("--dir", type=Path, default=None, help="where to put the databases")
+    args = parser.parse_args(argv)
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(40))
+    with tempfile.TemporaryDirectory(dir=args.dir, prefix="outbox-bench-") as tmp:
+        directory = Path(tmp)
+        print(
+            f"yardstick: plain sqlite3 executemany, 1000-row durable transactions: "
+            f"{baseline(directory):,.0f} rows/s"
+        )
+        empty = Bench(directory / "empty.db")
+        results = {"empty outbox": scenario(empty)}
+        empty.outbox.close()
+        big = Bench(directory / "big.db")
+        took = big.fill(args.rows)
+        print(
+            f"filled {args.rows:,} pending rows via add_punches in {took:.1f}s "
+            f"({args.rows / took:,.0f}/s, batches of 10,000)"
+        )
+        results[f"{args.rows:,} pending"] = scenario(big)
+        big.outbox.close()
+    table(results)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
