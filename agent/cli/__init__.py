@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from agent import __version__, logs
-from agent.cli import config_cmd, outbox_cmd, simulate
+from agent.cli import config_cmd, devices, outbox_cmd, simulate
 from config.errors import EXIT_CODES, PunchgateError
 
 app = typer.Typer(
@@ -20,6 +20,7 @@ app = typer.Typer(
 )
 app.add_typer(config_cmd.app, name="config")
 app.add_typer(simulate.app, name="simulate")
+app.add_typer(devices.app, name="devices")
 app.add_typer(outbox_cmd.app, name="outbox")
 
 
