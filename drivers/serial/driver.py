@@ -175,6 +175,10 @@ class SerialDriver:
             try:
                 data = port.read(1)  # waits up to read_timeout for the first byte
                 if data:
+                    if self.options.batch_delay > 0:
+                        # Let a burst finish arriving: one wake-up per burst instead of per
+                        # frame is what keeps a busy reader far below 5% of a core.
+                        time.sleep(self.options.batch_delay)
                     waiting = port.in_waiting
                     if waiting:
                         data += port.read(waiting)

@@ -6,6 +6,8 @@ from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from drivers.base import PunchState, Source, Suspect, VerifyMethod
 from drivers.serial.cards import CardTable, em4100_aliases
@@ -134,3 +136,26 @@ def test_dedup_memory_stays_bounded() -> None:
     for i in range(10_000):
         dedup.is_duplicate(i, float(i))
     assert len(dedup) == 100
+
+
+iso_like = st.builds(
+    lambda parts: "{}-{}-{} {}:{}:{}".format(*parts),
+    st.tuples(
+        *(st.text(alphabet="0123456789 +-x", min_size=n, max_size=n) for n in (4, 2, 2, 2, 2, 2))
+    ),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(text=st.one_of(iso_like, st.datetimes().map(lambda d: d.strftime("%Y-%m-%d %H:%M:%S"))))
+def test_the_fast_default_time_parser_agrees_with_strptime(text: str) -> None:
+    try:
+        expected: datetime | None = datetime.strptime(text, "%Y-%m-%d %H:%M:%S")
+    except ValueError:
+        expected = None
+    frame = Frame(raw=text.encode(), employee="1", time=text)
+    punch = builder().build(frame, RECEIVED)
+    if expected is None:
+        assert Suspect.TIME_INVALID in punch.suspect
+    else:
+        assert punch.device_time == expected and Suspect.TIME_INVALID not in punch.suspect
