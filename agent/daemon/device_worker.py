@@ -162,7 +162,8 @@ class DeviceWorker:
             queue.SimpleQueue()
         )
         self._lock = threading.Lock()
-        self._driver: Driver | None = None
+        self._driver: Driver | None = None  # built once: it keeps state across reconnects
+        self._connected = False
         self._thread: threading.Thread | None = None
         self._snapshot = DeviceSnapshot(
             device_id=device.id,
@@ -174,7 +175,6 @@ class DeviceWorker:
         self._trouble_since: float | None = None  # monotonic start of the current outage
         self._slack = slack
         self._deadline = time.monotonic() + slack + device.timeout * 5
-        self._drift_flagged = False
         self._log = log.bind(device=device.id)
 
     # -- life cycle ---------------------------------------------------------------------------
@@ -201,7 +201,7 @@ class DeviceWorker:
     def abandon(self) -> None:
         """Close the driver from outside to break a blocking read (shutdown past its bound)."""
         driver = self._driver
-        if driver is not None:
+        if driver is not None and self._connected:
             try:
                 driver.close()
             except Exception as exc:  # noqa: BLE001 - close() must never raise; log and go on
@@ -259,24 +259,28 @@ class DeviceWorker:
             self._idle(self._backoff.next_delay(), jobs=False)
 
     def _connect(self) -> Driver:
-        if self._driver is not None:
-            return self._driver
-        driver = self._factory()
+        if self._driver is None:
+            self._driver = self._factory()
+        driver = self._driver
+        if self._connected:
+            return driver
         expected = self._sink.device_serial(self.device_id)
         if expected and "expected_serial" in inspect.signature(driver.open).parameters:
+            # The terminal must still be the one whose punches the outbox holds.
             driver.open(expected_serial=expected)  # type: ignore[call-arg]
         else:
             driver.open()
-        self._driver = driver
+        self._connected = True
         return driver
 
     def _close_driver(self) -> None:
-        driver, self._driver = self._driver, None
-        if driver is not None:
-            try:
-                driver.close()
-            except Exception as exc:  # noqa: BLE001 - close() must never raise; log and go on
-                self._log.warning("device_close_failed", error=str(exc))
+        if self._driver is None or not self._connected:
+            return
+        self._connected = False
+        try:
+            self._driver.close()
+        except Exception as exc:  # noqa: BLE001 - close() must never raise; log and go on
+            self._log.warning("device_close_failed", error=str(exc))
 
     def _poll(self, driver: Driver) -> None:
         info = driver.info()
@@ -284,7 +288,7 @@ class DeviceWorker:
         watermark = self._sink.watermark(self.device_id)
         punches, new_watermark = driver.read_new(watermark)
         self._store(punches, watermark=new_watermark, serial=info.serial)
-        self._clear_if_due(driver, info)
+        self._clear_if_due(driver, new_watermark)
 
     def _capture(self, driver: Driver, seconds: float) -> None:
         """Live events for ``seconds``, in slices so that stop and jobs are seen promptly."""
@@ -326,15 +330,17 @@ class DeviceWorker:
         if inserted:
             self._log.debug("punches_stored", inserted=inserted, duplicates=duplicates)
 
-    def _clear_if_due(self, driver: Driver, info: DeviceInfo) -> None:
+    def _clear_if_due(self, driver: Driver, watermark: dict[str, Any]) -> None:
         if not getattr(self.device, "clear_after_read", False):
             return
         clear = getattr(driver, "clear_log_if_due", None)
-        if clear is not None and info.records is not None:
-            # Every record on the terminal was just read and stored durably above.
-            clear(info.records)
+        count = watermark.get("count")
+        if clear is not None and isinstance(count, int):
+            # This watermark and the punches it covers were just stored in one transaction.
+            clear(count)
 
     def _observe(self, info: DeviceInfo) -> None:
+        """Record what the terminal says; drift is reported, the driver alarms and corrects it."""
         drift = None
         if info.clock is not None:
             device_utc, _offset, _flags = localize(info.clock, self.tz)
@@ -349,29 +355,6 @@ class DeviceWorker:
                 users=info.users,
                 serial=info.serial,
             )
-        self._check_drift(drift)
-
-    def _check_drift(self, drift: float | None) -> None:
-        max_drift = float(getattr(self.device, "max_drift", 0) or 0)
-        if drift is None or not max_drift:
-            return
-        off = abs(drift) > max_drift
-        if off and not self._drift_flagged:
-            self._log.warning(
-                "device_clock_drift",
-                drift_s=drift,
-                max_drift_s=max_drift,
-                action="enable clock_sync or set the terminal clock (command time-sync)",
-            )
-            if getattr(self.device, "clock_sync", False) and self._driver is not None:
-                self._sync_clock(self._driver)
-        elif not off and self._drift_flagged:
-            self._log.info("device_clock_ok", drift_s=drift)
-        self._drift_flagged = off
-
-    def _sync_clock(self, driver: Driver) -> None:
-        result = set_clock(driver, self.tz)
-        self._log.info("device_clock_set", set_to=result["set_to"])
 
     # -- jobs ---------------------------------------------------------------------------------
 

@@ -1,0 +1,133 @@
+"""``punchgate status``: the running daemon's live state, else what the outbox says."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import typer
+
+from agent.cli.common import ConfigOption, JsonOption, load, print_json, print_table
+from agent.daemon.status_file import read_status, status_path
+from buffer.outbox import Outbox
+from config.settings import Settings
+
+
+def status(config: ConfigOption = None, as_json: JsonOption = False) -> None:
+    """Show devices, backlog, oldest pending punch, broker state and recent errors.
+
+    While the daemon runs this is its live status (refreshed every [agent].status_interval);
+    when it does not, the outbox's own view is shown and the output says so.
+
+    Example: punchgate status --json
+    """
+    settings = load(config)
+    live = read_status(settings.agent.state_dir)
+    if live is not None and live["running"]:
+        if as_json:
+            print_json({"source": "daemon", **live})
+        else:
+            _print_live(live)
+        return
+    reason = _why_not_running(settings, live)
+    view = _outbox_view(settings)
+    if as_json:
+        print_json({"source": "outbox", "running": False, "reason": reason, **view})
+        return
+    typer.echo(f"punchgate is not running ({reason}); showing the outbox's view")
+    _print_outbox(view)
+
+
+def _why_not_running(settings: Settings, live: dict[str, Any] | None) -> str:
+    if live is None:
+        return f"no live status in {status_path(settings.agent.state_dir)}"
+    if live.get("state") == "stopped":
+        return f"stopped cleanly at {live.get('updated_at')}"
+    if not live["pid_alive"]:
+        return f"pid {live.get('pid')} is gone; last status at {live.get('updated_at')}"
+    return f"the live status is stale ({live.get('age_s')}s old): the daemon may be hung"
+
+
+def _outbox_view(settings: Settings) -> dict[str, Any]:
+    path = settings.agent.outbox_path
+    if not path.exists():
+        return {"outbox": None, "message": f"no outbox at {path} yet: the daemon never ran here"}
+    # recover=False: a status command must never move files; a damaged outbox is reported.
+    with Outbox.open(path, settings.agent.gateway_id, recover=False) as box:
+        return {"outbox": box.stats().as_dict()}
+
+
+def _age(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    from agent.daemon.device_worker import format_duration
+
+    return format_duration(seconds)
+
+
+def _print_live(live: dict[str, Any]) -> None:
+    health = "healthy" if live.get("healthy") else "UNHEALTHY: " + ", ".join(live["unhealthy"])
+    typer.echo(
+        f"punchgate is running (pid {live['pid']}, boot {live.get('boot')}, since "
+        f"{live.get('started_at')}; live status {live.get('age_s')}s old), {health}"
+    )
+    typer.echo(f"gateway  {live.get('gateway_id')} ({live.get('site') or 'no site'})")
+    broker = live.get("broker") or {}
+    state = "connected" if broker.get("connected") else "DISCONNECTED"
+    typer.echo(
+        f"broker   {state} {broker.get('broker_url') or ''}  delivered {broker.get('delivered', 0)}"
+        f", in flight {broker.get('in_flight', 0)}"
+        + (f", last error: {broker['last_error']}" if broker.get("last_error") else "")
+    )
+    typer.echo(
+        f"outbox   backlog {live.get('backlog')}, oldest pending "
+        f"{_age(live.get('oldest_pending_age_s'))}"
+    )
+    devices = live.get("devices") or []
+    if devices:
+        typer.echo("")
+        rows = [
+            [
+                d["device_id"],
+                d["kind"],
+                d["state"],
+                d.get("last_seen") or "never",
+                "-" if d.get("drift_s") is None else f"{d['drift_s']:+.0f}s",
+                _records(d),
+                d.get("last_error") or "",
+            ]
+            for d in devices
+        ]
+        print_table(["DEVICE", "KIND", "STATE", "LAST SEEN", "DRIFT", "RECORDS", "ERROR"], rows)
+    errors = live.get("last_errors") or []
+    if errors:
+        typer.echo("\nrecent errors:")
+        for entry in errors[-10:]:
+            typer.echo(f"  {entry['time']}  {entry['source']}: {entry['error']}")
+
+
+def _records(device: dict[str, Any]) -> str:
+    if device.get("records") is None:
+        return "-"
+    capacity = device.get("record_capacity")
+    return f"{device['records']}/{capacity}" if capacity else str(device["records"])
+
+
+def _print_outbox(view: dict[str, Any]) -> None:
+    stats = view.get("outbox")
+    if stats is None:
+        typer.echo(view["message"])
+        return
+    typer.echo(
+        f"outbox   {stats['path']}: backlog {stats['pending']}, oldest pending "
+        f"{_age(stats['oldest_pending_age_s'])}, delivered {stats['delivered']}, "
+        f"last seq {stats['last_seq']}"
+        + (", DISK LOW" if stats.get("disk_alarm") else "")
+    )
+    devices = stats.get("devices") or []
+    if devices:
+        typer.echo("")
+        rows = [
+            [d["device_id"], d.get("serial") or "", d.get("last_punch_utc") or "", d["last_seq"]]
+            for d in devices
+        ]
+        print_table(["DEVICE", "SERIAL", "LAST PUNCH (UTC)", "LAST SEQ"], rows)
