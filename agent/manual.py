@@ -17,9 +17,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Protocol
 from zoneinfo import ZoneInfo
 
+from agent.doctor.daemon_view import daemon_view
 from config import Settings
+from config.errors import DeviceError
 from config.settings import SerialDeviceSettings, ZkDeviceSettings
-from drivers.base import Punch, PunchState, Source, Suspect, VerifyMethod
+from drivers.base import Driver, Punch, PunchState, Source, Suspect, VerifyMethod
 from drivers.timeutil import localize
 
 DeviceConfig = ZkDeviceSettings | SerialDeviceSettings
@@ -302,3 +304,33 @@ def _duration(delta: timedelta) -> str:
         if seconds >= size and seconds % size == 0:
             return f"{seconds // size}{unit}"
     return f"{seconds}s"
+
+
+def make_online_probe(
+    settings: Settings,
+    build: Callable[[Settings, DeviceConfig], Driver],
+    *,
+    ping_timeout: float = 2.0,
+) -> OnlineProbe:
+    """Is a device online: the running daemon's view, else a quick connect to the terminal."""
+    view = daemon_view(settings.agent.state_dir)
+
+    def probe(device: DeviceConfig) -> Online:
+        if view.running:
+            state = view.device_state(device.id)
+            if state is None:
+                return Online(None, "the running daemon does not report it")
+            return Online(state == "online", f"the running daemon sees it {state}")
+        if isinstance(device, SerialDeviceSettings):
+            return Online(None, "a serial clock cannot be pinged while the daemon is stopped")
+        quick = device.model_copy(update={"timeout": min(device.timeout, ping_timeout)})
+        where = f"{device.host}:{device.port}"
+        try:
+            driver = build(settings, quick)
+            driver.open()
+        except DeviceError as exc:
+            return Online(False, f"no answer on {where}: {exc}")
+        driver.close()
+        return Online(True, f"it answers on {where}")
+
+    return probe

@@ -98,7 +98,7 @@ def check_device(
                 FAMILY,
                 target,
                 "comm key",
-                f"the terminal refused the comm key: {exc}",
+                str(exc),
                 f"set comm_key for {target} to the terminal's communication password "
                 "(terminal menu: Comm. > Security > Comm Key), then restart the service",
             ),

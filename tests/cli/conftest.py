@@ -9,8 +9,35 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import structlog
+from typer.testing import CliRunner
+
+from agent.cli import app
+from config.errors import PunchgateError
 
 GATEWAY = "gw-test"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """A CLI run seen as a technician sees it: exit code, stdout, stderr."""
+
+    code: int
+    stdout: str
+    stderr: str
+
+
+def cli(*args: str, env: dict[str, str] | None = None) -> Outcome:
+    """Run ``punchgate ARGS`` in-process, with ``main()``'s boundary: error -> code + one line."""
+    result = CliRunner().invoke(app, list(args), env=env)
+    # The CLI pointed structlog at the runner's stderr, which is closed now: log elsewhere.
+    structlog.reset_defaults()
+    exc = result.exception
+    if isinstance(exc, PunchgateError):
+        return Outcome(exc.exit_code, result.stdout, result.stderr + f"error: {exc}\n")
+    if exc is not None and not isinstance(exc, SystemExit):
+        raise exc
+    return Outcome(result.exit_code, result.stdout, result.stderr)
 
 
 def toml_value(value: Any) -> str:

@@ -1,0 +1,239 @@
+"""``punchgate outbox list|show|export|redeliver``: look into the outbox and re-send from a seq.
+
+Registered on the ``outbox`` group of ``agent.cli.outbox_cmd`` (which owns stats, check, backup
+and restore). Reading commands never create an outbox; all work while the daemon runs.
+"""
+
+from __future__ import annotations
+
+import csv
+import enum
+import json
+import re
+import sys
+from collections.abc import Iterable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Annotated, Any, TextIO
+from zoneinfo import ZoneInfo
+
+import typer
+
+from agent.cli.common import ConfigOption, JsonOption, load, print_json, print_table
+from agent.cli.outbox_access import opened_outbox
+from agent.cli.outbox_cmd import app
+from buffer.records import COLUMNS, StoredPunch
+from config.errors import UsageError
+from config.settings import parse_duration
+
+SinceOption = Annotated[
+    str | None,
+    typer.Option(
+        "--since",
+        help="Only punches at or after this time: '2026-11-22', '2026-11-22 08:00' "
+        "(gateway timezone) or a duration back from now: '2h', '7d'.",
+        show_default=False,
+    ),
+]
+
+
+_AGO = re.compile(r"^\d+(\.\d+)?\s*(s|m|h|d)$")  # "2h", "7d": a duration back from now
+
+
+class ExportFormat(enum.StrEnum):
+    """Export file formats."""
+
+    CSV = "csv"
+    JSONL = "jsonl"
+
+
+def parse_since(text: str, tz: ZoneInfo, now: datetime | None = None) -> datetime:
+    """An aware instant from a date, a local date-time, an ISO time with offset, or '2h'/'7d'."""
+    value = text.strip()
+    now = now or datetime.now(UTC)
+    if _AGO.match(value):
+        return now - timedelta(seconds=parse_duration(value))
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise UsageError(
+            f"--since {text!r}: give a date '2026-11-22', a time '2026-11-22 08:00' or a "
+            "duration back from now like '2h' or '7d'"
+        ) from None
+    return parsed.replace(tzinfo=tz) if parsed.tzinfo is None else parsed
+
+
+@app.command("list")
+def list_punches(
+    pending: Annotated[bool, typer.Option("--pending", help="Only undelivered rows.")] = False,
+    device: Annotated[
+        str | None, typer.Option("--device", "-d", help="Only this device id.", show_default=False)
+    ] = None,
+    employee: Annotated[
+        str | None,
+        typer.Option("--employee", "-e", help="Only this employee id.", show_default=False),
+    ] = None,
+    since: SinceOption = None,
+    limit: Annotated[int, typer.Option(min=1, max=1_000_000, help="Newest N rows.")] = 50,
+    config: ConfigOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """List the newest punches (and void events) in the outbox, oldest first.
+
+    Times are the device's local wall-clock times. Flags: manual (entered by hand, with the
+    operator), void (cancels another row), voided, replayed (offered to the broker before),
+    and suspect reasons.
+
+    Example: punchgate outbox list --pending --device lobby-1 --since 2h
+    """
+    settings = load(config)
+    when = None if since is None else parse_since(since, ZoneInfo(settings.agent.timezone))
+    with opened_outbox(settings) as outbox:
+        rows = outbox.list(
+            pending_only=pending, device=device, employee=employee, since=when, limit=limit
+        )
+    if as_json:
+        print_json([r.as_dict() for r in rows])
+        return
+    if not rows:
+        typer.echo("no punches match")
+        return
+    voided = {r.void_of for r in rows if r.kind == "void"}
+    print_table(
+        ["seq", "id", "device", "employee", "local time", "state", "delivery", "flags"],
+        [
+            [
+                r.seq,
+                r.id,
+                r.device_id,
+                r.employee or (f"card:{r.card}" if r.card else "-"),
+                "-" if r.device_time is None else f"{r.device_time:%Y-%m-%d %H:%M:%S}",
+                r.state,
+                r.delivery,
+                ", ".join(_flags(r, voided)),
+            ]
+            for r in rows
+        ],
+    )
+
+
+@app.command("show")
+def show(
+    punch_id: Annotated[str, typer.Argument(metavar="ID", help="Punch id (see outbox list).")],
+    config: ConfigOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Show every field of one punch, its delivery state, and whether it was voided.
+
+    Example: punchgate outbox show 6f1c2b9e-1d3a-4c55-9a0e-2b7f0c9d8e11 --json
+    """
+    settings = load(config)
+    with opened_outbox(settings) as outbox:
+        row = outbox.get(punch_id)
+        if row is None:
+            raise UsageError(f"no punch with id {punch_id} in the outbox (see: outbox list)")
+        voids = [
+            r.id
+            for r in outbox.list(employee=row.employee, device=row.device_id, limit=100_000)
+            if r.kind == "void" and r.void_of == row.id
+        ]
+    data = row.as_dict() | {"voided_by": voids[0] if voids else None}
+    if as_json:
+        print_json(data)
+        return
+    width = max(len(k) for k in data)
+    for key, value in data.items():
+        typer.echo(f"{key.ljust(width)}  {'-' if value is None or value == [] else value}")
+
+
+@app.command("export")
+def export(
+    fmt: Annotated[
+        ExportFormat, typer.Option("--format", "-f", help="csv (spreadsheets) or jsonl.")
+    ] = ExportFormat.CSV,
+    since: SinceOption = None,
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            "--output", "-o", help="Write to this file (default: stdout).", show_default=False
+        ),
+    ] = None,
+    config: ConfigOption = None,
+) -> None:
+    """Export every punch and void event (all fields), in seq order, as CSV or JSON lines.
+
+    Reads page by page, so a month-long outage exports in bounded memory, while the daemon runs.
+
+    Example: punchgate outbox export --format csv --since 2026-11-01 --output punches.csv
+    """
+    settings = load(config)
+    when = None if since is None else parse_since(since, ZoneInfo(settings.agent.timezone))
+    with opened_outbox(settings) as outbox:
+        rows = outbox.iter_rows(since=when)
+        if output is None:
+            count = _write(rows, fmt, sys.stdout)
+        else:
+            with output.open("w", encoding="utf-8", newline="") as stream:
+                count = _write(rows, fmt, stream)
+    if output is not None:
+        typer.echo(f"exported {count} row(s) to {output}", err=True)
+
+
+@app.command("redeliver")
+def redeliver(
+    from_seq: Annotated[
+        int, typer.Option("--from-seq", min=1, help="Re-send delivered rows with seq >= N.")
+    ],
+    config: ConfigOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Mark delivered punches from seq N on as pending again, so they are sent once more.
+
+    For a backend that lost data: re-sent punches keep their ids (the backend de-duplicates)
+    and carry replayed = true. The running daemon picks them up within seconds.
+
+    Example: punchgate outbox redeliver --from-seq 1200
+    """
+    settings = load(config)
+    with opened_outbox(settings) as outbox:
+        count = outbox.redeliver_from(from_seq)
+    if as_json:
+        print_json({"from_seq": from_seq, "marked_pending": count})
+        return
+    typer.echo(f"{count} delivered punch(es) from seq {from_seq} on are pending again")
+
+
+def _write(rows: Iterable[StoredPunch], fmt: ExportFormat, stream: TextIO) -> int:
+    count = 0
+    if fmt is ExportFormat.JSONL:
+        for row in rows:
+            stream.write(json.dumps(row.as_dict(), ensure_ascii=False, default=str) + "\n")
+            count += 1
+        return count
+    fields = [*COLUMNS, "replayed"]
+    writer = csv.DictWriter(stream, fieldnames=fields, extrasaction="ignore")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: _cell(v) for k, v in row.as_dict().items()})
+        count += 1
+    return count
+
+
+def _cell(value: Any) -> Any:
+    if isinstance(value, list):
+        return ",".join(str(v) for v in value)
+    return "" if value is None else value
+
+
+def _flags(row: StoredPunch, voided: set[str | None]) -> list[str]:
+    flags = []
+    if row.source == "manual":
+        flags.append(f"manual by {row.operator}")
+    if row.kind == "void":
+        flags.append(f"void of {row.void_of}")
+    if row.id in voided:
+        flags.append("voided")
+    if row.replayed:
+        flags.append(f"replayed x{row.attempts}")
+    flags += row.suspect
+    return flags

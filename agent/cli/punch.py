@@ -1,0 +1,293 @@
+"""``punchgate punch``: manual correction punches, voids and paper-sheet imports.
+
+Manual punches enter the outbox like any other (source ``manual``, with operator, reason and
+entry time) and flow to the backend the same way. Nothing is ever deleted: a wrong punch is
+cancelled by a void event. Works whether the daemon runs or not (the outbox takes writers
+from several processes).
+"""
+
+from __future__ import annotations
+
+import csv
+from datetime import UTC
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from agent.cli.common import ConfigOption, JsonOption, load, print_json
+from agent.cli.outbox_access import opened_outbox
+from agent.manual import (
+    STATES,
+    Checked,
+    ManualRequest,
+    ManualValidator,
+    Problem,
+    default_operator,
+    make_online_probe,
+    operator_problem,
+)
+from agent.wiring import build_driver
+from buffer.records import StoredPunch
+from config.errors import UsageError
+from drivers.base import Punch
+
+app = typer.Typer(
+    help="Manual correction punches for offline terminals: add, void, import.",
+    no_args_is_help=True,
+)
+
+USAGE_ERROR = 2
+COLUMNS = ("employee", "device", "at", "state", "reason")
+REQUIRED_COLUMNS = ("employee", "device", "at", "reason")
+MAX_IMPORT_ROWS = 10_000  # a paper sheet, not a data migration
+
+ByOption = Annotated[
+    str | None,
+    typer.Option(
+        "--by", help="Operator name recorded with the punch. Default: $SUDO_USER, else you."
+    ),
+]
+ForceOption = Annotated[
+    bool,
+    typer.Option(
+        "--force",
+        help="Store despite a punch of the same employee nearby or the device being online.",
+    ),
+]
+
+
+@app.command("add")
+def add(
+    employee: Annotated[
+        str, typer.Option("--employee", "-e", help="Employee id as on the terminal.")
+    ],
+    device: Annotated[str, typer.Option("--device", "-d", help="Device id from the config.")],
+    at: Annotated[str, typer.Option("--at", help="Local time at the device: 'YYYY-MM-DD HH:MM'.")],
+    reason: Annotated[str, typer.Option("--reason", "-r", help="Why it is entered by hand.")],
+    state: Annotated[
+        str, typer.Option("--state", "-s", help=f"One of: {', '.join(STATES)}.")
+    ] = "unknown",
+    by: ByOption = None,
+    force: ForceOption = False,
+    config: ConfigOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Store one correction punch for a terminal that was offline.
+
+    The time is read in the device's timezone. Refused (exit 2): unknown device, a time in the
+    future or older than [manual].max_age. Refused unless --force: a punch of the same employee
+    within [manual].duplicate_window, or the device is online right now.
+
+    Example: punchgate punch add -e 1042 -d lobby-1 --at "2026-11-22 08:03" -s in -r "paper sheet"
+    """
+    settings = load(config)
+    operator = by if by is not None else default_operator()
+    request = ManualRequest(employee, device, at, state, reason)
+    with opened_outbox(settings, must_exist=False) as outbox:
+        validator = ManualValidator(
+            settings, outbox, online=make_online_probe(settings, build_driver)
+        )
+        checked = validator.check(request)
+        problems = _operator_problems(operator) + checked.blocking(force)
+        if problems:
+            _refuse([p.text() for p in problems], as_json)
+        assert checked.punch is not None
+        stored = outbox.add_manual(
+            checked.punch, operator=operator, reason=reason.strip(), entered_at=validator.now
+        )
+    forced = [p.message for p in checked.problems if p.forceable]
+    if as_json:
+        print_json(
+            {"ok": True, "punch": stored.as_dict(), "forced": forced, "notes": checked.notes}
+        )
+        return
+    typer.echo(f"stored manual punch {stored.id} (seq {stored.seq})")
+    config_device = settings.device(device)
+    assert config_device is not None  # validated above
+    typer.echo("  " + _describe(stored, settings.device_timezone(config_device).key))
+    for note in checked.notes:
+        typer.echo(f"  note: {note}")
+    for message in forced:
+        typer.echo(f"warning (stored because of --force): {message}", err=True)
+
+
+@app.command("void")
+def void(
+    punch_id: Annotated[str, typer.Argument(metavar="ID", help="Id of the punch to cancel.")],
+    reason: Annotated[str, typer.Option("--reason", "-r", help="Why it is cancelled.")],
+    by: ByOption = None,
+    config: ConfigOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Cancel a punch by recording a void event for it; nothing is ever deleted.
+
+    The void flows to the backend like a punch (kind "void", void_of = ID).
+
+    Example: punchgate punch void 6f1c2b9e-1d3a-4c55-9a0e-2b7f0c9d8e11 --reason "entered twice"
+    """
+    settings = load(config)
+    operator = by if by is not None else default_operator()
+    problem = operator_problem(operator)
+    if problem is not None:
+        _refuse([problem.text()], as_json)
+    with opened_outbox(settings) as outbox:
+        stored = outbox.add_void(punch_id, operator=operator, reason=reason.strip())
+    if as_json:
+        print_json({"ok": True, "void": stored.as_dict()})
+        return
+    typer.echo(f"voided {punch_id}: void event {stored.id} (seq {stored.seq}) by {operator}")
+
+
+@app.command("import")
+def import_csv(
+    file: Annotated[
+        Path, typer.Argument(metavar="FILE.csv", help="CSV: employee,device,at,state,reason.")
+    ],
+    by: ByOption = None,
+    force: ForceOption = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Check every row, store nothing.")
+    ] = False,
+    config: ConfigOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Import correction punches typed from a paper sheet: all rows or none.
+
+    The first line names the columns: employee, device, at, state (may be empty) and reason.
+    Every row is checked like 'punch add'; all problems are listed with their row (line)
+    numbers and nothing is stored until the whole file is clean.
+
+    Example: punchgate punch import sheet-2026-11-22.csv --by alice --dry-run
+    """
+    settings = load(config)
+    operator = by if by is not None else default_operator()
+    requests, problems = read_sheet(file)
+    problems += _operator_problems(operator)
+    with opened_outbox(settings, must_exist=False) as outbox:
+        validator = ManualValidator(
+            settings, outbox, online=make_online_probe(settings, build_driver)
+        )
+        checked = validator.check_batch(requests)
+        for item in checked:
+            problems += [
+                Problem(p.text(item.request.row), p.forceable) for p in item.blocking(force)
+            ]
+        if problems:
+            _refuse([p.message for p in problems], as_json, what=f"{file}: nothing imported")
+        forced = [
+            p.text(item.request.row).removesuffix(" (use --force to store it anyway)")
+            for item in checked
+            for p in item.problems
+            if p.forceable
+        ]
+        stored: list[StoredPunch] = []
+        if not dry_run:
+            stored = outbox.add_manual_many(
+                [(_punch(item), item.request.reason.strip()) for item in checked],
+                operator=operator,
+                entered_at=validator.now,
+            )
+    if as_json:
+        print_json(
+            {
+                "ok": True,
+                "dry_run": dry_run,
+                "rows": len(checked),
+                "forced": forced,
+                "punches": [s.as_dict() for s in stored],
+            }
+        )
+        return
+    if dry_run:
+        typer.echo(f"{file}: {len(checked)} row(s) valid; nothing stored (dry run)")
+    elif stored:
+        typer.echo(
+            f"{file}: imported {len(stored)} manual punch(es), seq {stored[0].seq}-"
+            f"{stored[-1].seq}, operator {operator}"
+        )
+    else:
+        typer.echo(f"{file}: no rows to import")
+    for message in forced:
+        typer.echo(f"warning (--force): {message}", err=True)
+
+
+def read_sheet(file: Path) -> tuple[list[ManualRequest], list[Problem]]:
+    """Requests from a CSV file, with the header and row-shape problems found on the way."""
+    try:
+        text = file.read_text(encoding="utf-8-sig")  # a BOM from spreadsheet exports is fine
+    except FileNotFoundError:
+        raise UsageError(f"{file}: no such file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"{file}: cannot read it as UTF-8 text: {exc}") from None
+    reader = csv.reader(text.splitlines())
+    header = [h.strip().lower() for h in next(reader, [])]
+    missing = [c for c in REQUIRED_COLUMNS if c not in header]
+    unknown = [c for c in header if c not in COLUMNS]
+    if missing or unknown:
+        parts = []
+        if missing:
+            parts.append(f"missing column(s) {', '.join(missing)}")
+        if unknown:
+            parts.append(f"unknown column(s) {', '.join(unknown)}")
+        raise UsageError(
+            f"{file}: line 1: {'; '.join(parts)}; the first line must name the columns "
+            f"{','.join(COLUMNS)} (state may be left empty)"
+        )
+    requests: list[ManualRequest] = []
+    problems: list[Problem] = []
+    for row in reader:
+        line = reader.line_num
+        if not any(cell.strip() for cell in row):
+            continue  # blank lines between blocks of a sheet
+        if len(requests) >= MAX_IMPORT_ROWS:
+            problems.append(Problem(f"more than {MAX_IMPORT_ROWS} rows: split the file"))
+            break
+        if len(row) != len(header):
+            problems.append(
+                Problem(f"row {line}: {len(row)} field(s), the header has {len(header)}")
+            )
+            continue
+        values = dict(zip(header, (cell.strip() for cell in row), strict=True))
+        requests.append(
+            ManualRequest(
+                employee=values["employee"],
+                device=values["device"],
+                at=values["at"],
+                state=values.get("state") or "unknown",
+                reason=values["reason"],
+                row=line,
+            )
+        )
+    if not requests and not problems:
+        problems.append(Problem("the file has a header but no rows"))
+    return requests, problems
+
+
+def _punch(item: Checked) -> Punch:
+    assert item.punch is not None  # only called once every row passed
+    return item.punch
+
+
+def _operator_problems(operator: str) -> list[Problem]:
+    problem = operator_problem(operator)
+    return [] if problem is None else [problem]
+
+
+def _refuse(messages: list[str], as_json: bool, what: str = "nothing stored") -> None:
+    if as_json:
+        print_json({"ok": False, "problems": messages})
+    else:
+        typer.echo(f"error: {what}:", err=True)
+        for message in messages:
+            typer.echo(f"  {message}", err=True)
+    raise typer.Exit(USAGE_ERROR)
+
+
+def _describe(stored: StoredPunch, tz_name: str) -> str:
+    local = "?" if stored.device_time is None else f"{stored.device_time:%Y-%m-%d %H:%M:%S}"
+    utc = "?" if stored.time_utc is None else f"{stored.time_utc.astimezone(UTC):%H:%M} UTC"
+    return (
+        f"employee {stored.employee}, device {stored.device_id}, {local} {tz_name} ({utc}), "
+        f"state {stored.state}, operator {stored.operator}, reason {stored.reason!r}"
+    )
