@@ -8,7 +8,15 @@ from typing import Annotated
 import typer
 
 from agent import __version__, logs
-from agent.cli import config_cmd, devices, outbox_cmd, simulate
+from agent.cli import (
+    config_cmd,
+    devices,
+    doctor,
+    outbox_cmd,
+    outbox_inspect,  # noqa: F401  (adds list/show/export/redeliver to outbox)
+    punch,
+    simulate,
+)
 from config.errors import EXIT_CODES, PunchgateError
 
 app = typer.Typer(
@@ -22,6 +30,8 @@ app.add_typer(config_cmd.app, name="config")
 app.add_typer(simulate.app, name="simulate")
 app.add_typer(devices.app, name="devices")
 app.add_typer(outbox_cmd.app, name="outbox")
+app.add_typer(doctor.app)  # nameless: merges the single `doctor` command into the root
+app.add_typer(punch.app, name="punch")
 
 
 def _version(value: bool) -> None:
