@@ -34,9 +34,32 @@ def _redact(key: str, value: Any) -> Any:
     return value
 
 
+class _StdStream:
+    """``sys.stdout``/``sys.stderr`` looked up at each write, so a swapped stream is followed."""
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+
+    def _target(self) -> TextIO:
+        return getattr(sys, self._name)
+
+    def write(self, text: str) -> int:
+        return self._target().write(text)
+
+    def flush(self) -> None:
+        self._target().flush()
+
+    def isatty(self) -> bool:
+        return self._target().isatty()
+
+
 def configure(level: str = "info", stream: TextIO | None = None, json: bool | None = None) -> None:
     """Configure structlog once, in the composition root; ``json=None`` picks by TTY."""
-    stream = stream if stream is not None else sys.stdout
+    if stream is None or stream is sys.stdout:
+        stream = _StdStream("stdout")  # type: ignore[assignment]
+    elif stream is sys.stderr:
+        stream = _StdStream("stderr")  # type: ignore[assignment]
+    assert stream is not None
     if json is None:
         json = not (hasattr(stream, "isatty") and stream.isatty())
     renderer: Any = (

@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import structlog
 
 from agent.localbroker import LocalMosquitto, find_mosquitto
 from config.errors import BrokerError
@@ -23,3 +24,11 @@ def broker(tmp_path: Path) -> Iterator[LocalMosquitto]:
         yield instance
     finally:
         instance.stop()
+
+
+@pytest.fixture(autouse=True)
+def _fresh_logging() -> Iterator[None]:
+    """Each test starts and ends with structlog's defaults (a CLI run reconfigures it)."""
+    structlog.reset_defaults()
+    yield
+    structlog.reset_defaults()
