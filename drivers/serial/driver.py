@@ -28,6 +28,7 @@ from drivers.serial.parsers import Frame, Reject, make_parser
 from drivers.serial.port import open_port
 from drivers.serial.punches import PunchBuilder, aliases_for
 
+REPORT_EVERY = 60.0  # seconds between reject summaries: a noisy line must not flood the log
 _REJECT_HINT = "many rejects usually mean a wrong baudrate, parity or format in the config"
 
 
@@ -107,6 +108,7 @@ class SerialDriver:
         self._lost_since: float | None = None  # monotonic time the port went away
         self._next_attempt = 0.0
         self._reported_rejects = 0
+        self._reported_at: float | None = None
         self._ready: deque[tuple[Frame, datetime, float]] = deque()
         self._log = structlog.get_logger("drivers.serial").bind(device=device_id, url=options.url)
 
@@ -225,15 +227,21 @@ class SerialDriver:
             self._log.debug("serial frame rejected", reason=reject.reason, raw=reject.raw.hex())
 
     def _report_rejects(self) -> None:
+        """Summarise new rejects: at once the first time, then at most every REPORT_EVERY s."""
         total = self.stats.rejected_total
-        if total > self._reported_rejects:
-            self._log.info(
-                "serial frames rejected",
-                new=total - self._reported_rejects,
-                by_reason=dict(self.stats.rejected),
-                hint=_REJECT_HINT,
-            )
-            self._reported_rejects = total
+        if total <= self._reported_rejects:
+            return
+        now = self._monotonic()
+        if self._reported_at is not None and now - self._reported_at < REPORT_EVERY:
+            return
+        self._log.info(
+            "serial frames rejected",
+            new=total - self._reported_rejects,
+            by_reason=dict(self.stats.rejected),
+            hint=_REJECT_HINT,
+        )
+        self._reported_rejects = total
+        self._reported_at = now
 
     def _lose(self, exc: BaseException) -> None:
         port, self._port = self._port, None

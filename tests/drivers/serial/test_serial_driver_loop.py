@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -186,3 +187,29 @@ def test_options_come_from_a_settings_dump_ignoring_other_keys() -> None:
         cards={"1": "2"},
         roster_file=Path("/etc/punchgate/cards.csv"),
     )
+
+
+def test_a_noisy_line_is_summarised_at_most_once_a_minute(logs: list[dict[str, Any]]) -> None:
+    skew = [0.0]
+    driver = SerialDriver(
+        "dock-1",
+        SerialOptions(url="loop://", format="em4100"),
+        BERLIN,
+        monotonic=lambda: time.monotonic() + skew[0],
+    )
+    driver.open()
+    for _ in range(3):
+        write(driver, b"hiss")
+        assert list(driver.live(0.2)) == []
+    assert driver.stats.rejected_total == 0  # noise runs end at the next STX (or 64 bytes)
+    write(driver, b"\x02")
+    assert list(driver.live(0.2)) == []
+    for _ in range(2):
+        write(driver, b"crackle\x02")
+        assert list(driver.live(0.2)) == []
+    assert driver.stats.rejected == {"noise": 1, "partial": 2}
+    assert [e["new"] for e in events(logs, "serial frames rejected")] == [1]
+    skew[0] += 61  # a minute later the next summary covers everything since the last one
+    write(driver, b"pop\x02")
+    assert list(driver.live(0.2)) == []
+    assert [e["new"] for e in events(logs, "serial frames rejected")] == [1, 3]
