@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,6 +17,7 @@ from agent.sdnotify import Notifier
 from buffer.outbox import Outbox
 from tests.daemon.fakes import FakeFleet
 from tests.daemon.harness import GATEWAY, PREFIX, running, write_config, zk_device
+from tests.daemon.process import NotifySocket
 from tests.support.mqtt import Collector, Message
 from tests.support.wait import wait_for
 
@@ -235,18 +235,6 @@ def test_status_file_shows_devices_backlog_and_broker_while_running(
         assert sup.write_status().startswith("1/2 devices online (down-1 unreachable)")
 
 
-def _recv_all(server: socket.socket) -> list[bytes]:
-    out = []
-    server.setblocking(False)
-    try:
-        while True:
-            out.append(server.recv(4096))
-    except BlockingIOError:
-        return out
-    finally:
-        server.setblocking(True)
-
-
 def test_ready_then_watchdog_only_while_workers_are_healthy(
     tmp_path: Path, broker: LocalMosquitto
 ) -> None:
@@ -255,35 +243,34 @@ def test_ready_then_watchdog_only_while_workers_are_healthy(
     config = write_config(
         tmp_path / "pg.toml", state, broker.url, [zk_device("a-1", poll_interval=1, timeout=0.1)]
     )
-    path = tmp_path / "notify.sock"
-    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as server:
-        server.bind(str(path))
-        server.settimeout(10)
-        notifier = Notifier({"NOTIFY_SOCKET": str(path), "WATCHDOG_USEC": "200000"})
+    notify = NotifySocket(tmp_path / "notify.sock")
+    notifier = Notifier({"NOTIFY_SOCKET": str(notify.path), "WATCHDOG_USEC": "200000"})
+
+    def pings() -> int:
+        return sum(1 for m in notify.drain() if m == b"WATCHDOG=1")
+
+    try:
         with running(config, fleet.factory, notifier=notifier, worker_options={"slack": 0.3}):
-            first = server.recv(4096)
-            assert first.startswith(b"READY=1\nSTATUS=")
-            wait_for(lambda: b"WATCHDOG=1" in server.recv(4096), timeout=5, what="a ping")
+            ready = notify.wait_for(b"READY=1")
+            assert notify.drain()[0] == ready  # nothing before READY
+            wait_for(lambda: pings() >= 3, timeout=5, what="watchdog pings")
             fleet.terminal("a-1").hang.set()
             fleet.terminal("a-1").punch("1")
-            messages: list[bytes] = []
+            last = {"n": pings(), "t": time.monotonic()}
 
-            def silent_for_a_while() -> bool:
-                # Pings every 0.1 s while healthy: 0.5 s without one means they stopped.
-                messages.extend(_recv_all(server))
-                server.settimeout(0.5)
-                try:
-                    got = server.recv(4096)
-                except TimeoutError:
-                    return True
-                finally:
-                    server.settimeout(10)
-                messages.append(got)
-                return got != b"WATCHDOG=1" and b"WATCHDOG=1" not in _recv_all(server)
+            def pings_stopped() -> bool:
+                # Pings come every 0.1 s while healthy: none for 0.6 s means they stopped.
+                n = pings()
+                if n != last["n"]:
+                    last.update(n=n, t=time.monotonic())
+                    return False
+                return time.monotonic() - last["t"] >= 0.6
 
-            wait_for(silent_for_a_while, timeout=10, what="pings to stop while a worker hangs")
+            wait_for(pings_stopped, timeout=10, what="pings to stop while a worker hangs")
+            stopped_at = pings()
             fleet.terminal("a-1").hang.clear()
             fleet.terminal("a-1").release.set()
-            wait_for(lambda: b"WATCHDOG=1" in server.recv(4096), timeout=5, what="pings again")
-        stopping = [m for m in _recv_all(server) if m.startswith(b"STOPPING=1")]
-        assert stopping
+            wait_for(lambda: pings() > stopped_at, timeout=5, what="pings again after recovery")
+        assert any(m.startswith(b"STOPPING=1") for m in notify.drain())
+    finally:
+        notify.close()
