@@ -24,7 +24,7 @@ from drivers.serial.backoff import Backoff
 from drivers.serial.cards import CardTable, load_card_table, normalize_card
 from drivers.serial.dedup import Deduplicator
 from drivers.serial.options import SerialOptions
-from drivers.serial.parsers import Frame, Reject, make_parser
+from drivers.serial.parsers import PREVIEW, Frame, Reject, make_parser
 from drivers.serial.port import open_port
 from drivers.serial.punches import PunchBuilder, aliases_for
 
@@ -210,7 +210,12 @@ class SerialDriver:
                 self.stats.duplicates += 1
                 self._log.debug("card double read dropped", card=frame.card)
                 return None
-        punch = self._builder.build(frame, received)
+        try:
+            punch = self._builder.build(frame, received)
+        except Exception as exc:  # noqa: BLE001 - one odd frame must never stop the reader
+            self._count([Reject("unbuildable", frame.raw[:PREVIEW])])
+            self._log.warning("serial frame could not become a punch", error=repr(exc))
+            return None
         self.stats.punches += 1
         if punch.suspect:
             self._log.info(

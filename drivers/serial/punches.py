@@ -114,12 +114,13 @@ class PunchBuilder:
         try:
             naive = self._parse_time(text)
             naive = self._complete_date(naive, received_local)
-        except ValueError:
-            # The clock printed an impossible time: keep the punch, flagged, with the raw line
-            # as its identity; the receive time is the best wall-clock time we have.
+            utc, offset_minutes, flags = localize(naive, self.tz)
+        except (ValueError, OverflowError):
+            # The clock printed an impossible time (or one UTC cannot hold, like year 9999 in
+            # New York): keep the punch, flagged, with the raw line as its identity; the
+            # receive time is the best wall-clock time we have.
             suspect.add(Suspect.TIME_INVALID)
             return received_local, None, None
-        utc, offset_minutes, flags = localize(naive, self.tz)
         suspect.update(flags)
         return naive, utc, offset_minutes
 

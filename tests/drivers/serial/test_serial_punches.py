@@ -159,3 +159,38 @@ def test_the_fast_default_time_parser_agrees_with_strptime(text: str) -> None:
         assert Suspect.TIME_INVALID in punch.suspect
     else:
         assert punch.device_time == expected and Suspect.TIME_INVALID not in punch.suspect
+
+
+def test_a_time_utc_cannot_hold_is_flagged_not_raised() -> None:
+    new_york = PunchBuilder(
+        "dock-1", "serial:dock-1", ZoneInfo("America/New_York"), "%Y-%m-%d %H:%M:%S", CardTable()
+    )
+    frame = Frame(raw=b"1,9999-12-31 23:59:59", employee="1", time="9999-12-31 23:59:59")
+    punch = new_york.build(frame, RECEIVED)
+    assert punch.suspect == {Suspect.TIME_INVALID} and punch.time_utc is None
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    fmt=st.sampled_from(["%Y-%m-%d %H:%M:%S", "%H:%M", "%d/%m %H:%M", "%y%m%d%H%M%S", "%j %H"]),
+    time=st.none() | st.text(max_size=30),
+    state=st.none() | st.text(max_size=12),
+    who=st.tuples(st.none() | st.text(min_size=1, max_size=12), st.text(max_size=12)),
+    zone=st.sampled_from(["UTC", "Europe/Berlin", "America/New_York", "Pacific/Kiritimati"]),
+    received=st.datetimes(min_value=datetime(1, 1, 2), max_value=datetime(9999, 12, 30)),
+)
+def test_building_a_punch_never_raises_whatever_the_clock_printed(
+    fmt: str,
+    time: str | None,
+    state: str | None,
+    who: tuple[str | None, str],
+    zone: str,
+    received: datetime,
+) -> None:
+    employee, card = who
+    table = CardTable({"1": "one"})
+    punches = PunchBuilder("d", "serial:d", ZoneInfo(zone), fmt, table, em4100_aliases)
+    frame = Frame(raw=b"x", employee=employee, card=card or None, time=time, state=state)
+    punch = punches.build(frame, received.replace(tzinfo=UTC))
+    assert (punch.time_utc is None) == (Suspect.TIME_INVALID in punch.suspect)
+    assert punch.employee is not None or Suspect.UNKNOWN_CARD in punch.suspect or card == ""
