@@ -14,7 +14,7 @@ from config.errors import DeviceError, DeviceIdentityError, ProtocolError
 from drivers.base import DeviceInfo, Punch, Suspect
 from drivers.zk import protocol as p
 from drivers.zk.clock import ClockReading, Now, read_clock, set_clock, sync_clock, utc_now
-from drivers.zk.live import capture
+from drivers.zk.live import LiveState, capture
 from drivers.zk.options import ZkOptions
 from drivers.zk.punches import PunchBuilder
 from drivers.zk.reader import Progress, TailMark, free_sizes, read_log
@@ -67,6 +67,7 @@ class ZkDriver:
         self._uid_map: tuple[int, dict[int, str]] | None = None
         self._drift_alarm = False
         self._events_generation = -1  # the connection generation events are registered on
+        self.live_state = LiveState(options.reconnect_min, options.reconnect_max)
 
     @property
     def label(self) -> str:

@@ -47,6 +47,14 @@ class Backoff:
         self._next = self.first
 
 
+class LiveState:
+    """What live capture remembers between slices: the backoff and when the session was lost."""
+
+    def __init__(self, first: float, cap: float) -> None:
+        self.backoff = Backoff(first, cap)
+        self.lost_at: float | None = None
+
+
 def capture(driver: ZkDriver, stop_after: float) -> Iterator[Punch]:
     """Yield live punches (and back-filled ones after a reconnect) for ``stop_after`` seconds.
 
@@ -56,9 +64,8 @@ def capture(driver: ZkDriver, stop_after: float) -> Iterator[Punch]:
     wire are retried with backoff until the time is up.
     """
     deadline = time.monotonic() + stop_after
-    backoff = Backoff(driver.options.reconnect_min, driver.options.reconnect_max)
+    state = driver.live_state
     keepalive = min(KEEPALIVE, driver.options.timeout)
-    lost_at: float | None = None
     # A new registration needs a back-fill, except when nothing was read yet: then the caller's
     # first poll reads the log and a full read here would only duplicate it.
     backfill = driver.last_watermark is not None
@@ -67,14 +74,14 @@ def capture(driver: ZkDriver, stop_after: float) -> Iterator[Punch]:
             if not driver.events_registered:
                 driver.ensure_open()
                 driver.register_events(True)
-                backoff.reset()
-                if lost_at is not None:
+                state.backoff.reset()
+                if state.lost_at is not None:
                     log.info(
                         "zk_live_recovered",
                         device=driver.device_id,
-                        after=round(time.monotonic() - lost_at, 1),
+                        after=round(time.monotonic() - state.lost_at, 1),
                     )
-                    lost_at = None
+                    state.lost_at = None
                 if backfill:
                     # Events arriving meanwhile are queued by the connection, not lost.
                     yield from driver.backfill()
@@ -89,9 +96,9 @@ def capture(driver: ZkDriver, stop_after: float) -> Iterator[Punch]:
                 yield from driver.event_punches(packet)
         except (DeviceUnavailable, ProtocolError) as exc:
             driver.conn.close()
-            if lost_at is None:
-                lost_at = time.monotonic()
+            if state.lost_at is None:
+                state.lost_at = time.monotonic()
                 log.warning("zk_live_lost", device=driver.device_id, reason=str(exc))
-            delay = min(backoff.next(), deadline - time.monotonic())
+            delay = min(state.backoff.next(), deadline - time.monotonic())
             if delay > 0:
                 time.sleep(delay)  # the reconnect backoff itself, bounded by the deadline

@@ -84,6 +84,7 @@ class _Link:
         self._deframer = p.TcpDeframer()
         self._ready: collections.deque[bytes] = collections.deque()
         self._buffer = bytearray(_RECV_SIZE)
+        self.bytes_received = 0  # on the wire, for logs and the tail-read tests
 
     def open(self, timeout: float) -> None:
         host, port = self.endpoint.host, self.endpoint.port
@@ -114,10 +115,13 @@ class _Link:
                 raise TimeoutError
             sock.settimeout(remaining)
             if self.endpoint.udp:
-                return sock.recv(65535)
+                datagram = sock.recv(65535)
+                self.bytes_received += len(datagram)
+                return datagram
             n = sock.recv_into(self._buffer)
             if n == 0:
                 raise EOFError
+            self.bytes_received += n
             self._ready.extend(self._deframer.feed(memoryview(self._buffer)[:n]))
         return self._ready.popleft()
 
@@ -150,6 +154,11 @@ class ZkConnection:
         self._link = _Link(endpoint)
         self.connected = False
         self.generation = 0  # counts successful connects: session-bound state compares it
+
+    @property
+    def bytes_received(self) -> int:
+        """Bytes received on this connection object so far (all sessions)."""
+        return self._link.bytes_received
 
     # Life cycle.
 
@@ -246,7 +255,7 @@ class ZkConnection:
         if self.events:
             return self.events.popleft()
         try:
-            packet = self._receive_checked(deadline, p.CMD_REG_EVENT)
+            packet = self._receive_checked(deadline, "the wait for live events")
         except TimeoutError:
             return None
         if packet.command == p.CMD_REG_EVENT:
@@ -278,7 +287,7 @@ class ZkConnection:
     def _wait(self, reply_no: int, deadline: float, command: int) -> p.Packet:
         while True:
             try:
-                packet = self._receive_checked(deadline, command)
+                packet = self._receive_checked(deadline, command_name(command))
             except TimeoutError:
                 self.close()
                 raise DeviceUnavailable(
@@ -297,7 +306,7 @@ class ZkConnection:
                 continue
             return packet
 
-    def _receive_checked(self, deadline: float, command: int) -> p.Packet:
+    def _receive_checked(self, deadline: float, doing: str) -> p.Packet:
         try:
             raw = self._link.recv(deadline)
         except TimeoutError:
@@ -305,24 +314,24 @@ class ZkConnection:
         except EOFError:
             self.close()
             raise DeviceUnavailable(
-                f"{self.endpoint.label} closed the connection during {command_name(command)}: "
+                f"{self.endpoint.label} closed the connection during {doing}: "
                 "retry; if it keeps happening, another program may hold the terminal's session"
             ) from None
         except ProtocolError as exc:
             self.close()
             raise ProtocolError(
                 f"{self.endpoint.label} sent bytes that are not ZK TCP framing during "
-                f"{command_name(command)} ({exc}): check the port and that this is a ZK terminal"
+                f"{doing} ({exc}): check the port and that this is a ZK terminal"
             ) from exc
         except OSError as exc:
             if isinstance(exc, socket.timeout | TimeoutError):
                 raise TimeoutError from exc
-            raise self._unavailable(exc, command_name(command)) from exc
+            raise self._unavailable(exc, doing) from exc
         packet = parse_packet(raw)
         if not packet_ok(packet):
             raise ChecksumMismatch(
                 f"{self.endpoint.label} sent a damaged packet (bad checksum) during "
-                f"{command_name(command)}: check the network path (cabling, switch, Wi-Fi bridge); "
+                f"{doing}: check the network path (cabling, switch, Wi-Fi bridge); "
                 "nothing was stored from it"
             )
         return packet
