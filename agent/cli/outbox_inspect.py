@@ -227,10 +227,10 @@ def _cell(value: Any) -> Any:
 
 def _flags(row: StoredPunch, voided: set[str | None]) -> list[str]:
     flags = []
-    if row.source == "manual":
-        flags.append(f"manual by {row.operator}")
     if row.kind == "void":
-        flags.append(f"void of {row.void_of}")
+        flags.append(f"void of {row.void_of} by {row.operator}")
+    elif row.source == "manual":
+        flags.append(f"manual by {row.operator}")
     if row.id in voided:
         flags.append("voided")
     if row.replayed:
