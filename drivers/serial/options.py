@@ -28,7 +28,7 @@ class SerialOptions:
     serial: str | None = None
     timeout: float = 10.0  # open and write timeout
     read_timeout: float = 0.1  # how long one read waits; bounds how late live() returns
-    batch_delay: float = 0.02  # after the first byte, wait this long and read the whole burst
+    batch_delay: float = 0.05  # after the first byte, wait this long and read the whole burst
     reconnect_min: float = 0.2  # first wait after the port disappears
     reconnect_max: float = 10.0  # the backoff never waits longer than this between attempts
 

@@ -28,6 +28,7 @@ _YEAR_DIRECTIVES = ("%Y", "%y", "%G", "%c", "%x")
 _DATE_DIRECTIVES = (*_YEAR_DIRECTIVES, "%m", "%d", "%j", "%b", "%B")
 _ISO_SEPARATORS = "--::"
 ISO_FORMAT = "%Y-%m-%d %H:%M:%S"
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _HALF_DAY = timedelta(hours=12)
 _HALF_YEAR = timedelta(days=183)
 
@@ -74,6 +75,8 @@ class PunchBuilder:
         self._has_date = any(d in time_format for d in _DATE_DIRECTIVES)
         self._has_year = any(d in time_format for d in _YEAR_DIRECTIVES)
         self._iso = time_format == ISO_FORMAT
+        self._received_key: datetime | None = None
+        self._received: tuple[datetime, datetime, int] = (_EPOCH, _EPOCH, 0)
 
     def build(self, frame: Frame, received: datetime) -> Punch:
         """The punch for ``frame``; ``received`` is the aware instant the gateway read it."""
@@ -106,11 +109,9 @@ class PunchBuilder:
     def _time(
         self, text: str | None, received: datetime, suspect: set[Suspect]
     ) -> tuple[datetime, datetime | None, int | None]:
-        local = received.astimezone(self.tz)
-        received_local = local.replace(tzinfo=None)
+        received_local, received_utc, received_offset = self._receive_time(received)
         if text is None:
-            offset = local.utcoffset() or timedelta(0)
-            return received_local, received.astimezone(UTC), int(offset.total_seconds() // 60)
+            return received_local, received_utc, received_offset
         try:
             naive = self._parse_time(text)
             naive = self._complete_date(naive, received_local)
@@ -123,6 +124,19 @@ class PunchBuilder:
             return received_local, None, None
         suspect.update(flags)
         return naive, utc, offset_minutes
+
+    def _receive_time(self, received: datetime) -> tuple[datetime, datetime, int]:
+        """(device-local, UTC, offset) of a receive instant; frames of one chunk share it."""
+        if received != self._received_key:
+            local = received.astimezone(self.tz)
+            offset = local.utcoffset() or timedelta(0)
+            self._received_key = received
+            self._received = (
+                local.replace(tzinfo=None),
+                received.astimezone(UTC),
+                int(offset.total_seconds() // 60),
+            )
+        return self._received
 
     def _parse_time(self, text: str) -> datetime:
         if (
