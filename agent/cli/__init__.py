@@ -17,6 +17,7 @@ from agent.cli import (
     punch,
     simulate,
 )
+from agent.cli import demo as demo_cmd
 from agent.cli import run as run_cmd
 from agent.cli import status as status_cmd
 from config.errors import EXIT_CODES, PunchgateError
@@ -32,6 +33,7 @@ app.add_typer(config_cmd.app, name="config")
 app.add_typer(simulate.app, name="simulate")
 app.command("run")(run_cmd.run)
 app.command("status")(status_cmd.status)
+app.command("demo")(demo_cmd.demo)
 app.add_typer(devices.app, name="devices")
 app.add_typer(outbox_cmd.app, name="outbox")
 app.add_typer(doctor.app)  # nameless: merges the single `doctor` command into the root
