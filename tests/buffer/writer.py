@@ -17,6 +17,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import structlog
+
 from buffer import Outbox
 from config.errors import PunchgateError
 from tests.buffer.factory import punch, punches
@@ -110,6 +112,8 @@ def hold_lock(args: argparse.Namespace) -> None:
 
 
 def main() -> None:
+    # stdout is the report channel: logs go to stderr.
+    structlog.configure(logger_factory=structlog.PrintLoggerFactory(file=sys.stderr))
     parser = argparse.ArgumentParser()
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("insert")
