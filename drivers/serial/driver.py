@@ -214,7 +214,8 @@ class SerialDriver:
             punch = self._builder.build(frame, received)
         except Exception as exc:  # noqa: BLE001 - one odd frame must never stop the reader
             self._count([Reject("unbuildable", frame.raw[:PREVIEW])])
-            self._log.warning("serial frame could not become a punch", error=repr(exc))
+            if self.stats.rejected["unbuildable"] == 1:  # a bug, not line noise: say it once
+                self._log.warning("serial frame could not become a punch", error=repr(exc))
             return None
         self.stats.punches += 1
         if punch.suspect:
