@@ -9,10 +9,12 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from drivers.base import Driver
+from drivers.serial import build_serial_driver
 from drivers.zk import build_zk_driver
 
 DRIVERS: dict[str, Callable[..., Driver]] = {
     "zk": build_zk_driver,
+    "serial": build_serial_driver,
 }
 
 __all__ = ["DRIVERS"]
