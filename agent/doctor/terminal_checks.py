@@ -207,7 +207,7 @@ def _serial(target: str, info: DeviceInfo, known: str | None) -> CheckResult:
             target,
             name,
             f"the terminal reports serial {info.serial}, but {known} was last seen for {target}",
-            _swapped_step(target),
+            _swapped_step(target, info.serial),
         )
     return ok(FAMILY, target, name, f"{info.serial}, same as last seen")
 
@@ -231,12 +231,19 @@ def _clock(settings: Settings, device: ZkDeviceSettings, info: DeviceInfo) -> Ch
             detail + f", more than max_drift {device.max_drift:g}s",
             "clock_sync is on: the service sets the clock at its next poll (check again after)",
         )
+    step = f"set it now: punchgate devices time {device.id} --set (or clock_sync = true)"
+    hours = abs(drift) / 3600
+    if hours >= 0.9 and abs(hours - round(hours)) * 3600 <= device.max_drift:
+        step = (
+            f"the drift is a whole number of hours: check the terminal's timezone setting and "
+            f"timezone for {device.id} in the config ({tz.key}); then " + step
+        )
     return fail(
         FAMILY,
         device.id,
         name,
         detail + f", more than max_drift {device.max_drift:g}s: punch times are wrong",
-        f"set the terminal clock, or set clock_sync = true for {device.id} and restart the service",
+        step,
     )
 
 
@@ -277,8 +284,9 @@ def _unreachable_step(device: DeviceConfig) -> str:
     )
 
 
-def _swapped_step(target: str) -> str:
+def _swapped_step(target: str, serial: str | None = None) -> str:
+    accept = f"punchgate devices pull {target} --accept-serial {serial or 'NEW-SERIAL'}"
     return (
-        f"a different terminal answers at {target}'s address: if it replaced the old one on "
-        "purpose see docs/field-guide.md ('terminal replaced'); otherwise fix host in the config"
+        f"a different terminal answers at {target}'s address. If it replaced the old one on "
+        f"purpose, accept it: {accept}; otherwise fix host for {target} in the config"
     )

@@ -73,7 +73,7 @@ def test_swapped_terminal_fails_the_serial_check(
     serial = device_results(config, "lobby-1")["serial number"]
     assert serial.verdict == Verdict.FAIL
     assert "SIM-B" in serial.detail and "SIM-A" in serial.detail
-    assert "terminal replaced" in serial.next_step
+    assert "punchgate devices pull lobby-1 --accept-serial SIM-B" in serial.next_step
 
 
 def test_clock_drift_beyond_max_drift_fails_unless_clock_sync_is_on(
@@ -91,8 +91,18 @@ def test_clock_drift_beyond_max_drift_fails_unless_clock_sync_is_on(
     assert clocks["lobby-1"].verdict == Verdict.FAIL
     # The terminal clock has whole seconds: 10 minutes ahead reads as 599 or 600 s.
     assert re.search(r": (599|600|601)s ahead", clocks["lobby-1"].detail), clocks["lobby-1"]
-    assert "clock_sync = true" in clocks["lobby-1"].next_step
+    assert "punchgate devices time lobby-1 --set" in clocks["lobby-1"].next_step
     assert clocks["lobby-2"].verdict == Verdict.WARN
+
+
+def test_drift_of_whole_hours_points_at_the_timezone_setting(
+    sim: ZkSimulator, make_config: Callable[..., Path]
+) -> None:
+    sim.jump_clock(timedelta(hours=-1))  # a terminal left on winter time, or the wrong zone
+    config = make_config(devices=[zk("lobby-1", sim.port, comm_key=4711)])
+    clock = device_results(config, "lobby-1")["clock"]
+    assert clock.verdict == Verdict.FAIL
+    assert "whole number of hours" in clock.next_step and "Europe/Berlin" in clock.next_step
 
 
 def test_nearly_full_log_fails_and_says_how_to_make_room(

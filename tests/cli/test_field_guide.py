@@ -1,0 +1,83 @@
+"""docs/field-guide.md is tested: its commands parse, its doctor lines name real checks."""
+
+from __future__ import annotations
+
+import re
+import shlex
+from pathlib import Path
+from typing import Any
+
+import pytest
+import typer
+
+from agent.cli import app
+from agent.cli.punch import read_sheet
+from agent.doctor import FAMILIES
+
+ROOT = Path(__file__).resolve().parents[2]
+GUIDE = ROOT / "docs" / "field-guide.md"
+FENCE = re.compile(r"```(\w*)\n(.*?)```", re.S)
+
+
+def fenced(lang: str) -> list[str]:
+    return [m.group(2) for m in FENCE.finditer(GUIDE.read_text("utf-8")) if m.group(1) == lang]
+
+
+def guide_commands() -> list[str]:
+    return [
+        line.strip()
+        for block in fenced("sh")
+        for line in block.splitlines()
+        if line.strip().startswith("punchgate ")
+    ]
+
+
+def test_the_guide_has_commands_for_every_tool_it_describes() -> None:
+    words = {" ".join(shlex.split(c)[:3]) for c in guide_commands()}
+    for expected in (
+        "punchgate doctor",
+        "punchgate punch add",
+        "punchgate punch import",
+        "punchgate punch void",
+        "punchgate outbox list",
+        "punchgate outbox export",
+        "punchgate outbox redeliver",
+    ):
+        assert any(w.startswith(expected) for w in words), expected
+
+
+@pytest.mark.parametrize("line", guide_commands())
+def test_every_command_in_the_guide_parses(line: str) -> None:
+    """Each example resolves to a real command and its options and values parse."""
+    args = shlex.split(line)[1:]
+    command: Any = typer.main.get_command(app)
+    context = command.make_context("punchgate", [], resilient_parsing=True)
+    while hasattr(command, "commands") and args and args[0] in command.commands:
+        name, args = args[0], args[1:]
+        command = command.commands[name]
+        context = command.make_context(name, list(args), parent=context, resilient_parsing=True)
+    assert not hasattr(command, "commands"), f"{line!r} does not name a leaf command"
+    # Strict parse: unknown options, bad values and missing required options all raise.
+    command.make_context(context.info_name, list(args), parent=context.parent)
+
+
+def test_doctor_lines_in_the_table_name_real_families_and_checks() -> None:
+    source = "".join(p.read_text("utf-8") for p in (ROOT / "agent" / "doctor").glob("*.py"))
+    quoted = re.findall(r"`(ok|WARN|FAIL) (\w+) (\S+) ([^:`]+):", GUIDE.read_text("utf-8"))
+    assert len(quoted) >= 15
+    for _verdict, family, _target, check in quoted:
+        assert family in FAMILIES, family
+        assert f'"{check}"' in source, f"no doctor check is named {check!r}"
+
+
+def test_the_sheet_example_reads_as_three_rows(tmp_path: Path) -> None:
+    (block,) = fenced("csv")
+    sheet = tmp_path / "sheet.csv"
+    sheet.write_text(block, encoding="utf-8")
+    requests, problems = read_sheet(sheet)
+    assert problems == []
+    assert [(r.employee, r.state, r.row) for r in requests] == [
+        ("1042", "in", 2),
+        ("1043", "in", 3),
+        ("1042", "out", 4),
+    ]
