@@ -218,3 +218,31 @@ def test_entry_point_exits_2_with_one_line_for_an_unknown_punch(
     assert result.returncode == 2
     assert "error: no punch with id nope" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def last_ambiguous_berlin_time() -> datetime:
+    """The latest 02:30 in Berlin that happened twice (DST end), before now."""
+    day = datetime.now(BERLIN).replace(hour=2, minute=30, second=0, microsecond=0, tzinfo=None)
+    for _ in range(400):
+        day -= timedelta(days=1)
+        if (
+            day.replace(tzinfo=BERLIN, fold=0).utcoffset()
+            != day.replace(tzinfo=BERLIN, fold=1).utcoffset()
+        ):
+            return day
+    raise AssertionError("no DST end in Berlin within 400 days")
+
+
+def test_a_time_that_happened_twice_is_stored_flagged_with_a_note(
+    tmp_path: Path, make_config: Callable[..., Path]
+) -> None:
+    config = make_config(
+        devices=[{"id": "lobby-1", "kind": "zk", "host": "127.0.0.1", "port": free_port()}],
+        manual={"max_age": "400d"},
+    )
+    at = last_ambiguous_berlin_time()
+    result = cli(*add(config, at=at.strftime("%Y-%m-%d %H:%M")))
+    assert result.code == 0, result
+    assert "happened twice in Europe/Berlin (DST end): the first was used" in result.stdout
+    (row,) = outbox_rows(tmp_path)
+    assert row["suspect"] == ["time_ambiguous"] and row["utc_offset_minutes"] == 120
