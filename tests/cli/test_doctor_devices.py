@@ -42,10 +42,11 @@ def device_results(config: Path, device: str, timeout: float = 2.0) -> dict[str,
     return {r.name: r for r in report.results if r.family == "devices" and r.target == device}
 
 
+@pytest.mark.parametrize("transport", ["tcp", "udp"])
 def test_healthy_terminal_passes_every_check(
-    sim: ZkSimulator, make_config: Callable[..., Path]
+    sim: ZkSimulator, make_config: Callable[..., Path], transport: str
 ) -> None:
-    config = make_config(devices=[zk("lobby-1", sim.port, comm_key=4711)])
+    config = make_config(devices=[zk("lobby-1", sim.port, comm_key=4711, transport=transport)])
     results = device_results(config, "lobby-1")
     assert [r.verdict for r in results.values()] == [Verdict.OK] * 5, results
     assert "SIM-A" in results["serial number"].detail
@@ -184,3 +185,43 @@ def test_doctor_command_exits_0_when_only_warnings_and_rejects_unknown_family(
     assert "the service sets the clock" in result.stdout
     bad = cli("doctor", "--only", "printer", "-c", str(config))
     assert bad.code == 2 and "--only printer: use one of config, outbox" in bad.stderr
+
+
+def test_serial_clock_is_checked_by_opening_its_port_and_the_rest_does_not_apply(
+    tmp_path: Path, make_config: Callable[..., Path]
+) -> None:
+    serial = {"kind": "serial", "format": "em4100"}
+    config = make_config(
+        devices=[
+            {"id": "dock-1", "url": "loop://", **serial},
+            {"id": "dock-2", "url": str(tmp_path / "ttyUSB9"), **serial},
+        ]
+    )
+    report = run_doctor(config, build=build_driver, only=["devices"], timeout=2)
+    by = {(r.target, r.name): r for r in report.results if r.family == "devices"}
+    assert by[("dock-1", "reachable")].verdict == Verdict.OK
+    assert by[("dock-1", "clock")].verdict == Verdict.SKIP
+    missing = by[("dock-2", "reachable")]
+    assert missing.verdict == Verdict.FAIL and "port not found" in missing.detail
+    assert "check the cable, the adapter and the url" in missing.next_step
+
+
+def test_serial_clock_held_by_the_running_daemon_is_judged_by_the_daemon(
+    tmp_path: Path, make_config: Callable[..., Path]
+) -> None:
+    write_status(
+        tmp_path / "state",
+        {
+            "pid": os.getpid(),
+            "updated_unix": time.time(),
+            "interval_s": 15,
+            "state": "running",
+            "devices": [{"device_id": "dock-1", "state": "unreachable"}],
+        },
+    )
+    config = make_config(
+        devices=[{"id": "dock-1", "kind": "serial", "format": "em4100", "url": "loop://"}]
+    )
+    reachable = device_results(config, "dock-1")["reachable"]
+    assert reachable.verdict == Verdict.FAIL
+    assert "the running daemon reports it unreachable" in reachable.detail
