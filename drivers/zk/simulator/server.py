@@ -389,6 +389,8 @@ class ZkSimulator:
             log.info("tcp_dropped", address=address[0], reason=str(exc) or "busy")
         except (OSError, ValueError) as exc:  # ValueError: select on a socket closed by stop()
             log.debug("tcp_closed", address=address[0], reason=str(exc))
+        except Exception:  # a request that trips a bug must not stop the terminal
+            log.exception("tcp_request_failed", address=address[0])
         finally:
             if session is not None:
                 self._end(session)
@@ -419,6 +421,8 @@ class ZkSimulator:
                 log.info("udp_turned_away", address=address[0])
             except OSError as exc:
                 log.info("udp_send_failed", address=address[0], reason=str(exc))
+            except Exception:  # one bad datagram must not stop the terminal
+                log.exception("udp_request_failed", address=address[0])
 
     def _udp_session(self, raw: bytes, address: tuple[str, int]) -> Session | None:
         if len(raw) < p.HEADER_SIZE:
@@ -461,10 +465,11 @@ class ZkSimulator:
             session.last_seen = time.monotonic()
             reply = self._terminal.handle(session, packet)
         if reply is not None:
-            channel.send(reply.packets, session, reply.buffered)
             if reply.end_session and session is not None:
-                self._end(session)
+                self._end(session)  # before the reply: the client may reconnect at once
+                channel.send(reply.packets, session, reply.buffered)
                 return None
+            channel.send(reply.packets, session, reply.buffered)
         if session is not None and session.dropped:
             log.info("udp_session_dropped", session=session.id, bytes=session.read_bytes)
             self._end(session)

@@ -245,7 +245,9 @@ class Terminal:
             session.prepared = None
             return Reply([p.Packet(p.CMD_DATA, session.id, request.reply, buffer)], buffered=True)
         session.prepared = buffer
-        return self._ack(session, request, data=p.prepare_buffer_reply(len(buffer)))
+        reply = self._ack(session, request, data=p.prepare_buffer_reply(len(buffer)))
+        reply.buffered = True
+        return reply
 
     def _read_buffer(self, session: Session, request: p.Packet) -> Reply:
         start, size = p.parse_read_buffer_request(request.data)
