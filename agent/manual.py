@@ -192,7 +192,12 @@ class ManualValidator:
             )
         if employee:
             problems += self._duplicates(employee, utc)
-        online = self.online(device)
+        # Probing can take seconds: only worth it when nothing else refuses the punch already.
+        online = (
+            self.online(device)
+            if all(p.forceable for p in problems)
+            else Online(None, "not probed")
+        )
         if online.online:
             problems.append(
                 Problem(

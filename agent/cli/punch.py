@@ -37,7 +37,7 @@ app = typer.Typer(
     no_args_is_help=True,
 )
 
-USAGE_ERROR = 2
+USAGE_ERROR = UsageError.exit_code  # a refused punch is a usage error (config/errors.py)
 COLUMNS = ("employee", "device", "at", "state", "reason")
 REQUIRED_COLUMNS = ("employee", "device", "at", "reason")
 MAX_IMPORT_ROWS = 10_000  # a paper sheet, not a data migration
