@@ -16,7 +16,7 @@ from drivers.zk import protocol as p
 from drivers.zk.clock import ClockReading, Now, read_clock, set_clock, sync_clock, utc_now
 from drivers.zk.live import LiveState, capture
 from drivers.zk.options import ZkOptions
-from drivers.zk.punches import PunchBuilder
+from drivers.zk.punches import PunchBuilder, no_gc
 from drivers.zk.reader import Progress, TailMark, free_sizes, read_log
 from drivers.zk.records import UserRecord, unpack_events
 from drivers.zk.transport import Endpoint, ZkConnection
@@ -39,6 +39,10 @@ class ReadSummary:
     record_size: int
     capacity: int
     seconds: float
+
+
+def _ignore(_records: bytes, _size: int, _full: bool) -> None:
+    """A sink for reads that only check the log (nothing is kept)."""
 
 
 class ZkDriver:
@@ -145,17 +149,28 @@ class ZkDriver:
                 log.warning(
                     "zk_foreign_watermark", device=self.device_id, mark=mark.serial, now=self.serial
                 )
-            read = read_log(self.conn, self.serial, mark, progress=progress)
-            uid_map = self._uids() if read.record_size == 8 and read.body else None
-            flags = _DRIFT if drifted and not read.full else _NONE
-            punches = self._builder.from_log(
-                read.body, read.record_size, uid_map=uid_map, flags=flags
-            )
+            punches: list[Punch] = []
+            eight_byte: list[bytes] = []  # need the user list, read once the log buffer is freed
+            builder = self._builder
+
+            def sink(records: bytes, size: int, full: bool) -> None:
+                if size == 8:
+                    eight_byte.append(records)
+                else:
+                    flags = _DRIFT if drifted and not full else _NONE
+                    punches.extend(builder.from_log(records, size, flags=flags))
+
+            with no_gc():  # one pause for the whole read, not one per chunk (see punches.no_gc)
+                read = read_log(self.conn, self.serial, mark, sink, progress=progress)
+            if eight_byte:
+                flags = _DRIFT if drifted and not read.full else _NONE
+                uid_map = self._uids()
+                for records in eight_byte:
+                    punches.extend(builder.from_log(records, 8, uid_map=uid_map, flags=flags))
         except DeviceError:
             self.conn.close()  # resynchronise: the next call starts on a fresh session
             raise
-        usable = mark if mark is not None and mark.serial == self.serial else None
-        self.last_watermark = read.mark(self.serial, usable).to_dict()
+        self.last_watermark = read.mark(self.serial).to_dict()
         self.last_read = ReadSummary(
             read.full,
             read.reason,
@@ -235,8 +250,8 @@ class ZkDriver:
         assert self.serial is not None
         self.conn.request(p.CMD_DISABLEDEVICE)
         try:
-            check = read_log(self.conn, self.serial, mark)
-            if check.full or check.body or check.count != durable_count:
+            check = read_log(self.conn, self.serial, mark, _ignore)
+            if check.full or check.new or check.count != durable_count:
                 log.info("zk_clear_skipped", device=self.device_id, reason="new records")
                 return False
             reply = self.conn.request(p.CMD_CLEAR_ATTLOG)

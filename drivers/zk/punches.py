@@ -43,8 +43,13 @@ _SETTERS = tuple(Punch.__dict__[name].__set__ for name in _FIELDS)
 
 
 @contextlib.contextmanager
-def _no_gc() -> Iterator[None]:
-    """Pause the cyclic GC while building a batch of acyclic objects (it would rescan them)."""
+def no_gc() -> Iterator[None]:
+    """Pause the cyclic GC while building a batch of acyclic objects.
+
+    Each generation-2 pass rescans every punch built so far, so a 100,000-punch read would pay
+    for many full collections of objects that cannot form cycles. Nests: only the outermost
+    pause re-enables the collector.
+    """
     was_enabled = gc.isenabled()
     gc.disable()
     try:
@@ -67,6 +72,7 @@ class PunchBuilder:
         self.serial = serial
         self.tz = tz
         self._hours: dict[int, _HourEntry] = {}
+        self._users: dict[int, dict[bytes | int, str]] = {}
 
     def from_log(
         self,
@@ -81,7 +87,10 @@ class PunchBuilder:
         ``uid_map`` maps terminal slots to user ids for 8-byte records, which carry only the
         slot; ``flags`` are added to every punch (e.g. ``clock_drift``).
         """
-        users: dict[bytes | int, str] = dict(uid_map.items()) if uid_map is not None else {}
+        if uid_map is not None:
+            users: dict[bytes | int, str] = dict(uid_map.items())
+        else:  # decoded user ids, kept across the chunks of a read (keys differ per layout)
+            users = self._users.setdefault(record_size, {})
         hours = self._hours
         hour_entry = self._hour
         device_id, serial = self.device_id, self.serial
@@ -94,7 +103,7 @@ class PunchBuilder:
         append = punches.append
         view = memoryview(body)
         offset = -record_size
-        with _no_gc():
+        with no_gc():
             for key, verify, value, state in iter_record_fields(body, record_size):
                 offset += record_size
                 employee = users.get(key)

@@ -70,29 +70,43 @@ def read_range(
     start: int,
     end: int,
     *,
+    consume: Callable[[bytes], None] | None = None,
     progress: Progress | None = None,
-    done: int = 0,
-    total: int | None = None,
 ) -> bytearray:
-    """Bytes ``[start, end)`` of the prepared buffer, in 1504 chunks of pyzk's sizes."""
-    chunk = p.MAX_CHUNK_UDP if conn.endpoint.udp else p.MAX_CHUNK_TCP
+    """Bytes ``[start, end)`` of the prepared buffer, in 1504 chunks of pyzk's sizes.
+
+    With ``consume``, each chunk is handed over (and not kept) right after the request for the
+    next one went out: the terminal prepares and sends chunk k+1 while we decode chunk k. Only
+    one request is ever outstanding, as the protocol expects.
+    """
+    size_max = p.MAX_CHUNK_UDP if conn.endpoint.udp else p.MAX_CHUNK_TCP
+    plan = [(offset, min(size_max, end - offset)) for offset in range(start, end, size_max)]
     out = bytearray()
-    offset = start
-    total = total if total is not None else end - start
-    while offset < end:
-        size = min(chunk, end - offset)
-        out += _read_chunk(conn, offset, size)
-        offset += size
+    if not plan:
+        return out
+    reply_no = _ask(conn, *plan[0])
+    for index, (offset, size) in enumerate(plan):
+        data = _collect(conn, reply_no, offset, size)
+        if index + 1 < len(plan):
+            reply_no = _ask(conn, *plan[index + 1])
+        if consume is not None:
+            consume(data)
+        else:
+            out += data
         if progress is not None:
-            progress(done + offset - start, total)
+            progress(offset + size - start, end - start)
     return out
 
 
-def _read_chunk(conn: ZkConnection, start: int, size: int) -> bytes:
+def _ask(conn: ZkConnection, start: int, size: int) -> int:
+    return conn.begin(p.CMD_READ_BUFFER, p.read_buffer_request(start, size))
+
+
+def _collect(conn: ZkConnection, reply_no: int, start: int, size: int) -> bytes:
     label = conn.endpoint.label
     for attempt in range(1, _CHUNK_ATTEMPTS + 1):
         try:
-            return _read_chunk_once(conn, start, size)
+            return _receive_chunk(conn, reply_no, start, size)
         except ChecksumMismatch:
             # The framing held, only bytes were damaged: ask for the chunk again. Frames still
             # queued from the damaged answer carry its reply number and are dropped.
@@ -102,12 +116,12 @@ def _read_chunk(conn: ZkConnection, start: int, size: int) -> bytes:
                     f"{label} sent {_CHUNK_ATTEMPTS} damaged copies of the log bytes at offset "
                     f"{start}: check the network path (cabling, switch); nothing was stored"
                 ) from None
+            reply_no = _ask(conn, start, size)
     raise AssertionError("unreachable")  # pragma: no cover
 
 
-def _read_chunk_once(conn: ZkConnection, start: int, size: int) -> bytes:
+def _receive_chunk(conn: ZkConnection, reply_no: int, start: int, size: int) -> bytes:
     label = conn.endpoint.label
-    reply_no = conn.begin(p.CMD_READ_BUFFER, p.read_buffer_request(start, size))
     # The deadline is per packet: a terminal that keeps sending is alive, one that stops is not.
     first = conn.receive(reply_no, time.monotonic() + conn.timeout, p.CMD_READ_BUFFER)
     if first.command == p.CMD_DATA:  # the whole chunk as one DATA packet
@@ -194,39 +208,78 @@ class TailMark:
         return mark
 
 
+RecordSink = Callable[[bytes, int, bool], None]
+"""Receives whole records in log order: (records, record size, part of a full read)."""
+
+
 @dataclass(frozen=True, slots=True)
 class LogRead:
-    """The records read: ``body`` holds records ``first_index`` .. ``count - 1``."""
+    """What a log read delivered to its sink: ``new`` records, ending at index ``count - 1``."""
 
     record_size: int
     count: int
-    first_index: int
-    body: bytes
+    new: int
+    last_record: bytes
     full: bool
     reason: str
     capacity: int
 
-    def mark(self, serial: str, previous: TailMark | None) -> TailMark:
+    def mark(self, serial: str) -> TailMark:
         """The tail mark after this read."""
-        if self.count == 0:
-            return TailMark(serial, self.record_size, 0, b"")
-        if self.body:
-            last = self.body[-self.record_size :]
-        else:
-            assert previous is not None  # a tail read with no new records kept the old last
-            last = previous.last_record
-        return TailMark(serial, self.record_size, self.count, bytes(last))
+        return TailMark(serial, self.record_size, self.count, self.last_record)
+
+
+class _Stream:
+    """Cuts a byte stream into whole records for the sink; checks the leading u32 total."""
+
+    def __init__(self, sink: RecordSink, size: int, full: bool, total: int | None, label: str):
+        self.sink, self.size, self.full, self.label = sink, size, full, label
+        self.total = total  # expected u32 at the start, when the stream starts at offset 0
+        self.pending = b""
+        self.delivered = 0
+        self.last = b""
+
+    def feed(self, data: bytes) -> None:
+        buf = self.pending + data if self.pending else data
+        if self.total is not None:
+            if len(buf) < 4:
+                self.pending = buf
+                return
+            (announced,) = struct.unpack_from("<I", buf)
+            if announced != self.total:
+                raise ProtocolError(
+                    f"{self.label} announced {announced} bytes of records inside a "
+                    f"{self.total}-byte buffer: retry; report the firmware if it persists"
+                )
+            buf = buf[4:]
+            self.total = None
+        whole = len(buf) - len(buf) % self.size
+        if whole:
+            records = buf[:whole] if whole < len(buf) else buf
+            self.sink(records, self.size, self.full)
+            self.delivered += whole // self.size
+            self.last = records[-self.size :]
+        self.pending = buf[whole:]
+
+    def finish(self) -> None:
+        if self.pending or self.total is not None:
+            raise ProtocolError(
+                f"{self.label} sent a log that ends inside a record: retry; report the firmware "
+                "if it persists"
+            )
 
 
 def read_log(
     conn: ZkConnection,
     serial: str,
     known: TailMark | None,
+    sink: RecordSink,
     *,
     default_record_size: int = 40,
     progress: Progress | None = None,
 ) -> LogRead:
-    """Read the attendance log: only the tail when ``known`` still matches, else everything."""
+    """Read the attendance log into ``sink``: only the tail when ``known`` still matches it,
+    else everything (while the terminal sends the next chunk, the sink decodes this one)."""
     label = conn.endpoint.label
     sizes = free_sizes(conn)
     usable = known if known is not None and known.serial == serial else None
@@ -245,10 +298,15 @@ def read_log(
             if usable.count > count:
                 reason = f"log shrank from {usable.count} to {count} records (cleared or rotated)"
             else:
-                tail = _read_from(conn, prepared, 4 + (usable.count - 1) * rs, progress)
+                # Usually a few records: read them whole, check the first is the one we hold.
+                tail = _read_from(conn, prepared, 4 + (usable.count - 1) * rs, None, progress)
                 if tail[:rs] == usable.last_record:
+                    stream = _Stream(sink, rs, False, None, label)
+                    stream.feed(bytes(tail[rs:]))
+                    stream.finish()
+                    last = stream.last or usable.last_record
                     return LogRead(
-                        rs, count, usable.count, bytes(tail[rs:]), False, "tail",
+                        rs, count, stream.delivered, bytes(last), False, "tail",
                         sizes.record_capacity,
                     )  # fmt: skip
                 reason = "the last record we hold moved (log cleared or rotated)"
@@ -257,14 +315,14 @@ def read_log(
         else:
             reason = "first read" if known is None else "watermark of another terminal"
         log.info("zk_full_read", device=conn.endpoint.device_id, reason=reason, records=count)
-        whole = _read_from(conn, prepared, 0, progress)
-        (announced,) = struct.unpack_from("<I", whole)
-        if announced != total:
-            raise ProtocolError(
-                f"{label} announced {announced} bytes of records inside a {total}-byte buffer: "
-                "retry; report the firmware if it persists"
-            )
-        return LogRead(rs, count, 0, bytes(whole[4:]), True, reason, sizes.record_capacity)
+        stream = _Stream(sink, rs, True, total, label)
+        rest = _read_from(conn, prepared, 0, stream.feed, progress)
+        if rest:
+            stream.feed(bytes(rest))
+        stream.finish()
+        return LogRead(
+            rs, count, stream.delivered, bytes(stream.last), True, reason, sizes.record_capacity
+        )
     finally:
         if prepared.inline is None:
             release(conn)
@@ -282,11 +340,16 @@ def _inline_total(buffer: bytes, label: str) -> int:
 
 
 def _read_from(
-    conn: ZkConnection, prepared: PreparedBuffer, start: int, progress: Progress | None
+    conn: ZkConnection,
+    prepared: PreparedBuffer,
+    start: int,
+    consume: Callable[[bytes], None] | None,
+    progress: Progress | None,
 ) -> bytes | bytearray:
+    """The prepared buffer from ``start``; returned, or handed chunk by chunk to ``consume``."""
     if prepared.inline is not None:
         return prepared.inline[start:]
-    return read_range(conn, start, prepared.size, progress=progress)
+    return read_range(conn, start, prepared.size, consume=consume, progress=progress)
 
 
 def _record_size(conn: ZkConnection, total: int, count: int, known: TailMark | None) -> int:
