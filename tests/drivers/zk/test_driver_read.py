@@ -80,8 +80,9 @@ def test_incremental_pull_reads_only_the_tail(transport: str) -> None:
         driver.open()
         try:
             before = driver.conn.bytes_received
-            _punches, mark = driver.read_new(None)
+            everything, mark = driver.read_new(None)
             full_bytes = driver.conn.bytes_received - before
+            assert [summary(p) for p in everything] == expected(sim.records)
             for _ in range(10):
                 sim.punch(sim.users[0].user_id)
             before = driver.conn.bytes_received
@@ -93,6 +94,19 @@ def test_incremental_pull_reads_only_the_tail(transport: str) -> None:
     assert full_bytes > 120_000
     # 11 records of 40 bytes plus headers and the small replies of a poll: well under 2 KB.
     assert tail_bytes < 2_000
+
+
+@pytest.mark.parametrize("transport", ["tcp", "udp"])
+@pytest.mark.parametrize("variant", ["old-fw-16", "old-fw-8"])
+def test_records_straddling_chunk_boundaries_are_read_exactly(variant: str, transport: str) -> None:
+    # 6,000 records: several 1504 chunks (64 KB over TCP, 16 KB over UDP) whose boundaries
+    # fall inside records, because the buffer starts with its 4-byte total.
+    with simulator(users=30, records=6000, variant=variant) as sim:
+        driver = driver_for(sim, transport)
+        driver.open()
+        punches, _ = driver.read_new(None)
+        driver.close()
+    assert [summary(p) for p in punches] == expected(sim.records)
 
 
 def test_cleared_log_falls_back_to_a_full_read() -> None:
