@@ -16,6 +16,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
@@ -127,6 +128,7 @@ class Supervisor:
         """Open the outbox, start delivery, maintenance and one worker per enabled device."""
         agent = self.settings.agent
         self._lock = InstanceLock(agent.state_dir).acquire()
+        self.notifier.status("starting: opening the outbox")  # recovery of a large file takes time
         try:
             self.outbox = Outbox.open(
                 agent.outbox_path,
@@ -386,9 +388,13 @@ class Supervisor:
         for key in plan.restart_required:
             self.log.warning("config_change_needs_restart", key=key, action="systemctl restart")
         timeout = self.settings.agent.shutdown_timeout
+        removed = [w.snapshot() for w in self.pool.workers() if w.device_id in plan.removed]
         self.pool.stop(plan.stop, timeout)
-        for device_id in plan.removed:
-            self._published.pop(device_id, None)
+        for snapshot in removed:
+            # Retained: the backend would otherwise show the last "online" forever.
+            gone = replace(snapshot, state="removed", last_error="removed from the configuration")
+            self._publish_device(gone)
+            self._published.pop(snapshot.device_id, None)
         self.settings = effective
         if plan.mqtt_changed and self.delivery is not None:
             self.delivery.stop(timeout)
