@@ -157,15 +157,20 @@ class MqttConnection:
         subscriptions: Sequence[tuple[str, int]] = (),
         will: Will | None = None,
         name: str = "mqtt-net",
-        shared_subscriptions_need_v5: bool = False,
+        session_expiry: int = 0,
+        manual_ack: bool = False,
     ) -> None:
         self.options = options
         self.handler = handler
         self.subscriptions = list(subscriptions)
         self.will = will
+        # 0: a clean session (the agent: the outbox holds its state). A subscriber such as the
+        # receiver keeps its session so the broker queues messages while it is away.
+        self.session_expiry = session_expiry
+        # Incoming QoS 1 messages are acknowledged by ack() after they are safely handled,
+        # not by paho as soon as on_message returns.
+        self.manual_ack = manual_ack
         self._brokers = options.brokers
-        if shared_subscriptions_need_v5 and options.protocol != "5":
-            raise BrokerError("shared subscriptions ($share/...) need MQTT 5: set protocol = '5'")
         self._ssl_context: ssl.SSLContext | None = None
         if any(b.tls for b in self._brokers):
             self._ssl_context = build_ssl_context(options)
@@ -239,16 +244,22 @@ class MqttConnection:
             return None
         return Published(generation, info.mid)
 
+    def ack(self, generation: int, mid: int, qos: int) -> None:
+        """Acknowledge an incoming message (``manual_ack``) if its connection is still up.
+
+        After a reconnect the broker re-sends what was not acknowledged, so a stale ack is
+        simply dropped.
+        """
+        client = self._client
+        if client is not None and generation == self._generation and qos > 0:
+            client.ack(mid, qos)
+
     def close(self, timeout: float = 5.0) -> None:
         """Disconnect cleanly (no last will) and stop the network thread."""
         self._stopping.set()
         client = self._client
         if client is not None and self._connected_event.is_set():
-            props = None
-            if self.options.protocol == "5":
-                props = Properties(PacketTypes.DISCONNECT)
-                props.SessionExpiryInterval = 0
-            client.disconnect(reasoncode=None, properties=props)
+            client.disconnect()
         if self._thread.is_alive() and self._thread is not threading.current_thread():
             self._thread.join(timeout)
 
@@ -259,7 +270,12 @@ class MqttConnection:
         failures = 0
         while not self._stopping.is_set():
             broker = self._brokers[index % len(self._brokers)]
-            established = self._session(broker)
+            try:
+                established = self._session(broker)
+            except Exception as exc:  # noqa: BLE001 - this thread must outlive any surprise
+                self._last_error = f"mqtt connection failed unexpectedly: {exc!r}"
+                self._connected_event.clear()
+                established = False
             if self._stopping.is_set():
                 break
             if established:
@@ -281,8 +297,9 @@ class MqttConnection:
             CallbackAPIVersion.VERSION2,
             client_id=opts.client_id,
             protocol=mqtt.MQTTv5 if v5 else mqtt.MQTTv311,
-            clean_session=None if v5 else True,
+            clean_session=None if v5 else self.session_expiry == 0,
             reconnect_on_failure=False,
+            manual_ack=self.manual_ack,
         )
         client.connect_timeout = opts.connect_timeout
         # Our window is smaller; paho's limit must never be what holds a message back silently.
@@ -341,8 +358,8 @@ class MqttConnection:
         extra: dict[str, Any] = {}
         if self.options.protocol == "5":
             props = Properties(PacketTypes.CONNECT)
-            props.SessionExpiryInterval = 0  # clean: the outbox, not the broker, holds our state
-            extra = {"clean_start": True, "properties": props}
+            props.SessionExpiryInterval = self.session_expiry
+            extra = {"clean_start": self.session_expiry == 0, "properties": props}
         try:
             client.connect(
                 broker.host, broker.port, keepalive=max(5, int(self.options.keepalive)), **extra

@@ -31,7 +31,8 @@ from agent import __version__
 from agent.mqtt.backoff import Backoff
 from agent.mqtt.commands import CommandDispatcher, CommandFailed, Handler
 from agent.mqtt.connection import MqttConnection, Will
-from agent.mqtt.contract import Contract, ContractViolation, Topics, encode, punch_payload
+from agent.mqtt.contract import Contract, ContractViolation, Topics, encode
+from agent.mqtt.encoding import PunchEncoder
 from agent.mqtt.options import MqttOptions
 from agent.mqtt.status import DeviceStatus, GatewayIdentity
 from agent.mqtt.window import InFlight, Window
@@ -110,6 +111,8 @@ class DeliveryWorker:
         self._log = log.bind(gateway=gateway_id)
         # Worker-thread state (no lock: only the worker thread touches it).
         self._window = Window()
+        self._encoder = PunchEncoder(site)
+        self._refill_at = max(1, options.inflight // 2)
         self._generation = 0
         self._cursor = 0
         self._more = True
@@ -281,10 +284,11 @@ class DeliveryWorker:
 
     def _wait_event(self) -> tuple[Any, ...] | None:
         now = self.clock()
+        free = self.options.inflight - len(self._window)
         ready = (
             self._generation
             and self._more
-            and len(self._window) < self.options.inflight
+            and (free >= self._refill_at or (free > 0 and not self._window))
             and now >= self._hold_until
             and not (self._rewind and self._window)
         )
@@ -445,8 +449,8 @@ class DeliveryWorker:
             self._cursor = 0
             self._rewind = False
         free = opts.inflight - len(self._window)
-        if free <= 0:
-            return
+        if free <= 0 or (self._window and free < self._refill_at):
+            return  # refill in chunks: one read and one mark_sent for several batches
         limit = free * opts.batch_size
         rows = self.outbox.next_batch(limit, after_seq=self._cursor)
         self._more = len(rows) == limit
@@ -485,7 +489,7 @@ class DeliveryWorker:
         parts: list[bytes] = []
         size = len(head) + 2
         for row in rows:
-            part = encode(punch_payload(row, self.site))
+            part = self._encoder.encode(row)
             if punches and (
                 len(punches) >= opts.batch_size or size + len(part) + 1 > opts.batch_bytes
             ):

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import structlog
 
 from agent.localbroker import LocalMosquitto
 from agent.mqtt import Contract, DeliveryWorker, MqttOptions
@@ -94,6 +95,13 @@ def assert_contract(contract: Contract, messages: list[Message]) -> int:
 def punches_in(messages: list[Message]) -> list[dict[str, Any]]:
     """Every punch of every batch, in arrival order."""
     return [p for m in messages if m.topic.endswith("/punches") for p in m.json()["punches"]]
+
+
+@pytest.fixture(autouse=True)
+def _fresh_logging() -> Iterator[None]:
+    """A CLI test re-targets structlog at CliRunner's stream, closed afterwards; undo that."""
+    yield
+    structlog.reset_defaults()
 
 
 @pytest.fixture(scope="session")

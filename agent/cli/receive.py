@@ -1,0 +1,161 @@
+"""``punchgate receive``: the reference receiver of the backend side (docs/mqtt-contract.md)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import threading
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from agent.cli.common import print_json, print_table
+from agent.mqtt.options import MqttOptions
+from agent.receiver import Receiver, open_store
+from agent.receiver.store import PunchStore
+from config.errors import ConfigError
+from config.loader import PASSWORD_ENV
+
+
+def _report(store: PunchStore) -> None:
+    summary = store.summary()
+    if not summary:
+        typer.echo("no punches stored yet")
+        return
+    print_table(
+        ["gateway", "punches", "first seq", "last seq", "missing"],
+        [[s.gateway_id, s.punches, s.first_seq, s.last_seq, s.missing] for s in summary],
+    )
+    for gap in store.gaps():
+        typer.echo(
+            f"gap: {gap.gateway_id} is missing seq {gap.first_missing}-{gap.last_missing} "
+            f'({gap.count}); ask it to re-send: publish {{"from_seq": {gap.first_missing}}} '
+            f"to <prefix>/{gap.gateway_id}/cmd/resend"
+        )
+
+
+def receive(
+    db: Annotated[
+        str, typer.Option("--db", help="SQLite file path, or a postgresql:// URL (needs psycopg).")
+    ],
+    url: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--url", help="Broker URL (repeat for failover). Default mqtt://127.0.0.1:1883."
+        ),
+    ] = None,
+    group: Annotated[
+        str, typer.Option(help="Shared-subscription group: receivers in one group split the load.")
+    ] = "punchgate",
+    prefix: Annotated[str, typer.Option(help="Topic prefix of the contract.")] = "punchgate/v1",
+    client_id: Annotated[
+        str | None,
+        typer.Option(
+            help="Stable, unique per receiver instance. Default punchgate-receiver-GROUP-HOST."
+        ),
+    ] = None,
+    username: Annotated[str | None, typer.Option(help="Broker user name.")] = None,
+    password_file: Annotated[
+        Path | None,
+        typer.Option(help=f"File holding the broker password (else ${PASSWORD_ENV})."),
+    ] = None,
+    ca_file: Annotated[
+        Path | None, typer.Option(help="CA certificate for mqtts:// brokers.")
+    ] = None,
+    cert_file: Annotated[Path | None, typer.Option(help="Client certificate (PEM).")] = None,
+    key_file: Annotated[Path | None, typer.Option(help="Client key (PEM).")] = None,
+    validate: Annotated[
+        bool, typer.Option(help="Validate every batch against the JSON Schema (slower).")
+    ] = False,
+    report_interval: Annotated[
+        float, typer.Option(help="Seconds between progress and gap reports.")
+    ] = 60.0,
+    duration: Annotated[
+        float | None, typer.Option(help="Stop after this many seconds (demos, tests).")
+    ] = None,
+    gaps: Annotated[
+        bool, typer.Option("--gaps", help="Only print the stored punches and gaps per gateway.")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="With --gaps: print JSON.")] = False,
+) -> None:
+    """Receive punches from every gateway, store each once, acknowledge after the commit.
+
+    Example: punchgate receive --url mqtt://127.0.0.1:1883 --db /var/lib/hr/punches.db
+    """
+    store = open_store(db)
+    try:
+        if gaps:
+            if as_json:
+                print_json(
+                    {
+                        "gateways": [vars(s) for s in store.summary()],
+                        "gaps": [{**vars(g), "count": g.count} for g in store.gaps()],
+                    }
+                )
+            else:
+                _report(store)
+            return
+        password = None
+        if password_file is not None:
+            try:
+                password = password_file.read_text(encoding="utf-8").strip()
+            except OSError as exc:
+                raise ConfigError(f"--password-file {password_file}: {exc.strerror}") from exc
+        elif os.environ.get(PASSWORD_ENV):
+            password = os.environ[PASSWORD_ENV]
+        if (cert_file is None) != (key_file is None):
+            raise ConfigError("--cert-file and --key-file go together")
+        options = MqttOptions(
+            urls=tuple(url or ["mqtt://127.0.0.1:1883"]),
+            topic_prefix=prefix,
+            client_id=client_id or f"punchgate-receiver-{group}-{socket.gethostname()}",
+            protocol="5",
+            username=username,
+            password=password,
+            ca_file=ca_file,
+            cert_file=cert_file,
+            key_file=key_file,
+            reconnect_min=0.5,
+            reconnect_max=30.0,
+            inflight=256,
+        )
+        _run(options, store, group, validate, report_interval, duration)
+    finally:
+        store.close()
+
+
+def _run(
+    options: MqttOptions,
+    store: PunchStore,
+    group: str,
+    validate: bool,
+    report_interval: float,
+    duration: float | None,
+) -> None:
+    done = threading.Event()
+    previous = signal.signal(signal.SIGTERM, lambda *_: done.set())
+    receiver = Receiver(options, store, group=group, name=options.client_id, validate=validate)
+    receiver.start()
+    typer.echo(f"receiving {receiver.subscription} from {', '.join(options.urls)} (Ctrl-C to stop)")
+    deadline = None if duration is None else time.monotonic() + duration
+    try:
+        while not done.is_set():
+            wait = report_interval
+            if deadline is not None:
+                wait = min(wait, deadline - time.monotonic())
+                if wait <= 0:
+                    break
+            if done.wait(max(wait, 0.0)):
+                break
+            typer.echo(f"stats: {receiver.stats.as_dict()}")
+            _report(store)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        receiver.stop()
+        signal.signal(signal.SIGTERM, previous)
+    typer.echo(f"stopped; stats: {receiver.stats.as_dict()}")
+    _report(store)

@@ -1,0 +1,209 @@
+"""The reference receiver: shared subscription to every gateway's punches, idempotent store,
+backend acknowledgement only after the commit.
+
+It is the HR backend team's worked example of the contract and our own end-to-end test peer:
+
+1. subscribe to ``$share/{group}/{prefix}/+/punches`` (MQTT 5; several receivers in one group
+   split the stream, each message goes to one of them) with a persistent session;
+2. drain whatever messages have arrived, insert their punches by id in one transaction
+   (a re-sent punch is ignored), commit;
+3. only then publish ``{"ids": [...]}`` to ``{prefix}/{gateway}/ack`` and acknowledge the MQTT
+   messages (manual PUBACK), so a crash before the commit loses nothing: the broker and the
+   gateway both send again.
+"""
+
+from __future__ import annotations
+
+import json
+import queue
+import threading
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import paho.mqtt.client as mqtt
+import structlog
+
+from agent.mqtt.connection import MqttConnection
+from agent.mqtt.contract import (
+    Contract,
+    ack_payload,
+    encode,
+    gateway_of,
+    punches_filter,
+    shared,
+)
+from agent.mqtt.options import MqttOptions
+from agent.receiver.store import PunchStore
+from config.errors import PunchgateError
+
+log = structlog.get_logger("receiver")
+
+_MAX_MESSAGES_PER_COMMIT = 500
+
+
+@dataclass
+class ReceiverStats:
+    """Counters since start."""
+
+    messages: int = 0
+    punches: int = 0
+    inserted: int = 0
+    duplicates: int = 0
+    rejected: int = 0
+    acks: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class _Incoming:
+    generation: int
+    mid: int
+    qos: int
+    topic: str
+    payload: bytes
+
+
+class Receiver:
+    """Receives punch batches, stores them once, acknowledges after commit."""
+
+    def __init__(
+        self,
+        options: MqttOptions,
+        store: PunchStore,
+        *,
+        group: str = "punchgate",
+        name: str = "receiver",
+        session_expiry: int = 86_400,
+        validate: bool = False,
+    ) -> None:
+        self.options = options
+        self.store = store
+        self.prefix = options.topic_prefix
+        self.name = name
+        self.stats = ReceiverStats()
+        self.contract = Contract.load() if validate else None
+        self._queue: queue.SimpleQueue[_Incoming | None] = queue.SimpleQueue()
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="receiver-store", daemon=True)
+        self.subscription = shared(group, punches_filter(self.prefix))
+        self.connection = MqttConnection(
+            options,
+            self,
+            subscriptions=[(self.subscription, 1)],
+            name="receiver-net",
+            session_expiry=session_expiry,
+            manual_ack=True,
+        )
+        self._log = log.bind(receiver=name, group=group)
+
+    def start(self) -> Receiver:
+        self._thread.start()
+        self.connection.start()
+        return self
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Store and acknowledge what has arrived, then disconnect (the session stays)."""
+        self._queue.put(None)
+        self._thread.join(timeout)
+        self.connection.close(timeout)
+
+    # -- ConnectionHandler (network thread) ---------------------------------------------------
+
+    def on_connected(self, generation: int, broker_url: str) -> None:
+        self._log.info("receiving", url=broker_url, subscription=self.subscription)
+
+    def on_disconnected(self, generation: int, reason: str) -> None:
+        pass  # the connection logs; unacknowledged messages come again after the reconnect
+
+    def on_published(self, generation: int, mid: int, ok: bool, reason: str) -> None:
+        if not ok:
+            self._log.warning("broker refused an ack message", reason=reason)
+
+    def on_message(self, generation: int, message: mqtt.MQTTMessage) -> None:
+        self._queue.put(
+            _Incoming(generation, message.mid, message.qos, message.topic, bytes(message.payload))
+        )
+
+    # -- store thread -------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        while True:
+            first = self._queue.get()
+            batch = [first] if first is not None else []
+            stop = first is None
+            while not stop and len(batch) < _MAX_MESSAGES_PER_COMMIT:
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if item is None:
+                    stop = True
+                else:
+                    batch.append(item)
+            if batch:
+                self._handle(batch)
+            if stop:
+                return
+
+    def _handle(self, batch: list[_Incoming]) -> None:
+        punches: list[dict[str, Any]] = []
+        ids_by_gateway: dict[str, list[str]] = {}
+        for item in batch:
+            self.stats.messages += 1
+            accepted = self._punches_of(item)
+            punches.extend(accepted)
+            for punch in accepted:
+                ids_by_gateway.setdefault(punch["gateway_id"], []).append(punch["id"])
+        for attempt in range(3):
+            try:
+                inserted = self.store.store(punches) if punches else 0
+                break
+            except PunchgateError as exc:
+                # Nothing is acknowledged: the broker re-sends after our reconnect, the gateway
+                # after its ack timeout. Retry briefly in case the database was only busy.
+                self._log.error("storing punches failed", error=str(exc), attempt=attempt + 1)
+                self._stopping.wait(0.5 * (attempt + 1))
+        else:
+            return
+        self.stats.punches += len(punches)
+        self.stats.inserted += inserted
+        self.stats.duplicates += len(punches) - inserted
+        for gateway, ids in ids_by_gateway.items():
+            body = ack_payload(ids, gateway_id=gateway, receiver=self.name)
+            self.connection.publish(f"{self.prefix}/{gateway}/ack", encode(body), qos=1)
+            self.stats.acks += 1
+        for item in batch:
+            self.connection.ack(item.generation, item.mid, item.qos)
+
+    def _punches_of(self, item: _Incoming) -> list[dict[str, Any]]:
+        """The punches of one message that may be stored; anything else is logged and dropped."""
+        gateway = gateway_of(self.prefix, item.topic)
+        try:
+            body = json.loads(item.payload)
+        except ValueError:
+            return self._reject(item, "not JSON")
+        if self.contract is not None:
+            problems = self.contract.errors("punches", body)
+            if problems:
+                return self._reject(item, "; ".join(problems[:3]))
+        if not isinstance(body, dict) or not isinstance(body.get("punches"), list):
+            return self._reject(item, "no 'punches' list")
+        good = []
+        for punch in body["punches"]:
+            if (
+                isinstance(punch, dict)
+                and isinstance(punch.get("id"), str)
+                and isinstance(punch.get("seq"), int)
+                and punch.get("gateway_id") == gateway  # a gateway speaks only for itself
+            ):
+                good.append(punch)
+            else:
+                self.stats.rejected += 1
+        return good
+
+    def _reject(self, item: _Incoming, why: str) -> list[dict[str, Any]]:
+        self.stats.rejected += 1
+        self._log.warning("rejected a message", topic=item.topic, why=why, size=len(item.payload))
+        return []

@@ -1,0 +1,335 @@
+"""The receiver's punch store: idempotent inserts by punch id, and sequence-gap reports.
+
+This is the one place outside ``buffer/`` that writes SQL, on purpose: it is not the agent's
+outbox but a stand-in for the HR backend's own database (a separate file or PostgreSQL server,
+owned by the backend side), kept here as the backend team's worked example.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Protocol
+
+from config.errors import ConfigError, PunchgateError
+
+COLUMNS = (
+    "id",
+    "gateway_id",
+    "seq",
+    "site",
+    "device_id",
+    "employee",
+    "time_utc",
+    "state",
+    "source",
+    "kind",
+    "void_of",
+    "replayed",
+    "body",
+    "stored_at",
+)
+
+SQLITE_INSERT = (
+    "INSERT OR IGNORE INTO punches (id, gateway_id, seq, site, device_id, employee, time_utc, "
+    "state, source, kind, void_of, replayed, body, stored_at) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+
+# Arrays unnested server-side: one statement per batch, and rowcount counts inserted rows only.
+PG_INSERT = (
+    "INSERT INTO punches (id, gateway_id, seq, site, device_id, employee, time_utc, state, "
+    "source, kind, void_of, replayed, body, stored_at) "
+    "SELECT u.id, u.gateway_id, u.seq, u.site, u.device_id, u.employee, u.time_utc, u.state, "
+    "u.source, u.kind, u.void_of, u.replayed, u.body::jsonb, u.stored_at "
+    "FROM unnest(%s::text[], %s::text[], %s::bigint[], %s::text[], %s::text[], %s::text[], "
+    "%s::text[], %s::text[], %s::text[], %s::text[], %s::text[], %s::int[], %s::text[], "
+    "%s::text[]) AS u(id, gateway_id, seq, site, device_id, employee, time_utc, state, source, "
+    "kind, void_of, replayed, body, stored_at) "
+    "ON CONFLICT (id) DO NOTHING"
+)
+
+# LAG() finds holes between stored seqs; the second part finds a hole before the first one.
+GAPS_SQL = """
+SELECT gateway_id, prev + 1 AS first_missing, seq - 1 AS last_missing FROM (
+    SELECT gateway_id, seq, LAG(seq) OVER (PARTITION BY gateway_id ORDER BY seq) AS prev
+    FROM punches {where}
+) AS ordered WHERE prev IS NOT NULL AND seq > prev + 1
+UNION ALL
+SELECT gateway_id, 1, min(seq) - 1 FROM punches {where} GROUP BY gateway_id HAVING min(seq) > 1
+ORDER BY 1, 2
+"""
+
+SUMMARY_SQL = """
+SELECT gateway_id, count(*), min(seq), max(seq) FROM punches {where}
+GROUP BY gateway_id ORDER BY gateway_id
+"""
+
+
+class StoreError(PunchgateError):
+    """The receiver's database cannot be used; the message says which and why."""
+
+    exit_code = 5
+
+
+@dataclass(frozen=True)
+class Gap:
+    """Sequence numbers of one gateway that the store has never seen."""
+
+    gateway_id: str
+    first_missing: int
+    last_missing: int
+
+    @property
+    def count(self) -> int:
+        return self.last_missing - self.first_missing + 1
+
+
+@dataclass(frozen=True)
+class GatewaySummary:
+    """What the store holds for one gateway."""
+
+    gateway_id: str
+    punches: int
+    first_seq: int
+    last_seq: int
+    missing: int
+
+
+class PunchStore(Protocol):
+    """The small interface both stores (SQLite, PostgreSQL) implement."""
+
+    def store(self, punches: Sequence[dict[str, Any]]) -> int:
+        """Insert punches not stored yet (by id) in one committed transaction; return how many."""
+
+    def gaps(self, gateway_id: str | None = None) -> list[Gap]:
+        """Missing sequence ranges per gateway."""
+
+    def summary(self) -> list[GatewaySummary]:
+        """Counts and seq ranges per gateway."""
+
+    def count(self) -> int:
+        """Punches stored."""
+
+    def close(self) -> None:
+        """Release the connection."""
+
+
+def row_of(punch: dict[str, Any], stored_at: str) -> tuple[Any, ...]:
+    """The columns of one punch; the whole JSON object is kept in ``body``."""
+    return (
+        punch["id"],
+        punch["gateway_id"],
+        punch["seq"],
+        punch.get("site"),
+        punch.get("device_id"),
+        punch.get("employee"),
+        punch.get("time_utc"),
+        punch.get("state"),
+        punch.get("source"),
+        punch.get("kind"),
+        punch.get("void_of"),
+        1 if punch.get("replayed") else 0,
+        json.dumps(punch, separators=(",", ":"), ensure_ascii=False),
+        stored_at,
+    )
+
+
+def now_text() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
+
+
+def _gaps(rows: list[tuple[Any, ...]]) -> list[Gap]:
+    return [Gap(str(g), int(a), int(b)) for g, a, b in rows]
+
+
+def _summary(rows: list[tuple[Any, ...]], gaps: list[Gap]) -> list[GatewaySummary]:
+    missing: dict[str, int] = {}
+    for gap in gaps:
+        missing[gap.gateway_id] = missing.get(gap.gateway_id, 0) + gap.count
+    return [
+        GatewaySummary(str(g), int(n), int(lo), int(hi), missing.get(str(g), 0))
+        for g, n, lo, hi in rows
+    ]
+
+
+class SqliteStore:
+    """Punches in a SQLite file: WAL, ``synchronous=FULL`` (an ack promises durability)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        # One connection shared by the receiver thread and callers (CLI reports): serialise,
+        # and never let close() pull the connection from under a running statement.
+        self._lock = threading.Lock()
+        self._closed = False
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
+            self._conn.execute("PRAGMA journal_mode=WAL")
+            self._conn.execute("PRAGMA synchronous=FULL")
+            self._conn.execute("PRAGMA busy_timeout=10000")
+            self._conn.execute(
+                "CREATE TABLE IF NOT EXISTS punches (id TEXT PRIMARY KEY, "
+                "gateway_id TEXT NOT NULL, seq INTEGER NOT NULL, site TEXT, device_id TEXT, "
+                "employee TEXT, time_utc TEXT, state TEXT, source TEXT, kind TEXT, void_of TEXT, "
+                "replayed INTEGER NOT NULL, "
+                "body TEXT NOT NULL, stored_at TEXT NOT NULL)"
+            )
+            self._conn.execute(
+                "CREATE INDEX IF NOT EXISTS punches_gateway_seq ON punches(gateway_id, seq)"
+            )
+        except (OSError, sqlite3.Error) as exc:
+            raise StoreError(f"cannot open the receiver database {path}: {exc}") from exc
+        self._insert = SQLITE_INSERT
+
+    def store(self, punches: Sequence[dict[str, Any]]) -> int:
+        stored_at = now_text()
+        rows = [row_of(p, stored_at) for p in punches]
+        with self._lock:
+            self._check_open()
+            return self._store_rows(rows)
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise StoreError(f"the receiver database {self.path} is closed")
+
+    def _store_rows(self, rows: list[tuple[Any, ...]]) -> int:
+        try:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                before = self._conn.total_changes
+                self._conn.executemany(self._insert, rows)
+                inserted = self._conn.total_changes - before
+                self._conn.execute("COMMIT")
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot store punches in {self.path}: {exc}") from exc
+        return inserted
+
+    def _where(self, gateway_id: str | None) -> tuple[str, tuple[Any, ...]]:
+        return ("WHERE gateway_id = ?", (gateway_id,)) if gateway_id else ("", ())
+
+    def _read(self, sql: str, params: tuple[Any, ...] = ()) -> list[Any]:
+        with self._lock:
+            self._check_open()
+            try:
+                return self._conn.execute(sql, params).fetchall()
+            except sqlite3.Error as exc:
+                raise StoreError(f"cannot read the receiver database {self.path}: {exc}") from exc
+
+    def gaps(self, gateway_id: str | None = None) -> list[Gap]:
+        where, params = self._where(gateway_id)
+        return _gaps(self._read(GAPS_SQL.format(where=where), params * 2))
+
+    def summary(self) -> list[GatewaySummary]:
+        return _summary(self._read(SUMMARY_SQL.format(where="")), self.gaps())
+
+    def count(self) -> int:
+        return int(self._read("SELECT count(*) FROM punches")[0][0])
+
+    def ids(self) -> list[str]:
+        """Every stored id (tests and small tools)."""
+        return [r[0] for r in self._read("SELECT id FROM punches ORDER BY gateway_id, seq")]
+
+    def close(self) -> None:
+        with self._lock:
+            if not self._closed:
+                self._closed = True
+                self._conn.close()
+
+
+class PostgresStore:
+    """Punches in PostgreSQL through psycopg 3 (the optional ``receiver-pg`` extra)."""
+
+    def __init__(self, url: str) -> None:
+        try:
+            import psycopg  # optional dependency, only for postgresql:// URLs
+        except ImportError as exc:
+            raise ConfigError(
+                "a postgresql:// database needs psycopg: pip install 'punchgate[receiver-pg]'"
+            ) from exc
+        self._psycopg = psycopg
+        self._lock = threading.Lock()
+        try:
+            self._conn = psycopg.connect(url, autocommit=False, connect_timeout=10)
+            with self._conn.cursor() as cur:
+                cur.execute(
+                    "CREATE TABLE IF NOT EXISTS punches (id TEXT PRIMARY KEY, "
+                    "gateway_id TEXT NOT NULL, seq BIGINT NOT NULL, site TEXT, device_id TEXT, "
+                    "employee TEXT, time_utc TEXT, state TEXT, source TEXT, kind TEXT, "
+                    "void_of TEXT, replayed INTEGER NOT NULL, body JSONB NOT NULL, "
+                    "stored_at TEXT NOT NULL)"
+                )
+                cur.execute(
+                    "CREATE INDEX IF NOT EXISTS punches_gateway_seq ON punches(gateway_id, seq)"
+                )
+            self._conn.commit()
+        except psycopg.Error as exc:
+            raise StoreError(f"cannot open the receiver database: {exc}") from exc
+        self._insert = PG_INSERT  # the whole batch in one statement; rowcount = inserted
+
+    def store(self, punches: Sequence[dict[str, Any]]) -> int:
+        stored_at = now_text()
+        rows = [row_of(p, stored_at) for p in punches]
+        if not rows:
+            return 0
+        columns = [list(column) for column in zip(*rows, strict=True)]
+        with self._lock:
+            return self._insert_columns(columns)
+
+    def _insert_columns(self, columns: list[list[Any]]) -> int:
+        try:
+            with self._conn.cursor() as cur:
+                cur.execute(self._insert, columns)
+                inserted = cur.rowcount
+            self._conn.commit()
+        except self._psycopg.Error as exc:
+            self._conn.rollback()
+            raise StoreError(f"cannot store punches in PostgreSQL: {exc}") from exc
+        return inserted
+
+    def _query(self, sql: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
+        with self._lock:
+            try:
+                with self._conn.cursor() as cur:
+                    cur.execute(sql, params)
+                    rows = cur.fetchall()
+                self._conn.commit()
+            except self._psycopg.Error as exc:
+                self._conn.rollback()
+                raise StoreError(f"cannot read from PostgreSQL: {exc}") from exc
+        return rows
+
+    def gaps(self, gateway_id: str | None = None) -> list[Gap]:
+        where, params = ("WHERE gateway_id = %s", (gateway_id,)) if gateway_id else ("", ())
+        return _gaps(self._query(GAPS_SQL.format(where=where), params * 2))
+
+    def summary(self) -> list[GatewaySummary]:
+        return _summary(self._query(SUMMARY_SQL.format(where=""), ()), self.gaps())
+
+    def count(self) -> int:
+        return int(self._query("SELECT count(*) FROM punches", ())[0][0])
+
+    def ids(self) -> list[str]:
+        return [r[0] for r in self._query("SELECT id FROM punches ORDER BY gateway_id, seq", ())]
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+
+def open_store(db: str) -> SqliteStore | PostgresStore:
+    """A store for ``db``: ``postgresql://...`` (or ``postgres://``), else a SQLite file path."""
+    if db.startswith(("postgresql://", "postgres://")):
+        return PostgresStore(db)
+    path = db.removeprefix("sqlite:///") if db.startswith("sqlite:///") else db
+    if "://" in path:
+        raise ConfigError(f"--db {db!r}: give a file path or a postgresql:// URL")
+    return SqliteStore(Path(path))
