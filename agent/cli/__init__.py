@@ -15,6 +15,7 @@ from agent.cli import (
     outbox_cmd,
     outbox_inspect,  # noqa: F401  (adds list/show/export/redeliver to outbox)
     punch,
+    receive,
     simulate,
 )
 from agent.cli import demo as demo_cmd
@@ -38,6 +39,7 @@ app.add_typer(devices.app, name="devices")
 app.add_typer(outbox_cmd.app, name="outbox")
 app.add_typer(doctor.app)  # nameless: merges the single `doctor` command into the root
 app.add_typer(punch.app, name="punch")
+app.command("receive")(receive.receive)
 
 
 def _version(value: bool) -> None:
