@@ -143,13 +143,19 @@ class DeliveryWorker:
 
     def stop(self, timeout: float = 10.0) -> None:
         """Finish in-flight batches, publish "offline", disconnect cleanly, within ``timeout``."""
-        if not self._thread.is_alive():
-            self.connection.close(timeout)
-            self.commands.stop(timeout)
-            return
-        self._events.put(("stop", self.clock() + timeout))
-        self._thread.join(timeout + 1.0)
-        self.commands.stop(min(timeout, 2.0))
+        deadline = time.monotonic() + timeout
+        if self._thread.is_alive():
+            # Keep a little of the budget for the disconnect and the joins below.
+            self._events.put(("stop", deadline - min(0.25, timeout / 10)))
+            self._thread.join(max(0.0, deadline - time.monotonic()))
+        else:
+            self.connection.close(max(0.05, deadline - time.monotonic()))
+        self.commands.stop(max(0.0, deadline - time.monotonic()))
+
+    @property
+    def alive(self) -> bool:
+        """True while the worker thread runs (between ``start()`` and the end of ``stop()``)."""
+        return self._thread.is_alive()
 
     def flush(self, timeout: float) -> bool:
         """Wait until the outbox has nothing pending and nothing is in flight; False on timeout."""
@@ -529,21 +535,22 @@ class DeliveryWorker:
 
     def _shutdown(self) -> None:
         """Let in-flight batches finish, say "offline", and disconnect cleanly."""
-        deadline = self._stop_deadline or (self.clock() + 5.0)
-        grace = self.clock() + max(0.0, (deadline - self.clock()) / 2)
-        while self._window and self._generation and self.clock() < grace:
-            self._drain_events(min(0.05, max(0.0, grace - self.clock())))
+        # Real time, not self.clock: these loops must end even under a test's frozen clock.
+        deadline = self._stop_deadline or (time.monotonic() + 5.0)
+        grace = time.monotonic() + max(0.0, (deadline - time.monotonic()) / 2)
+        while self._window and self._generation and time.monotonic() < grace:
+            self._drain_events(min(0.05, max(0.0, grace - time.monotonic())))
         if self._generation:
             body = encode(self.identity.offline())
             published = self.connection.publish(self.topics.status, body, qos=1, retain=True)
             if published is not None:
                 self._offline_mid = (published.generation, published.mid)
-                while not self._offline_acked and self._generation and self.clock() < deadline:
-                    self._drain_events(min(0.05, max(0.0, deadline - self.clock())))
+                while not self._offline_acked and self._generation and time.monotonic() < deadline:
+                    self._drain_events(min(0.05, max(0.0, deadline - time.monotonic())))
         for future in self._flush_waiters:
             if not future.done():
                 future.set_result(False)
-        self.connection.close(max(0.5, deadline - self.clock()))
+        self.connection.close(max(0.05, deadline - time.monotonic()))
         self._log.info(
             "delivery stopped", delivered=self._delivered, offline_published=self._offline_acked
         )
