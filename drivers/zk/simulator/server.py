@@ -479,8 +479,12 @@ class ZkSimulator:
         with self._lock:
             if self._faults.single_session and self._sessions:
                 raise _Busy("another client holds the only session")
-            if transport == "udp" and len(self._sessions) >= self._max_connections * 4:
-                raise _Busy("too many UDP sessions")
+            udp = [s for s in self._sessions.values() if s.transport == "udp"]
+            if transport == "udp" and len(udp) >= self._max_connections * 4:
+                # UDP clients that vanished without EXIT would fill the table: evict the idlest.
+                idlest = min(udp, key=lambda s: s.last_seen)
+                del self._sessions[idlest.id]
+                log.info("udp_session_evicted", session=idlest.id)
             sid = self._rng.randrange(1, p.USHRT_MAX)
             while sid in self._sessions:
                 sid = self._rng.randrange(1, p.USHRT_MAX)

@@ -49,6 +49,8 @@ class TerminalState:
         self.records: list[AttendanceRecord] = []
         self.clock_offset = timedelta(0)
         self._dirty = False
+        # Packed records per layout, extended as the log grows: a 1503 then only joins them.
+        self._packed: dict[int, list[bytes]] = {}
 
     # Clock.
 
@@ -109,6 +111,7 @@ class TerminalState:
         with self.lock:
             count = len(self.records)
             self.records.clear()
+            self._packed.clear()
             self._dirty = True
             return count
 
@@ -117,6 +120,7 @@ class TerminalState:
         with self.lock:
             self.users.clear()
             self.records.clear()
+            self._packed.clear()
             self._dirty = True
 
     # Buffers as the terminal serves them.
@@ -124,14 +128,15 @@ class TerminalState:
     def attendance_buffer(self, size: int, impossible_at: int | None = None) -> bytes:
         """``u32 total`` + every record in the ``size`` layout; one may get 31 February."""
         with self.lock:
-            records = list(self.records)
-        parts = []
-        for index, record in enumerate(records):
-            raw_time = None
-            if index == impossible_at and record.timestamp is not None:
-                t = record.timestamp
-                raw_time = encode_time_fields(t.year, 2, 31, t.hour, t.minute, t.second)
-            parts.append(pack_attendance(record, size, time_raw=raw_time))
+            packed = self._packed.setdefault(size, [])
+            packed.extend(pack_attendance(r, size) for r in self.records[len(packed) :])
+            parts = list(packed)
+            if impossible_at is not None and impossible_at < len(parts):
+                record = self.records[impossible_at]
+                if record.timestamp is not None:
+                    t = record.timestamp
+                    raw_time = encode_time_fields(t.year, 2, 31, t.hour, t.minute, t.second)
+                    parts[impossible_at] = pack_attendance(record, size, time_raw=raw_time)
         body = b"".join(parts)
         return struct.pack("<I", len(body)) + body
 
@@ -182,6 +187,7 @@ class TerminalState:
             ) from exc
         with self.lock:
             self.users, self.records, self.clock_offset = users, records, offset
+            self._packed.clear()
             self._dirty = False
         if doc.get("serial") != self.serial:
             log.info("state_serial_differs", file_serial=doc.get("serial"), serial=self.serial)

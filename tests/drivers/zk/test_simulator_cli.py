@@ -1,0 +1,127 @@
+"""``punchgate simulate zk`` runs a terminal in the foreground, as a technician would."""
+
+from __future__ import annotations
+
+import json
+import queue
+import re
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from drivers.zk import protocol as p
+from tests.drivers.zk.rawclient import RawClient
+
+PUNCHGATE = Path(sys.executable).with_name("punchgate")
+BANNER = re.compile(r"listening on 127\.0\.0\.1:(\d+) \(TCP and UDP\): (\d+) users, (\d+) records")
+
+
+class Running:
+    """A ``punchgate simulate zk`` process with its stdout read line by line."""
+
+    def __init__(self, args: list[str]) -> None:
+        self.proc = subprocess.Popen(
+            [str(PUNCHGATE), "--log-level", "warning", "simulate", "zk", "--port", "0", *args],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        self.lines: queue.Queue[str] = queue.Queue()
+        threading.Thread(target=self._pump, daemon=True).start()
+        banner = self.expect("listening on")
+        match = BANNER.search(banner)
+        assert match, banner
+        self.port, self.users, self.records = (int(g) for g in match.groups())
+
+    def _pump(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.lines.put(line.rstrip("\n"))
+
+    def expect(self, text: str, timeout: float = 10.0) -> str:
+        """The first stdout line containing ``text`` (earlier lines are skipped)."""
+        while True:
+            try:
+                line = self.lines.get(timeout=timeout)
+            except queue.Empty:
+                raise AssertionError(f"no line with {text!r} within {timeout}s") from None
+            if text in line:
+                return line
+
+    def type(self, line: str) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(line + "\n")
+        self.proc.stdin.flush()
+
+    def record_count(self) -> int:
+        with RawClient(("127.0.0.1", self.port)) as c:
+            c.connect()
+            return p.FreeSizes.unpack(c.request(p.CMD_GET_FREE_SIZES).data).records
+
+    def stop(self, sig: int = signal.SIGINT) -> int:
+        self.proc.send_signal(sig)
+        return self.proc.wait(timeout=10)
+
+
+@contextmanager
+def running(args: list[str]) -> Iterator[Running]:
+    sim = Running(args)
+    try:
+        yield sim
+    finally:
+        if sim.proc.poll() is None:
+            sim.proc.kill()
+            sim.proc.wait(timeout=10)
+
+
+def test_cli_serves_punches_typed_on_stdin_and_keeps_them_in_the_state_file(
+    tmp_path: Path,
+) -> None:
+    state = tmp_path / "demo.json"
+    args = ["--users", "3", "--records", "5", "--state", str(state), "--seed", "1"]
+    with running(args) as sim:
+        assert (sim.users, sim.records) == (3, 5)
+        sim.type("punch 1001")
+        assert "state=0 verify=1" in sim.expect("punch 1001")
+        sim.type("punch 1002 1 15")
+        assert "state=1 verify=15" in sim.expect("punch 1002")
+        sim.type("punch 4242")
+        assert "not enrolled" in sim.expect("not recorded")
+        assert sim.record_count() == 7
+        assert sim.stop(signal.SIGINT) == 0
+        assert "7 records" in sim.expect("stopped")
+    assert len(json.loads(state.read_text())["records"]) == 7
+    with running(args) as again:
+        assert (again.users, again.records) == (3, 7)  # loaded, not generated again
+        assert again.proc.stdin is not None
+        again.proc.stdin.close()  # EOF on stdin only ends the command reader
+        assert again.record_count() == 7
+        assert again.stop(signal.SIGTERM) == 0
+
+
+def test_cli_punches_on_its_own_and_announces_its_faults() -> None:
+    args = ["--users", "2", "--records", "0", "--punch-every", "0.2", "--single-session"]
+    args += ["--segmentation", "trickle", "--clock", "2000-01-01T00:00:00"]
+    with running(args) as sim:
+        assert "segmentation=trickle" in sim.expect("faults:")
+        assert " at 2000-01-01 00:00:" in sim.expect("punch 100")  # the clock was reset
+        sim.expect("punch 100")
+        assert sim.record_count() >= 2
+        assert sim.stop() == 0
+
+
+def test_cli_rejects_an_unknown_record_layout_with_exit_code_2() -> None:
+    result = subprocess.run(
+        [str(PUNCHGATE), "simulate", "zk", "--port", "0", "--record-size", "12"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert "record_size must be one of (40, 16, 8)" in result.stderr
