@@ -216,6 +216,7 @@ def report(
     mode = "live capture + polling" if live else "polling only"
     p50, p95, p99 = (percentile(lat, p) for p in (50, 95, 99))
     rss, peak = mem.get("VmRSS", 0.0), mem.get("VmHWM", 0.0)
+    latency_target = TARGET_P99_S if live else args.poll_interval + TARGET_P99_S
     checks = [
         ("idle CPU", f"{idle:.2f} % of one core", idle < TARGET_CPU, f"< {TARGET_CPU:g} %"),
         (
@@ -228,8 +229,9 @@ def report(
             "punch -> broker",
             f"p50 {p50 * 1000:.0f} ms, p95 {p95 * 1000:.0f} ms, p99 {p99 * 1000:.0f} ms, "
             f"max {lat[-1] * 1000:.0f} ms over {len(lat)} punches",
-            p99 < TARGET_P99_S,
-            f"p99 < {TARGET_P99_S:g} s",
+            p99 < latency_target,
+            f"p99 < {latency_target:g} s"
+            + ("" if live else ": polling only, bound by the interval"),
         ),
     ]
     print(
