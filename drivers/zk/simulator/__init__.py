@@ -5,7 +5,8 @@ A product feature (demos, training, field tests) as much as a test fixture: see
 """
 
 from drivers.zk.simulator.faults import Faults
-from drivers.zk.simulator.server import SessionInfo, ZkSimulator
+from drivers.zk.simulator.network import SessionInfo
+from drivers.zk.simulator.server import ZkSimulator
 from drivers.zk.simulator.terminal import DIRECT_DATA_MAX
 
 __all__ = ["DIRECT_DATA_MAX", "Faults", "SessionInfo", "ZkSimulator"]

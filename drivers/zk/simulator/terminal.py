@@ -22,7 +22,9 @@ from drivers.zk.simulator.state import TerminalState
 log = structlog.get_logger("drivers.zk.simulator")
 
 # A buffer that fits in one DATA frame is answered to 1503 directly with one DATA packet, as
-# terminals do for small buffers; pyzk 0.9 reads that form over TCP and UDP alike.
+# terminals do for small buffers. pyzk 0.9 reads that form over TCP and UDP alike; over UDP it
+# reads the answer with recv(1024), so a larger direct DATA would be truncated silently.
+# ``Profile.direct_data_max`` overrides it (e.g. a firmware sending a whole log as one DATA).
 DIRECT_DATA_MAX = p.DATA_FRAME_SIZE
 
 
@@ -38,6 +40,7 @@ class Profile:
     device_name: str = "PG-SIM"
     platform: str = "ZEM560_TFT"
     mac: str = "00:17:61:50:47:01"
+    direct_data_max: int | None = None  # None: DIRECT_DATA_MAX
 
 
 class Channel(Protocol):
@@ -241,7 +244,8 @@ class Terminal:
         else:
             raise ProtocolError(f"1503 for unknown data (what={what}, fct={fct})")
         session.read_bytes = 0
-        if len(buffer) <= DIRECT_DATA_MAX:
+        limit = self.profile.direct_data_max
+        if len(buffer) <= (DIRECT_DATA_MAX if limit is None else limit):
             session.prepared = None
             return Reply([p.Packet(p.CMD_DATA, session.id, request.reply, buffer)], buffered=True)
         session.prepared = buffer

@@ -183,3 +183,12 @@ def test_punch_is_logged_and_pushed_to_registered_clients_only(udp: bool, event_
     assert event.checksum_ok() and len(event.data) == event_size
     (live,) = r.unpack_events(event.data)
     assert (live.user_id, live.timestamp, live.verify, live.state) == ("1001", when, 2, 1)
+
+
+def test_direct_data_max_makes_a_terminal_send_a_whole_log_as_one_data_packet() -> None:
+    with ZkSimulator(seed=5, direct_data_max=1 << 20) as sim:
+        sim.generate(users=2, records=300, seed=5)
+        with RawClient(sim.address) as c:
+            c.connect()
+            buffer, packets = c.read_buffer(p.CMD_ATTLOG_RRQ)
+    assert [x.command for x in packets] == [p.CMD_DATA] and len(buffer) == 4 + 300 * 40

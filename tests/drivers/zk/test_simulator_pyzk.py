@@ -70,8 +70,8 @@ def test_pyzk_writes_and_deletes_a_user(udp: bool, key: int) -> None:
 @pytest.mark.parametrize("udp", [False, True], ids=["tcp", "udp"])
 def test_pyzk_reads_small_buffers_answered_with_one_direct_data_packet(udp: bool) -> None:
     with ZkSimulator(seed=3) as sim:
-        sim.generate(users=5, records=20, seed=3)
-        assert 4 + 20 * 40 <= DIRECT_DATA_MAX
+        sim.generate(users=5, records=25, seed=3)  # 1,004 bytes: the largest direct answer
+        assert 4 + 25 * 40 <= DIRECT_DATA_MAX < 4 + 26 * 40
         with connected(sim, udp) as zk:
             users = zk.get_users()
             attendance = zk.get_attendance()
