@@ -120,8 +120,7 @@ def _print_outbox(view: dict[str, Any]) -> None:
     typer.echo(
         f"outbox   {stats['path']}: backlog {stats['pending']}, oldest pending "
         f"{_age(stats['oldest_pending_age_s'])}, delivered {stats['delivered']}, "
-        f"last seq {stats['last_seq']}"
-        + (", DISK LOW" if stats.get("disk_alarm") else "")
+        f"last seq {stats['last_seq']}" + (", DISK LOW" if stats.get("disk_alarm") else "")
     )
     devices = stats.get("devices") or []
     if devices:
