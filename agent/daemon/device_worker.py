@@ -120,8 +120,12 @@ def set_clock(driver: Driver, tz: ZoneInfo) -> dict[str, Any]:
     if setter is None:
         raise UsageError("this kind of device has no clock to set")
     local = datetime.now(UTC).astimezone(tz).replace(tzinfo=None)
-    setter(local)
-    return {"ok": True, "set_to": local.isoformat(timespec="seconds")}
+    reading = setter(local)
+    result: dict[str, Any] = {"ok": True, "set_to": local.isoformat(timespec="seconds")}
+    drift = getattr(reading, "drift_seconds", None)  # ZK drivers read the clock back
+    if isinstance(drift, int | float):
+        result["drift_after_s"] = round(float(drift), 1)
+    return result
 
 
 def is_live(device: DeviceConfig) -> bool:

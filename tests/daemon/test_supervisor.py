@@ -286,3 +286,34 @@ def test_ready_then_watchdog_only_while_workers_are_healthy(
         assert any(m.startswith(b"STOPPING=1") for m in notify.drain())
     finally:
         notify.close()
+
+
+def test_the_time_sync_command_sets_a_terminal_clock_and_names_unknown_devices(
+    tmp_path: Path, broker: LocalMosquitto, collector: Collector
+) -> None:
+    fleet = FakeFleet()
+    config = write_config(
+        tmp_path / "pg.toml", tmp_path / "state", broker.url, [zk_device("a-1", poll_interval=1)]
+    )
+    with running(config, fleet.factory) as handle:
+        wait_for(
+            lambda: _state(handle.supervisor, "a-1") == DeviceState.ONLINE, timeout=10, what="up"
+        )
+        # The birth message follows the command subscription on the agent's connection.
+        collector.wait(
+            lambda ms: any(m.topic == f"{PREFIX}/{GATEWAY}/status" for m in ms),
+            timeout=10,
+            what="the gateway online",
+        )
+        command = f"{PREFIX}/{GATEWAY}/cmd/time-sync"
+        collector.client.publish(command, '{"request_id": "r-1", "device_id": "a-1"}', qos=1)
+        collector.client.publish(command, '{"request_id": "r-2", "device_id": "nope-1"}', qos=1)
+
+        def replies() -> dict[str, Any] | None:
+            got = {m.json()["request_id"]: m.json() for m in collector.on("/reply/time-sync")}
+            return got if {"r-1", "r-2"} <= set(got) else None
+
+        got = wait_for(replies, timeout=15, what="two time-sync replies")
+    assert got["r-1"]["ok"] and got["r-1"]["result"]["devices"]["a-1"]["ok"]
+    assert fleet.terminal("a-1").clock_set_to is not None
+    assert not got["r-2"]["ok"] and "unknown device 'nope-1'" in got["r-2"]["error"]["message"]
