@@ -9,6 +9,7 @@ import typer
 from agent.cli.common import ConfigOption, JsonOption, load, print_json, print_table
 from agent.daemon.status_file import read_status, status_path
 from buffer.outbox import Outbox
+from config.errors import UsageError
 from config.settings import Settings
 
 
@@ -21,7 +22,13 @@ def status(config: ConfigOption = None, as_json: JsonOption = False) -> None:
     Example: punchgate status --json
     """
     settings = load(config)
-    live = read_status(settings.agent.state_dir)
+    try:
+        live = read_status(settings.agent.state_dir)
+    except PermissionError as exc:
+        raise UsageError(
+            f"cannot read the live status {exc.filename}: permission denied; run as root or as "
+            "the service user: sudo -u punchgate /opt/punchgate/bin/punchgate status"
+        ) from None
     if live is not None and live["running"]:
         if as_json:
             print_json({"source": "daemon", **live})

@@ -70,14 +70,15 @@ def pid_alive(pid: int) -> bool:
 def read_status(state_dir: Path, *, now: float | None = None) -> dict[str, Any] | None:
     """The last status written, with ``fresh``, ``pid_alive``, ``running`` and ``age_s`` added.
 
-    ``None`` when there is no readable status file. ``running`` means the writer is alive, the
+    ``None`` when there is no status file (other ``OSError``s, such as a permission error, are
+    raised: they do not mean the daemon is down). ``running`` means the writer is alive, the
     file is fresh and the daemon did not record a clean stop.
     """
     path = status_path(state_dir)
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
+    except (FileNotFoundError, NotADirectoryError, ValueError):
+        return None  # never written, or caught mid-replace on a filesystem without rename
     if not isinstance(data, dict):
         return None
     now = time.time() if now is None else now
