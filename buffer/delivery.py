@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterable
+from collections.abc import Sequence
 from pathlib import Path
 
 from buffer.database import translate, write_transaction
 from buffer.records import SELECT, StoredPunch, approx_json_size, decode, iso_utc, utc_now
 
 
-def _ids_param(ids: Iterable[str]) -> str:
+def _ids_param(ids: Sequence[str]) -> str:
     # One bound parameter for any number of ids: a JSON array expanded by json_each().
     return json.dumps(list(ids))
 
@@ -53,8 +53,10 @@ def next_batch(
 
 # INDEXED BY pins the plans that keep these O(batch) at any outbox size: with no ANALYZE
 # statistics the planner could otherwise pick a scan, and INDEXED BY fails loudly instead.
-def mark_sent(conn: sqlite3.Connection, path: Path, ids: Iterable[str]) -> int:
+def mark_sent(conn: sqlite3.Connection, path: Path, ids: Sequence[str]) -> int:
     """Count a delivery attempt for pending rows about to be (or just) published."""
+    if not ids:
+        return 0
     with write_transaction(conn, path, "marking punches sent"):
         cur = conn.execute(
             "UPDATE punches INDEXED BY punches_id "
@@ -65,8 +67,10 @@ def mark_sent(conn: sqlite3.Connection, path: Path, ids: Iterable[str]) -> int:
     return cur.rowcount
 
 
-def mark_failed(conn: sqlite3.Connection, path: Path, ids: Iterable[str], error: str) -> int:
+def mark_failed(conn: sqlite3.Connection, path: Path, ids: Sequence[str], error: str) -> int:
     """Record a failed attempt; a row already counted by ``mark_sent`` is not counted twice."""
+    if not ids:
+        return 0
     with write_transaction(conn, path, "marking punches failed"):
         cur = conn.execute(
             "UPDATE punches INDEXED BY punches_id "
@@ -77,8 +81,10 @@ def mark_failed(conn: sqlite3.Connection, path: Path, ids: Iterable[str], error:
     return cur.rowcount
 
 
-def mark_delivered(conn: sqlite3.Connection, path: Path, ids: Iterable[str]) -> int:
+def mark_delivered(conn: sqlite3.Connection, path: Path, ids: Sequence[str]) -> int:
     """Mark pending rows delivered; returns how many changed (already delivered ones are kept)."""
+    if not ids:
+        return 0
     with write_transaction(conn, path, "marking punches delivered"):
         seqs = conn.execute(
             "UPDATE punches INDEXED BY punches_id "

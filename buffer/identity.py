@@ -24,27 +24,33 @@ from drivers.base import Punch, Suspect
 _ID_SCHEME = "punchgate-id-v1"
 _SEP = "\x1f"  # ASCII unit separator: cannot occur in serials, user ids or ISO times
 _EPOCH = datetime(1970, 1, 1)
-_MAX_MS = 2**48 - 1
-_VARIANT = "89ab"
+# RFC 9562 variant bits "10" with two hash bits: the 4th hex digit of the digest picks one.
+_VARIANT = {h: "89ab"[int(h, 16) & 3] for h in "0123456789abcdef"}
 
 
 def punch_id(gateway_id: str, punch: Punch) -> str:
     """Stable id of a device punch: the same record read twice gets the same id."""
-    return id_from_fields(gateway_id, punch, punch.identity_fields())
+    return id_from_fields(id_head(gateway_id), punch, punch.identity_fields())
 
 
-def id_from_fields(gateway_id: str, punch: Punch, fields: tuple[str, str, str, str]) -> str:
-    """``punch_id`` when the caller already holds ``punch.identity_fields()`` (hot path)."""
-    digest = hashlib.sha256(
-        _SEP.join((_ID_SCHEME, gateway_id, *fields)).encode("utf-8")
-    ).hexdigest()
+def id_head(gateway_id: str) -> str:
+    """The hashed text's gateway-wide start, computed once per batch on the hot path."""
+    return _ID_SCHEME + _SEP + gateway_id + _SEP
+
+
+def id_from_fields(head: str, punch: Punch, fields: tuple[str, str, str, str]) -> str:
+    """``punch_id`` from ``id_head(gateway)`` and ``punch.identity_fields()`` (hot path)."""
+    digest = hashlib.sha256((head + _SEP.join(fields)).encode("utf-8")).hexdigest()
     if punch.suspect and Suspect.TIME_INVALID in punch.suspect:
         prefix = digest[32:44]  # the recorded time means nothing: no ordering to keep
     else:
+        # datetime.max is far below 2**48 ms; only times before 1970 need clamping.
         ms = (punch.device_time - _EPOCH) // _MS
-        prefix = f"{min(max(ms, 0), _MAX_MS):012x}"
-    variant = _VARIANT[int(digest[3], 16) & 3]
-    return f"{prefix[:8]}-{prefix[8:12]}-8{digest[:3]}-{variant}{digest[4:7]}-{digest[7:19]}"
+        prefix = f"{ms if ms > 0 else 0:012x}"
+    return (
+        f"{prefix[:8]}-{prefix[8:12]}-8{digest[:3]}-"
+        f"{_VARIANT[digest[3]]}{digest[4:7]}-{digest[7:19]}"
+    )
 
 
 def random_id() -> str:

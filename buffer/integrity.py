@@ -55,6 +55,26 @@ def check_problems(conn: sqlite3.Connection, full: bool) -> list[str]:
     return problems
 
 
+def check_file(path: Path, full: bool, busy_timeout: float) -> list[str]:
+    """``check_problems`` on a connection of its own, in one read transaction.
+
+    A full check of a month-long backlog takes seconds: on its own connection it blocks
+    neither this process's writers (no shared lock) nor other processes (WAL readers never
+    block writers), and one read transaction makes counters and rows agree.
+    """
+    try:
+        conn = sqlite3.connect(str(path), timeout=busy_timeout, isolation_level=None)
+    except sqlite3.Error as exc:
+        return [f"cannot open {path} to check it: {exc}"]
+    try:
+        conn.execute("BEGIN")
+        return check_problems(conn, full)
+    except sqlite3.DatabaseError as exc:
+        return [f"check failed: {exc}"]
+    finally:
+        conn.close()
+
+
 def wal_cut_short(db_path: Path) -> str | None:
     """Why the WAL looks truncated, judged from the shared-memory index SQLite left behind.
 

@@ -36,16 +36,15 @@ from buffer import delivery, retention
 from buffer.backup import backup_rotating, backup_to, restore_file
 from buffer.database import free_bytes, translate, write_transaction
 from buffer.identity import random_id
-from buffer.integrity import check_problems
+from buffer.ingest import Encoded, store_batch
+from buffer.integrity import check_file
 from buffer.lockfile import OutboxLock
 from buffer.records import (
     INSERT,
-    INSERT_OR_IGNORE,
     SELECT,
     AddResult,
     StoredPunch,
     decode,
-    encode_device_punches,
     encode_new,
     iso_utc,
     utc_now,
@@ -72,6 +71,7 @@ class Outbox:
         lock: OutboxLock,
         disk_reserve_bytes: int,
         recovery: RecoveryReport | None,
+        busy_timeout: float = 10.0,
     ) -> None:
         self.path = path
         self.gateway_id = gateway_id
@@ -80,6 +80,7 @@ class Outbox:
         self._conn: sqlite3.Connection | None = conn
         self._file_lock = lock
         self._lock = threading.RLock()
+        self._busy_timeout = busy_timeout
         self._disk_alarm = False
         self._disk_probed = 0.0
         self._log = log.bind(outbox=str(path), gateway=gateway_id)
@@ -118,7 +119,7 @@ class Outbox:
         except BaseException:
             lock.close()
             raise
-        outbox = cls(path, gateway_id, conn, lock, disk_reserve_bytes, report)
+        outbox = cls(path, gateway_id, conn, lock, disk_reserve_bytes, report, busy_timeout)
         outbox._log.info("outbox_opened", schema_from=found, recovered=report is not None)
         outbox._probe_disk(force=True)
         return outbox
@@ -130,9 +131,11 @@ class Outbox:
             if conn is None:
                 return
             try:
-                conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+                # PASSIVE never waits: a TRUNCATE/RESTART checkpoint would block the other
+                # process's writers while waiting for its readers (a backup, say). The last
+                # connection to close checkpoints fully and removes the WAL anyway.
+                conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
             except sqlite3.Error as exc:
-                # Another process still reading: the WAL stays and is checkpointed later.
                 self._log.warning("outbox_checkpoint_skipped", error=str(exc))
             finally:
                 conn.close()
@@ -167,56 +170,16 @@ class Outbox:
         ``device_serial`` records the terminal's serial even when the batch is empty.
         """
         received = iso_utc(received_at or utc_now())
-        ids, encoded = encode_device_punches(self.gateway_id, punches, received)
+        batch = Encoded(self.gateway_id, punches, received)
         wm_device = self._watermark_device(punches, device_id, watermark, device_serial)
         with self._lock:
             conn = self._db()
             with write_transaction(conn, self.path, "storing punches"):
-                seq = _counter(conn, "seq")
-                rows = self._insert_new(conn, ids, encoded, seq)
-                if rows:
-                    seq = rows[-1][0]
-                    conn.execute("UPDATE counters SET value = ? WHERE name = 'seq'", (seq,))
-                    conn.execute(
-                        "UPDATE counters SET value = value + ? WHERE name = 'pending'", (len(rows),)
-                    )
-                self._update_devices(conn, punches, rows, received)
-                if wm_device is not None:
-                    self._set_device(conn, wm_device, device_serial, watermark, received)
+                inserted = store_batch(
+                    conn, batch, punches, received, wm_device, device_serial, watermark
+                )
             self._probe_disk()
-        return AddResult(inserted=len(rows), duplicates=len(ids) - len(rows), ids=ids)
-
-    def _insert_new(
-        self,
-        conn: sqlite3.Connection,
-        ids: list[str],
-        encoded: list[tuple[Any, ...]],
-        seq: int,
-    ) -> list[tuple[Any, ...]]:
-        """Insert the rows whose id is new, numbered from ``seq + 1`` without gaps."""
-        if not ids:
-            return []
-        if len(set(ids)) == len(ids) and not self._existing(conn, [ids[0], ids[-1]]):
-            # Fast path, the usual case (a watermark read returns only new punches): insert
-            # all, and fall back below only if some id turned out to exist after all.
-            rows = [(seq + n, *values) for n, values in enumerate(encoded, 1)]
-            conn.execute("SAVEPOINT new_punches")
-            before = conn.total_changes
-            conn.executemany(INSERT_OR_IGNORE, rows)
-            if conn.total_changes - before == len(rows):
-                conn.execute("RELEASE new_punches")
-                return rows
-            conn.execute("ROLLBACK TO new_punches")
-            conn.execute("RELEASE new_punches")
-        seen = self._existing(conn, ids)
-        rows = []
-        for pid, values in zip(ids, encoded, strict=True):
-            if pid not in seen:
-                seen.add(pid)
-                seq += 1
-                rows.append((seq, *values))
-        conn.executemany(INSERT, rows)
-        return rows
+        return AddResult(inserted=inserted, duplicates=len(batch.ids) - inserted, ids=batch.ids)
 
     def add_manual(
         self, punch: Punch, *, operator: str, reason: str, entered_at: datetime | None = None
@@ -341,16 +304,6 @@ class Outbox:
         assert stored is not None
         return stored
 
-    def _existing(self, conn: sqlite3.Connection, ids: list[str]) -> set[str]:
-        if not ids:
-            return set()
-        # One bound parameter for the whole batch: a JSON array expanded by json_each().
-        rows = conn.execute(
-            "SELECT id FROM punches WHERE id IN (SELECT value FROM json_each(?))",
-            (json.dumps(ids),),
-        )
-        return {r[0] for r in rows}
-
     @staticmethod
     def _watermark_device(
         punches: Sequence[Punch],
@@ -366,51 +319,6 @@ class Outbox:
         if len(devices) != 1:
             raise ValueError("pass device_id: the watermark's device is ambiguous for this batch")
         return devices.pop()
-
-    @staticmethod
-    def _update_devices(
-        conn: sqlite3.Connection,
-        punches: Sequence[Punch],
-        rows: list[tuple[Any, ...]],
-        received: str,
-    ) -> None:
-        serials = {p.device_id: p.device_serial for p in punches}
-        last_row = {row[3]: row for row in rows}  # the newest inserted row of each device
-        for device, serial in serials.items():
-            row = last_row.get(device)
-            conn.execute(
-                "INSERT INTO devices(device_id, serial, last_seq, last_punch_utc, "
-                "last_device_time, updated_at) VALUES (?, ?, ?, ?, ?, ?) "
-                "ON CONFLICT(device_id) DO UPDATE SET serial = excluded.serial, "
-                "last_seq = coalesce(excluded.last_seq, last_seq), "
-                "last_punch_utc = coalesce(excluded.last_punch_utc, last_punch_utc), "
-                "last_device_time = coalesce(excluded.last_device_time, last_device_time), "
-                "updated_at = excluded.updated_at",
-                (
-                    device,
-                    serial,
-                    None if row is None else row[0],
-                    None if row is None else row[8],
-                    None if row is None else row[7],
-                    received,
-                ),
-            )
-
-    @staticmethod
-    def _set_device(
-        conn: sqlite3.Connection,
-        device: str,
-        serial: str | None,
-        watermark: dict[str, Any] | None,
-        received: str,
-    ) -> None:
-        wm = None if watermark is None else json.dumps(watermark, sort_keys=True, default=str)
-        conn.execute(
-            "INSERT INTO devices(device_id, serial, watermark, updated_at) VALUES (?, ?, ?, ?) "
-            "ON CONFLICT(device_id) DO UPDATE SET serial = coalesce(excluded.serial, serial), "
-            "watermark = coalesce(excluded.watermark, watermark), updated_at = excluded.updated_at",
-            (device, serial, wm, received),
-        )
 
     # -- per-device state ---------------------------------------------------------------------
 
@@ -585,8 +493,8 @@ class Outbox:
 
     def check(self, full: bool = True) -> builtins.list[str]:
         """Problems found by ``integrity_check`` (or ``quick_check``) and counter audits."""
-        with self._lock:
-            return check_problems(self._db(), full)
+        self._db()  # refuse on a closed outbox
+        return check_file(self.path, full, self._busy_timeout)
 
 
 def _counter(conn: sqlite3.Connection, name: str) -> int:

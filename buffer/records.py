@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from buffer.identity import id_from_fields
 from drivers.base import Punch
 
 # Column order shared by every SELECT that builds a StoredPunch.
@@ -71,7 +69,6 @@ INSERT_COLUMNS = (
 _COLS = ", ".join(INSERT_COLUMNS)
 _MARKS = ", ".join("?" for _ in INSERT_COLUMNS)
 INSERT = f"INSERT INTO punches ({_COLS}) VALUES ({_MARKS})"  # noqa: S608 - constants only
-INSERT_OR_IGNORE = INSERT.replace("INSERT", "INSERT OR IGNORE", 1)
 
 
 def utc_now() -> datetime:
@@ -216,58 +213,6 @@ def encode_new(
         ",".join(sorted(s.value for s in punch.suspect)) or None,
         punch.raw,
     )
-
-
-def encode_device_punches(
-    gateway_id: str, punches: Sequence[Punch], received_at: str
-) -> tuple[list[str], list[tuple[Any, ...]]]:
-    """Ids and ``INSERT`` values (after the seq) for a batch of device punches.
-
-    The hot path of every insert: the identity fields are computed once and reused for the
-    id and the device_time column, and aware UTC times skip the conversion.
-    """
-    ids: list[str] = []
-    values: list[tuple[Any, ...]] = []
-    for p in punches:
-        fields = p.identity_fields()
-        pid = id_from_fields(gateway_id, p, fields)
-        ids.append(pid)
-        suspect = p.suspect
-        utc = p.time_utc
-        if utc is None:
-            utc_text = None
-        elif utc.tzinfo is UTC:
-            utc_text = utc.isoformat(timespec="microseconds")
-        else:
-            utc_text = iso_utc(utc)
-        values.append(
-            (
-                pid,
-                gateway_id,
-                p.device_id,
-                p.device_serial,
-                p.employee,
-                p.card,
-                # identity_fields() already rendered device_time unless the time is invalid.
-                p.device_time.isoformat() if suspect else fields[2],
-                utc_text,
-                p.utc_offset_minutes,
-                p.state.value,
-                p.state_code,
-                p.verify.value,
-                p.verify_code,
-                p.source.value,
-                "punch",
-                None,
-                None,
-                None,
-                None,
-                received_at,
-                ",".join(sorted(s.value for s in suspect)) if suspect else None,
-                p.raw,
-            )
-        )
-    return ids, values
 
 
 def approx_json_size(row: StoredPunch) -> int:

@@ -1,0 +1,288 @@
+"""MQTT drain benchmark: a backlog of punches through the delivery worker to a local Mosquitto.
+
+Run: .venv/bin/python bench/mqtt_drain.py [--punches 100000] [--mode both|broker|backend]
+
+Two figures, each with a fresh broker and outbox:
+
+* broker acks: the worker drains the backlog at QoS 1, rows marked delivered on PUBACK; a plain
+  subscriber counts the punches that arrive (so the broker really forwards them);
+* backend acks: end to end through the reference receiver (shared subscription, SQLite store,
+  ack after commit); rows marked delivered only on the receiver's ack.
+
+The agent side (outbox + DeliveryWorker) runs in a subprocess so that its peak RSS (VmHWM) and
+CPU time are its own; the broker and the receiver run beside it on the same machine. The backlog
+is written before the agent starts and is not timed. Targets: >= 100,000 punches/s with broker
+acks, >= 30,000 punches/s with backend acks, agent RSS < 80 MB.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import paho.mqtt.client as mqtt  # noqa: E402 - after the path set-up for running from a checkout
+import structlog  # noqa: E402
+from paho.mqtt.enums import CallbackAPIVersion  # noqa: E402
+
+GATEWAY = "bench-gw"
+PREFIX = "punchgate/v1"
+
+
+def _quiet() -> None:
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
+
+
+def _vm(field: str) -> int:
+    """A ``VmXxx`` figure of this process in kB."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    return 0
+
+
+# -- agent side (subprocess) ----------------------------------------------------------------
+
+
+def agent_main(args: argparse.Namespace) -> None:
+    """Drain the outbox and print one JSON line of figures."""
+    _quiet()
+    from agent.mqtt import DeliveryWorker, MqttOptions
+    from buffer.outbox import Outbox
+
+    outbox = Outbox.open(Path(args.outbox), GATEWAY)
+    pending = outbox.stats().pending
+    options = MqttOptions(
+        urls=(args.url,),
+        client_id=f"punchgate-{GATEWAY}",
+        ack=args.mode,
+        batch_size=args.batch_size,
+        inflight=args.inflight,
+        poll_interval=0.05,
+        reconnect_min=0.05,
+        reconnect_max=0.5,
+        ack_timeout=30,
+    )
+    rss_before = _vm("VmRSS")
+    cpu0 = resource.getrusage(resource.RUSAGE_SELF)
+    start = time.monotonic()
+    worker = DeliveryWorker(options, outbox, GATEWAY, "bench site").start()
+    drained = worker.flush(args.timeout)
+    elapsed = time.monotonic() - start
+    cpu1 = resource.getrusage(resource.RUSAGE_SELF)
+    status = worker.status()
+    worker.stop(5)
+    outbox.close()
+    print(
+        json.dumps(
+            {
+                "drained": drained,
+                "pending_before": pending,
+                "delivered": status.delivered,
+                "elapsed_s": elapsed,
+                "cpu_s": (cpu1.ru_utime - cpu0.ru_utime) + (cpu1.ru_stime - cpu0.ru_stime),
+                "rss_before_kb": rss_before,
+                "rss_peak_kb": _vm("VmHWM"),
+            }
+        ),
+        flush=True,
+    )
+
+
+# -- harness side ---------------------------------------------------------------------------
+
+
+def fill_outbox(path: Path, count: int) -> None:
+    """Write ``count`` distinct punches (not timed)."""
+    from buffer.outbox import Outbox
+    from drivers.base import Punch, PunchState, VerifyMethod
+
+    base = datetime(2024, 1, 1, 8, 0)
+    with Outbox.open(path, GATEWAY) as outbox:
+        for start in range(0, count, 10_000):
+            chunk = []
+            for i in range(start, min(count, start + 10_000)):
+                local = base + timedelta(seconds=i)
+                chunk.append(
+                    Punch(
+                        device_id=f"lobby-{i % 4}",
+                        device_serial=f"BENCH{i % 4:04d}",
+                        employee=str(1000 + i % 700),
+                        device_time=local,
+                        time_utc=(local - timedelta(hours=1)).replace(tzinfo=UTC),
+                        utc_offset_minutes=60,
+                        state=PunchState.IN if i % 2 == 0 else PunchState.OUT,
+                        state_code=i % 2,
+                        verify=VerifyMethod.FINGERPRINT,
+                        verify_code=1,
+                    )
+                )
+            outbox.add_punches(chunk)
+
+
+class Counter:
+    """A subscriber that counts the punches arriving on the gateway's punches topic."""
+
+    def __init__(self, port: int) -> None:
+        self.punches = 0
+        self._subscribed = threading.Event()
+        self.client = mqtt.Client(
+            CallbackAPIVersion.VERSION2, client_id="bench-counter", protocol=mqtt.MQTTv5
+        )
+        self.client.on_message = self._on_message
+        self.client.on_subscribe = lambda *a: self._subscribed.set()
+        self.client.connect("127.0.0.1", port, keepalive=30)
+        self.client.loop_start()
+        self.client.subscribe(f"{PREFIX}/{GATEWAY}/punches", qos=1)
+        if not self._subscribed.wait(10):
+            raise SystemExit("the counting subscriber could not subscribe")
+
+    def _on_message(self, _c: Any, _u: Any, msg: mqtt.MQTTMessage) -> None:
+        self.punches += msg.payload.count(b'"seq":')
+
+    def stop(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+def run_case(mode: str, args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
+    from agent.localbroker import LocalMosquitto
+    from agent.mqtt import MqttOptions
+    from agent.receiver import Receiver
+    from agent.receiver.store import SqliteStore
+
+    case = workdir / mode
+    case.mkdir()
+    outbox_path = case / "outbox.db"
+    t0 = time.monotonic()
+    fill_outbox(outbox_path, args.punches)
+    fill_s = time.monotonic() - t0
+    broker = LocalMosquitto(case / "mosquitto").start()
+    counter: Counter | None = None
+    receiver: Receiver | None = None
+    store: SqliteStore | None = None
+    try:
+        if mode == "broker":
+            counter = Counter(broker.port)
+        else:
+            store = SqliteStore(case / "hr.db")
+            options = MqttOptions(
+                urls=(broker.url,),
+                client_id="bench-receiver",
+                inflight=256,
+                reconnect_min=0.05,
+                reconnect_max=0.5,
+            )
+            receiver = Receiver(options, store, name="bench-receiver").start()
+            receiver.connection.wait_connected(10)
+            deadline = time.monotonic() + 10
+            while not receiver.connection.subscribed and time.monotonic() < deadline:
+                time.sleep(0.01)
+        proc = subprocess.run(
+            [
+                sys.executable,
+                __file__,
+                "--agent",
+                "--mode",
+                mode,
+                "--url",
+                broker.url,
+                "--outbox",
+                str(outbox_path),
+                "--batch-size",
+                str(args.batch_size),
+                "--inflight",
+                str(args.inflight),
+                "--timeout",
+                str(args.timeout),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=args.timeout + 60,
+            check=False,
+        )
+        if proc.returncode != 0 or not proc.stdout.strip():
+            raise SystemExit(f"agent subprocess failed ({proc.returncode}): {proc.stderr[-2000:]}")
+        figures: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
+        # What arrived on the other side (the subscriber may still be reading its socket).
+        deadline = time.monotonic() + 10
+        if counter is not None:
+            while counter.punches < args.punches and time.monotonic() < deadline:
+                time.sleep(0.01)
+            figures["arrived"] = counter.punches
+        if store is not None:
+            figures["arrived"] = store.count()
+            figures["gaps"] = len(store.gaps())
+            assert receiver is not None
+            figures["receiver_duplicates"] = receiver.stats.duplicates
+        figures["fill_s"] = fill_s
+        return figures
+    finally:
+        if counter is not None:
+            counter.stop()
+        if receiver is not None:
+            receiver.stop(5)
+        if store is not None:
+            store.close()
+        broker.stop()
+
+
+def report(mode: str, f: dict[str, Any], args: argparse.Namespace) -> None:
+    rate = f["delivered"] / f["elapsed_s"] if f["elapsed_s"] else 0.0
+    cpu_rate = f["delivered"] / f["cpu_s"] if f["cpu_s"] else 0.0
+    target = 100_000 if mode == "broker" else 30_000
+    print(
+        f"{mode:7s} acks: {f['delivered']:,} punches in {f['elapsed_s']:.2f} s = {rate:,.0f} "
+        f"punches/s (target >= {target:,}); agent CPU {f['cpu_s']:.2f} s = {cpu_rate:,.0f} "
+        f"punches per CPU-second; agent peak RSS {f['rss_peak_kb'] / 1024:.1f} MB "
+        f"(before the worker started {f['rss_before_kb'] / 1024:.1f} MB; target < 80 MB); "
+        f"arrived {f['arrived']:,}"
+        + (
+            f", gaps {f['gaps']}, receiver duplicates {f['receiver_duplicates']}"
+            if "gaps" in f
+            else ""
+        )
+        + ("" if f["drained"] else "  [NOT DRAINED within the timeout]")
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--punches", type=int, default=100_000)
+    parser.add_argument("--mode", choices=["both", "broker", "backend"], default="both")
+    parser.add_argument("--batch-size", type=int, default=100)
+    parser.add_argument("--inflight", type=int, default=8)
+    parser.add_argument("--timeout", type=float, default=300.0)
+    parser.add_argument("--agent", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--url", help=argparse.SUPPRESS)
+    parser.add_argument("--outbox", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.agent:
+        agent_main(args)
+        return
+    _quiet()
+    print(
+        f"mqtt_drain: {args.punches:,} punches, batch_size {args.batch_size}, inflight "
+        f"{args.inflight}; load average before: {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs"
+    )
+    modes = ["broker", "backend"] if args.mode == "both" else [args.mode]
+    with tempfile.TemporaryDirectory(prefix="punchgate-bench-") as tmp:
+        for mode in modes:
+            report(mode, run_case(mode, args, Path(tmp)), args)
+
+
+if __name__ == "__main__":
+    main()
