@@ -289,34 +289,32 @@ class DeliveryWorker:
         return False
 
     def _wait_event(self) -> tuple[Any, ...] | None:
+        """The next event, waiting no longer than until the worker has something to do."""
         now = self.clock()
         free = self.options.inflight - len(self._window)
-        ready = (
+        can_fill = (
             self._generation
-            and self._more
             and (free >= self._refill_at or (free > 0 and not self._window))
             and now >= self._hold_until
             and not (self._rewind and self._window)
         )
-        if ready:
+        if can_fill and self._more:
             timeout = 0.0
         else:
             timeout = self.options.poll_interval
+            if can_fill:
+                timeout = min(timeout, self._next_poll - now)
             if self._hold_until > now:
                 timeout = min(timeout, self._hold_until - now)
             oldest = self._window.oldest_sent_at()
             if oldest is not None:
-                timeout = min(timeout, max(0.0, oldest + self.options.ack_timeout - now))
+                timeout = min(timeout, oldest + self.options.ack_timeout - now)
             if self._generation:
-                timeout = min(timeout, max(0.0, self._next_status - now))
-                if len(self._window) < self.options.inflight:
-                    timeout = min(timeout, max(0.0, self._next_poll - now))
+                timeout = min(timeout, self._next_status - now)
         try:
-            return (
-                self._events.get(timeout=max(timeout, 0.0))
-                if timeout > 0
-                else (self._events.get_nowait())
-            )
+            if timeout > 0:
+                return self._events.get(timeout=timeout)
+            return self._events.get_nowait()
         except queue.Empty:
             return None
 

@@ -7,7 +7,6 @@ owned by the backend side), kept here as the backend team's worked example.
 
 from __future__ import annotations
 
-import json
 import sqlite3
 import threading
 from collections.abc import Sequence
@@ -18,40 +17,68 @@ from typing import Any, Protocol
 
 from config.errors import ConfigError, PunchgateError
 
-COLUMNS = (
-    "id",
-    "gateway_id",
-    "seq",
-    "site",
-    "device_id",
-    "employee",
-    "time_utc",
-    "state",
-    "source",
-    "kind",
-    "void_of",
-    "replayed",
-    "body",
-    "stored_at",
+# Every field of the contract's punch object, in this order; "suspect" as comma-separated text.
+COLUMNS: tuple[tuple[str, str], ...] = (
+    ("id", "text"),
+    ("gateway_id", "text"),
+    ("seq", "bigint"),
+    ("site", "text"),
+    ("device_id", "text"),
+    ("device_serial", "text"),
+    ("employee", "text"),
+    ("card", "text"),
+    ("device_time", "text"),
+    ("time", "text"),
+    ("time_utc", "text"),
+    ("utc_offset_minutes", "int"),
+    ("state", "text"),
+    ("state_code", "int"),
+    ("verify", "text"),
+    ("verify_code", "int"),
+    ("source", "text"),
+    ("kind", "text"),
+    ("void_of", "text"),
+    ("operator", "text"),
+    ("reason", "text"),
+    ("entered_at", "text"),
+    ("received_at", "text"),
+    ("suspect", "text"),
+    ("raw", "text"),
+    ("replayed", "int"),
+    ("stored_at", "text"),
 )
+_PG_TYPES = {"text": "TEXT", "int": "INTEGER", "bigint": "BIGINT"}
+_SQLITE_TYPES = {"text": "TEXT", "int": "INTEGER", "bigint": "INTEGER"}
 
+
+def _create_table(types: dict[str, str]) -> str:
+    columns = ", ".join(
+        f"{name} {types[kind]}"
+        + (" PRIMARY KEY" if name == "id" else "")
+        + (" NOT NULL" if name in ("gateway_id", "seq", "replayed", "stored_at") else "")
+        for name, kind in COLUMNS
+    )
+    return f"CREATE TABLE IF NOT EXISTS punches ({columns})"
+
+
+SQLITE_CREATE = _create_table(_SQLITE_TYPES)
+PG_CREATE = _create_table(_PG_TYPES)
+_NAMES = ", ".join(name for name, _ in COLUMNS)
+# Built from the constant COLUMNS only; every value is a bound parameter.
 SQLITE_INSERT = (
-    "INSERT OR IGNORE INTO punches (id, gateway_id, seq, site, device_id, employee, time_utc, "
-    "state, source, kind, void_of, replayed, body, stored_at) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    "INSERT OR IGNORE INTO punches ("  # noqa: S608
+    + _NAMES
+    + ") VALUES ("
+    + ", ".join("?" for _ in COLUMNS)
+    + ")"
 )
-
 # Arrays unnested server-side: one statement per batch, and rowcount counts inserted rows only.
 PG_INSERT = (
-    "INSERT INTO punches (id, gateway_id, seq, site, device_id, employee, time_utc, state, "
-    "source, kind, void_of, replayed, body, stored_at) "
-    "SELECT u.id, u.gateway_id, u.seq, u.site, u.device_id, u.employee, u.time_utc, u.state, "
-    "u.source, u.kind, u.void_of, u.replayed, u.body::jsonb, u.stored_at "
-    "FROM unnest(%s::text[], %s::text[], %s::bigint[], %s::text[], %s::text[], %s::text[], "
-    "%s::text[], %s::text[], %s::text[], %s::text[], %s::text[], %s::int[], %s::text[], "
-    "%s::text[]) AS u(id, gateway_id, seq, site, device_id, employee, time_utc, state, source, "
-    "kind, void_of, replayed, body, stored_at) "
-    "ON CONFLICT (id) DO NOTHING"
+    "INSERT INTO punches ("  # noqa: S608
+    + _NAMES
+    + ") SELECT * FROM unnest("
+    + ", ".join(f"%s::{kind}[]" for _, kind in COLUMNS)
+    + ") ON CONFLICT (id) DO NOTHING"
 )
 
 # LAG() finds holes between stored seqs; the second part finds a hole before the first one.
@@ -121,21 +148,36 @@ class PunchStore(Protocol):
 
 
 def row_of(punch: dict[str, Any], stored_at: str) -> tuple[Any, ...]:
-    """The columns of one punch; the whole JSON object is kept in ``body``."""
+    """The columns of one punch, in ``COLUMNS`` order."""
+    get = punch.get
+    suspect = get("suspect")
     return (
         punch["id"],
         punch["gateway_id"],
         punch["seq"],
-        punch.get("site"),
-        punch.get("device_id"),
-        punch.get("employee"),
-        punch.get("time_utc"),
-        punch.get("state"),
-        punch.get("source"),
-        punch.get("kind"),
-        punch.get("void_of"),
-        1 if punch.get("replayed") else 0,
-        json.dumps(punch, separators=(",", ":"), ensure_ascii=False),
+        get("site"),
+        get("device_id"),
+        get("device_serial"),
+        get("employee"),
+        get("card"),
+        get("device_time"),
+        get("time"),
+        get("time_utc"),
+        get("utc_offset_minutes"),
+        get("state"),
+        get("state_code"),
+        get("verify"),
+        get("verify_code"),
+        get("source"),
+        get("kind"),
+        get("void_of"),
+        get("operator"),
+        get("reason"),
+        get("entered_at"),
+        get("received_at"),
+        ",".join(suspect) if isinstance(suspect, list) and suspect else None,
+        get("raw"),
+        1 if get("replayed") else 0,
         stored_at,
     )
 
@@ -173,13 +215,7 @@ class SqliteStore:
             self._conn.execute("PRAGMA journal_mode=WAL")
             self._conn.execute("PRAGMA synchronous=FULL")
             self._conn.execute("PRAGMA busy_timeout=10000")
-            self._conn.execute(
-                "CREATE TABLE IF NOT EXISTS punches (id TEXT PRIMARY KEY, "
-                "gateway_id TEXT NOT NULL, seq INTEGER NOT NULL, site TEXT, device_id TEXT, "
-                "employee TEXT, time_utc TEXT, state TEXT, source TEXT, kind TEXT, void_of TEXT, "
-                "replayed INTEGER NOT NULL, "
-                "body TEXT NOT NULL, stored_at TEXT NOT NULL)"
-            )
+            self._conn.execute(SQLITE_CREATE)
             self._conn.execute(
                 "CREATE INDEX IF NOT EXISTS punches_gateway_seq ON punches(gateway_id, seq)"
             )
@@ -260,13 +296,7 @@ class PostgresStore:
         try:
             self._conn = psycopg.connect(url, autocommit=False, connect_timeout=10)
             with self._conn.cursor() as cur:
-                cur.execute(
-                    "CREATE TABLE IF NOT EXISTS punches (id TEXT PRIMARY KEY, "
-                    "gateway_id TEXT NOT NULL, seq BIGINT NOT NULL, site TEXT, device_id TEXT, "
-                    "employee TEXT, time_utc TEXT, state TEXT, source TEXT, kind TEXT, "
-                    "void_of TEXT, replayed INTEGER NOT NULL, body JSONB NOT NULL, "
-                    "stored_at TEXT NOT NULL)"
-                )
+                cur.execute(PG_CREATE)
                 cur.execute(
                     "CREATE INDEX IF NOT EXISTS punches_gateway_seq ON punches(gateway_id, seq)"
                 )
