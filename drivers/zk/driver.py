@@ -93,7 +93,7 @@ class ZkDriver:
             self._builder = PunchBuilder(self.device_id, serial, self.tz)
             self._uid_map = None
         self.serial = self._pinned = serial
-        log.info("zk_opened", device=self.device_id, serial=serial)
+        log.debug("zk_opened", device=self.device_id, serial=serial)
 
     def close(self) -> None:
         """Say goodbye (EXIT) and close the socket; never raises."""

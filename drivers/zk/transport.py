@@ -98,8 +98,9 @@ class _Link:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.sock = sock
 
-    def send(self, packet: bytes) -> None:
+    def send(self, packet: bytes, timeout: float) -> None:
         assert self.sock is not None
+        self.sock.settimeout(timeout)  # recv() may have left a nearly spent deadline behind
         if self.endpoint.udp:
             self.sock.send(packet)
         else:
@@ -278,7 +279,7 @@ class ZkConnection:
     def _send(self, command: int, data: bytes, reply_no: int) -> None:
         if self._link.sock is None:
             raise OSError(errno.ENOTCONN, "not connected")
-        self._link.send(build_packet(command, self.session, reply_no, data))
+        self._link.send(build_packet(command, self.session, reply_no, data), self.timeout)
 
     def _exchange(self, command: int, data: bytes, timeout: float) -> p.Packet:
         reply_no = self.begin(command, data)
@@ -350,9 +351,10 @@ class ZkConnection:
                 f"the terminal's {self.endpoint.transport.upper()} service is enabled"
             )
         if isinstance(exc, socket.timeout | TimeoutError):
+            what = "accept a connection" if doing == "connecting" else f"take {doing}"
             return DeviceUnavailable(
-                f"{label} did not accept a connection within {self.timeout:g}s: check that the "
-                "terminal is powered, cabled and at this IP address"
+                f"{label} did not {what} within {self.timeout:g}s: check that the terminal is "
+                "powered, cabled and at this IP address"
             )
         if isinstance(exc, ConnectionResetError | BrokenPipeError | ConnectionAbortedError):
             return DeviceUnavailable(
