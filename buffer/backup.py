@@ -163,6 +163,7 @@ def restore_file(src: Path, dest: Path) -> Path:
     would otherwise be replayed onto the restored file) is moved aside, never deleted.
     """
     info = inspect_backup(src)
+    dest.parent.mkdir(parents=True, exist_ok=True)
     lock = OutboxLock(dest)
     try:
         lock.try_exclusive("restore the outbox")

@@ -166,3 +166,15 @@ def test_without_a_backup_the_readable_rows_are_salvaged_into_a_new_outbox(
         else:
             assert count == 0 and report.salvaged_rows == 0 and report.notes
         assert report.seq_after >= SEQ_GAP_AFTER_LOSS or damage == "page"
+
+
+def test_damage_found_while_another_process_has_it_open_is_reported_not_repaired(
+    outbox_path: Path,
+) -> None:
+    _build(outbox_path)
+    with Outbox.open(outbox_path, GATEWAY) as daemon:
+        _smash_page_holding(outbox_path, 3000)
+        with pytest.raises(CorruptOutboxError, match="open in another process"):
+            Outbox.open(outbox_path, GATEWAY)
+        assert not list(outbox_path.parent.glob("*.corrupt-*"))
+        assert daemon.check(full=False)  # and the running one sees it too
