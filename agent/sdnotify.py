@@ -26,7 +26,7 @@ class Notifier:
         self._warned = False
         usec = env.get("WATCHDOG_USEC", "")
         pid = env.get("WATCHDOG_PID", "")
-        watchdog_for_us = usec.isdigit() and (not pid or pid == str(os.getpid()))
+        watchdog_for_us = usec.isdecimal() and (not pid or pid == str(os.getpid()))
         self.watchdog_interval: float | None = int(usec) / 1e6 if watchdog_for_us else None
 
     @property

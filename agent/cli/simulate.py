@@ -174,7 +174,7 @@ def _read_commands(sim: ZkSimulator, stream: TextIO, stop: threading.Event) -> N
         words = line.split()
         if not words:
             continue
-        if words[0] == "punch" and 2 <= len(words) <= 4 and all(w.isdigit() for w in words[2:]):
+        if words[0] == "punch" and 2 <= len(words) <= 4 and all(w.isdecimal() for w in words[2:]):
             numbers = [int(w) for w in words[2:]] + [0, 1][len(words) - 2 :]
             _punch(sim, words[1], numbers[0], numbers[1])
         elif words[0] == "status":

@@ -28,7 +28,7 @@ def normalize_card(card: str) -> str:
     for separator in (",", ":", "/"):
         if separator in text:
             facility, _, number = text.partition(separator)
-            if facility.isdigit() and number.isdigit():
+            if facility.isdecimal() and number.isdecimal():
                 return f"{int(facility)},{int(number)}"
             return text
     if text and _HEX.issuperset(text):

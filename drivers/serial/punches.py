@@ -43,7 +43,7 @@ def parse_state(text: str | None) -> tuple[PunchState, int | None, bool]:
     if text is None:
         return PunchState.UNKNOWN, None, True
     word = text.strip().lower()
-    if word.isdigit():
+    if word.isdecimal():
         code = int(word)
         state = PunchState.from_zk(code)
         return state, code, state is not PunchState.UNKNOWN

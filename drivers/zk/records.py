@@ -166,7 +166,7 @@ def pack_user(user: UserRecord, size: int) -> bytes:
             user.user_id.encode()[:24],
         )
     if size == 28:
-        group = int(user.group_id) if user.group_id.isdigit() else 0
+        group = int(user.group_id) if user.group_id.isdecimal() else 0
         number = _numeric(user.user_id, "28-byte users")
         return _USER28.pack(
             user.uid, user.privilege, password[:5], name[:8], user.card, group, 0, number

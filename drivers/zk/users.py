@@ -68,7 +68,7 @@ def upsert_user(
         uid = next((i for i in range(1, MAX_UID + 1) if i not in taken), 0)
         if not uid:
             raise UsageError(f"{conn.endpoint.label} has no free user slot left")
-    if size == 28 and not user_id.isdigit():
+    if size == 28 and not user_id.isdecimal():
         raise UsageError(
             f"{conn.endpoint.label} stores numeric user ids only (28-byte user records); "
             f"{user_id!r} cannot be enrolled there"

@@ -181,7 +181,7 @@ class ZkSimulator:
     ) -> UserRecord:
         """Enrol (or update) a user by badge number; raise ``ValueError`` when it cannot fit."""
         user_id = str(user_id)
-        if self._numeric_ids() and not user_id.isdigit():
+        if self._numeric_ids() and not user_id.isdecimal():
             raise ValueError(f"this firmware variant stores numeric user ids only, not {user_id!r}")
         with self._state.lock:
             existing = self._state.user_by_id(user_id)

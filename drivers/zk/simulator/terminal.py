@@ -205,7 +205,7 @@ class Terminal:
             or self.profile.record_size == 16
             or self.profile.event_size == 12
         )
-        if numeric and not user.user_id.isdigit():
+        if numeric and not user.user_id.isdecimal():
             raise ProtocolError(f"this firmware only stores numeric user ids, not {user.user_id!r}")
 
     def _delete_user(self, session: Session, request: p.Packet) -> Reply:
