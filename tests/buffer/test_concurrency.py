@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import pytest
@@ -52,3 +53,48 @@ def test_a_lock_held_past_the_busy_timeout_gives_a_clear_error(outbox_path: Path
         holder.kill()  # a killed holder's lock goes with it
         holder.communicate(timeout=30)
         assert box.add_punches(punches(0, 3)).inserted == 3  # fine once released
+
+
+def test_threads_of_one_process_share_one_outbox_safely(outbox: Outbox) -> None:
+    """Device workers and the delivery worker of the daemon use one Outbox from threads."""
+    errors: list[BaseException] = []
+
+    def device(index: int) -> None:
+        try:
+            for n in range(0, 300, 30):
+                outbox.add_punches(punches(n, 30, device=f"dev-{index}", serial=f"SER-{index}"))
+        except BaseException as exc:  # reported below, a thread cannot fail the test
+            errors.append(exc)
+
+    def deliver() -> None:
+        try:
+            for _ in range(200):
+                batch = outbox.next_batch(50)
+                outbox.mark_sent([r.id for r in batch])
+                outbox.mark_delivered([r.id for r in batch])
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=device, args=(i,)) for i in range(4)]
+    threads.append(threading.Thread(target=deliver))
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+        assert not thread.is_alive()
+    assert errors == []
+    stats = outbox.stats()
+    assert stats.pending + stats.delivered == 1200 and stats.last_seq == 1200
+    assert outbox.check() == []
+
+
+def test_close_is_idempotent_and_a_closed_outbox_says_so(outbox_path: Path) -> None:
+    box = Outbox.open(outbox_path, GATEWAY)
+    box.add_punches(punches(0, 3))
+    box.close()
+    box.close()
+    with pytest.raises(OutboxError, match="closed"):
+        box.next_batch(10)
+    assert not outbox_path.with_name("outbox.db-wal").exists()  # checkpointed on close
+    with Outbox.open(outbox_path, GATEWAY) as again:
+        assert again.stats().pending == 3
