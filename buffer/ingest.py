@@ -78,29 +78,41 @@ class Encoded:
     __slots__ = ("ids", "literals", "masks", "per_device", "rows", "utc")
 
     def __init__(self, gateway_id: str, punches: Sequence[Punch], received_at: str) -> None:
+        if not all(_literal_ok(v) for v in (gateway_id, received_at)):
+            raise ValueError("gateway id and receive time cannot contain NUL characters")
         self.ids: list[str] = []
         self.masks: list[Mask] = []
         self.rows: list[tuple[Any, ...]] = []
         self.utc: list[str | None] = []
-        literals = [("gateway_id", gateway_id), ("received_at", received_at)]
-        first = punches[0] if punches else None
-        uniform = first is not None and all(
-            p.device_id == first.device_id
-            and p.device_serial == first.device_serial
-            and p.source is first.source
-            for p in punches
-        )
-        if first is not None and uniform:
+        self.literals: Literals = (("gateway_id", gateway_id), ("received_at", received_at))
+        self.per_device = True
+        if punches:
+            first = punches[0]
             shared = (first.device_id, first.device_serial, first.source.value)
-            uniform = all(_literal_ok(v) for v in shared)
-            if uniform:
-                literals.extend(zip(_PER_DEVICE, shared, strict=True))
-        if not all(_literal_ok(v) for _, v in literals[:2]):
-            raise ValueError("gateway id and receive time cannot contain NUL characters")
-        self.literals: Literals = tuple(literals)
-        self.per_device = not uniform
+            if all(_literal_ok(v) for v in shared) and self._encode(gateway_id, punches, True):
+                # One terminal's batch (the usual case): device columns become literals.
+                self.literals += tuple(zip(_PER_DEVICE, shared, strict=True))
+                self.per_device = False
+                return
+            self.ids, self.masks, self.rows, self.utc = [], [], [], []
+            self._encode(gateway_id, punches, False)
+
+    def _encode(self, gateway_id: str, punches: Sequence[Punch], uniform: bool) -> bool:
+        """Fill ids/masks/rows/utc; in ``uniform`` mode, stop with False at a second device."""
         head = id_head(gateway_id)
+        first = punches[0]
+        device, serial, source = first.device_id, first.device_serial, first.source
+        ids, masks, rows, utcs = (
+            self.ids.append,
+            self.masks.append,
+            self.rows.append,
+            self.utc.append,
+        )
         for p in punches:
+            if uniform and (
+                p.device_id != device or p.device_serial != serial or p.source is not source
+            ):
+                return False
             fields = p.identity_fields()
             pid = id_from_fields(head, p, fields)
             utc = p.time_utc
@@ -110,7 +122,6 @@ class Encoded:
                 utc_text = utc.isoformat(timespec="microseconds")
             else:
                 utc_text = iso_utc(utc)
-            values: tuple[Any, ...]
             if (
                 uniform
                 and not p.suspect
@@ -123,24 +134,27 @@ class Encoded:
                 and p.verify_code is not None
             ):
                 # A terminal's ordinary punch: the one shape worth a straight-line path.
-                mask = _COMMON
-                values = (
-                    pid,
-                    fields[2],  # identity_fields() already rendered device_time
-                    _text(p.state),
-                    _text(p.verify),
-                    p.employee,
-                    utc_text,
-                    p.utc_offset_minutes,
-                    p.state_code,
-                    p.verify_code,
+                masks(_COMMON)
+                rows(
+                    (
+                        pid,
+                        fields[2],  # identity_fields() already rendered device_time
+                        _text(p.state),
+                        _text(p.verify),
+                        p.employee,
+                        utc_text,
+                        p.utc_offset_minutes,
+                        p.state_code,
+                        p.verify_code,
+                    )
                 )
             else:
                 mask, values = _general(p, pid, fields, utc_text, per_device=not uniform)
-            self.ids.append(pid)
-            self.masks.append(mask)
-            self.rows.append(values)
-            self.utc.append(utc_text)
+                masks(mask)
+                rows(values)
+            ids(pid)
+            utcs(utc_text)
+        return True
 
     def sql(self, mask: Mask, ignore: bool) -> str:
         """The statement for rows of this shape in this batch."""
