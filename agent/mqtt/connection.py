@@ -26,6 +26,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from agent.mqtt.backoff import Backoff
+from agent.mqtt.diagnose import build_ssl_context, describe_connack, describe_connect_error
 from agent.mqtt.options import BrokerAddress, MqttOptions
 from config.errors import BrokerError
 
@@ -77,64 +78,6 @@ class Published:
 
     generation: int
     mid: int
-
-
-def build_ssl_context(options: MqttOptions) -> ssl.SSLContext:
-    """A verifying TLS client context from ``ca_file``/``cert_file``/``key_file``."""
-    try:
-        context = ssl.create_default_context(
-            cafile=str(options.ca_file) if options.ca_file else None
-        )
-    except (OSError, ssl.SSLError) as exc:
-        raise BrokerError(
-            f"cannot load the CA file {options.ca_file}: {exc}; "
-            "set mqtt.ca_file to a readable PEM file with the CA that signed the broker certificate"
-        ) from exc
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
-    if options.cert_file is not None:
-        try:
-            context.load_cert_chain(str(options.cert_file), str(options.key_file))
-        except (OSError, ssl.SSLError) as exc:
-            raise BrokerError(
-                f"cannot load the client certificate {options.cert_file} / key: {exc}; "
-                "check mqtt.cert_file and mqtt.key_file (PEM, matching pair, readable)"
-            ) from exc
-    if options.tls_insecure:
-        context.check_hostname = False  # the chain is still verified; only the name is not
-    return context
-
-
-def describe_connect_error(broker: BrokerAddress, exc: BaseException) -> str:
-    """A one-line, actionable reason why the TCP/TLS part of a connect failed."""
-    where = f"{broker.url}"
-    if isinstance(exc, ssl.SSLCertVerificationError):
-        return (
-            f"TLS certificate verification failed for {where}: {exc.verify_message or exc}; "
-            "check that mqtt.ca_file is the CA that signed the broker certificate and that the "
-            "URL host matches the certificate (tls_insecure skips only the host name check)"
-        )
-    if isinstance(exc, ssl.SSLError):
-        return (
-            f"TLS handshake with {where} failed: {exc.reason or exc}; check that the port speaks "
-            "TLS (mqtts://) and, if the broker requires one, mqtt.cert_file/key_file"
-        )
-    if isinstance(exc, ConnectionRefusedError):
-        return f"connection to {where} refused: is the broker running and listening on that port?"
-    if isinstance(exc, TimeoutError | OSError) and "timed out" in str(exc):
-        return f"connection to {where} timed out: check the network path and firewall"
-    return f"cannot connect to {where}: {exc}"
-
-
-def describe_connack(broker: BrokerAddress, reason: Any) -> str:
-    """A one-line reason for a refused CONNACK."""
-    text = str(reason)
-    value = getattr(reason, "value", None)
-    if value in (0x86, 0x87, 4, 5) or "authori" in text.lower() or "password" in text.lower():
-        return (
-            f"broker {broker.url} refused the connection: {text}; check mqtt.username and the "
-            "password (mqtt.password_file or $PUNCHGATE_MQTT_PASSWORD)"
-        )
-    return f"broker {broker.url} refused the connection: {text}"
 
 
 def _release(client: mqtt.Client) -> None:
@@ -310,7 +253,8 @@ class MqttConnection:
             client.will_set(self.will.topic, self.will.payload, self.will.qos, self.will.retain)
         state: dict[str, Any] = {"connack": None}
 
-        def on_connect(_c: mqtt.Client, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
+        def on_connect(_c: mqtt.Client, _u: Any, _f: Any, reason: Any, props: Any) -> None:
+            state["receive_maximum"] = getattr(props, "ReceiveMaximum", None)
             state["connack"] = reason
 
         def on_disconnect(_c: mqtt.Client, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
@@ -400,6 +344,11 @@ class MqttConnection:
     def _established(
         self, client: mqtt.Client, broker: BrokerAddress, generation: int, state: dict[str, Any]
     ) -> bool:
+        receive_maximum = state.get("receive_maximum")
+        if isinstance(receive_maximum, int) and receive_maximum > 0:
+            # paho does not apply the broker's MQTT 5 Receive Maximum itself; exceeding it makes
+            # brokers such as HiveMQ (10) disconnect us. paho queues what does not fit.
+            client.max_inflight_messages_set(min(self.options.inflight + 32, receive_maximum))
         if self.subscriptions:
             client.subscribe(self.subscriptions)
         self._generation = generation

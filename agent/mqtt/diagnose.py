@@ -1,0 +1,67 @@
+"""Turning connection failures into one actionable line, and the TLS client context."""
+
+from __future__ import annotations
+
+import ssl
+from typing import Any
+
+from agent.mqtt.options import BrokerAddress, MqttOptions
+from config.errors import BrokerError
+
+
+def build_ssl_context(options: MqttOptions) -> ssl.SSLContext:
+    """A verifying TLS client context from ``ca_file``/``cert_file``/``key_file``."""
+    try:
+        context = ssl.create_default_context(
+            cafile=str(options.ca_file) if options.ca_file else None
+        )
+    except (OSError, ssl.SSLError) as exc:
+        raise BrokerError(
+            f"cannot load the CA file {options.ca_file}: {exc}; "
+            "set mqtt.ca_file to a readable PEM file with the CA that signed the broker certificate"
+        ) from exc
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    if options.cert_file is not None:
+        try:
+            context.load_cert_chain(str(options.cert_file), str(options.key_file))
+        except (OSError, ssl.SSLError) as exc:
+            raise BrokerError(
+                f"cannot load the client certificate {options.cert_file} / key: {exc}; "
+                "check mqtt.cert_file and mqtt.key_file (PEM, matching pair, readable)"
+            ) from exc
+    if options.tls_insecure:
+        context.check_hostname = False  # the chain is still verified; only the name is not
+    return context
+
+
+def describe_connect_error(broker: BrokerAddress, exc: BaseException) -> str:
+    """A one-line, actionable reason why the TCP/TLS part of a connect failed."""
+    where = f"{broker.url}"
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return (
+            f"TLS certificate verification failed for {where}: {exc.verify_message or exc}; "
+            "check that mqtt.ca_file is the CA that signed the broker certificate and that the "
+            "URL host matches the certificate (tls_insecure skips only the host name check)"
+        )
+    if isinstance(exc, ssl.SSLError):
+        return (
+            f"TLS handshake with {where} failed: {exc.reason or exc}; check that the port speaks "
+            "TLS (mqtts://) and, if the broker requires one, mqtt.cert_file/key_file"
+        )
+    if isinstance(exc, ConnectionRefusedError):
+        return f"connection to {where} refused: is the broker running and listening on that port?"
+    if isinstance(exc, TimeoutError | OSError) and "timed out" in str(exc):
+        return f"connection to {where} timed out: check the network path and firewall"
+    return f"cannot connect to {where}: {exc}"
+
+
+def describe_connack(broker: BrokerAddress, reason: Any) -> str:
+    """A one-line reason for a refused CONNACK."""
+    text = str(reason)
+    value = getattr(reason, "value", None)
+    if value in (0x86, 0x87, 4, 5) or "authori" in text.lower() or "password" in text.lower():
+        return (
+            f"broker {broker.url} refused the connection: {text}; check mqtt.username and the "
+            "password (mqtt.password_file or $PUNCHGATE_MQTT_PASSWORD)"
+        )
+    return f"broker {broker.url} refused the connection: {text}"

@@ -1,0 +1,262 @@
+"""The drain: which outbox rows to publish next, and which are delivered.
+
+A state machine driven by the delivery worker's thread alone (no locks): a cursor into the
+outbox, the in-flight window, and the marks to commit. Batches go out in sequence order; a row is
+marked delivered on a successful PUBACK (``ack = "broker"``) or on the backend's acknowledgement
+(``ack = "backend"``). Whatever was in flight when the connection dropped, was refused by the
+broker, or was not acknowledged within ``ack_timeout`` is read again from the outbox and
+re-published (same id, ``replayed: true`` because ``mark_sent`` counted the first attempt).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+import structlog
+
+from agent.mqtt.backoff import Backoff
+from agent.mqtt.connection import Published
+from agent.mqtt.encoding import PunchEncoder
+from agent.mqtt.options import MqttOptions
+from agent.mqtt.window import InFlight, Window
+from buffer.outbox import Outbox
+from buffer.records import StoredPunch
+
+Publish = Callable[[bytes], Published | None]
+
+
+class Drain:
+    """Cursor, window and marks of the delivery worker; see the module docstring."""
+
+    def __init__(
+        self,
+        options: MqttOptions,
+        outbox: Outbox,
+        gateway_id: str,
+        site: str,
+        publish: Publish,
+        clock: Callable[[], float],
+        log: structlog.typing.FilteringBoundLogger,
+    ) -> None:
+        self.options = options
+        self.outbox = outbox
+        self.gateway_id = gateway_id
+        self._publish = publish
+        self._clock = clock
+        self._log = log
+        self._backend = options.ack == "backend"
+        self._encoder = PunchEncoder(site)
+        self._head = b'{"gateway_id":' + json.dumps(gateway_id).encode() + b',"punches":['
+        self._refill_at = max(1, options.inflight // 2)
+        self._retry = Backoff(options.reconnect_min, options.reconnect_max)
+        self.window = Window()
+        self.generation = 0  # the connection rows are published on; 0 while disconnected
+        self.cursor = 0  # highest seq published on this connection
+        self.more = True  # the last read filled its page: there may be more rows
+        self.rewind = False  # start again from the lowest pending row once the window is empty
+        self.hold_until = 0.0  # no publishing before this (after a refusal or an error)
+        self.next_poll = 0.0
+        self.to_deliver: list[str] = []
+        self.failing: str | None = None
+        # Read by other threads for status: plain counters, each one assignment.
+        self.delivered = 0
+        self.in_flight = 0
+
+    # -- connection events --------------------------------------------------------------------
+
+    def connected(self, generation: int) -> None:
+        self.generation = generation
+        self.cursor = 0
+        self.more = True
+        self.rewind = False
+        self.hold_until = 0.0
+
+    def disconnected(self, generation: int, reason: str) -> None:
+        if generation == self.generation:
+            self.generation = 0
+        self.drop_window(f"connection lost: {reason}")
+
+    def on_puback(self, generation: int, mid: int, ok: bool, reason: str) -> None:
+        batch = self.window.get((generation, mid))
+        if batch is None:
+            return  # a status message or command reply, or a batch already written off
+        if not ok:
+            self.window.pop((generation, mid))
+            self.in_flight -= len(batch.ids)
+            error = f"broker refused the batch: {reason}"
+            self._log.warning(
+                "broker refused a batch; will re-send",
+                reason=reason,
+                first_seq=batch.first_seq,
+                punches=len(batch.ids),
+            )
+            self.outbox.mark_failed(batch.ids, error)
+            self.failing = error
+            self.rewind = True
+            self.hold_until = self._clock() + self._retry.next_delay()
+            return
+        self._retry.reset()
+        if self._backend:
+            batch.pubacked = True  # the broker has it; the backend has not said so yet
+            return
+        self.window.pop((generation, mid))
+        self.in_flight -= len(batch.ids)
+        self.to_deliver.extend(batch.ids)
+
+    def on_backend_ack(self, payload: bytes) -> None:
+        try:
+            body: Any = json.loads(payload)
+        except ValueError:
+            self._log.warning("ignoring a backend ack that is not JSON", size=len(payload))
+            return
+        if not isinstance(body, dict) or body.get("gateway_id", self.gateway_id) != (
+            self.gateway_id
+        ):
+            self._log.warning("ignoring a backend ack for another gateway or not an object")
+            return
+        ids = body.get("ids")
+        acked = [i for i in ids if isinstance(i, str)] if isinstance(ids, list) else []
+        done = self.window.ack_ids(acked)
+        seq = body.get("contiguous_seq")
+        if isinstance(seq, int) and not isinstance(seq, bool):
+            more, done_more = self.window.ack_up_to(seq)
+            acked.extend(more)
+            done.extend(done_more)
+        self.in_flight -= sum(len(b.ids) for b in done)
+        # Ids outside the window (acks after a re-send) are still the backend's word.
+        self.to_deliver.extend(acked)
+
+    def request_rewind(self) -> None:
+        self.rewind = True
+        self.more = True
+
+    def wake(self) -> None:
+        self.more = True
+
+    # -- the round ----------------------------------------------------------------------------
+
+    def commit(self) -> None:
+        """Record deliveries in one transaction; on failure the rows stay pending (re-sent)."""
+        if not self.to_deliver:
+            return
+        ids, self.to_deliver = self.to_deliver, []
+        self.outbox.mark_delivered(ids)
+        self.delivered += len(ids)
+
+    def drop_window(self, why: str) -> None:
+        dropped = self.window.clear()
+        self.in_flight = 0
+        self.cursor = 0
+        self.rewind = False
+        self.more = True
+        if dropped:
+            self._log.info(
+                "re-sending in-flight batches later",
+                why=why,
+                batches=len(dropped),
+                first_seq=min(b.first_seq for b in dropped),
+            )
+
+    def check_ack_timeout(self, now: float) -> None:
+        oldest = self.window.oldest_sent_at()
+        if oldest is None or now - oldest < self.options.ack_timeout:
+            return
+        self._log.warning(
+            "no acknowledgement within ack_timeout; re-sending",
+            ack=self.options.ack,
+            ack_timeout_s=self.options.ack_timeout,
+        )
+        self.drop_window("ack timeout")
+
+    def can_fill(self, now: float) -> bool:
+        """Connected, not holding off, and enough of the window free to refill."""
+        free = self.options.inflight - len(self.window)
+        return bool(
+            self.generation
+            and (free >= self._refill_at or (free > 0 and not self.window))
+            and now >= self.hold_until
+            and not (self.rewind and self.window)
+        )
+
+    def wait_timeout(self, now: float) -> float:
+        """How long the worker may wait for events before the drain has work to do."""
+        can_fill = self.can_fill(now)
+        if can_fill and self.more:
+            return 0.0
+        timeout = self.options.poll_interval
+        if can_fill:
+            timeout = min(timeout, self.next_poll - now)
+        if self.hold_until > now:
+            timeout = min(timeout, self.hold_until - now)
+        oldest = self.window.oldest_sent_at()
+        if oldest is not None:
+            timeout = min(timeout, oldest + self.options.ack_timeout - now)
+        return timeout
+
+    def idle(self) -> bool:
+        """Nothing in flight, nothing to record, and the last read found no more rows."""
+        return not self.window and not self.more and not self.to_deliver
+
+    def fill(self, now: float) -> None:
+        """Read, encode and publish batches into the free part of the window."""
+        opts = self.options
+        if not self.can_fill(now) or (not self.more and now < self.next_poll):
+            return
+        if self.rewind:
+            self.cursor = 0  # the window is empty (can_fill): start from the lowest pending row
+            self.rewind = False
+        free = opts.inflight - len(self.window)
+        limit = free * opts.batch_size
+        rows = self.outbox.next_batch(limit, after_seq=self.cursor)
+        self.more = len(rows) == limit
+        if not self.more:
+            self.next_poll = now + opts.poll_interval
+        if not rows:
+            return
+        batches = self.split(rows)
+        if len(batches) > free:
+            batches = batches[:free]
+            self.more = True
+        # Counted before publishing: a row offered once is "replayed" ever after, even if the
+        # process dies before the PUBACK.
+        self.outbox.mark_sent([p.id for b in batches for p in b[0]])
+        for punches, body in batches:
+            published = self._publish(body)
+            if published is None:
+                self.more = True
+                return  # disconnected meanwhile: the disconnect event rewinds
+            self.window.add(
+                InFlight(
+                    mid=(published.generation, published.mid),
+                    seqs=[p.seq for p in punches],
+                    ids=[p.id for p in punches],
+                    sent_at=now,
+                ),
+                track_ids=self._backend,
+            )
+            self.in_flight += len(punches)
+            self.cursor = punches[-1].seq
+
+    def split(self, rows: list[StoredPunch]) -> list[tuple[list[StoredPunch], bytes]]:
+        """Encode rows into batches of at most ``batch_size`` punches and about ``batch_bytes``."""
+        opts = self.options
+        head = self._head
+        out: list[tuple[list[StoredPunch], bytes]] = []
+        punches: list[StoredPunch] = []
+        parts: list[bytes] = []
+        size = len(head) + 2
+        for row in rows:
+            part = self._encoder.encode(row)
+            if punches and (
+                len(punches) >= opts.batch_size or size + len(part) + 1 > opts.batch_bytes
+            ):
+                out.append((punches, head + b",".join(parts) + b"]}"))
+                punches, parts, size = [], [], len(head) + 2
+            punches.append(row)
+            parts.append(part)
+            size += len(part) + 1
+        if punches:
+            out.append((punches, head + b",".join(parts) + b"]}"))
+        return out
