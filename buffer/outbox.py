@@ -34,26 +34,24 @@ import structlog
 
 from buffer import delivery, retention
 from buffer.backup import backup_rotating, backup_to, restore_file
+from buffer.corrections import insert_rows, manual_rows, void_row
 from buffer.database import free_bytes, translate, write_transaction
-from buffer.identity import random_id
 from buffer.ingest import Encoded, store_batch
 from buffer.integrity import check_file
 from buffer.lockfile import OutboxLock
 from buffer.records import (
-    INSERT,
     SELECT,
     AddResult,
     StoredPunch,
     decode,
-    encode_new,
     iso_utc,
     utc_now,
 )
 from buffer.recovery import RecoveryReport, open_checked
 from buffer.schema import migrate
 from buffer.stats import OutboxStats, read_stats
-from config.errors import OutboxError, UsageError
-from drivers.base import Punch, Source
+from config.errors import OutboxError
+from drivers.base import Punch
 
 log = structlog.get_logger("punchgate.outbox")
 
@@ -185,20 +183,8 @@ class Outbox:
         self, punch: Punch, *, operator: str, reason: str, entered_at: datetime | None = None
     ) -> StoredPunch:
         """Store a correction punch entered by a technician (random id, source "manual")."""
-        if not operator.strip() or not reason.strip():
-            raise UsageError("a manual punch needs an operator and a reason")
-        entered = iso_utc(entered_at or utc_now())
-        values = encode_new(
-            random_id(),
-            self.gateway_id,
-            punch,
-            iso_utc(utc_now()),
-            source=Source.MANUAL.value,
-            operator=operator,
-            reason=reason,
-            entered_at=entered,
-        )
-        return self._insert_one(values, "storing a manual punch")
+        rows = manual_rows(self.gateway_id, [(punch, reason)], operator, entered_at)
+        return self._store_corrections(rows, "storing a manual punch")[0]
 
     def add_manual_many(
         self,
@@ -212,97 +198,26 @@ class Outbox:
         For a batch typed from a paper sheet (``punch import``): a failure half-way leaves the
         outbox as it was, so the technician fixes the file and imports it again.
         """
-        if not operator.strip() or any(not reason.strip() for _, reason in entries):
-            raise UsageError("a manual punch needs an operator and a reason")
-        if not entries:
+        rows = manual_rows(self.gateway_id, entries, operator, entered_at)
+        if not rows:
             return []
-        entered = iso_utc(entered_at or utc_now())
-        received = iso_utc(utc_now())
-        encoded = [
-            encode_new(
-                random_id(),
-                self.gateway_id,
-                punch,
-                received,
-                source=Source.MANUAL.value,
-                operator=operator,
-                reason=reason,
-                entered_at=entered,
-            )
-            for punch, reason in entries
-        ]
-        with self._lock:
-            conn = self._db()
-            with write_transaction(conn, self.path, "storing manual punches"):
-                seq = _counter(conn, "seq")
-                rows = [(seq + n, *values) for n, values in enumerate(encoded, 1)]
-                conn.executemany(INSERT, rows)
-                conn.execute("UPDATE counters SET value = ? WHERE name = 'seq'", (rows[-1][0],))
-                conn.execute(
-                    "UPDATE counters SET value = value + ? WHERE name = 'pending'", (len(rows),)
-                )
-            self._probe_disk()
-        stored = [self.get(values[0]) for values in encoded]
-        assert all(s is not None for s in stored)
-        return [s for s in stored if s is not None]
+        return self._store_corrections(rows, "storing manual punches")
 
     def add_void(self, target_id: str, *, operator: str, reason: str) -> StoredPunch:
         """Record that punch ``target_id`` is void: a new row; nothing is ever deleted."""
-        if not operator.strip() or not reason.strip():
-            raise UsageError("voiding a punch needs an operator and a reason")
-        target = self.get(target_id)
-        if target is None:
-            raise UsageError(f"no punch with id {target_id} in the outbox (see: outbox list)")
-        if target.kind == "void":
-            raise UsageError(f"{target_id} is itself a void event; void the original punch")
-        now = iso_utc(utc_now())
-        values = (
-            random_id(),
-            self.gateway_id,
-            target.device_id,
-            target.device_serial,
-            target.employee,
-            target.card,
-            None if target.device_time is None else target.device_time.isoformat(),
-            None if target.time_utc is None else iso_utc(target.time_utc),
-            target.utc_offset_minutes,
-            target.state,
-            target.state_code,
-            target.verify,
-            target.verify_code,
-            Source.MANUAL.value,
-            "void",
-            target_id,
-            operator,
-            reason,
-            now,
-            now,
-            None,
-            None,
-        )
-        return self._insert_one(values, "storing a void event", void_of=target_id)
+        row = void_row(self.gateway_id, self.get(target_id), target_id, operator, reason)
+        return self._store_corrections([row], "storing a void event", void_of=target_id)[0]
 
-    def _insert_one(
-        self, values: tuple[Any, ...], what: str, void_of: str | None = None
-    ) -> StoredPunch:
+    def _store_corrections(
+        self, rows: builtins.list[tuple[Any, ...]], what: str, void_of: str | None = None
+    ) -> builtins.list[StoredPunch]:
         with self._lock:
             conn = self._db()
             with write_transaction(conn, self.path, what):
-                if void_of is not None:
-                    done = conn.execute(
-                        "SELECT id FROM punches WHERE void_of = ? AND kind = 'void' LIMIT 1",
-                        (void_of,),
-                    ).fetchone()
-                    if done is not None:
-                        raise UsageError(f"{void_of} is already voided by {done[0]}")
-                seq = _counter(conn, "seq") + 1
-                conn.execute(INSERT, (seq, *values))
-                conn.execute("UPDATE counters SET value = ? WHERE name = 'seq'", (seq,))
-                conn.execute("UPDATE counters SET value = value + 1 WHERE name = 'pending'")
+                insert_rows(conn, rows, void_of)
             self._probe_disk()
-        stored = self.get(values[0])
-        assert stored is not None
-        return stored
+        stored = [self.get(values[0]) for values in rows]
+        return [s for s in stored if s is not None]
 
     @staticmethod
     def _watermark_device(
@@ -495,7 +410,3 @@ class Outbox:
         """Problems found by ``integrity_check`` (or ``quick_check``) and counter audits."""
         self._db()  # refuse on a closed outbox
         return check_file(self.path, full, self._busy_timeout)
-
-
-def _counter(conn: sqlite3.Connection, name: str) -> int:
-    return int(conn.execute("SELECT value FROM counters WHERE name = ?", (name,)).fetchone()[0])
