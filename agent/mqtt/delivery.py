@@ -321,7 +321,9 @@ class DeliveryWorker:
         return False
 
     def _resolve_flushes(self) -> None:
-        if not self._flush_waiters or not self.drain.idle():
+        # Not drain.idle(): with the broker down the drain never learns there is nothing more,
+        # yet an empty outbox is flushed whether connected or not.
+        if not self._flush_waiters or self.drain.window or self.drain.to_deliver:
             return
         if self.outbox.stats().pending == 0:
             for future in self._flush_waiters:

@@ -195,10 +195,6 @@ class Drain:
             timeout = min(timeout, oldest + self.options.ack_timeout - now)
         return timeout
 
-    def idle(self) -> bool:
-        """Nothing in flight, nothing to record, and the last read found no more rows."""
-        return not self.window and not self.more and not self.to_deliver
-
     def fill(self, now: float) -> None:
         """Read, encode and publish batches into the free part of the window."""
         opts = self.options

@@ -105,6 +105,7 @@ class Receiver:
 
     def stop(self, timeout: float = 5.0) -> None:
         """Store and acknowledge what has arrived, then disconnect (the session stays)."""
+        self._stopping.set()  # cut short the retry waits of a failing store
         self._queue.put(None)
         self._thread.join(timeout)
         self.connection.close(timeout)

@@ -255,6 +255,19 @@ def test_mqtt_311_delivers_too(
     collector.wait(_seqs_complete(30), what="30 punches over MQTT 3.1.1")
 
 
+def test_flush_tells_whether_anything_is_left_even_without_a_broker(
+    outbox: Outbox, workers: Workers
+) -> None:
+    from agent.localbroker import free_port
+
+    worker = workers(fast_options(f"mqtt://127.0.0.1:{free_port()}"), outbox)
+    assert worker.flush(2), "an empty outbox counts as flushed while the broker is down"
+    outbox.add_punches(make_punches(1))
+    worker.wake()
+    assert not worker.flush(0.3)
+    assert "refused" in (worker.status().last_error or "")
+
+
 def test_options_come_from_settings_without_leaking_the_password() -> None:
     from config.settings import MqttSettings
 
