@@ -79,7 +79,9 @@ class Terminal:
 
     def recorded(self) -> list[tuple[str, str]]:
         """(employee, device time) in log order."""
-        return [(r.user_id, r.timestamp.isoformat()) for r in self.sim.records]
+        return [
+            (r.user_id, r.timestamp.isoformat() if r.timestamp else "") for r in self.sim.records
+        ]
 
 
 class ChaosRig:
@@ -170,13 +172,16 @@ class ChaosRig:
         for _when, _what, undo in pending:
             undo()
 
-    def random_action(self) -> str:
-        """Inflict one random fault (and schedule its end); returns its name."""
+    def random_action(self, force: str | None = None) -> str:
+        """Inflict one random fault (or ``force``: "kill", "broker", ...); schedule its end."""
         rng = self.rng
-        choice = rng.choices(
-            ["kill", "broker", "silent", "refuse", "drop", "segment", "restart", "clock"],
-            weights=[4, 2, 2, 1, 2, 1, 2, 1],
-        )[0]
+        choice = (
+            force
+            or rng.choices(
+                ["kill", "broker", "silent", "refuse", "drop", "segment", "restart", "clock"],
+                weights=[4, 2, 2, 1, 2, 1, 2, 1],
+            )[0]
+        )
         if choice == "kill" and self.agent.proc is not None and self.agent.proc.poll() is None:
             self.kill_agent()
             self.later(rng.uniform(0.0, 1.5), "agent start", self.start_agent)
@@ -219,6 +224,10 @@ class ChaosRig:
         self.counts.fault(choice)
         return f"{terminal.device_id} {choice}"
 
+    @property
+    def broker_down_count(self) -> int:
+        return self.counts.broker_restarts + self.counts.broker_kills
+
     def _broker_start(self) -> None:
         self.broker.start()
         self.broker_up = True
@@ -240,15 +249,16 @@ class ChaosRig:
             self.start_agent()
 
     def received(self) -> list[dict[str, Any]]:
-        """Every punch in the receiver's database, in seq order."""
+        """Every punch in the receiver's database (id, seq, device, employee, device time)."""
         conn = sqlite3.connect(f"file:{self.store.path}?mode=ro", uri=True)
         try:
-            rows = conn.execute("SELECT body FROM punches ORDER BY seq").fetchall()
+            rows = conn.execute(
+                "SELECT id, seq, device_id, employee, device_time FROM punches ORDER BY seq"
+            ).fetchall()
         finally:
             conn.close()
-        import json
-
-        return [json.loads(r[0]) for r in rows]
+        keys = ("id", "seq", "device_id", "employee", "device_time")
+        return [dict(zip(keys, row, strict=True)) for row in rows]
 
     def close(self) -> None:
         self._stop_producing.set()

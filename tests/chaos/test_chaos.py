@@ -38,12 +38,19 @@ def _run_chaos(
     try:
         rig.start()
         pace = threading.Event()  # the chaos timeline; never set, only waited on
-        end = time.monotonic() + seconds
-        next_action = time.monotonic() + rig.rng.uniform(1.0, 3.0)
+        begin = time.monotonic()
+        end = begin + seconds
+        next_action = begin + rig.rng.uniform(1.0, 3.0)
         while (now := time.monotonic()) < end:
             rig.run_due(now)
             if now >= next_action:
-                actions.append(rig.random_action())
+                # Every run kills the agent and takes the broker down at least once.
+                force = None
+                if not rig.counts.agent_kills and now > begin + seconds / 3:
+                    force = "kill"
+                elif not rig.broker_down_count and now > begin + seconds * 2 / 3:
+                    force = "broker"
+                actions.append(rig.random_action(force))
                 next_action = now + rig.rng.uniform(1.0, 3.5)
             pace.wait(0.05)
         rig.stop_producing()

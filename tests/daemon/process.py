@@ -103,7 +103,9 @@ class AgentProcess:
             matches = [e for e in self.events() if e.get("event") == name]
             return matches[after] if len(matches) > after else None
 
-        return wait_for(found, timeout=timeout, what=f"log event {name!r} in {self.log_path}")
+        event = wait_for(found, timeout=timeout, what=f"log event {name!r} in {self.log_path}")
+        assert event is not None
+        return event
 
     def tail(self, lines: int = 40) -> str:
         try:
@@ -149,7 +151,9 @@ class NotifySocket:
         def seen() -> bytes | None:
             return next((m for m in self.drain() if m.startswith(prefix)), None)
 
-        return wait_for(seen, timeout=timeout, what=f"notify message {prefix!r}")
+        message = wait_for(seen, timeout=timeout, what=f"notify message {prefix!r}")
+        assert message is not None
+        return message
 
     def close(self) -> None:
         self._stop.set()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -50,7 +50,7 @@ def _employees(messages: list[Message], device: str) -> list[str]:
     return list(seen.values())
 
 
-def _events(logs: list[dict[str, Any]], name: str) -> list[dict[str, Any]]:
+def _events(logs: Sequence[Mapping[str, Any]], name: str) -> list[Mapping[str, Any]]:
     return [e for e in list(logs) if e["event"] == name]
 
 
@@ -170,7 +170,7 @@ def test_an_invalid_config_on_reload_is_rejected_and_the_running_one_continues(
         assert "devices[0].port" in problems
         assert "devices[0].colour" in problems
         assert "devices[1].transport" in problems
-        assert sup.pool.get("a-1") is worker and worker.alive
+        assert worker is not None and sup.pool.get("a-1") is worker and worker.alive
         fleet.terminal("a-1").punch("6001", live=True)
         collector.wait(lambda ms: _employees(ms, "a-1") == ["6001"], timeout=10, what="punch")
         wait_for(
@@ -238,6 +238,7 @@ def test_status_file_shows_devices_backlog_and_broker_while_running(
             return status if states == {"up-1": "online", "down-1": "unreachable"} else None
 
         status = wait_for(ready, timeout=10, what="a status with both devices")
+        assert status is not None
         assert status["running"] and status["pid_alive"] and status["fresh"]
         assert status["backlog"] == 0 and status["gateway_id"] == GATEWAY
         down = next(d for d in status["devices"] if d["device_id"] == "down-1")
@@ -314,6 +315,7 @@ def test_the_time_sync_command_sets_a_terminal_clock_and_names_unknown_devices(
             return got if {"r-1", "r-2"} <= set(got) else None
 
         got = wait_for(replies, timeout=15, what="two time-sync replies")
+        assert got is not None
     assert got["r-1"]["ok"] and got["r-1"]["result"]["devices"]["a-1"]["ok"]
     assert fleet.terminal("a-1").clock_set_to is not None
     assert not got["r-2"]["ok"] and "unknown device 'nope-1'" in got["r-2"]["error"]["message"]
