@@ -66,7 +66,7 @@ def _outbox_view(settings: Settings) -> dict[str, Any]:
 def _age(seconds: float | None) -> str:
     if seconds is None:
         return "-"
-    from agent.daemon.device_worker import format_duration
+    from agent.daemon.device_state import format_duration
 
     return format_duration(seconds)
 

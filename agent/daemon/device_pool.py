@@ -8,7 +8,8 @@ from typing import Any
 
 import structlog
 
-from agent.daemon.device_worker import DeviceConfig, DeviceSnapshot, DeviceWorker, PunchSink
+from agent.daemon.device_state import DeviceConfig, DeviceSnapshot
+from agent.daemon.device_worker import DeviceWorker, PunchSink
 from config.settings import Settings
 from drivers.base import Driver
 

@@ -9,30 +9,30 @@ irreversible (clearing the terminal log) happens.
 
 from __future__ import annotations
 
-import enum
 import inspect
 import queue
 import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
-from dataclasses import asdict, dataclass, replace
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
 import structlog
 
-from agent.mqtt.backoff import Backoff
-from config.errors import (
-    DeviceAuthError,
-    DeviceError,
-    DeviceIdentityError,
-    OutboxError,
-    PunchgateError,
-    UsageError,
+from agent.daemon.device_state import (
+    DeviceConfig,
+    DeviceSnapshot,
+    DeviceState,
+    classify,
+    format_duration,
+    is_live,
+    now_iso,
 )
-from config.settings import SerialDeviceSettings, ZkDeviceSettings
+from agent.mqtt.backoff import Backoff
+from config.errors import DeviceError, DeviceUnavailable, PunchgateError
 from drivers.base import DeviceInfo, Driver, Punch
 from drivers.timeutil import localize
 
@@ -41,19 +41,6 @@ log = structlog.get_logger("punchgate.daemon")
 LIVE_CHUNK_S = 2.0  # live capture runs in slices this long so stop and jobs are noticed quickly
 RETRY_CAP_S = 300.0  # the slowest retry of an unreachable terminal
 WORK_SLACK_S = 60.0  # added to every heartbeat bound: a worker past it is hung, not slow
-
-DeviceConfig = ZkDeviceSettings | SerialDeviceSettings
-
-
-class DeviceState(enum.StrEnum):
-    """Where a device worker is; only changes between these are logged."""
-
-    STARTING = "starting"
-    ONLINE = "online"
-    UNREACHABLE = "unreachable"  # network, timeout, refused, garbage: retried with backoff
-    FAILED = "failed"  # wrong comm key or a different terminal: a person must act; still retried
-    STORE_ERROR = "store_error"  # the outbox refused the punches (disk full, ...): retried
-    STOPPED = "stopped"
 
 
 class PunchSink(Protocol):
@@ -74,63 +61,6 @@ class PunchSink(Protocol):
 
     def device_serial(self, device_id: str) -> str | None:
         """The serial number last seen for this device."""
-
-
-@dataclass(frozen=True)
-class DeviceSnapshot:
-    """What the live status, STATUS= and the device status message show about one terminal."""
-
-    device_id: str
-    kind: str
-    name: str
-    state: str
-    since: str
-    last_seen: str | None = None
-    last_error: str | None = None
-    drift_s: float | None = None
-    records: int | None = None
-    record_capacity: int | None = None
-    users: int | None = None
-    serial: str | None = None
-    stored: int = 0  # punches stored since this worker started
-    duplicates: int = 0  # punches read again and recognised by id
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-def format_duration(seconds: float) -> str:
-    """``252`` -> ``"4m12s"``; what a person reads in "recovered after ...\"."""
-    seconds = int(max(0, round(seconds)))
-    days, rest = divmod(seconds, 86400)
-    hours, rest = divmod(rest, 3600)
-    minutes, secs = divmod(rest, 60)
-    parts = [(days, "d"), (hours, "h"), (minutes, "m"), (secs, "s")]
-    text = "".join(f"{n}{u}" for n, u in parts if n)
-    return text or "0s"
-
-
-def _now_iso() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds")
-
-
-def set_clock(driver: Driver, tz: ZoneInfo) -> dict[str, Any]:
-    """Set a terminal's clock to now in its timezone; call it on the device's own thread."""
-    setter = getattr(driver, "set_time", None)
-    if setter is None:
-        raise UsageError("this kind of device has no clock to set")
-    local = datetime.now(UTC).astimezone(tz).replace(tzinfo=None)
-    reading = setter(local)
-    result: dict[str, Any] = {"ok": True, "set_to": local.isoformat(timespec="seconds")}
-    drift = getattr(reading, "drift_seconds", None)  # ZK drivers read the clock back
-    if isinstance(drift, int | float):
-        result["drift_after_s"] = round(float(drift), 1)
-    return result
-
-
-def is_live(device: DeviceConfig) -> bool:
-    """Serial lines only ever deliver live; ZK terminals when ``live = true``."""
-    return isinstance(device, SerialDeviceSettings) or bool(getattr(device, "live", False))
 
 
 class DeviceWorker:
@@ -174,7 +104,7 @@ class DeviceWorker:
             kind=device.kind,
             name=device.name,
             state=DeviceState.STARTING.value,
-            since=_now_iso(),
+            since=now_iso(),
         )
         self._trouble_since: float | None = None  # monotonic start of the current outage
         self._slack = slack
@@ -307,7 +237,18 @@ class DeviceWorker:
                 self._store([punch])  # one punch at a time: live means now
                 if self._stop.is_set():
                     break
+            self._reflect_link(driver)
             self._run_jobs(driver)
+
+    def _reflect_link(self, driver: Driver) -> None:
+        """Drivers riding out a lost link inside ``live`` (serial) report it via ``connected``."""
+        link = getattr(driver, "connected", None)
+        if link is False and self.snapshot().state == DeviceState.ONLINE:
+            self._failed(
+                DeviceUnavailable(f"{self.device_id}: the link is down; the driver is reconnecting")
+            )
+        elif link is True and self.snapshot().state != DeviceState.ONLINE:
+            self._succeeded()
 
     def _store(
         self,
@@ -329,7 +270,7 @@ class DeviceWorker:
                     self._snapshot,
                     stored=self._snapshot.stored + inserted,
                     duplicates=self._snapshot.duplicates + duplicates,
-                    last_seen=_now_iso(),
+                    last_seen=now_iso(),
                 )
         if inserted:
             self._log.debug("punches_stored", inserted=inserted, duplicates=duplicates)
@@ -352,7 +293,7 @@ class DeviceWorker:
         with self._lock:
             self._snapshot = replace(
                 self._snapshot,
-                last_seen=_now_iso(),
+                last_seen=now_iso(),
                 drift_s=drift,
                 records=info.records,
                 record_capacity=info.record_capacity,
@@ -418,7 +359,7 @@ class DeviceWorker:
         self._set(state=DeviceState.ONLINE, last_error=None)
 
     def _failed(self, exc: BaseException) -> None:
-        state, action = _classify(exc)
+        state, action = classify(exc)
         message = str(exc) or type(exc).__name__
         previous = self.snapshot()
         if self._trouble_since is None:
@@ -440,7 +381,7 @@ class DeviceWorker:
         state = changes.get("state")
         if state is not None:
             changes["state"] = DeviceState(state).value
-            changes["since"] = _now_iso()
+            changes["since"] = now_iso()
         with self._lock:
             self._snapshot = replace(self._snapshot, **changes)
             snapshot = self._snapshot
@@ -449,15 +390,3 @@ class DeviceWorker:
                 self._on_change(snapshot)
             except Exception as exc:  # noqa: BLE001 - a listener must not break the worker
                 self._log.warning("device_status_listener_failed", error=str(exc))
-
-
-def _classify(exc: BaseException) -> tuple[DeviceState, str]:
-    if isinstance(exc, DeviceAuthError):
-        return DeviceState.FAILED, "check comm_key in the config against the terminal"
-    if isinstance(exc, DeviceIdentityError):
-        return DeviceState.FAILED, "a different terminal answers at this address; check the config"
-    if isinstance(exc, DeviceError):
-        return DeviceState.UNREACHABLE, "check power, network and host/port; retrying with backoff"
-    if isinstance(exc, OutboxError):
-        return DeviceState.STORE_ERROR, "the outbox refused punches; they stay on the terminal"
-    return DeviceState.UNREACHABLE, "unexpected error; retrying with backoff (report it)"

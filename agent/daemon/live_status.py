@@ -9,7 +9,7 @@ from collections import deque
 from datetime import UTC, datetime
 from typing import Any
 
-from agent.daemon.device_worker import DeviceSnapshot, DeviceState
+from agent.daemon.device_state import DeviceSnapshot, DeviceState
 from agent.mqtt.status import DeviceStatus
 
 LAST_ERRORS = 20  # how many recent errors the status file keeps

@@ -26,20 +26,17 @@ import structlog
 
 from agent import __version__
 from agent.daemon.device_pool import DevicePool, DriverFactory
-from agent.daemon.device_worker import DeviceConfig, DeviceSnapshot, DeviceState
+from agent.daemon.device_state import DeviceConfig, DeviceSnapshot
 from agent.daemon.instance_lock import InstanceLock
 from agent.daemon.live_status import (
     ErrorLog,
     device_status_message,
-    message_key,
-    status_document,
-    status_line,
 )
 from agent.daemon.maintenance import Maintenance, MaintenancePolicy
 from agent.daemon.outbox_sink import WakingSink
 from agent.daemon.reload import enabled_devices, plan_reload
+from agent.daemon.reporter import Reporter
 from agent.daemon.shutdown import ShutdownSequence
-from agent.daemon.status_file import write_status
 from agent.daemon.time_sync import TimeSync
 from agent.mqtt.delivery import DeliveryWorker
 from agent.mqtt.options import MqttOptions
@@ -47,7 +44,7 @@ from agent.mqtt.status import next_boot_counter
 from agent.sdnotify import Notifier
 from buffer.outbox import Outbox
 from config import load_settings
-from config.errors import ConfigError, PunchgateError
+from config.errors import ConfigError
 from config.settings import Settings
 from drivers.base import Driver
 
@@ -112,12 +109,14 @@ class Supervisor:
         self._lock: InstanceLock | None = None
         self._sink = WakingSink(lambda: self.outbox, lambda: self.delivery)
         self.pool = DevicePool(
-            self._factory, self._sink, on_change=self._device_changed, worker_options=worker_options
+            self._factory,
+            self._sink,
+            on_change=self._on_device_change,
+            worker_options=worker_options,
         )
         self._time_sync = TimeSync(self.pool)
-        self._published: dict[str, tuple[Any, ...]] = {}
+        self.reporter = Reporter(self)
         self._watchdog_ok = True
-        self._broker_error: str | None = None
         self._signals_installed: dict[int, Any] = {}
         self._stops = 0
         self.log = log.bind(gateway=settings.agent.gateway_id)
@@ -157,7 +156,7 @@ class Supervisor:
             broker=self.settings.mqtt.urls,
             version=__version__,
         )
-        self.notifier.ready(self._refresh_status())
+        self.notifier.ready(self.reporter.refresh_status())
 
     def _build_delivery(self, settings: Settings) -> DeliveryWorker:
         assert self.outbox is not None
@@ -233,7 +232,7 @@ class Supervisor:
                 next_ping = now + wd / 2
             if now >= next_status:
                 self.write_status()
-                self._publish_changed_devices()
+                self.reporter.publish_changed_devices()
                 interval = self.settings.agent.status_interval
                 next_status = now + interval
 
@@ -289,80 +288,10 @@ class Supervisor:
 
     def write_status(self) -> str:
         """Write the status file and send STATUS=; returns the status line."""
-        line = self._refresh_status()
-        self.notifier.status(line)
-        return line
+        return self.reporter.write_status()
 
-    def _refresh_status(self) -> str:
-        """Write the status file; returns the line for systemd's STATUS=."""
-        snapshots = self.pool.snapshots()
-        outbox: dict[str, Any] | None = None
-        try:
-            if self.outbox is not None:
-                stats = self.outbox.stats().as_dict()
-                stats.pop("devices", None)
-                outbox = stats
-        except PunchgateError as exc:
-            self.errors.add("outbox", str(exc))
-        broker = None if self.delivery is None else self.delivery.status().as_dict()
-        if broker is not None and broker.get("last_error") != self._broker_error:
-            self._broker_error = broker.get("last_error")
-            if self._broker_error:
-                self.errors.add("broker", str(self._broker_error))
-        bad = self.unhealthy() if self.state == "running" else []
-        agent = self.settings.agent
-        doc = status_document(
-            state=self.state,
-            started_at=self.started_at,
-            interval=agent.status_interval,
-            gateway_id=agent.gateway_id,
-            site=agent.site,
-            version=__version__,
-            boot=self.boot,
-            config=None if self.config_path is None else str(self.config_path),
-            healthy=not bad,
-            unhealthy=bad,
-            snapshots=snapshots,
-            outbox=outbox,
-            broker=broker,
-            maintenance=None if self.maintenance is None else self.maintenance.snapshot(),
-            errors=self.errors.items(),
-        )
-        try:
-            write_status(agent.state_dir, doc)
-        except OSError as exc:
-            self.log.warning("status_file_failed", error=str(exc), state_dir=str(agent.state_dir))
-        return status_line(
-            snapshots,
-            None if outbox is None else outbox.get("pending"),
-            None if outbox is None else outbox.get("oldest_pending_age_s"),
-            bool(broker and broker.get("connected")),
-        )
-
-    def _device_changed(self, snapshot: DeviceSnapshot) -> None:
-        """A worker changed state (its thread): record errors, publish the device status."""
-        if snapshot.last_error and snapshot.state not in (DeviceState.ONLINE, DeviceState.STOPPED):
-            self.errors.add(f"device {snapshot.device_id}", snapshot.last_error)
-        if snapshot.state == DeviceState.STOPPED:
-            return  # removal and shutdown publish their own
-        self._publish_device(snapshot)
-
-    def _publish_device(self, snapshot: DeviceSnapshot) -> None:
-        delivery = self.delivery
-        if delivery is None:
-            return
-        try:
-            delivery.publish_device_status(snapshot.device_id, device_status_message(snapshot))
-            self._published[snapshot.device_id] = message_key(snapshot)
-        except (ValueError, PunchgateError) as exc:
-            self.log.warning(
-                "device_status_not_published", device=snapshot.device_id, error=str(exc)
-            )
-
-    def _publish_changed_devices(self) -> None:
-        for snapshot in self.pool.snapshots():
-            if self._published.get(snapshot.device_id) != message_key(snapshot):
-                self._publish_device(snapshot)
+    def _on_device_change(self, snapshot: DeviceSnapshot) -> None:
+        self.reporter.device_changed(snapshot)
 
     # -- reload -------------------------------------------------------------------------------
 
@@ -393,8 +322,8 @@ class Supervisor:
         for snapshot in removed:
             # Retained: the backend would otherwise show the last "online" forever.
             gone = replace(snapshot, state="removed", last_error="removed from the configuration")
-            self._publish_device(gone)
-            self._published.pop(snapshot.device_id, None)
+            self.reporter.publish_device(gone)
+            self.reporter.forget(snapshot.device_id)
         self.settings = effective
         if plan.mqtt_changed and self.delivery is not None:
             self.delivery.stop(timeout)

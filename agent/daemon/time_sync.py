@@ -5,7 +5,8 @@ from __future__ import annotations
 from concurrent.futures import TimeoutError as FutureTimeout
 from typing import TYPE_CHECKING, Any
 
-from agent.daemon.device_worker import LIVE_CHUNK_S, DeviceWorker, set_clock
+from agent.daemon.device_state import set_clock
+from agent.daemon.device_worker import LIVE_CHUNK_S, DeviceWorker
 from agent.mqtt.commands import CommandFailed
 
 if TYPE_CHECKING:

@@ -29,6 +29,7 @@ class FakeTerminal:
         self.log: list[Punch] = []
         self.live_queue: queue.SimpleQueue[Punch] = queue.SimpleQueue()
         self.unreachable = False
+        self.link_lost = False  # like a serial driver: live() rides it out, connected says so
         self.auth_fails = False
         self.hang = threading.Event()  # set: read_new blocks until released
         self.release = threading.Event()
@@ -80,6 +81,8 @@ class FakeDriver:
         self.connected = False
 
     def _check(self) -> None:
+        if self.terminal.link_lost:
+            return  # the driver itself keeps trying, as the serial driver does
         if not self.connected:
             raise DeviceUnavailable(f"{self.device_id}: not connected")
         if self.terminal.unreachable:
@@ -110,6 +113,10 @@ class FakeDriver:
     def live(self, stop_after: float) -> Iterator[Punch]:
         self._check()
         deadline = time.monotonic() + stop_after
+        self.connected = not self.terminal.link_lost
+        if self.terminal.link_lost:
+            self.terminal.release.wait(stop_after)  # nothing arrives while the link is down
+            return
         while True:
             left = deadline - time.monotonic()
             if left <= 0:

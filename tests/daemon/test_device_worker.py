@@ -11,7 +11,8 @@ from zoneinfo import ZoneInfo
 import pytest
 import structlog
 
-from agent.daemon.device_worker import DeviceState, DeviceWorker, format_duration
+from agent.daemon.device_state import DeviceState, format_duration
+from agent.daemon.device_worker import DeviceWorker
 from agent.mqtt.backoff import Backoff
 from buffer.outbox import Outbox
 from config.settings import ZkDeviceSettings
@@ -82,6 +83,24 @@ def test_live_punches_are_stored_as_they_arrive(outbox: Outbox) -> None:
         terminal.punch("2001", live=True)
         wait_for(lambda: outbox.stats().pending == 1, timeout=2, what="the live punch stored")
         assert outbox.list()[0].employee == "2001"
+    finally:
+        worker.stop()
+        assert worker.join(5)
+
+
+def test_a_link_lost_inside_live_capture_shows_as_unreachable_until_it_is_back(
+    outbox: Outbox,
+) -> None:
+    terminal = FakeTerminal("dock-1")
+    worker = _worker(terminal, outbox, device=_device(id="dock-1", live=True), live_chunk=0.1)
+    worker.start()
+    try:
+        wait_for(lambda: worker.snapshot().state == DeviceState.ONLINE, timeout=5, what="up")
+        terminal.link_lost = True
+        wait_for(lambda: worker.snapshot().state == DeviceState.UNREACHABLE, timeout=5, what="down")
+        assert "reconnecting" in (worker.snapshot().last_error or "")
+        terminal.link_lost = False
+        wait_for(lambda: worker.snapshot().state == DeviceState.ONLINE, timeout=5, what="back")
     finally:
         worker.stop()
         assert worker.join(5)

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import structlog
 
-from agent.daemon.device_worker import DeviceSnapshot
+from agent.daemon.device_state import DeviceSnapshot
 from agent.daemon.instance_lock import InstanceLock
 from agent.daemon.live_status import status_line
 from agent.daemon.maintenance import Maintenance, MaintenancePolicy

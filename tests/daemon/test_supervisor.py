@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import structlog
 
-from agent.daemon.device_worker import DeviceState
+from agent.daemon.device_state import DeviceState
 from agent.daemon.status_file import read_status
 from agent.localbroker import LocalMosquitto
 from agent.sdnotify import Notifier
