@@ -11,6 +11,12 @@ import sys
 import threading
 from pathlib import Path
 
+import pytest
+
+from agent import localbroker
+from agent.demo import Demo
+from agent.localbroker import INSTALL_HINT
+from config.errors import BrokerError
 from tests.support.wait import wait_for
 
 DEMO = [sys.executable, "-m", "agent.cli", "demo"]
@@ -96,3 +102,19 @@ def test_ctrl_c_stops_the_demo_and_cleans_up() -> None:
     lines.join()
     assert "Ctrl-C: stopping the demo" in lines.text
     _assert_cleaned_up(lines.text)
+
+
+def test_without_mosquitto_the_demo_says_how_to_install_it_and_leaves_nothing(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The one thing that cannot be produced here is a machine without the broker binary.
+    def missing() -> str:
+        raise BrokerError(INSTALL_HINT)
+
+    monkeypatch.setattr(localbroker, "find_mosquitto", missing)
+    printed: list[str] = []
+    demo = Demo(seconds=5, echo=printed.append)
+    with pytest.raises(BrokerError, match="apt-get install -y mosquitto"):
+        demo.run()
+    assert demo.result.workdir and not Path(demo.result.workdir).exists()
+    assert "everything cleaned up" in printed[-1]
