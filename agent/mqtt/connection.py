@@ -33,6 +33,7 @@ from config.errors import BrokerError
 log = structlog.get_logger("mqtt")
 
 _LOOP_TIMEOUT = 0.05  # seconds per select(): bounds how fast stop() and keepalive react
+STABLE_AFTER = 10.0  # seconds a connection must last before the reconnect backoff starts over
 
 
 class ConnectionHandler(Protocol):
@@ -128,6 +129,7 @@ class MqttConnection:
         self._last_error: str | None = None
         self._connects = 0
         self._subscribed_generation = 0
+        self._max_packet: int | None = None  # the broker's MQTT 5 Maximum Packet Size, if any
         self._log = log.bind(client_id=options.client_id)
 
     # -- public API ---------------------------------------------------------------------------
@@ -146,6 +148,13 @@ class MqttConnection:
         return self.connected and (
             not self.subscriptions or self._subscribed_generation == self._generation
         )
+
+    @property
+    def max_payload(self) -> int | None:
+        """The largest payload the current broker accepts on our topics, when it said so."""
+        if self._max_packet is None:
+            return None
+        return max(1024, self._max_packet - 512)  # room for the fixed header and the topic
 
     @property
     def generation(self) -> int:
@@ -255,6 +264,7 @@ class MqttConnection:
 
         def on_connect(_c: mqtt.Client, _u: Any, _f: Any, reason: Any, props: Any) -> None:
             state["receive_maximum"] = getattr(props, "ReceiveMaximum", None)
+            state["maximum_packet_size"] = getattr(props, "MaximumPacketSize", None)
             state["connack"] = reason
 
         def on_disconnect(_c: mqtt.Client, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
@@ -349,13 +359,14 @@ class MqttConnection:
             # paho does not apply the broker's MQTT 5 Receive Maximum itself; exceeding it makes
             # brokers such as HiveMQ (10) disconnect us. paho queues what does not fit.
             client.max_inflight_messages_set(min(self.options.inflight + 32, receive_maximum))
+        packet_limit = state.get("maximum_packet_size")
+        self._max_packet = packet_limit if isinstance(packet_limit, int) and packet_limit else None
         if self.subscriptions:
             client.subscribe(self.subscriptions)
         self._generation = generation
         self._client = client
         self._broker_url = broker.url
         self._connects += 1
-        self._backoff.reset()
         self._connected_event.set()
         self._log.info("connected to broker", url=broker.url, generation=generation)
         started = time.monotonic()
@@ -381,6 +392,10 @@ class MqttConnection:
                 after_s=round(time.monotonic() - started, 1),
             )
         _release(client)
+        if time.monotonic() - started >= STABLE_AFTER:
+            # Only a connection that held resets the backoff: one the broker drops right after
+            # CONNACK (ACL, packet size, session take-over) must not be retried in a tight loop.
+            self._backoff.reset()
         self._guard(self.handler.on_disconnected, generation, text)
         return True
 

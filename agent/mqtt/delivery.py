@@ -104,7 +104,16 @@ class DeliveryWorker:
         self._events: queue.SimpleQueue[tuple[Any, ...]] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name="mqtt-delivery", daemon=True)
         self._log = log.bind(gateway=gateway_id)
-        self.drain = Drain(options, outbox, gateway_id, site, self._publish_batch, clock, self._log)
+        self.drain = Drain(
+            options,
+            outbox,
+            gateway_id,
+            site,
+            self._publish_batch,
+            clock,
+            self._log,
+            payload_limit=lambda: self.connection.max_payload,
+        )
         # Worker-thread state (no lock: only the worker thread touches it).
         self._devices: dict[str, dict[str, Any]] = {}
         self._flush_waiters: list[Future[bool]] = []

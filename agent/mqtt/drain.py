@@ -25,6 +25,7 @@ from buffer.outbox import Outbox
 from buffer.records import StoredPunch
 
 Publish = Callable[[bytes], Published | None]
+Limit = Callable[[], int | None]
 
 
 class Drain:
@@ -39,11 +40,13 @@ class Drain:
         publish: Publish,
         clock: Callable[[], float],
         log: structlog.typing.FilteringBoundLogger,
+        payload_limit: Limit = lambda: None,
     ) -> None:
         self.options = options
         self.outbox = outbox
         self.gateway_id = gateway_id
         self._publish = publish
+        self._payload_limit = payload_limit
         self._clock = clock
         self._log = log
         self._backend = options.ack == "backend"
@@ -236,18 +239,28 @@ class Drain:
             self.cursor = punches[-1].seq
 
     def split(self, rows: list[StoredPunch]) -> list[tuple[list[StoredPunch], bytes]]:
-        """Encode rows into batches of at most ``batch_size`` punches and about ``batch_bytes``."""
+        """Encode rows into batches of at most ``batch_size`` punches and about ``batch_bytes``.
+
+        A broker that announced a smaller Maximum Packet Size caps the bytes: a larger batch
+        would get us disconnected and re-sent forever. A row that cannot be encoded is recorded
+        as failed and skipped (it stays pending, and shows as a gap) rather than blocking every
+        row behind it.
+        """
         opts = self.options
+        limit = self._payload_limit()
+        max_bytes = opts.batch_bytes if limit is None else min(opts.batch_bytes, limit)
         head = self._head
         out: list[tuple[list[StoredPunch], bytes]] = []
         punches: list[StoredPunch] = []
         parts: list[bytes] = []
         size = len(head) + 2
         for row in rows:
-            part = self._encoder.encode(row)
-            if punches and (
-                len(punches) >= opts.batch_size or size + len(part) + 1 > opts.batch_bytes
-            ):
+            try:
+                part = self._encoder.encode(row)
+            except (TypeError, ValueError, AttributeError) as exc:
+                self._skip(row, f"cannot encode punch seq {row.seq}: {exc!r}")
+                continue
+            if punches and (len(punches) >= opts.batch_size or size + len(part) + 1 > max_bytes):
                 out.append((punches, head + b",".join(parts) + b"]}"))
                 punches, parts, size = [], [], len(head) + 2
             punches.append(row)
@@ -256,3 +269,8 @@ class Drain:
         if punches:
             out.append((punches, head + b",".join(parts) + b"]}"))
         return out
+
+    def _skip(self, row: StoredPunch, error: str) -> None:
+        self._log.error("skipping a punch that cannot be sent", seq=row.seq, error=error)
+        self.outbox.mark_failed([row.id], error)
+        self.failing = error

@@ -245,6 +245,36 @@ def test_puback_with_failure_reason_code_keeps_rows_pending_until_the_broker_acc
         broker.stop()
 
 
+class _SmallPacketMosquitto(LocalMosquitto):
+    """A broker that announces (MQTT 5) and enforces a small Maximum Packet Size."""
+
+    def _write_config(self) -> None:
+        super()._write_config()
+        text = self.config_path.read_text(encoding="utf-8")
+        self.config_path.write_text(
+            text.replace("max_packet_size 16777216", "max_packet_size 8192"), encoding="utf-8"
+        )
+
+
+def test_batches_shrink_to_the_brokers_maximum_packet_size(
+    tmp_path: Path, outbox: Outbox, workers: Workers
+) -> None:
+    broker = _SmallPacketMosquitto(tmp_path / "small-broker").start()
+    try:
+        collector = Collector(broker.url, [f"{PREFIX}/{GATEWAY}/punches"]).start()
+        try:
+            outbox.add_punches(make_punches(200))
+            worker = workers(fast_options(broker.url, batch_bytes=65_536), outbox)
+            assert worker.flush(10), worker.status()
+            messages = collector.wait(_seqs_complete(200), what="200 punches in small packets")
+            assert max(len(m.payload) for m in messages) <= 8192 - 512
+            assert worker.status().connects == 1, "a too-large packet would have cost a reconnect"
+        finally:
+            collector.stop()
+    finally:
+        broker.stop()
+
+
 def test_mqtt_311_delivers_too(
     broker: LocalMosquitto, outbox: Outbox, workers: Workers, collectors: Collectors
 ) -> None:
