@@ -1,7 +1,9 @@
 """The drain: which outbox rows to publish next, and which are delivered.
 
 A state machine driven by the delivery worker's thread alone (no locks): a cursor into the
-outbox, the in-flight window, and the marks to commit. Batches go out in sequence order; a row is
+outbox, a few batches read and encoded ahead (*staged*, so that reading, encoding and the
+``mark_sent`` transaction happen while earlier batches await their acks), the in-flight window,
+and the marks to commit. Batches go out in sequence order; a row is
 marked delivered on a successful PUBACK (``ack = "broker"``) or on the backend's acknowledgement
 (``ack = "backend"``). Whatever was in flight when the connection dropped, was refused by the
 broker, or was not acknowledged within ``ack_timeout`` is read again from the outbox and
@@ -11,6 +13,7 @@ re-published (same id, ``replayed: true`` because ``mark_sent`` counted the firs
 from __future__ import annotations
 
 import json
+from collections import deque
 from collections.abc import Callable
 from typing import Any
 
@@ -52,11 +55,14 @@ class Drain:
         self._backend = options.ack == "backend"
         self._encoder = PunchEncoder(site)
         self._head = b'{"gateway_id":' + json.dumps(gateway_id).encode() + b',"punches":['
-        self._refill_at = max(1, options.inflight // 2)
+        # Staged batches: read and encoded, counted by mark_sent, not yet published. Refilled
+        # when half empty, so one read and one mark_sent cover several batches.
+        self.staged: deque[tuple[list[int], list[str], bytes]] = deque()
+        self._stage_max = max(2, options.inflight)
         self._retry = Backoff(options.reconnect_min, options.reconnect_max)
         self.window = Window()
         self.generation = 0  # the connection rows are published on; 0 while disconnected
-        self.cursor = 0  # highest seq published on this connection
+        self.cursor = 0  # highest seq read (staged or published) on this connection
         self.more = True  # the last read filled its page: there may be more rows
         self.rewind = False  # start again from the lowest pending row once the window is empty
         self.hold_until = 0.0  # no publishing before this (after a refusal or an error)
@@ -150,6 +156,7 @@ class Drain:
 
     def drop_window(self, why: str) -> None:
         dropped = self.window.clear()
+        self.staged.clear()  # read again from the outbox, in order, after the dropped rows
         self.in_flight = 0
         self.cursor = 0
         self.rewind = False
@@ -173,23 +180,31 @@ class Drain:
         )
         self.drop_window("ack timeout")
 
-    def can_fill(self, now: float) -> bool:
-        """Connected, not holding off, and enough of the window free to refill."""
-        free = self.options.inflight - len(self.window)
+    def _can_publish(self, now: float) -> bool:
         return bool(
             self.generation
-            and (free >= self._refill_at or (free > 0 and not self.window))
             and now >= self.hold_until
-            and not (self.rewind and self.window)
+            and not self.rewind
+            and self.staged
+            and len(self.window) < self.options.inflight
+        )
+
+    def _can_stage(self, now: float) -> bool:
+        return bool(
+            self.generation
+            and now >= self.hold_until
+            and not self.rewind
+            and len(self.staged) <= self._stage_max // 2
         )
 
     def wait_timeout(self, now: float) -> float:
         """How long the worker may wait for events before the drain has work to do."""
-        can_fill = self.can_fill(now)
-        if can_fill and self.more:
+        if self._can_publish(now) or (self._can_stage(now) and self.more):
+            return 0.0
+        if self.rewind and self.generation and not self.window and now >= self.hold_until:
             return 0.0
         timeout = self.options.poll_interval
-        if can_fill:
+        if self._can_stage(now):
             timeout = min(timeout, self.next_poll - now)
         if self.hold_until > now:
             timeout = min(timeout, self.hold_until - now)
@@ -199,14 +214,24 @@ class Drain:
         return timeout
 
     def fill(self, now: float) -> None:
-        """Read, encode and publish batches into the free part of the window."""
-        opts = self.options
-        if not self.can_fill(now) or (not self.more and now < self.next_poll):
+        """Publish staged batches into the window; read and stage more when half are gone."""
+        if not self.generation or now < self.hold_until:
             return
         if self.rewind:
-            self.cursor = 0  # the window is empty (can_fill): start from the lowest pending row
+            if self.window:
+                return  # wait for the window to drain, then start again from the lowest row
+            self.staged.clear()
+            self.cursor = 0
             self.rewind = False
-        free = opts.inflight - len(self.window)
+            self.more = True
+        self._publish_staged(now)
+        if self._can_stage(now) and (self.more or now >= self.next_poll):
+            self._stage(now)
+            self._publish_staged(now)
+
+    def _stage(self, now: float) -> None:
+        opts = self.options
+        free = self._stage_max - len(self.staged)
         limit = free * opts.batch_size
         rows = self.outbox.next_batch(limit, after_seq=self.cursor)
         self.more = len(rows) == limit
@@ -219,24 +244,26 @@ class Drain:
             batches = batches[:free]
             self.more = True
         # Counted before publishing: a row offered once is "replayed" ever after, even if the
-        # process dies before the PUBACK.
+        # process dies before the PUBACK (or the connection drops before it goes out).
         self.outbox.mark_sent([p.id for b in batches for p in b[0]])
         for punches, body in batches:
+            self.staged.append(([p.seq for p in punches], [p.id for p in punches], body))
+            self.cursor = punches[-1].seq
+
+    def _publish_staged(self, now: float) -> None:
+        while self._can_publish(now):
+            seqs, ids, body = self.staged[0]
             published = self._publish(body)
             if published is None:
-                self.more = True
-                return  # disconnected meanwhile: the disconnect event rewinds
+                return  # disconnected meanwhile: the disconnect event drops and rewinds
+            self.staged.popleft()
             self.window.add(
                 InFlight(
-                    mid=(published.generation, published.mid),
-                    seqs=[p.seq for p in punches],
-                    ids=[p.id for p in punches],
-                    sent_at=now,
+                    mid=(published.generation, published.mid), seqs=seqs, ids=ids, sent_at=now
                 ),
                 track_ids=self._backend,
             )
-            self.in_flight += len(punches)
-            self.cursor = punches[-1].seq
+            self.in_flight += len(ids)
 
     def split(self, rows: list[StoredPunch]) -> list[tuple[list[StoredPunch], bytes]]:
         """Encode rows into batches of at most ``batch_size`` punches and about ``batch_bytes``.
