@@ -31,8 +31,8 @@ from agent.daemon.device_state import (
     is_live,
     now_iso,
 )
-from agent.mqtt.backoff import Backoff
 from config.errors import DeviceError, DeviceUnavailable, PunchgateError
+from drivers.backoff import Backoff
 from drivers.base import DeviceInfo, Driver, Punch
 from drivers.timeutil import localize
 

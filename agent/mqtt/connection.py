@@ -25,10 +25,10 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from agent.mqtt.backoff import Backoff
 from agent.mqtt.diagnose import build_ssl_context, describe_connack, describe_connect_error
 from agent.mqtt.options import BrokerAddress, MqttOptions
 from config.errors import BrokerError
+from drivers.backoff import Backoff
 
 log = structlog.get_logger("mqtt")
 

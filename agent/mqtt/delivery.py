@@ -25,7 +25,6 @@ import paho.mqtt.client as mqtt
 import structlog
 
 from agent import __version__
-from agent.mqtt.backoff import Backoff
 from agent.mqtt.commands import CommandDispatcher, CommandFailed, Handler
 from agent.mqtt.connection import MqttConnection, Published, Will
 from agent.mqtt.contract import Contract, ContractViolation, Topics, encode
@@ -34,6 +33,7 @@ from agent.mqtt.options import MqttOptions
 from agent.mqtt.status import DeviceStatus, GatewayIdentity
 from buffer.outbox import Outbox
 from config.errors import PunchgateError
+from drivers.backoff import Backoff
 
 log = structlog.get_logger("mqtt.delivery")
 

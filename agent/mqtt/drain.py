@@ -19,13 +19,13 @@ from typing import Any
 
 import structlog
 
-from agent.mqtt.backoff import Backoff
 from agent.mqtt.connection import Published
 from agent.mqtt.encoding import PunchEncoder
 from agent.mqtt.options import MqttOptions
 from agent.mqtt.window import InFlight, Window
 from buffer.outbox import Outbox
 from buffer.records import StoredPunch
+from drivers.backoff import Backoff
 
 Publish = Callable[[bytes], Published | None]
 Limit = Callable[[], int | None]

@@ -19,8 +19,8 @@ import serial
 import structlog
 
 from config.errors import ConfigError
+from drivers.backoff import Backoff
 from drivers.base import DeviceInfo, Punch
-from drivers.serial.backoff import Backoff
 from drivers.serial.cards import CardTable, load_card_table, normalize_card
 from drivers.serial.dedup import Deduplicator
 from drivers.serial.options import SerialOptions
@@ -259,7 +259,7 @@ class SerialDriver:
         if self._lost_since is None:
             self._lost_since = now
             self._log.warning("serial port lost; reconnecting in the background", error=str(exc))
-        self._next_attempt = now + self._backoff.next()
+        self._next_attempt = now + self._backoff.next_delay()
 
     def _try_reconnect(self, deadline: float) -> None:
         now = self._monotonic()
@@ -274,7 +274,7 @@ class SerialDriver:
                 self._log.warning("serial port unavailable; retrying", error=str(exc))
             else:
                 self._log.debug("serial port still unavailable", error=str(exc))
-            self._next_attempt = now + self._backoff.next()
+            self._next_attempt = now + self._backoff.next_delay()
             return
         if self._lost_since is not None:
             self.stats.reconnects += 1

@@ -8,7 +8,6 @@ content-derived: one also seen live is stored once).
 
 from __future__ import annotations
 
-import random
 import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
@@ -16,6 +15,7 @@ from typing import TYPE_CHECKING
 import structlog
 
 from config.errors import DeviceUnavailable, ProtocolError
+from drivers.backoff import Backoff
 from drivers.base import Punch
 from drivers.zk import protocol as p
 
@@ -25,26 +25,6 @@ if TYPE_CHECKING:
 log = structlog.get_logger("drivers.zk")
 
 KEEPALIVE = 30.0  # seconds of silence before we prove the session is alive with GET_TIME
-
-
-class Backoff:
-    """Exponential delays with jitter, reset on success."""
-
-    def __init__(self, first: float, cap: float, *, rng: random.Random | None = None) -> None:
-        self.first = first
-        self.cap = cap
-        self._rng = rng or random.Random()
-        self._next = first
-
-    def next(self) -> float:
-        """The delay before the next attempt (grows until ``cap``)."""
-        delay = self._next * self._rng.uniform(0.8, 1.2)
-        self._next = min(self.cap, self._next * 2)
-        return min(delay, self.cap)
-
-    def reset(self) -> None:
-        """Back to the first delay after a success."""
-        self._next = self.first
 
 
 class LiveState:
@@ -99,6 +79,6 @@ def capture(driver: ZkDriver, stop_after: float) -> Iterator[Punch]:
             if state.lost_at is None:
                 state.lost_at = time.monotonic()
                 log.warning("zk_live_lost", device=driver.device_id, reason=str(exc))
-            delay = min(state.backoff.next(), deadline - time.monotonic())
+            delay = min(state.backoff.next_delay(), deadline - time.monotonic())
             if delay > 0:
                 time.sleep(delay)  # the reconnect backoff itself, bounded by the deadline

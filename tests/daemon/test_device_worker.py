@@ -13,9 +13,9 @@ import structlog
 
 from agent.daemon.device_state import DeviceState, format_duration
 from agent.daemon.device_worker import DeviceWorker
-from agent.mqtt.backoff import Backoff
 from buffer.outbox import Outbox
 from config.settings import ZkDeviceSettings
+from drivers.backoff import Backoff
 from tests.daemon.fakes import FakeDriver, FakeTerminal
 from tests.support.wait import wait_for
 

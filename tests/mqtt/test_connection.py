@@ -13,9 +13,9 @@ import structlog
 
 from agent.localbroker import BrokerTls, LocalMosquitto, free_port
 from agent.mqtt import DeliveryWorker
-from agent.mqtt.backoff import Backoff
 from buffer.outbox import Outbox
 from config.errors import BrokerError
+from drivers.backoff import Backoff
 from tests.mqtt.conftest import fast_options, make_punches
 
 Workers = Callable[..., DeliveryWorker]

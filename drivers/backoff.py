@@ -1,4 +1,7 @@
-"""Exponential backoff with full jitter, reset on success.
+"""The one reconnect backoff policy: exponential with full jitter, reset on success.
+
+Shared by the drivers (terminal and serial reconnects) and the agent (MQTT reconnects, device
+workers); it lives in ``drivers/`` because that is the lowest layer both import.
 
 Full jitter (a uniform draw between zero and the exponential cap) spreads thousands of gateways
 reconnecting after a broker restart over the whole interval instead of in lock-step waves.
