@@ -65,3 +65,24 @@ def test_every_command_named_in_the_docs_exists() -> None:
         if not path:
             missing.append(f"{doc}: punchgate {' '.join(words)}")
     assert missing == []
+
+
+def test_every_cli_command_appears_in_the_readme() -> None:
+    """Each leaf command is named in the README's command table."""
+    import typer
+
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    missing = []
+
+    def walk(cmd: object, path: list[str]) -> None:
+        commands = getattr(cmd, "commands", None)
+        if commands is None:
+            words = " ".join(path)
+            if f"`punchgate {words}" not in readme and f"`{words}`" not in readme:
+                missing.append(words)
+            return
+        for name, sub in commands.items():
+            walk(sub, [*path, name])
+
+    walk(typer.main.get_command(app), [])
+    assert missing == []
