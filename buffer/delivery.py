@@ -129,3 +129,72 @@ def redeliver_from(conn: sqlite3.Connection, path: Path, seq: int) -> int:
             ).fetchone()[0]
             conn.execute("UPDATE counters SET value = ? WHERE name = 'last_delivered_seq'", (last,))
     return count
+
+
+def seq_runs(seqs: Sequence[int]) -> list[tuple[int, int]]:
+    """Sorted, distinct ``seqs`` as runs of consecutive numbers: exactly the same set of rows.
+
+    A batch read from contiguous pending rows is usually one run, so marking it is a range
+    update on the primary key instead of one lookup per row.
+    """
+    runs: list[tuple[int, int]] = []
+    ordered = sorted(set(seqs))
+    if not ordered:
+        return runs
+    first = last = ordered[0]
+    for seq in ordered[1:]:
+        if seq != last + 1:
+            runs.append((first, last))
+            first = seq
+        last = seq
+    runs.append((first, last))
+    return runs
+
+
+def mark_sent_seqs(conn: sqlite3.Connection, path: Path, seqs: Sequence[int]) -> int:
+    """``mark_sent`` by sequence numbers (the delivery worker's hot path)."""
+    runs = seq_runs(seqs)
+    if not runs:
+        return 0
+    now = iso_utc(utc_now())
+    with write_transaction(conn, path, "marking punches sent"):
+        cur = conn.executemany(
+            "UPDATE punches SET attempts = attempts + 1, in_attempt = 1, sent_at = ? "
+            "WHERE seq BETWEEN ? AND ? AND delivery = 'pending'",
+            [(now, first, last) for first, last in runs],
+        )
+    return cur.rowcount
+
+
+def mark_delivered_seqs(conn: sqlite3.Connection, path: Path, seqs: Sequence[int]) -> int:
+    """``mark_delivered`` by sequence numbers (the delivery worker's hot path)."""
+    runs = seq_runs(seqs)
+    if not runs:
+        return 0
+    now = iso_utc(utc_now())
+    with write_transaction(conn, path, "marking punches delivered"):
+        changed = 0
+        top = 0
+        for first, last in runs:
+            # Every row of a run was in the batch, and after this update its last row is
+            # delivered (now or before): no RETURNING row per punch is needed for the top.
+            count = conn.execute(
+                "UPDATE punches SET delivery = 'delivered', delivered_at = ?, in_attempt = 0 "
+                "WHERE seq BETWEEN ? AND ? AND delivery = 'pending'",
+                (now, first, last),
+            ).rowcount
+            if count:
+                changed += count
+                top = last
+        if changed:
+            conn.execute(
+                "UPDATE counters SET value = value + "
+                "CASE name WHEN 'pending' THEN ? WHEN 'delivered' THEN ? END "
+                "WHERE name IN ('pending', 'delivered')",
+                (-changed, changed),
+            )
+            conn.execute(
+                "UPDATE counters SET value = max(value, ?) WHERE name = 'last_delivered_seq'",
+                (top,),
+            )
+    return changed

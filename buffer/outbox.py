@@ -39,6 +39,7 @@ from buffer.database import free_bytes, translate, write_transaction
 from buffer.ingest import Encoded, store_batch
 from buffer.integrity import check_file
 from buffer.lockfile import OutboxLock
+from buffer.payload import PayloadRow, next_payloads
 from buffer.records import (
     SELECT,
     AddResult,
@@ -325,6 +326,27 @@ class Outbox:
         """Pending rows with ``seq > after_seq`` in seq order; no lock is held after return."""
         with self._lock:
             return delivery.next_batch(self._db(), self.path, limit, after_seq, max_bytes)
+
+    def next_payloads(
+        self, limit: int = 100, *, after_seq: int = 0, site: str = ""
+    ) -> builtins.list[PayloadRow]:
+        """Like ``next_batch`` but as ``(seq, id, contract JSON or None)``, built by SQLite.
+
+        The delivery worker's hot path: no ``StoredPunch`` is built. A row whose JSON is None
+        (suspect, DST-shifted) must be encoded from ``get(id)``.
+        """
+        with self._lock:
+            return next_payloads(self._db(), self.path, limit, after_seq, site)
+
+    def mark_sent_seqs(self, seqs: Sequence[int]) -> int:
+        """``mark_sent`` by sequence numbers: ranges of consecutive rows are one update."""
+        with self._lock:
+            return delivery.mark_sent_seqs(self._db(), self.path, seqs)
+
+    def mark_delivered_seqs(self, seqs: Sequence[int]) -> int:
+        """``mark_delivered`` by sequence numbers; returns how many were pending."""
+        with self._lock:
+            return delivery.mark_delivered_seqs(self._db(), self.path, seqs)
 
     def mark_sent(self, ids: Sequence[str]) -> int:
         """Count a publish attempt for these pending rows."""

@@ -332,7 +332,12 @@ class DeliveryWorker:
     def _resolve_flushes(self) -> None:
         # Not drain.idle(): with the broker down the drain never learns there is nothing more,
         # yet an empty outbox is flushed whether connected or not.
-        if not self._flush_waiters or self.drain.window or self.drain.to_deliver:
+        if (
+            not self._flush_waiters
+            or self.drain.window
+            or self.drain.to_deliver
+            or self.drain.to_deliver_seqs
+        ):
             return
         if self.outbox.stats().pending == 0:
             for future in self._flush_waiters:

@@ -24,7 +24,7 @@ from agent.mqtt.encoding import PunchEncoder
 from agent.mqtt.options import MqttOptions
 from agent.mqtt.window import InFlight, Window
 from buffer.outbox import Outbox
-from buffer.records import StoredPunch
+from buffer.payload import PayloadRow
 from drivers.backoff import Backoff
 
 Publish = Callable[[bytes], Published | None]
@@ -53,6 +53,7 @@ class Drain:
         self._clock = clock
         self._log = log
         self._backend = options.ack == "backend"
+        self._site = site
         self._encoder = PunchEncoder(site)
         self._head = b'{"gateway_id":' + json.dumps(gateway_id).encode() + b',"punches":['
         # Staged batches: read and encoded, counted by mark_sent, not yet published. Refilled
@@ -67,7 +68,8 @@ class Drain:
         self.rewind = False  # start again from the lowest pending row once the window is empty
         self.hold_until = 0.0  # no publishing before this (after a refusal or an error)
         self.next_poll = 0.0
-        self.to_deliver: list[str] = []
+        self.to_deliver: list[str] = []  # backend acks, by id
+        self.to_deliver_seqs: list[int] = []  # PUBACKs and backend acks of batches in flight
         self.failing: str | None = None
         # Read by other threads for status: plain counters, each one assignment.
         self.delivered = 0
@@ -112,7 +114,7 @@ class Drain:
             return
         self.window.pop((generation, mid))
         self.in_flight -= len(batch.ids)
-        self.to_deliver.extend(batch.ids)
+        self.to_deliver_seqs.extend(batch.seqs)
 
     def on_backend_ack(self, payload: bytes) -> None:
         try:
@@ -148,11 +150,14 @@ class Drain:
 
     def commit(self) -> None:
         """Record deliveries in one transaction; on failure the rows stay pending (re-sent)."""
-        if not self.to_deliver:
-            return
-        ids, self.to_deliver = self.to_deliver, []
-        self.outbox.mark_delivered(ids)
-        self.delivered += len(ids)
+        if self.to_deliver_seqs:
+            seqs, self.to_deliver_seqs = self.to_deliver_seqs, []
+            self.outbox.mark_delivered_seqs(seqs)
+            self.delivered += len(seqs)
+        if self.to_deliver:
+            ids, self.to_deliver = self.to_deliver, []
+            self.outbox.mark_delivered(ids)
+            self.delivered += len(ids)
 
     def drop_window(self, why: str) -> None:
         dropped = self.window.clear()
@@ -233,7 +238,7 @@ class Drain:
         opts = self.options
         free = self._stage_max - len(self.staged)
         limit = free * opts.batch_size
-        rows = self.outbox.next_batch(limit, after_seq=self.cursor)
+        rows = self.outbox.next_payloads(limit, after_seq=self.cursor, site=self._site)
         self.more = len(rows) == limit
         if not self.more:
             self.next_poll = now + opts.poll_interval
@@ -245,10 +250,10 @@ class Drain:
             self.more = True
         # Counted before publishing: a row offered once is "replayed" ever after, even if the
         # process dies before the PUBACK (or the connection drops before it goes out).
-        self.outbox.mark_sent([p.id for b in batches for p in b[0]])
-        for punches, body in batches:
-            self.staged.append(([p.seq for p in punches], [p.id for p in punches], body))
-            self.cursor = punches[-1].seq
+        self.outbox.mark_sent_seqs([seq for b in batches for seq in b[0]])
+        for batch in batches:
+            self.staged.append(batch)
+            self.cursor = batch[0][-1]
 
     def _publish_staged(self, now: float) -> None:
         while self._can_publish(now):
@@ -265,7 +270,7 @@ class Drain:
             )
             self.in_flight += len(ids)
 
-    def split(self, rows: list[StoredPunch]) -> list[tuple[list[StoredPunch], bytes]]:
+    def split(self, rows: list[PayloadRow]) -> list[tuple[list[int], list[str], bytes]]:
         """Encode rows into batches of at most ``batch_size`` punches and about ``batch_bytes``.
 
         A broker that announced a smaller Maximum Packet Size caps the bytes: a larger batch
@@ -276,28 +281,38 @@ class Drain:
         opts = self.options
         limit = self._payload_limit()
         max_bytes = opts.batch_bytes if limit is None else min(opts.batch_bytes, limit)
+        batch_size = opts.batch_size
         head = self._head
-        out: list[tuple[list[StoredPunch], bytes]] = []
-        punches: list[StoredPunch] = []
+        out: list[tuple[list[int], list[str], bytes]] = []
+        seqs: list[int] = []
+        ids: list[str] = []
         parts: list[bytes] = []
         size = len(head) + 2
-        for row in rows:
+        for seq, punch_id, text in rows:
             try:
-                part = self._encoder.encode(row)
-            except (TypeError, ValueError, AttributeError) as exc:
-                self._skip(row, f"cannot encode punch seq {row.seq}: {exc!r}")
+                # SQLite wrote the JSON of ordinary rows; the rare others are encoded here.
+                part = text.encode() if text is not None else self._encode_row(punch_id)
+            except (TypeError, ValueError, AttributeError, LookupError) as exc:
+                self._skip(seq, punch_id, f"cannot encode punch seq {seq}: {exc!r}")
                 continue
-            if punches and (len(punches) >= opts.batch_size or size + len(part) + 1 > max_bytes):
-                out.append((punches, head + b",".join(parts) + b"]}"))
-                punches, parts, size = [], [], len(head) + 2
-            punches.append(row)
+            if seqs and (len(seqs) >= batch_size or size + len(part) + 1 > max_bytes):
+                out.append((seqs, ids, head + b",".join(parts) + b"]}"))
+                seqs, ids, parts, size = [], [], [], len(head) + 2
+            seqs.append(seq)
+            ids.append(punch_id)
             parts.append(part)
             size += len(part) + 1
-        if punches:
-            out.append((punches, head + b",".join(parts) + b"]}"))
+        if seqs:
+            out.append((seqs, ids, head + b",".join(parts) + b"]}"))
         return out
 
-    def _skip(self, row: StoredPunch, error: str) -> None:
-        self._log.error("skipping a punch that cannot be sent", seq=row.seq, error=error)
-        self.outbox.mark_failed([row.id], error)
+    def _encode_row(self, punch_id: str) -> bytes:
+        row = self.outbox.get(punch_id)
+        if row is None:
+            raise LookupError(f"punch {punch_id} is no longer in the outbox")
+        return self._encoder.encode(row)
+
+    def _skip(self, seq: int, punch_id: str, error: str) -> None:
+        self._log.error("skipping a punch that cannot be sent", seq=seq, error=error)
+        self.outbox.mark_failed([punch_id], error)
         self.failing = error

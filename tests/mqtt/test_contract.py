@@ -137,6 +137,42 @@ def test_fast_encoder_writes_exactly_the_punch_payload(outbox: Outbox) -> None:
     assert json.loads(encoder.encode(shifted))["time"] == "2024-03-31T03:30:00+02:00"
 
 
+def test_sql_built_json_is_exactly_the_punch_payload_or_left_to_the_encoder(
+    outbox: Outbox, contract: Contract
+) -> None:
+    rows = _varied_rows(outbox)
+    odd = Punch(  # microseconds, a negative offset, control characters and a NUL in text
+        device_id="dev-\x00\n2",
+        device_serial='S"2\\',
+        employee="Zoë\x01\u2028",
+        device_time=datetime(2024, 6, 1, 9, 0, 0, 123456),
+        time_utc=datetime(2024, 6, 1, 14, 30, 0, 123456, tzinfo=UTC),
+        utc_offset_minutes=-330,
+    )
+    outbox.add_punches([odd])
+    outbox.mark_sent([rows[0].id])  # one replayed row
+    site = 'Site "Nord" – 1'
+    stored = {r.id: r for r in outbox.next_batch(100)}
+    payloads = outbox.next_payloads(100, site=site)
+    assert [(seq, pid) for seq, pid, _ in payloads] == [(r.seq, r.id) for r in stored.values()]
+    left_to_encoder = set()
+    for _seq, pid, text in payloads:
+        if text is None:
+            left_to_encoder.add(pid)
+            continue
+        assert json.loads(text) == punch_payload(stored[pid], site)
+        assert not contract.errors("punch", json.loads(text))
+    # Only rows SQL cannot write exactly: suspect ones (flags, raw bytes, DST shifts).
+    assert left_to_encoder == {r.id for r in stored.values() if r.suspect}
+    by_id = {pid: text for _s, pid, text in payloads}
+    assert json.loads(by_id[rows[0].id] or "")["replayed"] is True
+    assert json.loads(by_id[stored[rows[1].id].id] or "")["replayed"] is False
+    built = [r for r in stored.values() if by_id[r.id] is not None]
+    assert {r.kind for r in built} == {"punch", "void"}
+    assert {r.source for r in built} == {"device", "manual"}
+    assert any(r.utc_offset_minutes == -330 for r in built)  # the odd row went through SQL
+
+
 def test_custom_command_schemas_may_use_the_contracts_definitions(contract: Contract) -> None:
     schema = {
         "type": "object",
