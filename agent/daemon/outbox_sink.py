@@ -5,23 +5,9 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
+from agent.daemon.device_worker import PunchSink
 from config.errors import OutboxError
 from drivers.base import Punch
-
-
-class _Outbox(Protocol):
-    def add_punches(
-        self,
-        punches: Sequence[Punch],
-        *,
-        device_id: str | None = None,
-        watermark: dict[str, Any] | None = None,
-        device_serial: str | None = None,
-    ) -> Any: ...
-
-    def watermark(self, device_id: str) -> dict[str, Any] | None: ...
-
-    def device_serial(self, device_id: str) -> str | None: ...
 
 
 class _Waker(Protocol):
@@ -35,12 +21,12 @@ class WakingSink:
     """
 
     def __init__(
-        self, outbox: Callable[[], _Outbox | None], delivery: Callable[[], _Waker | None]
+        self, outbox: Callable[[], PunchSink | None], delivery: Callable[[], _Waker | None]
     ) -> None:
         self._outbox = outbox
         self._delivery = delivery
 
-    def _box(self) -> _Outbox:
+    def _box(self) -> PunchSink:
         box = self._outbox()
         if box is None:
             raise OutboxError("the outbox is not open (the daemon is starting or stopping)")
