@@ -22,7 +22,7 @@ _SQLITE_LOCKED = 6
 _SQLITE_READONLY = 8
 _SQLITE_NOTADB = 26
 
-_CACHE_KIB = 32 * 1024  # the id index of a month-long outage (~1M rows) stays in memory
+_CACHE_KIB = 8 * 1024  # page cache per connection; see connect()
 
 
 def connect(path: Path, busy_timeout: float) -> sqlite3.Connection:
@@ -49,6 +49,9 @@ def connect(path: Path, busy_timeout: float) -> sqlite3.Connection:
         # punch survives a power cut. NORMAL would only fsync at checkpoints and could lose the
         # last transactions - exactly the punches a technician just watched go in.
         conn.execute("PRAGMA synchronous=FULL")
+        # 8 MiB: inserts touch the right edges of the table and of indexes keyed by time-ordered
+        # ids and seqs, and delivery reads forward, so a larger cache only grows the daemon's
+        # memory (32 MiB filled up during a 100k-row drain: 90 MB RSS instead of ~62 MB).
         conn.execute(f"PRAGMA cache_size=-{_CACHE_KIB}")
         conn.execute("PRAGMA foreign_keys=OFF")
         conn.execute(f"PRAGMA busy_timeout={int(busy_timeout * 1000)}")
