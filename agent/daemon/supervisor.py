@@ -267,7 +267,7 @@ class Supervisor:
         bad = [f"device {d}" for d in self.pool.unhealthy()]
         if self.maintenance is not None and not self.maintenance.healthy():
             bad.append("maintenance")
-        if self.delivery is not None and not _delivery_alive(self.delivery):
+        if self.delivery is not None and not self.delivery.alive:
             bad.append("delivery")
         return bad
 
@@ -390,8 +390,3 @@ class Supervisor:
         if self.outbox is not None:
             self.outbox.close()
         return None
-
-
-def _delivery_alive(delivery: DeliveryWorker) -> bool:
-    thread = getattr(delivery, "_thread", None)  # no public liveness flag on the worker yet
-    return thread is None or bool(thread.is_alive())
