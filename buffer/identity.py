@@ -40,7 +40,7 @@ def id_head(gateway_id: str) -> str:
 
 def id_from_fields(head: str, punch: Punch, fields: tuple[str, str, str, str]) -> str:
     """``punch_id`` from ``id_head(gateway)`` and ``punch.identity_fields()`` (hot path)."""
-    digest = hashlib.sha256((head + _SEP.join(fields)).encode("utf-8")).hexdigest()
+    digest = _sha256((head + _SEP.join(fields)).encode()).hexdigest()
     if punch.suspect and Suspect.TIME_INVALID in punch.suspect:
         prefix = digest[32:44]  # the recorded time means nothing: no ordering to keep
     else:
@@ -48,8 +48,7 @@ def id_from_fields(head: str, punch: Punch, fields: tuple[str, str, str, str]) -
         ms = (punch.device_time - _EPOCH) // _MS
         prefix = f"{ms if ms > 0 else 0:012x}"
     return (
-        f"{prefix[:8]}-{prefix[8:12]}-8{digest[:3]}-"
-        f"{_VARIANT[digest[3]]}{digest[4:7]}-{digest[7:19]}"
+        f"{prefix[:8]}-{prefix[8:]}-8{digest[:3]}-{_VARIANT[digest[3]]}{digest[4:7]}-{digest[7:19]}"
     )
 
 
@@ -59,3 +58,4 @@ def random_id() -> str:
 
 
 _MS = datetime(1970, 1, 1, 0, 0, 0, 1000) - _EPOCH
+_sha256 = hashlib.sha256
