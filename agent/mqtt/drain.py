@@ -129,15 +129,14 @@ class Drain:
             return
         ids = body.get("ids")
         acked = [i for i in ids if isinstance(i, str)] if isinstance(ids, list) else []
-        done = self.window.ack_ids(acked)
         seq = body.get("contiguous_seq")
         if isinstance(seq, int) and not isinstance(seq, bool):
-            more, done_more = self.window.ack_up_to(seq)
-            acked.extend(more)
-            done.extend(done_more)
+            acked.extend(self.window.ids_up_to(seq))
+        done, seqs, unknown = self.window.ack_ids(dict.fromkeys(acked))  # each id once
         self.in_flight -= sum(len(b.ids) for b in done)
+        self.to_deliver_seqs.extend(seqs)  # in flight: marked by seq ranges
         # Ids outside the window (acks after a re-send) are still the backend's word.
-        self.to_deliver.extend(acked)
+        self.to_deliver.extend(unknown)
 
     def request_rewind(self) -> None:
         self.rewind = True

@@ -32,7 +32,8 @@ class Window:
 
     def __init__(self) -> None:
         self._by_mid: dict[tuple[int, int], InFlight] = {}
-        self._mid_of_id: dict[str, tuple[int, int]] = {}
+        # Backend mode: id -> (batch mid, seq) of every punch not yet acknowledged.
+        self._slot_of_id: dict[str, tuple[tuple[int, int], int]] = {}
 
     def __len__(self) -> int:
         return len(self._by_mid)
@@ -44,8 +45,9 @@ class Window:
         self._by_mid[batch.mid] = batch
         if track_ids:
             batch.remaining = set(batch.ids)
-            for punch_id in batch.ids:
-                self._mid_of_id[punch_id] = batch.mid
+            mid = batch.mid
+            for seq, punch_id in zip(batch.seqs, batch.ids, strict=True):
+                self._slot_of_id[punch_id] = (mid, seq)
 
     def get(self, mid: tuple[int, int]) -> InFlight | None:
         return self._by_mid.get(mid)
@@ -54,31 +56,40 @@ class Window:
         batch = self._by_mid.pop(mid, None)
         if batch is not None:
             for punch_id in batch.remaining:
-                self._mid_of_id.pop(punch_id, None)
+                self._slot_of_id.pop(punch_id, None)
         return batch
 
-    def ack_ids(self, ids: Iterable[str]) -> list[InFlight]:
-        """Record backend acks by id; return the batches now fully acknowledged (removed)."""
+    def ack_ids(self, ids: Iterable[str]) -> tuple[list[InFlight], list[int], list[str]]:
+        """Record backend acks by id.
+
+        Returns the batches now fully acknowledged (removed), the seqs of the acknowledged
+        punches found in the window, and the ids that were not in it (acks after a re-send).
+        """
         done: list[InFlight] = []
+        seqs: list[int] = []
+        unknown: list[str] = []
         for punch_id in ids:
-            mid = self._mid_of_id.pop(punch_id, None)
-            if mid is None:
+            slot = self._slot_of_id.pop(punch_id, None)
+            if slot is None:
+                unknown.append(punch_id)
                 continue
+            mid, seq = slot
+            seqs.append(seq)
             batch = self._by_mid[mid]
             batch.remaining.discard(punch_id)
             if not batch.remaining:
                 done.append(batch)
                 del self._by_mid[mid]
-        return done
+        return done, seqs, unknown
 
-    def ack_up_to(self, seq: int) -> tuple[list[str], list[InFlight]]:
-        """Record a backend ack of every seq <= ``seq``: (ids acknowledged, batches completed)."""
+    def ids_up_to(self, seq: int) -> list[str]:
+        """Ids in flight, not yet acknowledged, with a seq <= ``seq``."""
         acked: list[str] = []
-        for batch in list(self._by_mid.values()):
+        for batch in self._by_mid.values():
             for s, punch_id in zip(batch.seqs, batch.ids, strict=True):
                 if s <= seq and punch_id in batch.remaining:
                     acked.append(punch_id)
-        return acked, self.ack_ids(acked)
+        return acked
 
     def oldest_sent_at(self) -> float | None:
         return min((b.sent_at for b in self._by_mid.values()), default=None)
@@ -86,5 +97,5 @@ class Window:
     def clear(self) -> list[InFlight]:
         batches = list(self._by_mid.values())
         self._by_mid.clear()
-        self._mid_of_id.clear()
+        self._slot_of_id.clear()
         return batches
