@@ -144,7 +144,14 @@ class Receiver:
                 else:
                     batch.append(item)
             if batch:
-                self._handle(batch)
+                try:
+                    self._handle(batch)
+                except Exception as exc:  # noqa: BLE001 - the store thread must outlive any batch
+                    # Nothing of this batch was acknowledged: the broker re-sends it after the
+                    # next reconnect, the gateway after its ack timeout.
+                    self._log.error(
+                        "handling a batch failed", error=str(exc), kind=type(exc).__name__
+                    )
             if stop:
                 return
 
@@ -171,12 +178,18 @@ class Receiver:
         self.stats.punches += len(punches)
         self.stats.inserted += inserted
         self.stats.duplicates += len(punches) - inserted
-        for gateway, ids in ids_by_gateway.items():
-            body = ack_payload(ids, gateway_id=gateway, receiver=self.name)
-            self.connection.publish(f"{self.prefix}/{gateway}/ack", encode(body), qos=1)
-            self.stats.acks += 1
-        for item in batch:
-            self.connection.ack(item.generation, item.mid, item.qos)
+        try:
+            for gateway, ids in ids_by_gateway.items():
+                body = ack_payload(ids, gateway_id=gateway, receiver=self.name)
+                self.connection.publish(f"{self.prefix}/{gateway}/ack", encode(body), qos=1)
+                self.stats.acks += 1
+            for item in batch:
+                self.connection.ack(item.generation, item.mid, item.qos)
+        except OSError as exc:
+            # paho raises (EBADF, EPIPE) when the network thread tears the connection down under
+            # this call, as on a broker restart. The punches are committed; the broker re-sends
+            # the unacknowledged messages after the reconnect and the store ignores them by id.
+            self._log.warning("acknowledging failed; the broker will re-send", error=str(exc))
 
     def _punches_of(self, item: _Incoming) -> list[dict[str, Any]]:
         """The punches of one message that may be stored; anything else is logged and dropped."""
