@@ -34,7 +34,7 @@ _OFFSET = (
 _LOCAL_KNOWN = "(time_utc IS NULL OR utc_offset_minutes IS NULL)"
 _JSON = (
     "CASE WHEN suspect IS NULL AND raw IS NULL AND "
-    f"({_LOCAL_KNOWN} OR {_WALL_MATCHES}) THEN json_object("
+    f"({_LOCAL_KNOWN} OR {_WALL_MATCHES}) THEN CAST(json_object("
     "'id', id, 'seq', seq, 'gateway_id', gateway_id, 'site', ?, 'device_id', device_id, "
     "'device_serial', device_serial, 'employee', employee, 'card', card, "
     "'device_time', device_time, "
@@ -44,7 +44,7 @@ _JSON = (
     "'source', source, 'kind', kind, 'void_of', void_of, 'operator', operator, "
     f"'reason', reason, 'entered_at', {_ISO.format('entered_at')}, "
     f"'received_at', {_ISO.format('received_at')}, 'suspect', json_array(), 'raw', NULL, "
-    "'replayed', json(CASE WHEN attempts > 0 THEN 'true' ELSE 'false' END)) END"
+    "'replayed', json(CASE WHEN attempts > 0 THEN 'true' ELSE 'false' END)) AS BLOB) END"
 )
 # The literal predicate selects the partial index punches_pending (see delivery.next_batch).
 _SELECT = (
@@ -53,9 +53,10 @@ _SELECT = (
 )
 
 
-# (seq, id, contract JSON): the JSON is None when SQL cannot write the row exactly; the caller
-# encodes that one from ``Outbox.get(id)``. Plain tuples: a class per row costs as much again.
-PayloadRow = tuple[int, str, str | None]
+# (seq, id, contract JSON as UTF-8 bytes, ready to publish): the JSON is None when SQL cannot
+# write the row exactly; the caller encodes that one from ``Outbox.get(id)``. Plain tuples
+# (a class per row costs as much again) and bytes (no decode and encode again per row).
+PayloadRow = tuple[int, str, bytes | None]
 
 
 def next_payloads(

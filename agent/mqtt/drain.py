@@ -287,20 +287,21 @@ class Drain:
         ids: list[str] = []
         parts: list[bytes] = []
         size = len(head) + 2
-        for seq, punch_id, text in rows:
-            try:
-                # SQLite wrote the JSON of ordinary rows; the rare others are encoded here.
-                part = text.encode() if text is not None else self._encode_row(punch_id)
-            except (TypeError, ValueError, AttributeError, LookupError) as exc:
-                self._skip(seq, punch_id, f"cannot encode punch seq {seq}: {exc!r}")
-                continue
-            if seqs and (len(seqs) >= batch_size or size + len(part) + 1 > max_bytes):
+        for seq, punch_id, part in rows:
+            if part is None:  # SQLite wrote the JSON of ordinary rows; the rare others here
+                try:
+                    part = self._encode_row(punch_id)
+                except (TypeError, ValueError, AttributeError, LookupError) as exc:
+                    self._skip(seq, punch_id, f"cannot encode punch seq {seq}: {exc!r}")
+                    continue
+            length = len(part) + 1
+            if seqs and (len(seqs) >= batch_size or size + length > max_bytes):
                 out.append((seqs, ids, head + b",".join(parts) + b"]}"))
                 seqs, ids, parts, size = [], [], [], len(head) + 2
             seqs.append(seq)
             ids.append(punch_id)
             parts.append(part)
-            size += len(part) + 1
+            size += length
         if seqs:
             out.append((seqs, ids, head + b",".join(parts) + b"]}"))
         return out

@@ -37,7 +37,7 @@ def test_next_payloads_reads_pending_rows_in_seq_order_with_replayed(outbox: Out
     outbox.mark_sent_seqs([3])
     payloads = outbox.next_payloads(3, site="s")
     assert [seq for seq, _id, _json in payloads] == [1, 3, 4]
-    bodies = [json.loads(text or "") for _seq, _id, text in payloads]
+    bodies = [json.loads(text or b"") for _seq, _id, text in payloads]
     assert [b["seq"] for b in bodies] == [1, 3, 4]
     assert [b["replayed"] for b in bodies] == [False, True, False]
     assert [seq for seq, _i, _j in outbox.next_payloads(10, after_seq=4)] == [5, 6]

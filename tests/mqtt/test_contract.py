@@ -165,8 +165,8 @@ def test_sql_built_json_is_exactly_the_punch_payload_or_left_to_the_encoder(
     # Only rows SQL cannot write exactly: suspect ones (flags, raw bytes, DST shifts).
     assert left_to_encoder == {r.id for r in stored.values() if r.suspect}
     by_id = {pid: text for _s, pid, text in payloads}
-    assert json.loads(by_id[rows[0].id] or "")["replayed"] is True
-    assert json.loads(by_id[stored[rows[1].id].id] or "")["replayed"] is False
+    assert json.loads(by_id[rows[0].id] or b"")["replayed"] is True
+    assert json.loads(by_id[stored[rows[1].id].id] or b"")["replayed"] is False
     built = [r for r in stored.values() if by_id[r.id] is not None]
     assert {r.kind for r in built} == {"punch", "void"}
     assert {r.source for r in built} == {"device", "manual"}
