@@ -191,7 +191,12 @@ class MqttConnection:
         client, generation = self._client, self._generation
         if client is None or not self._connected_event.is_set():
             return None
-        info = client.publish(topic, payload, qos=qos, retain=retain, properties=properties)
+        try:
+            info = client.publish(topic, payload, qos=qos, retain=retain, properties=properties)
+        except OSError:
+            # The socket is being torn down by the network thread (broker restart): the same as
+            # no connection; the caller keeps the rows pending and publishes after reconnect.
+            return None
         if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
             return None
         return Published(generation, info.mid)
@@ -204,7 +209,10 @@ class MqttConnection:
         """
         client = self._client
         if client is not None and generation == self._generation and qos > 0:
-            client.ack(mid, qos)
+            try:
+                client.ack(mid, qos)
+            except OSError:
+                pass  # the connection is dropping; the broker re-sends after the reconnect
 
     def close(self, timeout: float = 5.0) -> None:
         """Disconnect cleanly (no last will) and stop the network thread."""
