@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from buffer.lockfile import adopt_directory_owner
 from config.errors import CorruptOutboxError, DiskFullError, OutboxError
 
 # sqlite3 primary result codes (the low byte of an extended code).
@@ -32,6 +33,20 @@ def connect(path: Path, busy_timeout: float) -> sqlite3.Connection:
     through :func:`write_transaction` (``BEGIN IMMEDIATE``), every read is a single statement
     that ends its own read transaction, so no lock is held between calls.
     """
+    if not path.exists():
+        # Create it ourselves so a root CLI run hands it to the service user; SQLite then gives
+        # the -wal and -shm files the database file's owner.
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o640)
+        except FileExistsError:
+            pass
+        except OSError as exc:
+            raise OutboxError(f"{path}: cannot create the outbox: {exc.strerror}") from exc
+        else:
+            try:
+                adopt_directory_owner(fd, path.parent)
+            finally:
+                os.close(fd)
     try:
         conn = sqlite3.connect(
             str(path), timeout=busy_timeout, isolation_level=None, check_same_thread=False

@@ -14,6 +14,19 @@ from pathlib import Path
 from config.errors import OutboxError
 
 
+def adopt_directory_owner(fd: int, directory: Path) -> None:
+    """Give a file root just created to the owner of its directory (the service user).
+
+    A technician running the CLI with sudo must not leave root-owned outbox files behind that
+    the ``punchgate`` service can then no longer open.
+    """
+    if os.geteuid() != 0:
+        return
+    st = os.stat(directory)
+    if st.st_uid != 0:
+        os.fchown(fd, st.st_uid, st.st_gid)
+
+
 class OutboxLock:
     """``flock`` on ``<outbox>.lock``; released on ``close`` or process exit (even SIGKILL)."""
 
@@ -59,6 +72,7 @@ class OutboxLock:
     def _open(self) -> int:
         if self._fd is None:
             self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+            adopt_directory_owner(self._fd, self.path.parent)
         return self._fd
 
     def _take(self, mode: int) -> None:
