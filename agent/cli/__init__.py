@@ -48,18 +48,30 @@ def _version(value: bool) -> None:
         raise typer.Exit()
 
 
+# Services log what they do; one-shot commands print their answer and log only what went wrong.
+_SERVICE_COMMANDS = {"run", "demo", "simulate", "receive"}
+
+
 @app.callback()
 def root(
+    ctx: typer.Context,
     log_level: Annotated[
-        str, typer.Option(help="Log level: debug, info, warning, error.", case_sensitive=False)
-    ] = "info",
+        str | None,
+        typer.Option(
+            help="Log level: debug, info, warning, error. "
+            "Default: info for run/demo/simulate/receive, warning for the other commands.",
+            case_sensitive=False,
+            show_default=False,
+        ),
+    ] = None,
     debug: Annotated[bool, typer.Option(help="Show tracebacks for errors.")] = False,
     version: Annotated[
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")
     ] = False,
 ) -> None:
     """Biometric time-clock gateway agent."""
-    level = "debug" if debug else log_level.lower()
+    default = "info" if ctx.invoked_subcommand in _SERVICE_COMMANDS else "warning"
+    level = "debug" if debug else (log_level or default).lower()
     if level not in logs.LEVELS:
         raise typer.BadParameter(
             f"must be one of {', '.join(logs.LEVELS)}", param_hint="--log-level"

@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 
 from agent import __version__
 from agent.cli import app
+from buffer import Outbox
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "config" / "punchgate.example.toml"
 runner = CliRunner()
@@ -127,3 +128,16 @@ def test_debug_flag_shows_the_traceback(tmp_path: Path) -> None:
 def test_bad_log_level_is_a_usage_error() -> None:
     result = runner.invoke(app, ["--log-level", "chatty", "config", "check"])
     assert result.exit_code == 2 and "--log-level" in result.output
+
+
+def test_one_shot_commands_log_only_warnings_unless_asked(tmp_path: Path) -> None:
+    """A technician sees the answer, not the outbox's info lines; --log-level info shows them."""
+    config = tmp_path / "c.toml"
+    config.write_text(f'[agent]\ngateway_id = "gw"\nstate_dir = "{tmp_path / "state"}"\n')
+    (tmp_path / "state").mkdir()
+    Outbox.open(tmp_path / "state" / "outbox.db", "gw").close()
+    quiet = run_entry_point("outbox", "stats", "--config", str(config))
+    assert quiet.returncode == 0, quiet.stderr
+    assert "outbox_opened" not in quiet.stderr and quiet.stdout.strip()
+    chatty = run_entry_point("--log-level", "info", "outbox", "stats", "--config", str(config))
+    assert chatty.returncode == 0 and "outbox_opened" in chatty.stderr
