@@ -264,7 +264,7 @@ def main() -> None:
     parser.add_argument("--punches", type=int, default=100_000)
     parser.add_argument("--mode", choices=["both", "broker", "backend"], default="both")
     parser.add_argument("--batch-size", type=int, default=100)
-    parser.add_argument("--inflight", type=int, default=8)
+    parser.add_argument("--inflight", type=int, default=32)  # MqttSettings.inflight default
     parser.add_argument("--timeout", type=float, default=300.0)
     parser.add_argument("--agent", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--url", help=argparse.SUPPRESS)

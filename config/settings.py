@@ -97,7 +97,7 @@ class MqttSettings(_Section):
     tls_insecure: bool = False  # skip hostname verification; only for lab brokers
     batch_size: int = Field(default=100, ge=1, le=10_000)
     batch_bytes: int = Field(default=65_536, ge=1024, le=16_777_216)
-    inflight: int = Field(default=8, ge=1, le=1000)
+    inflight: int = Field(default=32, ge=1, le=1000)
     ack: Literal["broker", "backend"] = "broker"
     ack_timeout: Duration = Field(default=60.0, gt=0)
     reconnect_min: Duration = Field(default=1.0, gt=0)

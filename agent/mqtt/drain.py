@@ -57,9 +57,11 @@ class Drain:
         self._encoder = PunchEncoder(site)
         self._head = b'{"gateway_id":' + json.dumps(gateway_id).encode() + b',"punches":['
         # Staged batches: read and encoded, counted by mark_sent, not yet published. Refilled
-        # when half empty, so one read and one mark_sent cover several batches.
+        # when half empty, so one read and one mark_sent cover several batches. At most 8
+        # whatever the window: a wide window (backend acks) needs no deeper read-ahead, and
+        # staged bytes are memory on top of the window's.
         self.staged: deque[tuple[list[int], list[str], bytes]] = deque()
-        self._stage_max = max(2, options.inflight)
+        self._stage_max = max(2, min(options.inflight, 8))
         self._retry = Backoff(options.reconnect_min, options.reconnect_max)
         self.window = Window()
         self.generation = 0  # the connection rows are published on; 0 while disconnected

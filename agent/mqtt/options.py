@@ -56,7 +56,7 @@ class MqttOptions:
     tls_insecure: bool = False
     batch_size: int = 100
     batch_bytes: int = 65_536
-    inflight: int = 8
+    inflight: int = 32
     ack: Literal["broker", "backend"] = "broker"
     ack_timeout: float = 60.0
     reconnect_min: float = 1.0
