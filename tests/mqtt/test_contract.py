@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -191,3 +191,32 @@ def test_gateway_status_schema_rejects_an_offline_message_with_online_fields(
     assert contract.errors("gateway-status", offline) == []
     assert contract.errors("gateway-status", {**offline, "backlog": 3})
     assert contract.errors("gateway-status", {**offline, "state": "online"})
+
+
+def test_sql_built_time_carries_every_kind_of_utc_offset_as_the_encoder_writes_it(
+    outbox: Outbox,
+) -> None:
+    offsets = [-720, -570, -330, -61, -1, 0, 1, 59, 345, 765, 840]
+    wall = datetime(2024, 6, 1, 9, 0, 0)
+    outbox.add_punches(
+        [
+            Punch(
+                device_id="lobby-1",
+                device_serial="SER-1",
+                employee=str(n),
+                device_time=wall,
+                time_utc=(wall - timedelta(minutes=minutes)).replace(tzinfo=UTC),
+                utc_offset_minutes=minutes,
+            )
+            for n, minutes in enumerate(offsets)
+        ]
+    )
+    stored = {r.id: r for r in outbox.next_batch(100)}
+    payloads = outbox.next_payloads(100, site="s")
+    times = []
+    for _seq, pid, text in payloads:
+        assert text is not None  # every one written by SQL
+        assert json.loads(text) == punch_payload(stored[pid], "s")
+        times.append(json.loads(text)["time"])
+    assert times[0] == "2024-06-01T09:00:00-12:00" and times[-1] == "2024-06-01T09:00:00+14:00"
+    assert times[1] == "2024-06-01T09:00:00-09:30" and times[3] == "2024-06-01T09:00:00-01:01"
