@@ -44,7 +44,8 @@ class Collector:
         self.client.on_connect = self._on_connect
         self.client.on_message = self._on_message
         self.client.on_subscribe = lambda *a, **k: self._subscribed.set()
-        self.client.reconnect_delay_set(min_delay=0.05, max_delay=0.5)
+        # paho annotates int seconds but sleeps on floats; sub-second delays keep restarts quick.
+        self.client.reconnect_delay_set(min_delay=0.05, max_delay=0.5)  # type: ignore[arg-type]
 
     def _on_connect(self, client: mqtt.Client, _ud: Any, _flags: Any, reason: Any, _p: Any) -> None:
         if not reason.is_failure:
