@@ -40,29 +40,12 @@ COLUMNS = (
 )
 SELECT = "SELECT " + ", ".join(COLUMNS) + " FROM punches"  # noqa: S608 - constant columns
 
-# Column order of a new row; the values come from encode_new() with seq first.
+# Column order of a new row; the values come from encode_new() with seq first. A new row has
+# no delivery state yet (the columns from "delivery" to "delivered_at" take their defaults).
 INSERT_COLUMNS = (
     "seq",
     "id",
-    "gateway_id",
-    "device_id",
-    "device_serial",
-    "employee",
-    "card",
-    "device_time",
-    "time_utc",
-    "utc_offset_minutes",
-    "state",
-    "state_code",
-    "verify",
-    "verify_code",
-    "source",
-    "kind",
-    "void_of",
-    "operator",
-    "reason",
-    "entered_at",
-    "received_at",
+    *COLUMNS[COLUMNS.index("gateway_id") : COLUMNS.index("delivery")],
     "suspect",
     "raw",
 )
