@@ -7,7 +7,9 @@ from datetime import UTC, datetime
 from hypothesis import given
 from hypothesis import strategies as st
 
-from buffer.ingest import _utc_text
+from buffer.identity import punch_id
+from buffer.ingest import Encoded, _utc_text
+from drivers.base import Punch, PunchState, VerifyMethod
 
 
 @given(st.datetimes(min_value=datetime(1, 1, 2), max_value=datetime(9999, 12, 30)))
@@ -24,3 +26,30 @@ def test_fast_utc_text_around_the_epoch_and_hour_boundaries() -> None:
         datetime(2024, 3, 31, 1, 59, 59, tzinfo=UTC),
     ):
         assert _utc_text(value) == value.isoformat(timespec="microseconds")
+
+
+@given(
+    local=st.datetimes(min_value=datetime(1, 1, 2), max_value=datetime(9999, 12, 30)),
+    utc=st.datetimes(min_value=datetime(1, 1, 2), max_value=datetime(9999, 12, 30)),
+    employee=st.text(max_size=8),
+    code=st.integers(min_value=-5, max_value=300),
+)
+def test_batch_encoder_writes_isoformat_texts_and_the_reference_id(
+    local: datetime, utc: datetime, employee: str, code: int
+) -> None:
+    p = Punch(
+        device_id="lobby-1",
+        device_serial="SER-1",
+        employee=employee,
+        device_time=local,
+        time_utc=utc.replace(tzinfo=UTC),
+        utc_offset_minutes=0,
+        state=PunchState.IN,
+        state_code=code,
+        verify=VerifyMethod.FINGERPRINT,
+        verify_code=1,
+    )
+    batch = Encoded("gw-1", [p], "2026-03-02T06:00:00.000000+00:00")
+    assert batch.ids == [punch_id("gw-1", p)]
+    assert batch.rows[0][2] == local.isoformat()
+    assert batch.utc == [utc.replace(tzinfo=UTC).isoformat(timespec="microseconds")]
