@@ -87,6 +87,23 @@ class _DayHourPrefixes(dict[int, str]):
 _DAY_HOURS = _DayHourPrefixes()
 
 
+class _HourMillis(dict[int, int]):
+    """Milliseconds since the epoch at the start of a ``_DayHourPrefixes`` key (bounded)."""
+
+    def __missing__(self, key: int) -> int:
+        if len(self) > 4096:
+            self.clear()
+        rest, hour = divmod(key, 24)
+        rest, day = divmod(rest, 32)
+        year, month = divmod(rest, 13)
+        value = (datetime(year, month, day, hour) - _EPOCH_NAIVE) // _MS
+        self[key] = value
+        return value
+
+
+_HOUR_MS = _HourMillis()
+
+
 def _utc_text(value: datetime) -> str:
     """``value.isoformat(timespec="microseconds")`` of a UTC time, at half the cost.
 
@@ -172,7 +189,7 @@ class Encoded:
         # tests/buffer/test_identity.py pins the ids. A str serial keeps the hashed text
         # exactly what "\x1f".join(identity_fields()) gives.
         inline = uniform and type(serial) is str
-        sha, epoch_ms, ms_unit, variant = _sha256, _EPOCH_NAIVE, _MS, _VARIANT
+        sha, variant, hour_ms = _sha256, _VARIANT, _HOUR_MS
         hours, min_sec = _DAY_HOURS, _MIN_SEC
         prefix = head + (serial if inline else "") + _SEP
         one_shape = True
@@ -184,8 +201,10 @@ class Encoded:
             utc = p.time_utc
             employee = p.employee
             code = p.state_code
+            local = p.device_time
             if (
                 inline
+                and local.tzinfo is None
                 and not p.suspect
                 and p.card is None
                 and p.raw is None
@@ -197,18 +216,17 @@ class Encoded:
                 and p.verify_code is not None
             ):
                 # A terminal's ordinary punch: the one shape worth a straight-line path.
-                local = p.device_time
                 # Texts as isoformat() gives them, with the date part formatted once per hour
                 # and no tuples made per row (fewer GC-tracked objects: fewer collections).
                 micro = local.microsecond
-                when = (
-                    hours[((local.year * 13 + local.month) * 32 + local.day) * 24 + local.hour]
-                    + min_sec[local.minute * 60 + local.second]
-                )
+                key = ((local.year * 13 + local.month) * 32 + local.day) * 24 + local.hour
+                second = local.minute * 60 + local.second
+                when = hours[key] + min_sec[second]
                 if micro:
                     when = f"{when}.{micro:06d}"
                 h = sha(f"{prefix}{employee}\x1f{when}\x1f{code}".encode()).hexdigest()
-                ms = (local - epoch_ms) // ms_unit
+                # Milliseconds since the epoch, floored as (local - epoch) // 1 ms is.
+                ms = hour_ms[key] + second * 1000 + micro // 1000
                 if ms < 0:
                     ms = 0
                 pid = f"{ms >> 16:08x}-{ms & 0xFFFF:04x}-8{h[:3]}-{variant[h[3]]}{h[4:7]}-{h[7:19]}"
