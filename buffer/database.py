@@ -105,6 +105,20 @@ def write_transaction(conn: sqlite3.Connection, path: Path, what: str) -> Iterat
         raise
 
 
+@contextmanager
+def read_transaction(conn: sqlite3.Connection, path: Path, what: str) -> Iterator[None]:
+    """``BEGIN`` ... ``COMMIT``: several reads that see one snapshot (WAL: writers go on)."""
+    try:
+        conn.execute("BEGIN")
+        try:
+            yield
+        finally:
+            if conn.in_transaction:
+                conn.execute("COMMIT")
+    except sqlite3.Error as exc:
+        raise translate(exc, path, what) from exc
+
+
 def translate(exc: sqlite3.Error, path: Path, what: str) -> OutboxError:
     """Turn a sqlite3 error into the outbox error a person can act on."""
     code = getattr(exc, "sqlite_errorcode", None)

@@ -1,9 +1,11 @@
 """The delivery side of the outbox: next batch in sequence order, marks, redelivery.
 
-Every function is one short statement or one short write transaction: the MQTT worker calls
+Every function is one short read or one short write transaction: the MQTT worker calls
 ``next_batch``, gets plain values back with no lock held, publishes, then calls a ``mark_*``.
-Rows stay ``pending`` until marked delivered, so rows in flight when the process died are
-simply offered again after a restart (with ``replayed`` true).
+Delivery state lives in seq ranges (``buffer/ledger.py``): marking delivered adds a range,
+never rewrites rows. Rows stay pending until marked delivered, so rows in flight when the
+process died are simply offered again after a restart (``replayed``: their seq is at or below
+the ``sent`` counter that ``mark_sent`` raised before they were published).
 """
 
 from __future__ import annotations
@@ -12,14 +14,37 @@ import json
 import sqlite3
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
-from buffer.database import translate, write_transaction
+from buffer import ledger
+from buffer.database import read_transaction, write_transaction
 from buffer.records import SELECT, StoredPunch, approx_json_size, decode, iso_utc, utc_now
+
+seq_runs = ledger.seq_runs
 
 
 def _ids_param(ids: Sequence[str]) -> str:
     # One bound parameter for any number of ids: a JSON array expanded by json_each().
     return json.dumps(list(ids))
+
+
+def pending_rows(
+    conn: sqlite3.Connection, select: str, params: tuple[Any, ...], after_seq: int, limit: int
+) -> list[Any]:
+    """``select`` (``SELECT ... FROM punches``) of up to ``limit`` pending rows after
+    ``after_seq``, in seq order.
+
+    ``params`` are bound before the seq bounds (for parameters inside ``select``). Ranges of
+    delivered rows are jumped over, so the cost is O(limit) at any outbox size. The caller
+    holds a read transaction, so the ranges and the rows are one snapshot.
+    """
+    sql = f"{select} WHERE seq > ? AND seq < ? ORDER BY seq LIMIT ?"
+    out: list[Any] = []
+    for after, before in ledger.pending_spans(conn, after_seq):
+        out += conn.execute(sql, (*params, after, before, limit - len(out))).fetchall()
+        if len(out) >= limit:
+            break
+    return out
 
 
 def next_batch(
@@ -28,16 +53,8 @@ def next_batch(
     """Pending rows after ``after_seq`` in seq order: at most ``limit`` and ~``max_bytes``."""
     if limit < 1:
         raise ValueError("limit must be at least 1")
-    try:
-        # The literal predicate selects the partial index punches_pending: cost is O(limit)
-        # however many rows are pending. fetchall() ends the statement and its read lock.
-        rows = conn.execute(
-            f"{SELECT} INDEXED BY punches_pending "
-            "WHERE delivery = 'pending' AND seq > ? ORDER BY seq LIMIT ?",
-            (after_seq, limit),
-        ).fetchall()
-    except sqlite3.Error as exc:
-        raise translate(exc, path, "reading the next batch") from exc
+    with read_transaction(conn, path, "reading the next batch"):
+        rows = pending_rows(conn, SELECT, (), after_seq, limit)
     batch = [decode(r) for r in rows]
     if max_bytes is None or not batch:
         return batch
@@ -51,34 +68,83 @@ def next_batch(
     return kept
 
 
-# INDEXED BY pins the plans that keep these O(batch) at any outbox size: with no ANALYZE
-# statistics the planner could otherwise pick a scan, and INDEXED BY fails loudly instead.
+def _seqs_of(conn: sqlite3.Connection, ids: Sequence[str]) -> list[int]:
+    return [
+        r[0]
+        for r in conn.execute(
+            "SELECT seq FROM punches INDEXED BY punches_id "
+            "WHERE id IN (SELECT value FROM json_each(?))",
+            (_ids_param(ids),),
+        )
+    ]
+
+
+def mark_sent_seqs(conn: sqlite3.Connection, path: Path, seqs: Sequence[int]) -> int:
+    """Record that rows up to ``max(seqs)`` are being offered: from now on they are "replayed".
+
+    One counter, not a write per row: rows are offered in seq order, so every pending row at
+    or below the counter was offered before (or made pending again by a redelivery).
+    """
+    if not seqs:
+        return 0
+    with write_transaction(conn, path, "marking punches sent"):
+        conn.execute("UPDATE counters SET value = max(value, ?) WHERE name = 'sent'", (max(seqs),))
+    return len(seqs)
+
+
 def mark_sent(conn: sqlite3.Connection, path: Path, ids: Sequence[str]) -> int:
-    """Count a delivery attempt for pending rows about to be (or just) published."""
+    """``mark_sent_seqs`` by ids."""
     if not ids:
         return 0
     with write_transaction(conn, path, "marking punches sent"):
-        cur = conn.execute(
-            "UPDATE punches INDEXED BY punches_id "
-            "SET attempts = attempts + 1, in_attempt = 1, sent_at = ? "
-            "WHERE id IN (SELECT value FROM json_each(?)) AND delivery = 'pending'",
-            (iso_utc(utc_now()), _ids_param(ids)),
-        )
-    return cur.rowcount
+        seqs = _seqs_of(conn, ids)
+        if seqs:
+            conn.execute(
+                "UPDATE counters SET value = max(value, ?) WHERE name = 'sent'", (max(seqs),)
+            )
+    return len(seqs)
+
+
+def _mark_failed(conn: sqlite3.Connection, seqs: list[int], error: str) -> int:
+    changed = 0
+    for first, last in seq_runs(seqs):
+        changed += conn.execute(
+            "UPDATE punches SET attempts = attempts + 1, last_error = ? "  # noqa: S608
+            f"WHERE seq BETWEEN ? AND ? AND {ledger.PENDING_SQL}",  # a constant
+            (error[:2000], first, last),
+        ).rowcount
+    return changed
 
 
 def mark_failed(conn: sqlite3.Connection, path: Path, ids: Sequence[str], error: str) -> int:
-    """Record a failed attempt; a row already counted by ``mark_sent`` is not counted twice."""
+    """Count a failed attempt on these pending rows and keep the error for diagnostics."""
     if not ids:
         return 0
     with write_transaction(conn, path, "marking punches failed"):
-        cur = conn.execute(
-            "UPDATE punches INDEXED BY punches_id "
-            "SET attempts = attempts + 1 - in_attempt, in_attempt = 0, last_error = ? "
-            "WHERE id IN (SELECT value FROM json_each(?)) AND delivery = 'pending'",
-            (error[:2000], _ids_param(ids)),
+        return _mark_failed(conn, _seqs_of(conn, ids), error)
+
+
+def mark_failed_seqs(conn: sqlite3.Connection, path: Path, seqs: Sequence[int], error: str) -> int:
+    """``mark_failed`` by sequence numbers (a whole in-flight window at once)."""
+    if not seqs:
+        return 0
+    with write_transaction(conn, path, "marking punches failed"):
+        return _mark_failed(conn, list(seqs), error)
+
+
+def _mark_delivered(conn: sqlite3.Connection, seqs: Sequence[int]) -> int:
+    changed, top = ledger.mark(conn, seqs, iso_utc(utc_now()))
+    if changed:
+        conn.execute(
+            "UPDATE counters SET value = value + "
+            "CASE name WHEN 'pending' THEN ? WHEN 'delivered' THEN ? END "
+            "WHERE name IN ('pending', 'delivered')",
+            (-changed, changed),
         )
-    return cur.rowcount
+        conn.execute(
+            "UPDATE counters SET value = max(value, ?) WHERE name = 'last_delivered_seq'", (top,)
+        )
+    return changed
 
 
 def mark_delivered(conn: sqlite3.Connection, path: Path, ids: Sequence[str]) -> int:
@@ -86,35 +152,21 @@ def mark_delivered(conn: sqlite3.Connection, path: Path, ids: Sequence[str]) -> 
     if not ids:
         return 0
     with write_transaction(conn, path, "marking punches delivered"):
-        seqs = conn.execute(
-            "UPDATE punches INDEXED BY punches_id "
-            "SET delivery = 'delivered', delivered_at = ?, in_attempt = 0 "
-            "WHERE id IN (SELECT value FROM json_each(?)) AND delivery = 'pending' RETURNING seq",
-            (iso_utc(utc_now()), _ids_param(ids)),
-        ).fetchall()
-        if seqs:
-            top = max(s[0] for s in seqs)
-            conn.execute(
-                "UPDATE counters SET value = value + "
-                "CASE name WHEN 'pending' THEN ? WHEN 'delivered' THEN ? END "
-                "WHERE name IN ('pending', 'delivered')",
-                (-len(seqs), len(seqs)),
-            )
-            conn.execute(
-                "UPDATE counters SET value = max(value, ?) WHERE name = 'last_delivered_seq'",
-                (top,),
-            )
-    return len(seqs)
+        return _mark_delivered(conn, _seqs_of(conn, ids))
+
+
+def mark_delivered_seqs(conn: sqlite3.Connection, path: Path, seqs: Sequence[int]) -> int:
+    """``mark_delivered`` by sequence numbers (the delivery worker's hot path)."""
+    if not seqs:
+        return 0
+    with write_transaction(conn, path, "marking punches delivered"):
+        return _mark_delivered(conn, seqs)
 
 
 def redeliver_from(conn: sqlite3.Connection, path: Path, seq: int) -> int:
     """Make delivered rows with ``seq >= N`` pending again (the backend lost them)."""
     with write_transaction(conn, path, "scheduling redelivery"):
-        count = conn.execute(
-            "UPDATE punches SET delivery = 'pending', delivered_at = NULL, last_error = NULL "
-            "WHERE seq >= ? AND delivery = 'delivered'",
-            (seq,),
-        ).rowcount
+        count = ledger.uncover_from(conn, seq)
         if count:
             conn.execute(
                 "UPDATE counters SET value = value + "
@@ -122,79 +174,8 @@ def redeliver_from(conn: sqlite3.Connection, path: Path, seq: int) -> int:
                 "WHERE name IN ('pending', 'delivered')",
                 (count, -count),
             )
-            last = conn.execute(
-                "SELECT coalesce(max(seq), 0) FROM punches "
-                "WHERE seq < ? AND delivery = 'delivered'",
-                (seq,),
-            ).fetchone()[0]
-            conn.execute("UPDATE counters SET value = ? WHERE name = 'last_delivered_seq'", (last,))
+            conn.execute(
+                "UPDATE counters SET value = ? WHERE name = 'last_delivered_seq'",
+                (ledger.last_delivered_seq(conn),),
+            )
     return count
-
-
-def seq_runs(seqs: Sequence[int]) -> list[tuple[int, int]]:
-    """Sorted, distinct ``seqs`` as runs of consecutive numbers: exactly the same set of rows.
-
-    A batch read from contiguous pending rows is usually one run, so marking it is a range
-    update on the primary key instead of one lookup per row.
-    """
-    runs: list[tuple[int, int]] = []
-    ordered = sorted(set(seqs))
-    if not ordered:
-        return runs
-    first = last = ordered[0]
-    for seq in ordered[1:]:
-        if seq != last + 1:
-            runs.append((first, last))
-            first = seq
-        last = seq
-    runs.append((first, last))
-    return runs
-
-
-def mark_sent_seqs(conn: sqlite3.Connection, path: Path, seqs: Sequence[int]) -> int:
-    """``mark_sent`` by sequence numbers (the delivery worker's hot path)."""
-    runs = seq_runs(seqs)
-    if not runs:
-        return 0
-    now = iso_utc(utc_now())
-    with write_transaction(conn, path, "marking punches sent"):
-        cur = conn.executemany(
-            "UPDATE punches SET attempts = attempts + 1, in_attempt = 1, sent_at = ? "
-            "WHERE seq BETWEEN ? AND ? AND delivery = 'pending'",
-            [(now, first, last) for first, last in runs],
-        )
-    return cur.rowcount
-
-
-def mark_delivered_seqs(conn: sqlite3.Connection, path: Path, seqs: Sequence[int]) -> int:
-    """``mark_delivered`` by sequence numbers (the delivery worker's hot path)."""
-    runs = seq_runs(seqs)
-    if not runs:
-        return 0
-    now = iso_utc(utc_now())
-    with write_transaction(conn, path, "marking punches delivered"):
-        changed = 0
-        top = 0
-        for first, last in runs:
-            # Every row of a run was in the batch, and after this update its last row is
-            # delivered (now or before): no RETURNING row per punch is needed for the top.
-            count = conn.execute(
-                "UPDATE punches SET delivery = 'delivered', delivered_at = ?, in_attempt = 0 "
-                "WHERE seq BETWEEN ? AND ? AND delivery = 'pending'",
-                (now, first, last),
-            ).rowcount
-            if count:
-                changed += count
-                top = last
-        if changed:
-            conn.execute(
-                "UPDATE counters SET value = value + "
-                "CASE name WHEN 'pending' THEN ? WHEN 'delivered' THEN ? END "
-                "WHERE name IN ('pending', 'delivered')",
-                (-changed, changed),
-            )
-            conn.execute(
-                "UPDATE counters SET value = max(value, ?) WHERE name = 'last_delivered_seq'",
-                (top,),
-            )
-    return changed

@@ -7,6 +7,7 @@ import struct
 from pathlib import Path
 
 from buffer.database import file_size, shm_path, wal_path
+from buffer.ledger import delivered_rows, range_problems
 
 _WAL_HEADER = 32
 _FRAME_HEADER = 24
@@ -29,13 +30,10 @@ def counter_problems(conn: sqlite3.Connection) -> list[str]:
     problems = []
     try:
         counters = dict(conn.execute("SELECT name, value FROM counters").fetchall())
-        pending = conn.execute(
-            "SELECT count(*) FROM punches WHERE delivery = 'pending'"
-        ).fetchone()[0]
-        delivered = conn.execute(
-            "SELECT count(*) FROM punches WHERE delivery = 'delivered'"
-        ).fetchone()[0]
+        delivered = delivered_rows(conn)
+        pending = conn.execute("SELECT count(*) FROM punches").fetchone()[0] - delivered
         top = conn.execute("SELECT coalesce(max(seq), 0) FROM punches").fetchone()[0]
+        problems += range_problems(conn)
     except sqlite3.DatabaseError as exc:
         return [f"counters could not be audited: {exc}"]
     if counters.get("pending") != pending:

@@ -32,14 +32,14 @@ from typing import Any
 
 import structlog
 
-from buffer import delivery, retention
+from buffer import delivery, ledger, retention
 from buffer.backup import backup_rotating, backup_to, restore_file
 from buffer.corrections import insert_rows, manual_rows, void_row
 from buffer.database import free_bytes, translate, write_transaction
 from buffer.ingest import Encoded, store_batch
 from buffer.integrity import check_file
 from buffer.lockfile import OutboxLock
-from buffer.payload import PayloadRow, next_payloads
+from buffer.payload import PayloadReader, PayloadRow, next_payloads
 from buffer.records import (
     SELECT,
     AddResult,
@@ -269,7 +269,7 @@ class Outbox:
         """
         where, params = [], []
         if pending_only:
-            where.append("delivery = 'pending'")
+            where.append(ledger.PENDING_SQL)
         if device is not None:
             where.append("device_id = ?")
             params.append(device)
@@ -338,10 +338,19 @@ class Outbox:
         with self._lock:
             return next_payloads(self._db(), self.path, limit, after_seq, site)
 
+    def payload_reader(self, site: str) -> PayloadReader:
+        """A reader of pending rows as contract JSON on its own connection (for another thread)."""
+        return PayloadReader(self.path, self._busy_timeout, site)
+
     def mark_sent_seqs(self, seqs: Sequence[int]) -> int:
-        """``mark_sent`` by sequence numbers: ranges of consecutive rows are one update."""
+        """``mark_sent`` by sequence numbers: one counter, raised to ``max(seqs)``."""
         with self._lock:
             return delivery.mark_sent_seqs(self._db(), self.path, seqs)
+
+    def mark_failed_seqs(self, seqs: Sequence[int], error: str) -> int:
+        """``mark_failed`` by sequence numbers: a whole in-flight window in one transaction."""
+        with self._lock:
+            return delivery.mark_failed_seqs(self._db(), self.path, seqs, error)
 
     def mark_delivered_seqs(self, seqs: Sequence[int]) -> int:
         """``mark_delivered`` by sequence numbers; returns how many were pending."""
@@ -349,7 +358,7 @@ class Outbox:
             return delivery.mark_delivered_seqs(self._db(), self.path, seqs)
 
     def mark_sent(self, ids: Sequence[str]) -> int:
-        """Count a publish attempt for these pending rows."""
+        """These rows are being offered to the broker: from now on they are ``replayed``."""
         with self._lock:
             return delivery.mark_sent(self._db(), self.path, ids)
 

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from buffer.ledger import DELIVERED_AT_SQL, REPLAYED_SQL
 from drivers.base import Punch
 
 # Column order shared by every SELECT that builds a StoredPunch.
@@ -38,7 +39,16 @@ COLUMNS = (
     "suspect",
     "raw",
 )
-SELECT = "SELECT " + ", ".join(COLUMNS) + " FROM punches"  # noqa: S608 - constant columns
+# Delivery state is not a column (see buffer/ledger.py): "delivery" is selected as NULL and
+# filled in by decode() from "delivered_at", which the ledger's subquery gives once per row.
+_EXPRESSIONS = {"delivery": "NULL", "delivered_at": DELIVERED_AT_SQL}
+SELECT = (
+    "SELECT "  # noqa: S608 - constant columns and expressions
+    + ", ".join(_EXPRESSIONS.get(c, c) for c in COLUMNS)
+    + f", {REPLAYED_SQL} FROM punches"
+)
+# The columns a punches row physically has, in COLUMNS order (no delivery state).
+STORED_COLUMNS = tuple(c for c in COLUMNS if c not in _EXPRESSIONS)
 
 # Column order of a new row; the values come from encode_new() with seq first. A new row has
 # no delivery state yet (the columns from "delivery" to "delivered_at" take their defaults).
@@ -110,11 +120,7 @@ class StoredPunch:
     delivered_at: datetime | None
     suspect: list[str]
     raw: bytes | None
-
-    @property
-    def replayed(self) -> bool:
-        """True when this row was offered for delivery before (the backend may have it)."""
-        return self.attempts > 0
+    replayed: bool = False  # offered for delivery before (the backend may have it)
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready: times ISO-8601 (aware ones with their offset), raw bytes as hex."""
@@ -137,6 +143,9 @@ _TIME_COLUMNS = tuple(
 )
 _RECEIVED = COLUMNS.index("received_at")
 _SUSPECT = COLUMNS.index("suspect")
+_DELIVERY = COLUMNS.index("delivery")
+_DELIVERED_AT = COLUMNS.index("delivered_at")
+_FIELDS = (*COLUMNS, "replayed")
 _fromiso = datetime.fromisoformat
 
 
@@ -153,8 +162,10 @@ def decode(row: tuple[Any, ...]) -> StoredPunch:
             values[i] = _fromiso(values[i])
     values[_RECEIVED] = _fromiso(values[_RECEIVED])
     values[_SUSPECT] = values[_SUSPECT].split(",") if values[_SUSPECT] else []
+    values[_DELIVERY] = "pending" if values[_DELIVERED_AT] is None else "delivered"
+    values[-1] = bool(values[-1])
     punch = object.__new__(StoredPunch)
-    punch.__dict__.update(zip(COLUMNS, values, strict=True))
+    punch.__dict__.update(zip(_FIELDS, values, strict=True))
     return punch
 
 

@@ -13,11 +13,12 @@ from typing import Any
 
 import structlog
 
+from buffer import ledger
 from buffer.backup import install_copy, move_aside, newest_good_backup
 from buffer.database import connect, wal_path, write_transaction
 from buffer.integrity import sqlite_problems, wal_cut_short
 from buffer.lockfile import OutboxLock
-from buffer.records import COLUMNS, iso_utc, utc_now
+from buffer.records import STORED_COLUMNS, iso_utc, utc_now
 from buffer.salvage import SalvageResult, salvage
 from buffer.schema import migrate
 from config.errors import CorruptOutboxError
@@ -202,23 +203,20 @@ def _merge(
 
     Returns (merged, marked delivered, seq before, seq after, tail lost).
     """
-    cols, marks = ", ".join(COLUMNS), ", ".join("?" for _ in COLUMNS)
+    cols, marks = ", ".join(STORED_COLUMNS), ", ".join("?" for _ in STORED_COLUMNS)
     insert = f"INSERT INTO punches ({cols}) VALUES ({marks})"  # noqa: S608 - constants only
     merged = delivered = 0
     with write_transaction(conn, path, "merging salvaged punches"):
         seq_before = int(conn.execute("SELECT value FROM counters WHERE name='seq'").fetchone()[0])
         seq = max(seq_before, salvaged.max_seq, salvaged.counter or 0)
+        now = iso_utc(utc_now())
+        to_mark: list[int] = []  # delivered in the damaged file: delivered here too
         for row in salvaged.rows:
-            values = list(row)
-            found = conn.execute(
-                "SELECT delivery FROM punches WHERE id = ?", (values[0],)
-            ).fetchone()
+            values, delivered_at = list(row[:-1]), row[-1]
+            found = conn.execute("SELECT seq FROM punches WHERE id = ?", (values[0],)).fetchone()
             if found is not None:
-                if found[0] == "pending" and values[21] == "delivered":
-                    conn.execute(
-                        "UPDATE punches SET delivery = 'delivered', delivered_at = ? WHERE id = ?",
-                        (values[24], values[0]),
-                    )
+                if delivered_at is not None and ledger.covering(conn, found[0]) is None:
+                    to_mark.append(found[0])
                     delivered += 1
                 continue
             taken = conn.execute("SELECT 1 FROM punches WHERE seq = ?", (values[1],)).fetchone()
@@ -227,6 +225,9 @@ def _merge(
                 values[1] = seq
             conn.execute(insert, values)
             merged += 1
+            if delivered_at is not None:
+                to_mark.append(values[1])
+        ledger.mark(conn, to_mark, now)
         # The tail is trustworthy only if the damaged file's own counter was read and every
         # row up to it was readable; a WAL cut loses the newest commits by definition.
         tail_lost = (
@@ -238,19 +239,14 @@ def _merge(
             seq += SEQ_GAP_AFTER_LOSS
         conn.execute("UPDATE counters SET value = ? WHERE name = 'seq'", (seq,))
         # Authoritative recount once, after the merge, instead of tracking each case.
-        conn.execute(
-            "UPDATE counters SET value = (SELECT count(*) FROM punches WHERE delivery = 'pending') "
-            "WHERE name = 'pending'"
-        )
-        conn.execute(
-            "UPDATE counters SET value = "
-            "(SELECT count(*) FROM punches WHERE delivery = 'delivered') WHERE name = 'delivered'"
-        )
-        conn.execute(
-            "UPDATE counters SET value = "
-            "(SELECT coalesce(max(seq), 0) FROM punches WHERE delivery = 'delivered') "
-            "WHERE name = 'last_delivered_seq'"
-        )
+        covered = ledger.delivered_rows(conn)
+        total = conn.execute("SELECT count(*) FROM punches").fetchone()[0]
+        for name, value in (
+            ("pending", total - covered),
+            ("delivered", covered),
+            ("last_delivered_seq", ledger.last_delivered_seq(conn)),
+        ):
+            conn.execute("UPDATE counters SET value = ? WHERE name = ?", (value, name))
     return merged, delivered, seq_before, seq, tail_lost
 
 

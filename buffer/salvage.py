@@ -2,23 +2,34 @@
 
 from __future__ import annotations
 
+import bisect
 import sqlite3
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from buffer.records import COLUMNS, SELECT
+from buffer.records import STORED_COLUMNS
 
 _CHUNK = 2048  # rows per range read; a failing range is bisected down to single rows
 _MAX_PROBES = 200_000  # bound on the work spent on one damaged file
-_DELIVERY = ("pending", "delivered")
 _KINDS = ("punch", "void")
+_EPOCH = "1970-01-01T00:00:00.000000+00:00"  # a delivery time the damaged file did not keep
+_STORED = ", ".join(STORED_COLUMNS)
+# Salvaged rows: STORED_COLUMNS, then when the row was delivered (None: pending).
+_V3_SELECT = f"SELECT {_STORED}, NULL FROM punches"  # noqa: S608 - constants
+_V2_SELECT = (
+    f"SELECT {_STORED}, CASE WHEN delivery = 'delivered' "  # noqa: S608 - constants
+    f"THEN coalesce(delivered_at, '{_EPOCH}') END FROM punches"
+)
 
 
 @dataclass
 class SalvageResult:
-    """Rows read from a damaged file and where reading failed."""
+    """Rows read from a damaged file and where reading failed.
+
+    Each row is the ``STORED_COLUMNS`` values followed by its delivery time (None: pending).
+    """
 
     rows: list[tuple[Any, ...]] = field(default_factory=list)
     counter: int | None = None  # the file's sequence counter, when readable
@@ -49,10 +60,29 @@ def salvage(db_file: Path) -> SalvageResult:
         if high == 0 and _scalar(conn, "SELECT count(*) FROM sqlite_master") is None:
             result.error = "the schema itself is unreadable"
             return result
-        _read_ranges(conn, low, high, result)
+        _read_ranges(conn, low, high, result, _select_for(conn))
     finally:
         conn.close()
     return result
+
+
+def _select_for(conn: sqlite3.Connection) -> str:
+    """The row query for the file's schema: v1/v2 kept delivery state per row."""
+    try:
+        columns = {r[1] for r in conn.execute("PRAGMA table_info(punches)")}
+    except sqlite3.DatabaseError:
+        columns = set()
+    return _V2_SELECT if "delivery" in columns else _V3_SELECT
+
+
+def _delivered_ranges(conn: sqlite3.Connection) -> list[tuple[int, int, str]]:
+    """A v3 file's delivered ranges, best effort: rows no readable range covers count as
+    pending, so they are offered again with the same id (the backend de-duplicates)."""
+    try:
+        rows = conn.execute("SELECT lo, hi, at FROM delivered ORDER BY lo").fetchall()
+    except sqlite3.DatabaseError:
+        return []
+    return [r for r in rows if all(isinstance(v, int) for v in r[:2]) and isinstance(r[2], str)]
 
 
 def _scalar(conn: sqlite3.Connection, sql: str) -> int | None:
@@ -63,9 +93,13 @@ def _scalar(conn: sqlite3.Connection, sql: str) -> int | None:
     return None if row is None or not isinstance(row[0], int) else row[0]
 
 
-def _read_ranges(conn: sqlite3.Connection, low: int, high: int, result: SalvageResult) -> None:
+def _read_ranges(
+    conn: sqlite3.Connection, low: int, high: int, result: SalvageResult, select: str
+) -> None:
     # NOT INDEXED: walk the table b-tree by rowid; a damaged index must not hide good rows.
-    sql = f"{SELECT} NOT INDEXED WHERE seq BETWEEN ? AND ? ORDER BY seq"
+    sql = f"{select} NOT INDEXED WHERE seq BETWEEN ? AND ? ORDER BY seq"
+    ranges = [] if select == _V2_SELECT else _delivered_ranges(conn)
+    starts = [r[0] for r in ranges]
     todo = [(a, min(a + _CHUNK - 1, high)) for a in range(low, high + 1, _CHUNK)]
     todo.reverse()
     probes = 0
@@ -87,6 +121,10 @@ def _read_ranges(conn: sqlite3.Connection, low: int, high: int, result: SalvageR
             continue
         for row in rows:
             if _plausible(row):
+                if ranges:
+                    at = bisect.bisect_right(starts, row[1]) - 1
+                    if at >= 0 and ranges[at][1] >= row[1]:
+                        row = (*row[:-1], ranges[at][2])
                 result.rows.append(row)
             else:
                 _add_unreadable(result, row[1], row[1])
@@ -103,12 +141,12 @@ def _add_unreadable(result: SalvageResult, a: int, b: int) -> None:
 
 def _plausible(row: tuple[Any, ...]) -> bool:
     """Damaged cells can decode to garbage instead of failing: keep only rows that make sense."""
-    values = dict(zip(COLUMNS, row, strict=True))
+    values = dict(zip((*STORED_COLUMNS, "delivered_at"), row, strict=True))
     if not (isinstance(values["id"], str) and len(values["id"]) == 36):
         return False
     if not isinstance(values["seq"], int) or values["seq"] < 1:
         return False
-    if values["delivery"] not in _DELIVERY or values["kind"] not in _KINDS:
+    if values["kind"] not in _KINDS:
         return False
     if not isinstance(values["device_id"], str) or not isinstance(values["gateway_id"], str):
         return False

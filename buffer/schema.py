@@ -15,10 +15,10 @@ import sqlite_utils
 
 from config.errors import SchemaTooNewError
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
-# Queries on pending/delivered rows spell the partial indexes' predicates verbatim
-# ("delivery = 'pending'", not a bound parameter), or SQLite will not use the indexes.
+# Versions 1 and 2 kept delivery state per row (the "delivery" column and partial indexes on
+# it); version 3 keeps it as seq ranges (buffer/ledger.py). Steps are never edited.
 
 
 def _v1(db: sqlite_utils.Database) -> None:
@@ -94,7 +94,46 @@ def _v2(db: sqlite_utils.Database) -> None:
     db.table("recoveries").create({"id": int, "at": str, "report": str}, pk="id")
 
 
-MIGRATIONS: list[tuple[int, Callable[[sqlite_utils.Database], None]]] = [(1, _v1), (2, _v2)]
+def _v3(db: sqlite_utils.Database) -> None:
+    """Delivery state as seq ranges; attempts count failures; the per-row state columns go."""
+    db.execute(
+        "CREATE TABLE delivered (lo INTEGER PRIMARY KEY, hi INTEGER NOT NULL, at TEXT NOT NULL)"
+    )
+    # Runs of delivered rows with no pending row between them, split by UTC delivery day;
+    # each range's time is its newest delivery (retention keeps a range until all of it is old).
+    ranges: list[list[object]] = []
+    previous_delivered = False
+    rows = db.execute("SELECT seq, delivery, delivered_at FROM punches ORDER BY seq")
+    for seq, state, at in rows:
+        if state != "delivered":
+            previous_delivered = False
+            continue
+        at = at or "1970-01-01T00:00:00.000000+00:00"
+        last = ranges[-1] if ranges else None
+        if previous_delivered and last is not None and str(last[2])[:10] == at[:10]:
+            last[1] = seq
+            last[2] = max(str(last[2]), at)
+        else:
+            ranges.append([seq, seq, at])
+        previous_delivered = True
+    db.conn.executemany("INSERT INTO delivered(lo, hi, at) VALUES (?, ?, ?)", ranges)
+    # Rows ever offered to the broker were counted in "attempts" by v2; from now on attempts
+    # count failures only, and "sent" (the highest seq offered) says what is replayed.
+    db.execute(
+        "INSERT INTO counters(name, value) VALUES ('sent', "
+        "coalesce((SELECT max(seq) FROM punches WHERE sent_at IS NOT NULL), 0))"
+    )
+    db.execute("DROP INDEX punches_pending")
+    db.execute("DROP INDEX punches_delivered_at")
+    for column in ("delivery", "delivered_at", "sent_at", "in_attempt"):
+        db.execute(f"ALTER TABLE punches DROP COLUMN {column}")
+
+
+MIGRATIONS: list[tuple[int, Callable[[sqlite_utils.Database], None]]] = [
+    (1, _v1),
+    (2, _v2),
+    (3, _v3),
+]
 
 
 def user_version(conn: sqlite3.Connection) -> int:

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from buffer.database import file_size, free_bytes, translate, wal_path
+from buffer.ledger import first_pending
 from buffer.records import utc_now
 from buffer.schema import user_version
 
@@ -58,10 +59,7 @@ def read_stats(conn: sqlite3.Connection, path: Path, reserve: int, disk_alarm: b
         conn.execute("BEGIN")
         try:
             counters = dict(conn.execute("SELECT name, value FROM counters").fetchall())
-            oldest = conn.execute(
-                "SELECT seq, received_at FROM punches "
-                "WHERE delivery = 'pending' ORDER BY seq LIMIT 1"
-            ).fetchone()
+            oldest = first_pending(conn)
             devices = conn.execute(
                 "SELECT device_id, serial, last_seq, last_punch_utc, last_device_time, "
                 "watermark, updated_at FROM devices ORDER BY device_id"

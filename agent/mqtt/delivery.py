@@ -383,6 +383,7 @@ class DeliveryWorker:
             if not future.done():
                 future.set_result(False)
         self.connection.close(max(0.05, deadline - time.monotonic()))
+        self.drain.close()
         self._log.info(
             "delivery stopped",
             delivered=self.drain.delivered,

@@ -7,7 +7,8 @@ and the marks to commit. Batches go out in sequence order; a row is
 marked delivered on a successful PUBACK (``ack = "broker"``) or on the backend's acknowledgement
 (``ack = "backend"``). Whatever was in flight when the connection dropped, was refused by the
 broker, or was not acknowledged within ``ack_timeout`` is read again from the outbox and
-re-published (same id, ``replayed: true`` because ``mark_sent`` counted the first attempt).
+re-published (same id, ``replayed: true``: ``mark_sent`` raised the outbox's sent mark past it
+before the first publish, and the failed attempt is counted on the row with its reason).
 """
 
 from __future__ import annotations
@@ -22,13 +23,16 @@ import structlog
 from agent.mqtt.connection import Published
 from agent.mqtt.encoding import PunchEncoder
 from agent.mqtt.options import MqttOptions
+from agent.mqtt.prefetch import Prefetcher
 from agent.mqtt.window import InFlight, Window
 from buffer.outbox import Outbox
-from buffer.payload import PayloadRow
+from buffer.payload import Page
+from config.errors import PunchgateError
 from drivers.backoff import Backoff
 
 Publish = Callable[[bytes], Published | None]
 Limit = Callable[[], int | None]
+Batch = tuple[list[int], list[str], bytes]  # seqs, ids, the message body
 
 
 class Drain:
@@ -60,8 +64,12 @@ class Drain:
         # when half empty, so one read and one mark_sent cover several batches. At most 8
         # whatever the window: a wide window (backend acks) needs no deeper read-ahead, and
         # staged bytes are memory on top of the window's.
-        self.staged: deque[tuple[list[int], list[str], bytes]] = deque()
+        self.staged: deque[Batch] = deque()
         self._stage_max = max(2, min(options.inflight, 8))
+        # Staging starts when at most half is left, so a read of the other half always fits;
+        # a fixed page size lets the page read ahead be the one asked for next.
+        self._page = (self._stage_max - self._stage_max // 2) * options.batch_size
+        self._reader = Prefetcher(outbox.payload_reader(site), timeout=options.ack_timeout)
         self._retry = Backoff(options.reconnect_min, options.reconnect_max)
         self.window = Window()
         self.generation = 0  # the connection rows are published on; 0 while disconnected
@@ -147,6 +155,10 @@ class Drain:
     def wake(self) -> None:
         self.more = True
 
+    def close(self) -> None:
+        """Stop the read-ahead thread and close its connection."""
+        self._reader.close()
+
     # -- the round ----------------------------------------------------------------------------
 
     def commit(self) -> None:
@@ -163,6 +175,7 @@ class Drain:
     def drop_window(self, why: str) -> None:
         dropped = self.window.clear()
         self.staged.clear()  # read again from the outbox, in order, after the dropped rows
+        self._reader.forget()
         self.in_flight = 0
         self.cursor = 0
         self.rewind = False
@@ -174,6 +187,13 @@ class Drain:
                 batches=len(dropped),
                 first_seq=min(b.first_seq for b in dropped),
             )
+            # Counted and explained on the rows (``outbox show``); one transaction, by ranges.
+            # Only diagnostics: if it cannot be written, the rows are re-sent all the same.
+            try:
+                seqs = [s for b in dropped for s in b.unacked_seqs(self._backend)]
+                self.outbox.mark_failed_seqs(seqs, why)
+            except PunchgateError as exc:
+                self._log.warning("could not record the failed attempts", error=str(exc))
 
     def check_ack_timeout(self, now: float) -> None:
         oldest = self.window.oldest_sent_at()
@@ -227,6 +247,7 @@ class Drain:
             if self.window:
                 return  # wait for the window to drain, then start again from the lowest row
             self.staged.clear()
+            self._reader.forget()
             self.cursor = 0
             self.rewind = False
             self.more = True
@@ -236,22 +257,25 @@ class Drain:
             self._publish_staged(now)
 
     def _stage(self, now: float) -> None:
-        opts = self.options
         free = self._stage_max - len(self.staged)
-        limit = free * opts.batch_size
-        rows = self.outbox.next_payloads(limit, after_seq=self.cursor, site=self._site)
-        self.more = len(rows) == limit
+        page = self._reader.take(self.cursor, self._page)
+        seqs = page[0]
+        self.more = len(seqs) == self._page
         if not self.more:
-            self.next_poll = now + opts.poll_interval
-        if not rows:
+            self.next_poll = now + self.options.poll_interval
+        if not seqs:
             return
-        batches = self.split(rows)
-        if len(batches) > free:
+        if self.more:  # read the next page while this one is published
+            self._reader.read_ahead(seqs[-1], self._page)
+        batches = self.split(page)
+        if len(batches) > free:  # small batches (bytes limit): the rest is read again
             batches = batches[:free]
             self.more = True
-        # Counted before publishing: a row offered once is "replayed" ever after, even if the
-        # process dies before the PUBACK (or the connection drops before it goes out).
-        self.outbox.mark_sent_seqs([seq for b in batches for seq in b[0]])
+        if not batches:
+            return
+        # Before publishing: a row offered once is "replayed" ever after, even if the process
+        # dies before the PUBACK (or the connection drops before it goes out).
+        self.outbox.mark_sent_seqs([batches[-1][0][-1]])
         for batch in batches:
             self.staged.append(batch)
             self.cursor = batch[0][-1]
@@ -271,8 +295,8 @@ class Drain:
             )
             self.in_flight += len(ids)
 
-    def split(self, rows: list[PayloadRow]) -> list[tuple[list[int], list[str], bytes]]:
-        """Encode rows into batches of at most ``batch_size`` punches and about ``batch_bytes``.
+    def split(self, page: Page) -> list[Batch]:
+        """Encode a page into batches of at most ``batch_size`` punches and about ``batch_bytes``.
 
         A broker that announced a smaller Maximum Packet Size caps the bytes: a larger batch
         would get us disconnected and re-sent forever. A row that cannot be encoded is recorded
@@ -282,15 +306,37 @@ class Drain:
         opts = self.options
         limit = self._payload_limit()
         max_bytes = opts.batch_bytes if limit is None else min(opts.batch_bytes, limit)
-        batch_size = opts.batch_size
-        head = self._head
-        out: list[tuple[list[int], list[str], bytes]] = []
+        seqs, ids, parts = page
+        size, head = opts.batch_size, self._head
+        out: list[Batch] = []
+        start = 0
+        if b"" not in parts:  # every row written by SQLite (the usual page): slices and joins
+            for start in range(0, len(parts), size):
+                chunk = parts[start : start + size]
+                if len(head) + 2 + sum(map(len, chunk)) + len(chunk) > max_bytes:
+                    break  # this one needs packing by bytes: from here on, row by row
+                out.append(
+                    (seqs[start : start + size], ids[start : start + size], self._body(chunk))
+                )
+            else:
+                return out
+        return out + self._pack(seqs[start:], ids[start:], parts[start:], max_bytes)
+
+    def _body(self, parts: list[bytes]) -> bytes:
+        return self._head + b",".join(parts) + b"]}"
+
+    def _pack(
+        self, page_seqs: list[int], page_ids: list[str], page_parts: list[bytes], max_bytes: int
+    ) -> list[Batch]:
+        """Rows into batches one by one: by bytes, and encoding in Python what SQL could not."""
+        batch_size = self.options.batch_size
+        out: list[Batch] = []
         seqs: list[int] = []
         ids: list[str] = []
         parts: list[bytes] = []
-        size = len(head) + 2
-        for seq, punch_id, part in rows:
-            if part is None:  # SQLite wrote the JSON of ordinary rows; the rare others here
+        size = len(self._head) + 2
+        for seq, punch_id, part in zip(page_seqs, page_ids, page_parts, strict=True):
+            if not part:  # SQLite wrote the JSON of ordinary rows; the rare others here
                 try:
                     part = self._encode_row(punch_id)
                 except (TypeError, ValueError, AttributeError, LookupError) as exc:
@@ -298,14 +344,14 @@ class Drain:
                     continue
             length = len(part) + 1
             if seqs and (len(seqs) >= batch_size or size + length > max_bytes):
-                out.append((seqs, ids, head + b",".join(parts) + b"]}"))
-                seqs, ids, parts, size = [], [], [], len(head) + 2
+                out.append((seqs, ids, self._body(parts)))
+                seqs, ids, parts, size = [], [], [], len(self._head) + 2
             seqs.append(seq)
             ids.append(punch_id)
             parts.append(part)
             size += length
         if seqs:
-            out.append((seqs, ids, head + b",".join(parts) + b"]}"))
+            out.append((seqs, ids, self._body(parts)))
         return out
 
     def _encode_row(self, punch_id: str) -> bytes:

@@ -82,6 +82,6 @@ class PunchEncoder:
             f'"entered_at":{_s(None if p.entered_at is None else p.entered_at.isoformat())},'
             f'"received_at":{self._received_text(p.received_at)},"suspect":{suspect},'
             f'"raw":{_s(None if p.raw is None else p.raw.hex())},'
-            f'"replayed":{"true" if p.attempts > 0 else "false"}}}'
+            f'"replayed":{"true" if p.replayed else "false"}}}'
         )
         return text.encode("utf-8")

@@ -26,6 +26,12 @@ class InFlight:
     def first_seq(self) -> int:
         return self.seqs[0]
 
+    def unacked_seqs(self, backend: bool) -> list[int]:
+        """Seqs not acknowledged yet (backend mode: some ids of a batch may be)."""
+        if not backend:
+            return list(self.seqs)
+        return [s for s, i in zip(self.seqs, self.ids, strict=True) if i in self.remaining]
+
 
 class Window:
     """Batches in flight on the current connection, keyed by MQTT message id."""

@@ -54,22 +54,34 @@ def test_mark_delivered_counts_only_pending_rows_and_updates_stats(outbox: Outbo
     assert outbox.check() == []
 
 
-def test_attempts_count_each_publish_once_and_keep_the_last_error(outbox: Outbox) -> None:
-    outbox.add_punches(punches(0, 3))
-    a, b, c = (r.id for r in outbox.next_batch(3))
+def test_attempts_count_failures_and_keep_the_last_error(outbox: Outbox) -> None:
+    outbox.add_punches(punches(0, 4))
+    a, b, c, d = (r.id for r in outbox.next_batch(4))
     outbox.mark_sent([a, b])
-    outbox.mark_failed([a], "PUBACK timeout after 60s")  # the attempt mark_sent counted
-    outbox.mark_failed([c], "broker unreachable")  # never published: its own attempt
+    outbox.mark_failed([a], "PUBACK timeout after 60s")
+    outbox.mark_failed([c], "broker unreachable")  # never published: still a failed attempt
     outbox.mark_sent([a])
-    rows = {r.id: r for r in outbox.next_batch(3)}
+    outbox.mark_failed([a], "connection lost")
+    rows = {r.id: r for r in outbox.next_batch(4)}
     assert (rows[a].attempts, rows[a].last_error, rows[a].replayed) == (
         2,
-        "PUBACK timeout after 60s",
+        "connection lost",
         True,
     )
-    assert (rows[b].attempts, rows[b].replayed) == (1, True)
+    assert (rows[b].attempts, rows[b].last_error, rows[b].replayed) == (0, None, True)
     assert (rows[c].attempts, rows[c].last_error) == (1, "broker unreachable")
+    assert rows[c].replayed  # offered below the sent mark, and a failed attempt besides
+    assert (rows[d].attempts, rows[d].replayed) == (0, False)
     assert rows[a].as_dict()["replayed"] is True
+
+
+def test_a_delivered_row_is_not_marked_failed(outbox: Outbox) -> None:
+    outbox.add_punches(punches(0, 2))
+    a, b = (r.id for r in outbox.next_batch(2))
+    outbox.mark_delivered([a])
+    assert outbox.mark_failed([a, b], "late failure report") == 1
+    row = outbox.get(a)
+    assert row is not None and (row.attempts, row.last_error) == (0, None)
 
 
 def test_rows_in_flight_when_the_process_died_are_offered_again(outbox_path: Path) -> None:

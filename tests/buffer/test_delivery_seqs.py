@@ -18,12 +18,12 @@ def test_marking_by_seqs_touches_only_those_rows_and_keeps_counters(outbox: Outb
     outbox.add_punches(punches(0, 10))
     outbox.mark_delivered([outbox.next_batch(10)[4].id])  # seq 5 delivered already
     # Seq 3 is not in the batch (as if skipped): a range must not swallow it.
-    assert outbox.mark_sent_seqs([1, 2, 4, 5, 6]) == 4
+    assert outbox.mark_sent_seqs([1, 2, 4, 5, 6]) == 5
     assert outbox.mark_delivered_seqs([1, 2, 4, 5, 6]) == 4
     rows = {r.seq: r for r in outbox.list(limit=100)}
     assert {s for s, r in rows.items() if r.delivery == "delivered"} == {1, 2, 4, 5, 6}
-    assert rows[3].delivery == "pending" and rows[3].attempts == 0
-    assert rows[1].attempts == 1 and rows[5].attempts == 0  # delivered rows are not counted
+    assert rows[3].delivery == "pending" and rows[3].delivered_at is None
+    assert [r.replayed for s, r in sorted(rows.items())] == [True] * 6 + [False] * 4
     stats = outbox.stats()
     assert (stats.pending, stats.delivered, stats.last_delivered_seq) == (5, 5, 6)
     assert outbox.mark_delivered_seqs([1, 2]) == 0  # again: nothing changes
@@ -34,10 +34,10 @@ def test_marking_by_seqs_touches_only_those_rows_and_keeps_counters(outbox: Outb
 def test_next_payloads_reads_pending_rows_in_seq_order_with_replayed(outbox: Outbox) -> None:
     outbox.add_punches(punches(0, 6))
     outbox.mark_delivered_seqs([2])
-    outbox.mark_sent_seqs([3])
+    outbox.mark_sent_seqs([1, 3])  # offered in seq order: 1 and 3 went out (2 is delivered)
     payloads = outbox.next_payloads(3, site="s")
     assert [seq for seq, _id, _json in payloads] == [1, 3, 4]
     bodies = [json.loads(text or b"") for _seq, _id, text in payloads]
     assert [b["seq"] for b in bodies] == [1, 3, 4]
-    assert [b["replayed"] for b in bodies] == [False, True, False]
+    assert [b["replayed"] for b in bodies] == [True, True, False]
     assert [seq for seq, _i, _j in outbox.next_payloads(10, after_seq=4)] == [5, 6]

@@ -31,8 +31,8 @@ def _database_at(path: Path, version: int) -> None:
     """A file at schema ``version`` holding data the way that version wrote it."""
     conn = sqlite3.connect(path, isolation_level=None)
     try:
-        migrate(conn, target=version)
-        if version == 1:
+        migrate(conn, target=min(version, 1))
+        if version >= 1:
             for seq in range(1, 6):
                 delivered = seq <= 2
                 conn.execute(
@@ -48,6 +48,13 @@ def _database_at(path: Path, version: int) -> None:
             conn.execute(
                 "INSERT INTO devices(device_id, serial, watermark) "
                 "VALUES ('lobby-1', 'SER-1', '{\"records\": 5}')"
+            )
+        if version >= 2:
+            migrate(conn, target=2)  # v2 counted pending/delivered from the rows
+            # v2 counted every publish in attempts and stamped sent_at: rows 1-3 went out.
+            conn.execute(
+                "UPDATE punches SET attempts = 1, sent_at = '2026-01-01T07:00:01.5+00:00' "
+                "WHERE seq <= 3"
             )
     finally:
         conn.close()
@@ -67,6 +74,11 @@ def test_every_earlier_schema_version_upgrades_and_keeps_its_data(
             assert (stats.pending, stats.delivered, stats.last_delivered_seq) == (3, 2, 2)
             assert box.watermark("lobby-1") == {"records": 5}
             assert [r.seq for r in box.next_batch(10)] == [3, 4, 5]
+            if version >= 2:  # offered before the upgrade: still replayed after it
+                assert [r.replayed for r in box.next_batch(10)] == [True, False, False]
+            delivered = box.get("00000000-0000-8000-8000-000000000002")
+            assert delivered is not None and delivered.delivery == "delivered"
+            assert delivered.delivered_at is not None
         added = box.add_punches(punches(0, 2))
         assert added.inserted == 2
         assert box.stats().last_seq == (7 if version >= 1 else 2)

@@ -162,6 +162,10 @@ def test_unacknowledged_batches_are_resent_after_ack_timeout_with_same_ids_and_r
     assert [p["id"] for p in first] == [p["id"] for p in again]
     assert all(p["replayed"] is False for p in first)
     assert all(p["replayed"] is True for p in again)
+    # The timed-out attempt is counted on each row, with the reason, for `outbox show`.
+    rows = outbox.list(limit=10)
+    assert all(r.attempts >= 1 and r.last_error == "ack timeout" for r in rows)
+    assert all(r.delivery == "pending" for r in rows)
 
 
 def test_in_flight_window_is_bounded_while_the_backend_does_not_ack(
@@ -204,8 +208,12 @@ def test_rows_in_flight_when_the_connection_drops_are_resent_after_reconnect(
         what="every unacknowledged punch re-sent with replayed: true",
     )
     assert all(first[p["seq"]] == p["id"] for p in replayed(messages))
+    rows = outbox.list(limit=40)
+    assert all(r.attempts >= 1 for r in rows)
+    assert all((r.last_error or "").startswith("connection lost") for r in rows)
     _publish_ack(broker.port, {"contiguous_seq": 40})
     assert worker.flush(5)
+    assert outbox.stats().pending == 0
 
 
 class _AclMosquitto(LocalMosquitto):
