@@ -87,8 +87,19 @@ def mark_sent_seqs(conn: sqlite3.Connection, path: Path, seqs: Sequence[int]) ->
     """
     if not seqs:
         return 0
-    with write_transaction(conn, path, "marking punches sent"):
-        conn.execute("UPDATE counters SET value = max(value, ?) WHERE name = 'sent'", (max(seqs),))
+    # Not fsynced (synchronous=NORMAL for this one commit): the mark survives a crash (the WAL
+    # frame is in the OS cache) and the next durable commit - any delivery mark or insert -
+    # syncs it too. Only a power cut right after it could lose it, and then the rows are
+    # re-sent with "replayed": false, which the backend's de-duplication by id absorbs. An
+    # fsync per staged page cost the drain about 6 %.
+    conn.execute("PRAGMA synchronous=NORMAL")
+    try:
+        with write_transaction(conn, path, "marking punches sent"):
+            conn.execute(
+                "UPDATE counters SET value = max(value, ?) WHERE name = 'sent'", (max(seqs),)
+            )
+    finally:
+        conn.execute("PRAGMA synchronous=FULL")
     return len(seqs)
 
 

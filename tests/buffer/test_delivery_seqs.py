@@ -41,3 +41,27 @@ def test_next_payloads_reads_pending_rows_in_seq_order_with_replayed(outbox: Out
     assert [b["seq"] for b in bodies] == [1, 3, 4]
     assert [b["replayed"] for b in bodies] == [True, True, False]
     assert [seq for seq, _i, _j in outbox.next_payloads(10, after_seq=4)] == [5, 6]
+
+
+def test_the_sent_mark_leaves_inserts_fully_durable(outbox: Outbox) -> None:
+    """The sent mark commits without an fsync; every other commit must stay synchronous=FULL."""
+    outbox.add_punches(punches(0, 3))
+    outbox.mark_sent_seqs([1, 2])
+    outbox.mark_sent_seqs([])
+    conn = outbox._db()
+    assert conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+    assert [p.replayed for p in outbox.next_batch(3)] == [True, True, False]
+
+
+def test_a_page_with_an_id_the_fast_path_cannot_split_is_read_row_by_row(outbox: Outbox) -> None:
+    """Ids are UUID-shaped, but a salvaged row could hold anything: the page stays exact."""
+    outbox.add_punches(punches(0, 3))
+    conn = outbox._db()
+    conn.execute("UPDATE punches SET id = 'odd,id-from-an-old-file-000000000000' WHERE seq = 2")
+    rows = outbox.next_payloads(10, site="s")
+    assert [(seq, punch_id) for seq, punch_id, _json in rows] == [
+        (1, rows[0][1]),
+        (2, "odd,id-from-an-old-file-000000000000"),
+        (3, rows[2][1]),
+    ]
+    assert json.loads(rows[1][2] or b"")["id"] == "odd,id-from-an-old-file-000000000000"
