@@ -46,6 +46,12 @@ def _quiet() -> None:
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
 
 
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (from /proc/PID/stat)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _vm(field: str) -> int:
     """A ``VmXxx`` figure of this process in kB."""
     for line in Path("/proc/self/status").read_text().splitlines():
@@ -191,6 +197,8 @@ def run_case(mode: str, args: argparse.Namespace, workdir: Path) -> dict[str, An
             deadline = time.monotonic() + 10
             while not receiver.connection.subscribed and time.monotonic() < deadline:
                 time.sleep(0.01)
+        broker_pid = broker._proc.pid if broker._proc is not None else os.getpid()
+        broker_cpu0, own_cpu0 = _cpu_seconds(broker_pid), time.process_time()
         proc = subprocess.run(
             [
                 sys.executable,
@@ -217,6 +225,10 @@ def run_case(mode: str, args: argparse.Namespace, workdir: Path) -> dict[str, An
         if proc.returncode != 0 or not proc.stdout.strip():
             raise SystemExit(f"agent subprocess failed ({proc.returncode}): {proc.stderr[-2000:]}")
         figures: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
+        # The other two CPU users on the machine: Mosquitto, and this process (the counting
+        # subscriber or the receiver), from start to end of the agent's run.
+        figures["broker_cpu_s"] = _cpu_seconds(broker_pid) - broker_cpu0
+        figures["harness_cpu_s"] = time.process_time() - own_cpu0
         # What arrived on the other side (the subscriber may still be reading its socket).
         deadline = time.monotonic() + 10
         if counter is not None:
@@ -249,7 +261,8 @@ def report(mode: str, f: dict[str, Any], args: argparse.Namespace) -> None:
         f"punches/s (target >= {target:,}); agent CPU {f['cpu_s']:.2f} s = {cpu_rate:,.0f} "
         f"punches per CPU-second; agent peak RSS {f['rss_peak_kb'] / 1024:.1f} MB "
         f"(before the worker started {f['rss_before_kb'] / 1024:.1f} MB; target < 80 MB); "
-        f"arrived {f['arrived']:,}"
+        f"arrived {f['arrived']:,}; CPU beside the agent: broker {f['broker_cpu_s']:.2f} s, "
+        f"{'receiver' if mode == 'backend' else 'counting subscriber'} {f['harness_cpu_s']:.2f} s"
         + (
             f", gaps {f['gaps']}, receiver duplicates {f['receiver_duplicates']}"
             if "gaps" in f

@@ -39,7 +39,7 @@ from buffer.database import free_bytes, translate, write_transaction
 from buffer.ingest import Encoded, store_batch
 from buffer.integrity import check_file
 from buffer.lockfile import OutboxLock
-from buffer.payload import PayloadReader, PayloadRow, next_payloads
+from buffer.payload import PayloadReader, PayloadRow, next_payloads, page_end
 from buffer.records import (
     SELECT,
     AddResult,
@@ -337,6 +337,11 @@ class Outbox:
         """
         with self._lock:
             return next_payloads(self._db(), self.path, limit, after_seq, site)
+
+    def page_end(self, limit: int, after_seq: int) -> int | None:
+        """The seq of the ``limit``-th pending row after ``after_seq``; None when fewer."""
+        with self._lock:
+            return page_end(self._db(), self.path, limit, after_seq)
 
     def payload_reader(self, site: str) -> PayloadReader:
         """A reader of pending rows as contract JSON on its own connection (for another thread)."""

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from buffer.database import connect, read_transaction
 from buffer.delivery import pending_rows
-from buffer.ledger import pending_spans
+from buffer.ledger import NO_BOUND, pending_spans
 from buffer.payload_json import JSON as _JSON
 
 _ROWS = f"SELECT seq, id, {_JSON} AS j FROM punches"  # noqa: S608 - constants
@@ -68,6 +68,27 @@ def read_page(conn: sqlite3.Connection, path: Path, limit: int, after_seq: int, 
     with read_transaction(conn, path, "reading the next batch"):
         rows = pending_rows(conn, _ROWS, (site, sent), after_seq, limit)
     return [r[0] for r in rows], [r[1] for r in rows], [r[2] or b"" for r in rows]
+
+
+def page_end(conn: sqlite3.Connection, path: Path, limit: int, after_seq: int) -> int | None:
+    """The seq of the ``limit``-th pending row after ``after_seq`` (None: fewer are pending).
+
+    Where the page after the next one starts, so that two pages can be read at once.
+    """
+    sql = (
+        "SELECT count(*), max(seq) FROM (SELECT seq FROM punches "
+        "WHERE seq > ? AND seq < ? ORDER BY seq LIMIT ?)"
+    )
+    seen = 0
+    with read_transaction(conn, path, "finding the next page"):
+        for after, before in pending_spans(conn, after_seq):
+            count, top = conn.execute(sql, (after, before, limit - seen)).fetchone()
+            seen += count
+            if seen >= limit:
+                return int(top)
+            if before == NO_BOUND:
+                return None
+    return None
 
 
 def next_payloads(

@@ -12,6 +12,7 @@ a broker down for hours costs disk, nothing else.
 from __future__ import annotations
 
 import queue
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -34,6 +35,8 @@ from agent.mqtt.status import DeviceStatus, GatewayIdentity
 from buffer.outbox import Outbox
 from config.errors import PunchgateError
 from drivers.backoff import Backoff
+
+_SWITCH_INTERVAL = 0.001  # s; see DeliveryWorker.start
 
 log = structlog.get_logger("mqtt.delivery")
 
@@ -126,6 +129,11 @@ class DeliveryWorker:
 
     def start(self) -> DeliveryWorker:
         """Start the worker, command and network threads."""
+        # The worker, paho's network thread and the read-ahead thread hand the GIL to each
+        # other around every SQLite and socket call; at Python's default 5 ms switch interval
+        # a thread coming back from such a call can wait that long for a busy one. 1 ms made
+        # the drain benchmark 10-15 % faster. Process-wide, and as wanted for the whole daemon.
+        sys.setswitchinterval(min(sys.getswitchinterval(), _SWITCH_INTERVAL))
         self.commands.start()
         self._thread.start()
         self.connection.start()
@@ -272,10 +280,10 @@ class DeliveryWorker:
                 event = self._events.get_nowait()
             except queue.Empty:
                 event = None
-        drain.commit()
+        now = self.clock()
+        drain.commit(None if stop else now)
         if stop:
             return True
-        now = self.clock()
         drain.check_ack_timeout(now)
         drain.fill(now)
         self._resolve_flushes()

@@ -43,14 +43,16 @@ def test_next_payloads_reads_pending_rows_in_seq_order_with_replayed(outbox: Out
     assert [seq for seq, _i, _j in outbox.next_payloads(10, after_seq=4)] == [5, 6]
 
 
-def test_the_sent_mark_leaves_inserts_fully_durable(outbox: Outbox) -> None:
-    """The sent mark commits without an fsync; every other commit must stay synchronous=FULL."""
+def test_delivery_marks_leave_inserts_fully_durable(outbox: Outbox) -> None:
+    """Delivery marks commit without an fsync; every other commit must stay synchronous=FULL."""
     outbox.add_punches(punches(0, 3))
     outbox.mark_sent_seqs([1, 2])
     outbox.mark_sent_seqs([])
+    outbox.mark_delivered_seqs([2])
+    outbox.mark_delivered([outbox.next_batch(1)[0].id])
     conn = outbox._db()
     assert conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
-    assert [p.replayed for p in outbox.next_batch(3)] == [True, True, False]
+    assert [(p.seq, p.replayed) for p in outbox.next_batch(3)] == [(3, False)]
 
 
 def test_a_page_with_an_id_the_fast_path_cannot_split_is_read_row_by_row(outbox: Outbox) -> None:

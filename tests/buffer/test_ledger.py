@@ -181,6 +181,10 @@ def test_the_outbox_agrees_with_a_plain_model_of_delivery_state(
             stats = box.stats()
             assert (stats.pending, stats.delivered) == (len(pending), len(model) - len(pending))
             assert stats.oldest_pending_seq == (pending[0] if pending else None)
+            # Where a page of 3 pending rows ends (two pages are read at once from there).
+            assert box.page_end(3, 0) == (pending[2] if len(pending) >= 3 else None)
+            if len(pending) >= 4:
+                assert box.page_end(1, pending[2]) == pending[3]
             assert box.check(full=False) == []
     finally:
         box.close()
