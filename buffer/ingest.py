@@ -23,6 +23,7 @@ import sqlite3
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
+from itertools import chain
 from typing import Any
 
 from buffer.identity import _EPOCH as _EPOCH_NAIVE
@@ -140,6 +141,28 @@ def insert_sql(
     values = ", ".join(marks + [_quote(v) for _, v in literals])
     verb = "INSERT OR IGNORE" if ignore else "INSERT"
     return f"{verb} INTO punches ({columns}) VALUES ({values})"
+
+
+_ROWS_PER_STATEMENT = 100  # multi-row VALUES: one statement step per 100 rows, not per row
+
+
+@lru_cache(maxsize=64)
+def uniform_sql(names: tuple[str, ...], ignore: bool, count: int) -> str:
+    """The INSERT of ``count`` common-shape rows of one terminal's batch in one statement.
+
+    ``?1`` is the seq before the batch and ``?2``... the batch's shared values (``names``), so
+    the text is the same for every batch and SQLite prepares it once; each row then binds
+    its index in the batch (its seq is ``?1 + 1 + index``) and its own values. One statement
+    for 100 rows instead of an ``executemany`` step per row: ≈ 1 µs less per punch.
+    """
+    bound = ["seq", "id", *_PER_ROW, *(c for c, on in zip(_OPTIONAL, _COMMON, strict=True) if on)]
+    # The shared ?2... come first in each row: a bare "?" takes the number after the largest
+    # seen so far, so the row's own values are numbered after them.
+    shared = "".join(f"?{n}, " for n in range(2, 2 + len(names)))
+    row = f"({shared}?1 + 1 + ?" + ", ?" * (len(bound) - 1) + ")"
+    verb = "INSERT OR IGNORE" if ignore else "INSERT"
+    columns = ", ".join([*names, *bound])
+    return f"{verb} INTO punches ({columns}) VALUES " + ", ".join([row] * count)
 
 
 def _literal_ok(value: str) -> bool:
@@ -376,7 +399,13 @@ def _execute(
     masks, rows = batch.masks, batch.rows
     if batch.one_shape and len(indexes) == len(rows):
         # The usual batch: all rows, one shape; each row's seq is base + 1 + its index.
-        conn.executemany(batch.sql(_COMMON, ignore, base=seq), rows)
+        names = tuple(name for name, _ in batch.literals)
+        shared = (seq, *(value for _, value in batch.literals))
+        step = _ROWS_PER_STATEMENT
+        for start in range(0, len(rows), step):
+            chunk = rows[start : start + step]
+            sql = uniform_sql(names, ignore, len(chunk))
+            conn.execute(sql, shared + tuple(chain.from_iterable(chunk)))
         return
     groups: dict[Mask, list[tuple[Any, ...]]] = {}
     for n, index in enumerate(indexes, seq + 1):
