@@ -19,7 +19,14 @@ from typing import Any
 
 from buffer import ledger
 from buffer.database import read_transaction, write_transaction
-from buffer.records import SELECT, StoredPunch, approx_json_size, decode, iso_utc, utc_now
+from buffer.records import (
+    SELECT_PENDING,
+    StoredPunch,
+    approx_json_size,
+    decode,
+    iso_utc,
+    utc_now,
+)
 
 seq_runs = ledger.seq_runs
 
@@ -74,7 +81,7 @@ def next_batch(
     if limit < 1:
         raise ValueError("limit must be at least 1")
     with read_transaction(conn, path, "reading the next batch"):
-        rows = pending_rows(conn, SELECT, (), after_seq, limit)
+        rows = pending_rows(conn, SELECT_PENDING, (), after_seq, limit)
     batch = [decode(r) for r in rows]
     if max_bytes is None or not batch:
         return batch

@@ -47,6 +47,12 @@ SELECT = (
     + ", ".join(_EXPRESSIONS.get(c, c) for c in COLUMNS)
     + f", {REPLAYED_SQL} FROM punches"
 )
+# For rows known to be pending (read between delivered ranges): no per-row range lookup.
+SELECT_PENDING = (
+    "SELECT "  # noqa: S608 - constant columns and expressions
+    + ", ".join({"delivery": "NULL", "delivered_at": "NULL"}.get(c, c) for c in COLUMNS)
+    + f", {REPLAYED_SQL} FROM punches"
+)
 # The columns a punches row physically has, in COLUMNS order (no delivery state).
 STORED_COLUMNS = tuple(c for c in COLUMNS if c not in _EXPRESSIONS)
 
