@@ -148,6 +148,7 @@ class DeliveryWorker:
             self._thread.join(max(0.0, deadline - time.monotonic()))
         else:
             self.connection.close(max(0.05, deadline - time.monotonic()))
+            self.drain.close()  # never started: its readers' connections are still open
         self.commands.stop(max(0.0, deadline - time.monotonic()))
 
     @property

@@ -167,7 +167,7 @@ class Drain:
         self.more = True
 
     def close(self) -> None:
-        """Stop the read-ahead thread and close its connection."""
+        """Stop the read-ahead threads and close their connections (idempotent)."""
         self._reader.close()
 
     # -- the round ----------------------------------------------------------------------------
