@@ -1,4 +1,5 @@
-"""systemd's notify protocol (READY=1, STATUS=, WATCHDOG=1, STOPPING=1) without C dependencies.
+"""systemd's notify protocol (READY=1, STATUS=, WATCHDOG=1, STOPPING=1, EXTEND_TIMEOUT_USEC=)
+without C dependencies.
 
 A no-op when not started by systemd (``$NOTIFY_SOCKET`` unset), so the daemon runs the same by hand.
 """
@@ -7,7 +8,9 @@ from __future__ import annotations
 
 import os
 import socket
-from collections.abc import Mapping
+import threading
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 
 import structlog
 
@@ -60,3 +63,31 @@ class Notifier:
 
     def stopping(self, status: str = "stopping") -> bool:
         return self.notify(STOPPING=1, STATUS=status)
+
+    @contextmanager
+    def extending(self, step: float = 10.0) -> Iterator[None]:
+        """Keep asking systemd for more start-up time (``step`` at a time) until the block ends.
+
+        For work before READY=1 whose length grows with the data (an outbox upgrade or a
+        recovery of a large file): without it, ``TimeoutStartSec`` would kill the daemon half
+        way, and every restart would begin the same work again.
+        """
+        if self._address is None:
+            yield
+            return
+        done = threading.Event()
+
+        def extend() -> None:
+            # Bounded by the block: ``done`` is set when it ends.
+            while True:
+                self.notify(EXTEND_TIMEOUT_USEC=int(step * 2 * 1_000_000))
+                if done.wait(step):
+                    return
+
+        thread = threading.Thread(target=extend, name="sd-extend", daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            done.set()
+            thread.join(step)

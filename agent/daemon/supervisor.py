@@ -129,12 +129,13 @@ class Supervisor:
         self._lock = InstanceLock(agent.state_dir).acquire()
         self.notifier.status("starting: opening the outbox")  # recovery of a large file takes time
         try:
-            self.outbox = Outbox.open(
-                agent.outbox_path,
-                agent.gateway_id,
-                disk_reserve_bytes=int(self.settings.outbox.disk_reserve_mb * 2**20),
-                backup_dir=outbox_policy(self.settings).backup_dir,
-            )
+            with self.notifier.extending():  # an upgrade or a recovery grows with the file
+                self.outbox = Outbox.open(
+                    agent.outbox_path,
+                    agent.gateway_id,
+                    disk_reserve_bytes=int(self.settings.outbox.disk_reserve_mb * 2**20),
+                    backup_dir=outbox_policy(self.settings).backup_dir,
+                )
             self.boot = next_boot_counter(agent.state_dir)
             self.delivery = self._build_delivery(self.settings).start()
             self.maintenance = Maintenance(

@@ -50,3 +50,28 @@ def test_a_vanished_socket_does_not_raise(tmp_path: Path) -> None:
     notifier = Notifier({"NOTIFY_SOCKET": str(tmp_path / "gone.sock")})
     assert notifier.status("x") is False
     assert notifier.status("y") is False
+
+
+def test_long_start_up_work_keeps_extending_the_start_timeout(tmp_path: Path) -> None:
+    path = tmp_path / "notify.sock"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as server:
+        server.bind(str(path))
+        server.settimeout(5)
+        notifier = Notifier({"NOTIFY_SOCKET": str(path)})
+        with notifier.extending(step=0.05):
+            # The "work": waiting for two extensions proves they repeat while it lasts.
+            first, second = server.recv(4096), server.recv(4096)
+        assert first == second == b"EXTEND_TIMEOUT_USEC=100000"
+        notifier.status("after")
+        # Once the block has ended nothing more is extended (one may have been in flight).
+        late = server.recv(4096)
+        if late != b"STATUS=after":
+            assert late == b"EXTEND_TIMEOUT_USEC=100000"
+            assert server.recv(4096) == b"STATUS=after"
+
+
+def test_extending_without_systemd_just_runs_the_block() -> None:
+    ran = []
+    with Notifier({}).extending(step=0.01):
+        ran.append(True)
+    assert ran == [True]
