@@ -21,14 +21,15 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import UTC
 from functools import lru_cache
 from itertools import chain
 from typing import Any
 
-from buffer.identity import _EPOCH as _EPOCH_NAIVE
-from buffer.identity import _MS, _SEP, _VARIANT, _sha256, id_from_fields, id_head
+from buffer.identity import _SEP, _VARIANT, _sha256, id_from_fields, id_head
 from buffer.records import iso_utc
+from buffer.timetext import DAY_HOURS, HOUR_MS, MIN_SEC
+from buffer.timetext import utc_text as format_utc
 from drivers.base import Punch
 
 _PER_DEVICE = ("device_id", "device_serial", "source")
@@ -49,70 +50,6 @@ Literals = tuple[tuple[str, str], ...]  # (column, value) written into the state
 
 _text = str.__str__  # a StrEnum member's value, without the slow Enum.value property
 _COMMON: Mask = (True, False, True, True, True, True, False, False)
-
-
-_EPOCH_UTC = datetime(1970, 1, 1, tzinfo=UTC)
-_US = timedelta(microseconds=1)
-_HOUR_US = 3_600_000_000
-_MIN_SEC = tuple(f"{m:02d}:{s:02d}" for m in range(60) for s in range(60))  # "MM:SS" by second
-
-
-class _HourPrefixes(dict[int, str]):
-    """``"YYYY-MM-DDTHH:"`` of an hour since the epoch, made on first use (bounded)."""
-
-    def __missing__(self, hour: int) -> str:
-        if len(self) > 4096:
-            self.clear()
-        text = (_EPOCH_UTC + timedelta(hours=hour)).isoformat()[:14]
-        self[hour] = text
-        return text
-
-
-_HOURS = _HourPrefixes()
-
-
-class _DayHourPrefixes(dict[int, str]):
-    """``"YYYY-MM-DDTHH:"`` keyed by ``((year * 13 + month) * 32 + day) * 24 + hour`` (bounded)."""
-
-    def __missing__(self, key: int) -> str:
-        if len(self) > 4096:
-            self.clear()
-        rest, hour = divmod(key, 24)
-        rest, day = divmod(rest, 32)
-        year, month = divmod(rest, 13)
-        text = f"{year:04d}-{month:02d}-{day:02d}T{hour:02d}:"
-        self[key] = text
-        return text
-
-
-_DAY_HOURS = _DayHourPrefixes()
-
-
-class _HourMillis(dict[int, int]):
-    """Milliseconds since the epoch at the start of a ``_DayHourPrefixes`` key (bounded)."""
-
-    def __missing__(self, key: int) -> int:
-        if len(self) > 4096:
-            self.clear()
-        rest, hour = divmod(key, 24)
-        rest, day = divmod(rest, 32)
-        year, month = divmod(rest, 13)
-        value = (datetime(year, month, day, hour) - _EPOCH_NAIVE) // _MS
-        self[key] = value
-        return value
-
-
-_HOUR_MS = _HourMillis()
-
-
-def _utc_text(value: datetime) -> str:
-    """``value.isoformat(timespec="microseconds")`` of a UTC time, at half the cost.
-
-    Punches of a batch share their hour, so the date part is formatted once per hour.
-    """
-    hour, rest = divmod((value - _EPOCH_UTC) // _US, _HOUR_US)
-    second, micro = divmod(rest, 1_000_000)
-    return f"{_HOURS[hour]}{_MIN_SEC[second]}.{micro:06d}+00:00"
 
 
 def _quote(value: str) -> str:
@@ -208,12 +145,12 @@ class Encoded:
             self.utc.append,
         )
         # The ordinary punch's id and UTC text are computed inline below (what
-        # id_from_fields(), identity_fields() and _utc_text() do, without three calls a row);
+        # id_from_fields(), identity_fields() and format_utc() do, without three calls a row);
         # tests/buffer/test_identity.py pins the ids. A str serial keeps the hashed text
         # exactly what "\x1f".join(identity_fields()) gives.
         inline = uniform and type(serial) is str
-        sha, variant, hour_ms = _sha256, _VARIANT, _HOUR_MS
-        hours, min_sec = _DAY_HOURS, _MIN_SEC
+        sha, variant, hour_ms = _sha256, _VARIANT, HOUR_MS
+        hours, min_sec = DAY_HOURS, MIN_SEC
         prefix = head + (serial if inline else "") + _SEP
         one_shape = True
         for index, p in enumerate(punches):
@@ -278,7 +215,7 @@ class Encoded:
                 if utc is None:
                     utc_text = None
                 elif utc.tzinfo is UTC:
-                    utc_text = _utc_text(utc)
+                    utc_text = format_utc(utc)
                 else:
                     utc_text = iso_utc(utc)
                 mask, values = _general(p, pid, fields, utc_text, per_device=not uniform)

@@ -8,7 +8,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from buffer.identity import punch_id
-from buffer.ingest import Encoded, _utc_text
+from buffer.ingest import Encoded
+from buffer.timetext import utc_text as _utc_text
 from drivers.base import Punch, PunchState, VerifyMethod
 
 
