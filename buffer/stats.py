@@ -74,7 +74,10 @@ def read_stats(conn: sqlite3.Connection, path: Path, reserve: int, disk_alarm: b
         raise translate(exc, path, "reading outbox stats") from exc
     age = None
     if oldest is not None:
-        age = max(0.0, (utc_now() - datetime.fromisoformat(oldest[1])).total_seconds())
+        try:
+            age = max(0.0, (utc_now() - datetime.fromisoformat(oldest[1])).total_seconds())
+        except (TypeError, ValueError):
+            age = None  # a damaged receive time must not take the stats (and status) down
     return OutboxStats(
         path=str(path),
         schema_version=version,

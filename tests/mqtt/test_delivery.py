@@ -320,3 +320,35 @@ def test_options_come_from_settings_without_leaking_the_password() -> None:
         ("a.example", 8883, True),
         ("b.example", 1883, False),
     ]
+
+
+def test_a_punch_that_cannot_be_encoded_is_skipped_and_kept_with_its_error(
+    broker: LocalMosquitto, outbox: Outbox, workers: Workers, collectors: Collectors
+) -> None:
+    """One page per punch (batch_size 1, inflight 2): a page of only the bad row moves on."""
+    collector = collectors([f"{PREFIX}/{GATEWAY}/punches"])
+    outbox.add_punches(make_punches(5))
+    conn = outbox._db()
+    # A damaged stored time the encoder cannot parse; "suspect" sends the row to Python.
+    conn.execute(
+        "UPDATE punches SET received_at = 'not a time', suspect = 'clock_skew' WHERE seq = 3"
+    )
+    worker = workers(fast_options(broker.url, batch_size=1, inflight=2), outbox)
+    messages = collector.wait(_seqs_complete_except(5, {3}), what="every other punch")
+    assert 3 not in {p["seq"] for p in punches_in(messages)}
+    wait_for(lambda: outbox.stats().pending == 1, timeout=5, what="the others delivered")
+    # Read raw: the damaged row cannot become a StoredPunch either.
+    attempts, error = conn.execute(
+        "SELECT attempts, last_error FROM punches WHERE seq = 3"
+    ).fetchone()
+    assert attempts >= 1 and "cannot encode punch seq 3" in error
+    assert outbox.stats().oldest_pending_seq == 3
+    # The worker keeps going: a punch added now is delivered too.
+    outbox.add_punches(make_punches(6)[5:])
+    worker.wake()
+    collector.wait(lambda ms: 6 in {p["seq"] for p in punches_in(ms)}, what="a later punch")
+
+
+def _seqs_complete_except(count: int, missing: set[int]) -> Callable[[list], bool]:
+    wanted = set(range(1, count + 1)) - missing
+    return lambda ms: {p["seq"] for p in punches_in(ms)} >= wanted
