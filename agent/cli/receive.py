@@ -30,6 +30,18 @@ def _report(store: PunchStore) -> None:
         [[s.gateway_id, s.punches, s.first_seq, s.last_seq, s.missing] for s in summary],
     )
     for gap in store.gaps():
+        if gap.recovery_jump:
+            lost = (
+                f"; {gap.missing} number(s) before it were lost with the damaged file, their "
+                "punches come back from the terminals with new seqs"
+                if gap.missing
+                else ""
+            )
+            typer.echo(
+                f"recovery: {gap.gateway_id} jumped from seq {gap.first_missing - 1} to "
+                f"{gap.last_missing + 1} after recovering its outbox (expected, not missing)" + lost
+            )
+            continue
         typer.echo(
             f"gap: {gap.gateway_id} is missing seq {gap.first_missing}-{gap.last_missing} "
             f'({gap.count}); ask it to re-send: publish {{"from_seq": {gap.first_missing}}} '
@@ -92,7 +104,15 @@ def receive(
                 print_json(
                     {
                         "gateways": [vars(s) for s in store.summary()],
-                        "gaps": [{**vars(g), "count": g.count} for g in store.gaps()],
+                        "gaps": [
+                            {
+                                **vars(g),
+                                "count": g.count,
+                                "missing": g.missing,
+                                "recovery_jump": g.recovery_jump,
+                            }
+                            for g in store.gaps()
+                        ],
                     }
                 )
             else:

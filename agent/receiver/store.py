@@ -17,6 +17,7 @@ from itertools import chain
 from pathlib import Path
 from typing import Any, Protocol
 
+from buffer.recovery import SEQ_GAP_AFTER_LOSS
 from config.errors import ConfigError, PunchgateError
 
 # Every field of the contract's punch object, in this order; "suspect" as comma-separated text.
@@ -125,6 +126,20 @@ class Gap:
     def count(self) -> int:
         return self.last_missing - self.first_missing + 1
 
+    @property
+    def recovery_jump(self) -> bool:
+        """The jump a gateway's numbering makes after it recovered its outbox (the contract).
+
+        Those numbers are never used. The gap can be larger: numbers used just before the
+        damage whose punches were lost with the file; they come back with new seqs.
+        """
+        return self.count >= SEQ_GAP_AFTER_LOSS
+
+    @property
+    def missing(self) -> int:
+        """Numbers that really stand for punches not (yet) received."""
+        return self.count - SEQ_GAP_AFTER_LOSS if self.recovery_jump else self.count
+
 
 @dataclass(frozen=True)
 class GatewaySummary:
@@ -222,7 +237,7 @@ def _gaps(rows: list[tuple[Any, ...]]) -> list[Gap]:
 def _summary(rows: list[tuple[Any, ...]], gaps: list[Gap]) -> list[GatewaySummary]:
     missing: dict[str, int] = {}
     for gap in gaps:
-        missing[gap.gateway_id] = missing.get(gap.gateway_id, 0) + gap.count
+        missing[gap.gateway_id] = missing.get(gap.gateway_id, 0) + gap.missing
     return [
         GatewaySummary(str(g), int(n), int(lo), int(hi), missing.get(str(g), 0))
         for g, n, lo, hi in rows

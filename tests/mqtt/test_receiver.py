@@ -130,7 +130,35 @@ def test_gaps_are_reported_per_gateway_by_the_store_and_the_cli(tmp_path: Path) 
     assert "cmd/resend" in result.output
     result = CliRunner().invoke(app, ["receive", "--db", str(db), "--gaps", "--json"])
     data = json.loads(result.output)
-    assert {"gateway_id": "gw-b", "first_missing": 1, "last_missing": 2, "count": 2} in data["gaps"]
+    assert {
+        "gateway_id": "gw-b",
+        "first_missing": 1,
+        "last_missing": 2,
+        "count": 2,
+        "missing": 2,
+        "recovery_jump": False,
+    } in data["gaps"]
+
+
+def test_the_jump_after_a_gateway_recovery_is_not_reported_missing(tmp_path: Path) -> None:
+    db = tmp_path / "hr.db"
+    store = SqliteStore(db)
+    jump = 1_000_000  # buffer.recovery.SEQ_GAP_AFTER_LOSS, as the contract says
+    seqs = [1, 2, 3, 5, 7 + jump, 8 + jump]  # 4 missing; 6 was lost with the damaged file
+    store.store([{"id": f"gw-{s}", "gateway_id": "gw", "seq": s} for s in seqs])
+    gaps = store.gaps()
+    assert [(g.first_missing, g.last_missing, g.recovery_jump) for g in gaps] == [
+        (4, 4, False),
+        (6, 6 + jump, True),
+    ]
+    assert [g.missing for g in gaps] == [1, 1]
+    assert [s.missing for s in store.summary()] == [2]
+    store.close()
+    result = CliRunner().invoke(app, ["receive", "--db", str(db), "--gaps"])
+    assert result.exit_code == 0, result.output
+    assert "gw is missing seq 4-4 (1)" in result.output
+    assert f"gw jumped from seq 5 to {7 + jump}" in result.output
+    assert "1 number(s) before it were lost" in result.output
 
 
 def test_receiver_drops_malformed_and_foreign_batches_and_keeps_going(
