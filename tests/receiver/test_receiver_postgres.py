@@ -278,7 +278,8 @@ def test_gaps_in_postgresql_are_reported_per_gateway_by_the_store_and_the_cli(
     result = CliRunner().invoke(app, ["receive", "--db", pg_url, "--gaps", "--json"])
     assert result.exit_code == 0, result.output
     data = json.loads(result.output)
-    assert {"gateway_id": "gw-b", "first_missing": 1, "last_missing": 2, "count": 2} in data["gaps"]
+    expected = {"gateway_id": "gw-b", "first_missing": 1, "last_missing": 2, "count": 2}
+    assert {**expected, "missing": 2, "recovery_jump": False} in data["gaps"]
     assert {g["gateway_id"]: g["missing"] for g in data["gateways"]} == {"gw-a": 4, "gw-b": 2}
 
 
