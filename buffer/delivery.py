@@ -119,6 +119,27 @@ def mark_sent_seqs(conn: sqlite3.Connection, path: Path, seqs: Sequence[int]) ->
     return len(seqs)
 
 
+def sent_mark(conn: sqlite3.Connection) -> int:
+    """The highest seq recorded as offered to the broker (see ``mark_sent_seqs``)."""
+    return int(conn.execute("SELECT value FROM counters WHERE name = 'sent'").fetchone()[0])
+
+
+def mark_sent_ahead(conn: sqlite3.Connection, path: Path, seq: int, ahead: int) -> int:
+    """Raise the sent mark to ``seq + ahead`` at once (never past the newest row); returns it.
+
+    The delivery worker offers rows in seq order and keeps what it actually sent in memory, so
+    one write covers several pages. Rows between the rows really sent and the mark count as
+    "replayed" only if the process dies first: a harmless "you may already have it".
+    """
+    with bookkeeping_transaction(conn, path, "marking punches sent"):
+        conn.execute(
+            "UPDATE counters SET value = max(value, "
+            "min(?, (SELECT value FROM counters WHERE name = 'seq'))) WHERE name = 'sent'",
+            (seq + ahead,),
+        )
+        return sent_mark(conn)
+
+
 def mark_sent(conn: sqlite3.Connection, path: Path, ids: Sequence[str]) -> int:
     """``mark_sent_seqs`` by ids."""
     if not ids:

@@ -59,6 +59,16 @@ class DeliveryMethods:
         """A reader of pending rows as contract JSON on its own connection (for another thread)."""
         return PayloadReader(self.path, self._busy_timeout, site)
 
+    def sent_mark(self) -> int:
+        """The highest seq recorded as offered to the broker."""
+        with self._lock:
+            return delivery.sent_mark(self._db())
+
+    def mark_sent_ahead(self, seq: int, ahead: int) -> int:
+        """Raise the sent mark to ``seq + ahead`` (capped at the newest row); returns it."""
+        with self._lock:
+            return delivery.mark_sent_ahead(self._db(), self.path, seq, ahead)
+
     def mark_sent_seqs(self, seqs: Sequence[int]) -> int:
         """``mark_sent`` by sequence numbers: one counter, raised to ``max(seqs)``."""
         with self._lock:

@@ -40,8 +40,18 @@ PayloadRow = tuple[int, str, bytes | None]
 Page = tuple[list[int], list[str], list[bytes]]
 
 
-def read_page(conn: sqlite3.Connection, path: Path, limit: int, after_seq: int, site: str) -> Page:
-    """Pending rows after ``after_seq`` in seq order (at most ``limit``), as contract JSON."""
+def read_page(
+    conn: sqlite3.Connection,
+    path: Path,
+    limit: int,
+    after_seq: int,
+    site: str,
+    sent: int | None = None,
+) -> Page:
+    """Pending rows after ``after_seq`` in seq order (at most ``limit``), as contract JSON.
+
+    Rows with a seq up to ``sent`` (default: the outbox's sent mark) are ``replayed``.
+    """
     if limit < 1:
         raise ValueError("limit must be at least 1")
     sql = _PAGE.format(rows=f"{_ROWS} WHERE seq > ? AND seq < ? ORDER BY seq LIMIT ?")
@@ -49,7 +59,8 @@ def read_page(conn: sqlite3.Connection, path: Path, limit: int, after_seq: int, 
     ids: list[str] = []
     parts: list[bytes] = []
     with read_transaction(conn, path, "reading the next batch"):
-        sent = conn.execute("SELECT value FROM counters WHERE name = 'sent'").fetchone()[0]
+        if sent is None:
+            sent = conn.execute("SELECT value FROM counters WHERE name = 'sent'").fetchone()[0]
         # Span by span between delivered ranges (see buffer/delivery.pending_rows).
         for after, before in pending_spans(conn, after_seq):
             seq_text, id_text, body = conn.execute(
@@ -110,11 +121,11 @@ class PayloadReader:
         self.site = site
         self._conn: sqlite3.Connection | None = connect(path, busy_timeout)
 
-    def read(self, limit: int, after_seq: int) -> Page:
-        """The next page of pending rows after ``after_seq``."""
+    def read(self, limit: int, after_seq: int, sent: int | None = None) -> Page:
+        """The next page of pending rows after ``after_seq`` (see ``read_page``)."""
         if self._conn is None:
             raise ValueError("the payload reader is closed")
-        return read_page(self._conn, self.path, limit, after_seq, self.site)
+        return read_page(self._conn, self.path, limit, after_seq, self.site, sent)
 
     def close(self) -> None:
         """Close the connection (idempotent)."""

@@ -36,6 +36,7 @@ Batch = tuple[list[int], list[str], bytes]  # seqs, ids, the message body
 COMMIT_DELAY = 0.02  # s: longest an ack waits to be recorded while batches are in flight
 COMMIT_ROWS = 800  # punches: or as soon as this many acks are waiting
 READERS = 2  # pages read at once (see agent/mqtt/prefetch.py)
+SENT_AHEAD = 4  # pages: how far the stored sent mark runs ahead of what was offered
 
 
 class Drain:
@@ -77,6 +78,10 @@ class Drain:
             outbox.page_end,
             timeout=options.ack_timeout,
         )
+        # "Replayed" is every row up to what this process has offered, or up to the mark it
+        # found stored (which an earlier process may have raised ahead of what it sent).
+        self._sent = outbox.sent_mark()
+        self._sent_stored = self._sent
         self._retry = Backoff(options.reconnect_min, options.reconnect_max)
         self.window = Window()
         self.generation = 0  # the connection rows are published on; 0 while disconnected
@@ -285,7 +290,7 @@ class Drain:
 
     def _stage(self, now: float) -> None:
         free = self._stage_max - len(self.staged)
-        page = self._reader.take(self.cursor, self._page)
+        page = self._reader.take(self.cursor, self._page, self._sent)
         seqs = page[0]
         self.more = len(seqs) == self._page
         if not self.more:
@@ -293,7 +298,7 @@ class Drain:
         if not seqs:
             return
         if self.more:  # read the next page while this one is published
-            self._reader.read_ahead(seqs[-1], self._page)
+            self._reader.read_ahead(seqs[-1], self._page, self._sent)
         batches = self.split(page)
         if len(batches) > free:  # small batches (bytes limit): the rest is read again
             batches = batches[:free]
@@ -302,8 +307,12 @@ class Drain:
             self.cursor = seqs[-1]
             return
         # Before publishing: a row offered once is "replayed" ever after, even if the process
-        # dies before the PUBACK (or the connection drops before it goes out).
-        self.outbox.mark_sent_seqs([batches[-1][0][-1]])
+        # dies before the PUBACK (or the connection drops before it goes out). The stored mark
+        # runs a few pages ahead, so it is written once per few pages, not per page.
+        top = batches[-1][0][-1]
+        if top > self._sent_stored:
+            self._sent_stored = self.outbox.mark_sent_ahead(top, SENT_AHEAD * self._page)
+        self._sent = max(self._sent, top)
         for batch in batches:
             self.staged.append(batch)
             self.cursor = batch[0][-1]
@@ -386,7 +395,7 @@ class Drain:
         row = self.outbox.get(punch_id)
         if row is None:
             raise LookupError(f"punch {punch_id} is no longer in the outbox")
-        return self._encoder.encode(row)
+        return self._encoder.encode(row, replayed=row.attempts > 0 or row.seq <= self._sent)
 
     def _skip(self, seq: int, punch_id: str, error: str) -> None:
         self._log.error("skipping a punch that cannot be sent", seq=seq, error=error)

@@ -54,8 +54,8 @@ class PunchEncoder:
             self._received = (value, text)
         return text
 
-    def encode(self, p: StoredPunch) -> bytes:
-        """One punch object; equal (as JSON) to ``punch_payload(p, site)``."""
+    def encode(self, p: StoredPunch, replayed: bool | None = None) -> bytes:
+        """One punch object; equal (as JSON) to ``punch_payload(p, site, replayed)``."""
         device_time = None if p.device_time is None else p.device_time.isoformat()
         local = "null"
         time_utc = "null"
@@ -82,6 +82,6 @@ class PunchEncoder:
             f'"entered_at":{_s(None if p.entered_at is None else p.entered_at.isoformat())},'
             f'"received_at":{self._received_text(p.received_at)},"suspect":{suspect},'
             f'"raw":{_s(None if p.raw is None else p.raw.hex())},'
-            f'"replayed":{"true" if p.replayed else "false"}}}'
+            f'"replayed":{"true" if (p.replayed if replayed is None else replayed) else "false"}}}'
         )
         return text.encode("utf-8")

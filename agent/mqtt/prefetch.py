@@ -33,29 +33,34 @@ class Prefetcher:
         self._pool = ThreadPoolExecutor(max_workers=len(readers), thread_name_prefix="mqtt-read")
         self._ahead: dict[tuple[int, int], Future[Page]] = {}
 
-    def _read(self, limit: int, after_seq: int) -> Page:
+    def _read(self, limit: int, after_seq: int, sent: int) -> Page:
         reader = self._free.get()
         try:
-            return reader.read(limit, after_seq)
+            return reader.read(limit, after_seq, sent)
         finally:
             self._free.put(reader)
 
-    def _submit(self, after_seq: int, limit: int) -> Future[Page]:
-        return self._pool.submit(self._read, limit, after_seq)
+    def _submit(self, after_seq: int, limit: int, sent: int) -> Future[Page]:
+        return self._pool.submit(self._read, limit, after_seq, sent)
 
-    def take(self, after_seq: int, limit: int) -> Page:
-        """The page after ``after_seq``: the one read ahead if it was for this place, else now."""
-        future = self._ahead.pop((after_seq, limit), None) or self._submit(after_seq, limit)
+    def take(self, after_seq: int, limit: int, sent: int) -> Page:
+        """The page after ``after_seq``: the one read ahead if it was for this place, else now.
+
+        Rows up to ``sent`` are ``replayed``. A page read ahead lies beyond everything offered
+        so far (a rewind forgets it), so the mark it was read with still holds for it.
+        """
+        ahead = self._ahead.pop((after_seq, limit), None)
+        future = ahead or self._submit(after_seq, limit, sent)
         return future.result(timeout=self._timeout)
 
-    def read_ahead(self, after_seq: int, limit: int) -> None:
+    def read_ahead(self, after_seq: int, limit: int, sent: int) -> None:
         """Start reading the page after ``after_seq``, and the one after it with a second reader."""
         wanted = [(after_seq, limit)]
         if len(self._readers) > 1:
             end = self._page_end(limit, after_seq)
             if end is not None:
                 wanted.append((end, limit))
-        self._ahead = {key: self._ahead.get(key) or self._submit(*key) for key in wanted}
+        self._ahead = {key: self._ahead.get(key) or self._submit(*key, sent) for key in wanted}
 
     def forget(self) -> None:
         """Drop the pages read ahead (after a rewind they may be stale)."""

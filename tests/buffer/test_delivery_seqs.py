@@ -67,3 +67,13 @@ def test_a_page_with_an_id_the_fast_path_cannot_split_is_read_row_by_row(outbox:
         (3, rows[2][1]),
     ]
     assert json.loads(rows[1][2] or b"")["id"] == "odd,id-from-an-old-file-000000000000"
+
+
+def test_the_sent_mark_runs_ahead_but_never_past_the_newest_row(outbox: Outbox) -> None:
+    outbox.add_punches(punches(0, 10))
+    assert outbox.mark_sent_ahead(3, 4) == 7
+    assert outbox.mark_sent_ahead(2, 1) == 7  # never lowered
+    assert outbox.mark_sent_ahead(8, 100) == 10  # capped: a new punch is never born replayed
+    outbox.add_punches(punches(10, 2))
+    assert [p.replayed for p in outbox.next_batch(20)] == [True] * 10 + [False] * 2
+    assert outbox.sent_mark() == 10

@@ -352,3 +352,20 @@ def test_a_punch_that_cannot_be_encoded_is_skipped_and_kept_with_its_error(
 def _seqs_complete_except(count: int, missing: set[int]) -> Callable[[list], bool]:
     wanted = set(range(1, count + 1)) - missing
     return lambda ms: {p["seq"] for p in punches_in(ms)} >= wanted
+
+
+def test_first_sends_are_not_replayed_though_the_stored_sent_mark_runs_ahead(
+    broker: LocalMosquitto, outbox: Outbox, workers: Workers, collectors: Collectors
+) -> None:
+    """The stored mark is raised pages ahead; what is sent the first time says so all the same."""
+    collector = collectors([f"{PREFIX}/{GATEWAY}/punches"])
+    outbox.add_punches(make_punches(300))
+    worker = workers(fast_options(broker.url, batch_size=10, inflight=2), outbox)
+    assert worker.flush(10)
+    messages = collector.wait(_seqs_complete(300), what="the backlog")
+    assert not any(p["replayed"] for p in punches_in(messages))
+    assert outbox.sent_mark() == 300  # ran ahead, capped at the newest row
+    outbox.add_punches(make_punches(310)[300:])  # seqs 301-310: above the mark
+    worker.wake()
+    more = collector.wait(_seqs_complete(310), what="the new punches")
+    assert not any(p["replayed"] for p in punches_in(more) if p["seq"] > 300)

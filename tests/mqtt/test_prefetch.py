@@ -25,12 +25,12 @@ def test_pages_read_two_at_a_time_are_the_pages_read_one_by_one(outbox: Outbox) 
     try:
         got, after = [], 0
         for _ in range(20):
-            page = prefetcher.take(after, 100)
+            page = prefetcher.take(after, 100, 0)
             if not page[0]:
                 break
             got.append(page[0])
             after = page[0][-1]
-            prefetcher.read_ahead(after, 100)
+            prefetcher.read_ahead(after, 100, 0)
         assert got == expected
         assert [len(p) for p in got] == [100] * 8 + [90]
     finally:
@@ -41,14 +41,14 @@ def test_a_forgotten_page_is_read_again_after_changes(outbox: Outbox) -> None:
     outbox.add_punches(punches(0, 10))
     prefetcher = _prefetcher(outbox)
     try:
-        prefetcher.read_ahead(0, 5)
-        assert prefetcher.take(0, 5)[0] == [1, 2, 3, 4, 5]  # the page read ahead
-        prefetcher.read_ahead(0, 5)
+        prefetcher.read_ahead(0, 5, 0)
+        assert prefetcher.take(0, 5, 0)[0] == [1, 2, 3, 4, 5]  # the page read ahead
+        prefetcher.read_ahead(0, 5, 0)
         outbox.mark_delivered_seqs([1, 2])
         prefetcher.forget()  # e.g. a rewind: the page read ahead may be stale
-        assert prefetcher.take(0, 5)[0] == [3, 4, 5, 6, 7]
+        assert prefetcher.take(0, 5, 0)[0] == [3, 4, 5, 6, 7]
         # A page asked for at another place than the one read ahead is read then.
-        prefetcher.read_ahead(0, 5)
-        assert prefetcher.take(5, 5)[0] == [6, 7, 8, 9, 10]
+        prefetcher.read_ahead(0, 5, 0)
+        assert prefetcher.take(5, 5, 0)[0] == [6, 7, 8, 9, 10]
     finally:
         prefetcher.close()
