@@ -4,17 +4,25 @@ from __future__ import annotations
 
 import os
 import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from agent.sdnotify import Notifier
 
 
-def test_messages_reach_the_notify_socket(tmp_path: Path) -> None:
+@contextmanager
+def notify_socket(tmp_path: Path, timeout: float) -> Iterator[tuple[socket.socket, Notifier]]:
+    """A datagram socket where systemd would listen, and a Notifier pointed at it."""
     path = tmp_path / "notify.sock"
     with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as server:
         server.bind(str(path))
-        server.settimeout(2)
-        notifier = Notifier({"NOTIFY_SOCKET": str(path)})
+        server.settimeout(timeout)
+        yield server, Notifier({"NOTIFY_SOCKET": str(path)})
+
+
+def test_messages_reach_the_notify_socket(tmp_path: Path) -> None:
+    with notify_socket(tmp_path, timeout=2) as (server, notifier):
         assert notifier.ready("2 devices online, backlog 0")
         assert server.recv(4096) == b"READY=1\nSTATUS=2 devices online, backlog 0"
         assert notifier.watchdog()
@@ -53,11 +61,7 @@ def test_a_vanished_socket_does_not_raise(tmp_path: Path) -> None:
 
 
 def test_long_start_up_work_keeps_extending_the_start_timeout(tmp_path: Path) -> None:
-    path = tmp_path / "notify.sock"
-    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as server:
-        server.bind(str(path))
-        server.settimeout(5)
-        notifier = Notifier({"NOTIFY_SOCKET": str(path)})
+    with notify_socket(tmp_path, timeout=5) as (server, notifier):
         with notifier.extending(step=0.05):
             # The "work": waiting for two extensions proves they repeat while it lasts.
             first, second = server.recv(4096), server.recv(4096)
