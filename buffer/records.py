@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from buffer.ledger import DELIVERED_AT_SQL, REPLAYED_SQL
+from config.errors import OutboxError
 from drivers.base import Punch
 
 # Column order shared by every SELECT that builds a StoredPunch.
@@ -163,11 +164,18 @@ def decode(row: tuple[Any, ...]) -> StoredPunch:
     taking a batch of 500. The instance is as frozen as any other.
     """
     values = list(row)
-    for i in _TIME_COLUMNS:
-        if values[i] is not None:
-            values[i] = _fromiso(values[i])
-    values[_RECEIVED] = _fromiso(values[_RECEIVED])
-    values[_SUSPECT] = values[_SUSPECT].split(",") if values[_SUSPECT] else []
+    try:
+        for i in _TIME_COLUMNS:
+            if values[i] is not None:
+                values[i] = _fromiso(values[i])
+        values[_RECEIVED] = _fromiso(values[_RECEIVED])
+        values[_SUSPECT] = values[_SUSPECT].split(",") if values[_SUSPECT] else []
+    except (TypeError, ValueError, AttributeError) as exc:
+        # Only a damaged or hand-edited file holds such a row (salvage keeps none).
+        raise OutboxError(
+            f"punch seq {row[1]} (id {row[0]}) has a damaged stored value: {exc}. Run "
+            "'punchgate outbox check'; the row itself is kept as it is"
+        ) from exc
     values[_DELIVERY] = "pending" if values[_DELIVERED_AT] is None else "delivered"
     values[-1] = bool(values[-1])
     punch = object.__new__(StoredPunch)

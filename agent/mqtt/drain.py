@@ -27,7 +27,7 @@ from agent.mqtt.prefetch import Prefetcher
 from agent.mqtt.window import InFlight, Window
 from buffer.outbox import Outbox
 from buffer.payload import Page
-from config.errors import PunchgateError
+from config.errors import OutboxError, PunchgateError
 from drivers.backoff import Backoff
 
 Publish = Callable[[bytes], Published | None]
@@ -376,7 +376,7 @@ class Drain:
             if not part:  # SQLite wrote the JSON of ordinary rows; the rare others here
                 try:
                     part = self._encode_row(punch_id)
-                except (TypeError, ValueError, AttributeError, LookupError) as exc:
+                except (TypeError, ValueError, AttributeError, LookupError, OutboxError) as exc:
                     self._skip(seq, punch_id, f"cannot encode punch seq {seq}: {exc!r}")
                     continue
             length = len(part) + 1

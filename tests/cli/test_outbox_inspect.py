@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import sqlite3
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -156,3 +157,17 @@ def test_since_accepts_durations_dates_and_offsets() -> None:
     )
     with pytest.raises(Exception, match="duration back from now"):
         parse_since("yesterday", BERLIN, now)
+
+
+def test_a_damaged_row_gets_a_clear_error_not_a_traceback(
+    filled: tuple[Path, dict[str, str]],
+) -> None:
+    config, ids = filled
+    conn = sqlite3.connect(config.parent / "state" / "outbox.db")
+    conn.execute("UPDATE punches SET received_at = 'not a time' WHERE id = ?", (ids["first"],))
+    conn.commit()
+    conn.close()
+    result = cli("outbox", "list", "-c", str(config))
+    assert result.code == 5, result
+    assert "has a damaged stored value" in result.stderr
+    assert "punchgate outbox check" in result.stderr
