@@ -5,14 +5,14 @@ Every function is one short read or one short write transaction: the MQTT worker
 Delivery state lives in seq ranges (``buffer/ledger.py``): marking delivered adds a range,
 never rewrites rows. Rows stay pending until marked delivered, so rows in flight when the
 process died are simply offered again after a restart (``replayed``: their seq is at or below
-the ``sent`` counter that ``mark_sent`` raised before they were published).
+the ``sent`` mark, raised before they were published).
 """
 
 from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -27,8 +27,6 @@ from buffer.records import (
     iso_utc,
     utc_now,
 )
-
-seq_runs = ledger.seq_runs
 
 
 @contextmanager
@@ -55,23 +53,42 @@ def _ids_param(ids: Sequence[str]) -> str:
     return json.dumps(list(ids))
 
 
+SPAN = "WHERE seq > ? AND seq < ? ORDER BY seq LIMIT ?"  # bound: after, before, limit
+
+
+def over_pending(
+    conn: sqlite3.Connection,
+    sql: str,
+    params: tuple[Any, ...],
+    after_seq: int,
+    limit: int,
+    rows_in: Callable[[Any], int] | None = None,
+) -> list[Any]:
+    """Run ``sql`` (which holds ``SPAN``) on the spans of pending rows after ``after_seq``, in
+    order, until it has covered ``limit`` rows; returns its result rows.
+
+    ``params`` are bound before the span's bounds. ``rows_in(result_row)`` says how many punch
+    rows a result row stands for when ``sql`` aggregates a span (default: one each). Ranges
+    of delivered rows are jumped over, so the cost is O(limit) at any outbox size. The caller
+    holds a read transaction, so the ranges and the rows are one snapshot.
+    """
+    out: list[Any] = []
+    seen = 0
+    for after, before in ledger.pending_spans(conn, after_seq):
+        found = conn.execute(sql, (*params, after, before, limit - seen)).fetchall()
+        out += found
+        seen += len(found) if rows_in is None else sum(map(rows_in, found))
+        if seen >= limit:
+            break
+    return out
+
+
 def pending_rows(
     conn: sqlite3.Connection, select: str, params: tuple[Any, ...], after_seq: int, limit: int
 ) -> list[Any]:
     """``select`` (``SELECT ... FROM punches``) of up to ``limit`` pending rows after
-    ``after_seq``, in seq order.
-
-    ``params`` are bound before the seq bounds (for parameters inside ``select``). Ranges of
-    delivered rows are jumped over, so the cost is O(limit) at any outbox size. The caller
-    holds a read transaction, so the ranges and the rows are one snapshot.
-    """
-    sql = f"{select} WHERE seq > ? AND seq < ? ORDER BY seq LIMIT ?"
-    out: list[Any] = []
-    for after, before in ledger.pending_spans(conn, after_seq):
-        out += conn.execute(sql, (*params, after, before, limit - len(out))).fetchall()
-        if len(out) >= limit:
-            break
-    return out
+    ``after_seq``, in seq order (see ``over_pending``)."""
+    return over_pending(conn, f"{select} {SPAN}", params, after_seq, limit)
 
 
 def next_batch(
@@ -106,56 +123,47 @@ def _seqs_of(conn: sqlite3.Connection, ids: Sequence[str]) -> list[int]:
     ]
 
 
-def mark_sent_seqs(conn: sqlite3.Connection, path: Path, seqs: Sequence[int]) -> int:
-    """Record that rows up to ``max(seqs)`` are being offered: from now on they are "replayed".
-
-    One counter, not a write per row: rows are offered in seq order, so every pending row at
-    or below the counter was offered before (or made pending again by a redelivery).
-    """
-    if not seqs:
-        return 0
-    with bookkeeping_transaction(conn, path, "marking punches sent"):
-        conn.execute("UPDATE counters SET value = max(value, ?) WHERE name = 'sent'", (max(seqs),))
-    return len(seqs)
-
-
 def sent_mark(conn: sqlite3.Connection) -> int:
-    """The highest seq recorded as offered to the broker (see ``mark_sent_seqs``)."""
+    """The highest seq recorded as offered to the broker: rows up to it are "replayed"."""
     return int(conn.execute("SELECT value FROM counters WHERE name = 'sent'").fetchone()[0])
+
+
+def _raise_sent(conn: sqlite3.Connection, up_to: int) -> int:
+    # Never past the newest row (a new punch is never born replayed), never lowered.
+    conn.execute(
+        "UPDATE counters SET value = max(value, "
+        "min(?, (SELECT value FROM counters WHERE name = 'seq'))) WHERE name = 'sent'",
+        (up_to,),
+    )
+    return sent_mark(conn)
 
 
 def mark_sent_ahead(conn: sqlite3.Connection, path: Path, seq: int, ahead: int) -> int:
     """Raise the sent mark to ``seq + ahead`` at once (never past the newest row); returns it.
 
-    The delivery worker offers rows in seq order and keeps what it actually sent in memory, so
-    one write covers several pages. Rows between the rows really sent and the mark count as
-    "replayed" only if the process dies first: a harmless "you may already have it".
+    One counter, not a write per row: the delivery worker offers rows in seq order and keeps
+    what it actually sent in memory, so one write covers several pages. Rows between those
+    really sent and the mark count as "replayed" only if the process dies first: a harmless
+    "you may already have it".
     """
     with bookkeeping_transaction(conn, path, "marking punches sent"):
-        conn.execute(
-            "UPDATE counters SET value = max(value, "
-            "min(?, (SELECT value FROM counters WHERE name = 'seq'))) WHERE name = 'sent'",
-            (seq + ahead,),
-        )
-        return sent_mark(conn)
+        return _raise_sent(conn, seq + ahead)
 
 
 def mark_sent(conn: sqlite3.Connection, path: Path, ids: Sequence[str]) -> int:
-    """``mark_sent_seqs`` by ids."""
+    """Raise the sent mark to the highest of these rows; returns how many were found."""
     if not ids:
         return 0
     with bookkeeping_transaction(conn, path, "marking punches sent"):
         seqs = _seqs_of(conn, ids)
         if seqs:
-            conn.execute(
-                "UPDATE counters SET value = max(value, ?) WHERE name = 'sent'", (max(seqs),)
-            )
+            _raise_sent(conn, max(seqs))
     return len(seqs)
 
 
 def _mark_failed(conn: sqlite3.Connection, seqs: list[int], error: str) -> int:
     changed = 0
-    for first, last in seq_runs(seqs):
+    for first, last in ledger.seq_runs(seqs):
         changed += conn.execute(
             "UPDATE punches SET attempts = attempts + 1, last_error = ? "  # noqa: S608
             f"WHERE seq BETWEEN ? AND ? AND {ledger.PENDING_SQL}",  # a constant

@@ -57,25 +57,23 @@ def _quote(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
-@lru_cache(maxsize=64)
-def insert_sql(
-    mask: Mask, per_device: bool, literals: Literals, ignore: bool, base: int | None = None
-) -> str:
-    """The INSERT for one row shape: bound columns in row order, then the batch's literals.
+def _bound_columns(mask: Mask, per_device: bool) -> list[str]:
+    """The columns a row of this shape binds, in the order its values are encoded."""
+    return [
+        "seq",
+        "id",
+        *(_PER_DEVICE if per_device else ()),
+        *_PER_ROW,
+        *(c for c, present in zip(_OPTIONAL, mask, strict=True) if present),
+    ]
 
-    With ``base``, the first bound value is the row's index in the batch and its seq is
-    ``base + 1 + index``: the encoded rows are bound as they are, without a copy per row.
-    """
-    bound = ["seq", "id"]
-    if per_device:
-        bound.extend(_PER_DEVICE)
-    bound.extend(_PER_ROW)
-    bound.extend(c for c, present in zip(_OPTIONAL, mask, strict=True) if present)
+
+@lru_cache(maxsize=64)
+def insert_sql(mask: Mask, per_device: bool, literals: Literals, ignore: bool) -> str:
+    """The INSERT for one row shape: bound columns in row order, then the batch's literals."""
+    bound = _bound_columns(mask, per_device)
     columns = ", ".join(bound + [c for c, _ in literals])
-    marks = ["?"] * len(bound)
-    if base is not None:
-        marks[0] = f"{int(base) + 1} + ?"
-    values = ", ".join(marks + [_quote(v) for _, v in literals])
+    values = ", ".join(["?"] * len(bound) + [_quote(v) for _, v in literals])
     verb = "INSERT OR IGNORE" if ignore else "INSERT"
     return f"{verb} INTO punches ({columns}) VALUES ({values})"
 
@@ -92,7 +90,7 @@ def uniform_sql(names: tuple[str, ...], ignore: bool, count: int) -> str:
     its index in the batch (its seq is ``?1 + 1 + index``) and its own values. One statement
     for 100 rows instead of an ``executemany`` step per row: ≈ 1 µs less per punch.
     """
-    bound = ["seq", "id", *_PER_ROW, *(c for c, on in zip(_OPTIONAL, _COMMON, strict=True) if on)]
+    bound = _bound_columns(_COMMON, per_device=False)
     # The shared ?2... come first in each row: a bare "?" takes the number after the largest
     # seen so far, so the row's own values are numbered after them.
     shared = "".join(f"?{n}, " for n in range(2, 2 + len(names)))
@@ -227,9 +225,9 @@ class Encoded:
         self.one_shape = one_shape and uniform
         return True
 
-    def sql(self, mask: Mask, ignore: bool, base: int | None = None) -> str:
+    def sql(self, mask: Mask, ignore: bool) -> str:
         """The statement for rows of this shape in this batch."""
-        return insert_sql(mask, self.per_device, self.literals, ignore, base)
+        return insert_sql(mask, self.per_device, self.literals, ignore)
 
 
 def _general(
@@ -335,7 +333,7 @@ def _execute(
 ) -> None:
     masks, rows = batch.masks, batch.rows
     if batch.one_shape and len(indexes) == len(rows):
-        # The usual batch: all rows, one shape; each row's seq is base + 1 + its index.
+        # The usual batch: all rows, one shape; a row's seq is seq + 1 + its index in it.
         names = tuple(name for name, _ in batch.literals)
         shared = (seq, *(value for _, value in batch.literals))
         step = _ROWS_PER_STATEMENT

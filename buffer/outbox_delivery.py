@@ -69,11 +69,6 @@ class DeliveryMethods:
         with self._lock:
             return delivery.mark_sent_ahead(self._db(), self.path, seq, ahead)
 
-    def mark_sent_seqs(self, seqs: Sequence[int]) -> int:
-        """``mark_sent`` by sequence numbers: one counter, raised to ``max(seqs)``."""
-        with self._lock:
-            return delivery.mark_sent_seqs(self._db(), self.path, seqs)
-
     def mark_failed_seqs(self, seqs: Sequence[int], error: str) -> int:
         """``mark_failed`` by sequence numbers: a whole in-flight window in one transaction."""
         with self._lock:

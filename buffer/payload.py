@@ -19,18 +19,18 @@ import sqlite3
 from pathlib import Path
 
 from buffer.database import connect, read_transaction
-from buffer.delivery import pending_rows
-from buffer.ledger import NO_BOUND, pending_spans
+from buffer.delivery import SPAN, over_pending, pending_rows, sent_mark
 from buffer.payload_json import JSON as _JSON
 
 _ROWS = f"SELECT seq, id, {_JSON} AS j FROM punches"  # noqa: S608 - constants
-# One result row per page: SQLite concatenates the punches itself (a newline cannot occur in
-# its JSON, so it separates them; an empty part is a row SQL could not write). Python then
-# splits and joins in C instead of handling every row: this and the JSON are the drain's cost.
-_PAGE = (
-    "SELECT group_concat(seq), group_concat(id), "
-    "CAST(group_concat(coalesce(j, x''), char(10)) AS BLOB) FROM ({rows})"
+# One result row per span of pending rows (usually one per page): SQLite concatenates the
+# punches itself (a newline cannot occur in its JSON, so it separates them; an empty part is a
+# row SQL could not write). Python then splits and joins in C instead of handling every row.
+_PAGE_SQL = (
+    "SELECT group_concat(seq), group_concat(id), "  # noqa: S608 - constants
+    f"CAST(group_concat(coalesce(j, x''), char(10)) AS BLOB) FROM ({_ROWS} {SPAN})"
 )
+_END_SQL = f"SELECT count(*), max(seq) FROM (SELECT seq FROM punches {SPAN})"  # noqa: S608
 
 # (seq, id, contract JSON as UTF-8 bytes, ready to publish): the JSON is None when SQL cannot
 # write the row exactly; the caller encodes that one from ``Outbox.get(id)``.
@@ -54,24 +54,18 @@ def read_page(
     """
     if limit < 1:
         raise ValueError("limit must be at least 1")
-    sql = _PAGE.format(rows=f"{_ROWS} WHERE seq > ? AND seq < ? ORDER BY seq LIMIT ?")
     seqs: list[int] = []
     ids: list[str] = []
     parts: list[bytes] = []
     with read_transaction(conn, path, "reading the next batch"):
         if sent is None:
-            sent = conn.execute("SELECT value FROM counters WHERE name = 'sent'").fetchone()[0]
-        # Span by span between delivered ranges (see buffer/delivery.pending_rows).
-        for after, before in pending_spans(conn, after_seq):
-            seq_text, id_text, body = conn.execute(
-                sql, (site, sent, after, before, limit - len(seqs))
-            ).fetchone()
-            if seq_text is not None:
-                seqs += map(int, seq_text.split(","))
-                ids += id_text.split(",")
-                parts += body.split(b"\n")
-            if len(seqs) >= limit:
-                break
+            sent = sent_mark(conn)
+        spans = over_pending(conn, _PAGE_SQL, (site, sent), after_seq, limit, _page_rows)
+    for seq_text, id_text, body in spans:  # one per span of pending rows, usually one
+        if seq_text is not None:
+            seqs += map(int, seq_text.split(","))
+            ids += id_text.split(",")
+            parts += body.split(b"\n")
     if len(seqs) == len(ids) == len(parts) and all(map(int.__lt__, seqs, seqs[1:])):
         return seqs, ids, parts
     # Never seen: an id with a comma (ids are UUID-shaped) or an aggregate that did not keep
@@ -81,25 +75,20 @@ def read_page(
     return [r[0] for r in rows], [r[1] for r in rows], [r[2] or b"" for r in rows]
 
 
+def _page_rows(span: tuple[str | None, str | None, bytes | None]) -> int:
+    return 0 if span[0] is None else span[0].count(",") + 1
+
+
 def page_end(conn: sqlite3.Connection, path: Path, limit: int, after_seq: int) -> int | None:
     """The seq of the ``limit``-th pending row after ``after_seq`` (None: fewer are pending).
 
     Where the page after the next one starts, so that two pages can be read at once.
     """
-    sql = (
-        "SELECT count(*), max(seq) FROM (SELECT seq FROM punches "
-        "WHERE seq > ? AND seq < ? ORDER BY seq LIMIT ?)"
-    )
-    seen = 0
     with read_transaction(conn, path, "finding the next page"):
-        for after, before in pending_spans(conn, after_seq):
-            count, top = conn.execute(sql, (after, before, limit - seen)).fetchone()
-            seen += count
-            if seen >= limit:
-                return int(top)
-            if before == NO_BOUND:
-                return None
-    return None
+        spans = over_pending(conn, _END_SQL, (), after_seq, limit, lambda span: int(span[0]))
+    if sum(count for count, _top in spans) < limit:
+        return None
+    return max(int(top) for count, top in spans if count)
 
 
 def next_payloads(

@@ -40,22 +40,24 @@ COLUMNS = (
     "suspect",
     "raw",
 )
+
+
 # Delivery state is not a column (see buffer/ledger.py): "delivery" is selected as NULL and
 # filled in by decode() from "delivered_at", which the ledger's subquery gives once per row.
-_EXPRESSIONS = {"delivery": "NULL", "delivered_at": DELIVERED_AT_SQL}
-SELECT = (
-    "SELECT "  # noqa: S608 - constant columns and expressions
-    + ", ".join(_EXPRESSIONS.get(c, c) for c in COLUMNS)
-    + f", {REPLAYED_SQL} FROM punches"
-)
+def _select(delivered_at: str) -> str:
+    expressions = {"delivery": "NULL", "delivered_at": delivered_at}
+    return (
+        "SELECT "  # noqa: S608 - constant columns and expressions
+        + ", ".join(expressions.get(c, c) for c in COLUMNS)
+        + f", {REPLAYED_SQL} FROM punches"
+    )
+
+
+SELECT = _select(DELIVERED_AT_SQL)
 # For rows known to be pending (read between delivered ranges): no per-row range lookup.
-SELECT_PENDING = (
-    "SELECT "  # noqa: S608 - constant columns and expressions
-    + ", ".join({"delivery": "NULL", "delivered_at": "NULL"}.get(c, c) for c in COLUMNS)
-    + f", {REPLAYED_SQL} FROM punches"
-)
+SELECT_PENDING = _select("NULL")
 # The columns a punches row physically has, in COLUMNS order (no delivery state).
-STORED_COLUMNS = tuple(c for c in COLUMNS if c not in _EXPRESSIONS)
+STORED_COLUMNS = tuple(c for c in COLUMNS if c not in ("delivery", "delivered_at"))
 
 # Column order of a new row; the values come from encode_new() with seq first. A new row has
 # no delivery state yet (the columns from "delivery" to "delivered_at" take their defaults).

@@ -32,15 +32,21 @@ class _HourPrefixes(dict[int, str]):
 HOURS = _HourPrefixes()
 
 
+def _day_hour(key: int) -> tuple[int, int, int, int]:
+    """(year, month, day, hour) of a ``((year * 13 + month) * 32 + day) * 24 + hour`` key."""
+    rest, hour = divmod(key, 24)
+    rest, day = divmod(rest, 32)
+    year, month = divmod(rest, 13)
+    return year, month, day, hour
+
+
 class _DayHourPrefixes(dict[int, str]):
     """``"YYYY-MM-DDTHH:"`` keyed by ``((year * 13 + month) * 32 + day) * 24 + hour`` (bounded)."""
 
     def __missing__(self, key: int) -> str:
         if len(self) > 4096:
             self.clear()
-        rest, hour = divmod(key, 24)
-        rest, day = divmod(rest, 32)
-        year, month = divmod(rest, 13)
+        year, month, day, hour = _day_hour(key)
         text = f"{year:04d}-{month:02d}-{day:02d}T{hour:02d}:"
         self[key] = text
         return text
@@ -55,10 +61,7 @@ class _HourMillis(dict[int, int]):
     def __missing__(self, key: int) -> int:
         if len(self) > 4096:
             self.clear()
-        rest, hour = divmod(key, 24)
-        rest, day = divmod(rest, 32)
-        year, month = divmod(rest, 13)
-        value = (datetime(year, month, day, hour) - _EPOCH_NAIVE) // _MS
+        value = (datetime(*_day_hour(key)) - _EPOCH_NAIVE) // _MS
         self[key] = value
         return value
 

@@ -64,8 +64,8 @@ class Drain:
         self._site = site
         self._encoder = PunchEncoder(site)
         self._head = b'{"gateway_id":' + json.dumps(gateway_id).encode() + b',"punches":['
-        # Staged batches: read and encoded, counted by mark_sent, not yet published. Refilled
-        # when half empty, so one read and one mark_sent cover several batches. At most 8
+        # Staged batches: read and encoded, below the sent mark, not yet published. Refilled
+        # when half empty, so one read covers several batches. At most 8
         # whatever the window: a wide window (backend acks) needs no deeper read-ahead, and
         # staged bytes are memory on top of the window's.
         self.staged: deque[Batch] = deque()

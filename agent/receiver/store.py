@@ -82,6 +82,7 @@ def sqlite_insert(rows: int) -> str:
 
 
 SQLITE_INSERT = sqlite_insert(1)
+_SQLITE_INSERT_MANY = sqlite_insert(_ROWS_PER_INSERT)
 # Arrays unnested server-side: one statement per batch, and rowcount counts inserted rows only.
 PG_INSERT = (
     "INSERT INTO punches ("  # noqa: S608
@@ -175,7 +176,6 @@ _FIELDS = tuple(name for name, _ in COLUMNS[:-1])  # all but stored_at, in COLUM
 _take_fields = operator.itemgetter(*_FIELDS)
 _SUSPECT = _FIELDS.index("suspect")
 _REPLAYED = _FIELDS.index("replayed")
-assert _REPLAYED == len(_FIELDS) - 1  # row_of's fast path relies on it being the last field
 
 
 def row_of(punch: dict[str, Any], stored_at: str) -> tuple[Any, ...]:
@@ -188,7 +188,9 @@ def row_of(punch: dict[str, Any], stored_at: str) -> tuple[Any, ...]:
     suspect, replayed = row[_SUSPECT], row[_REPLAYED]
     if type(suspect) is list and not suspect and type(replayed) is bool:
         # The usual punch: no suspect flags.
-        return (*row[:_SUSPECT], None, *row[_SUSPECT + 1 : _REPLAYED], int(replayed), stored_at)
+        fixed = list(row)
+        fixed[_SUSPECT], fixed[_REPLAYED] = None, int(replayed)
+        return (*fixed, stored_at)
     return _row_of_partial(punch, stored_at)
 
 
@@ -285,12 +287,10 @@ class SqliteStore:
                 before = self._conn.total_changes
                 step = _ROWS_PER_INSERT
                 full = len(rows) - len(rows) % step
-                if full:
-                    many = sqlite_insert(step)
-                    for start in range(0, full, step):
-                        self._conn.execute(
-                            many, tuple(chain.from_iterable(rows[start : start + step]))
-                        )
+                for start in range(0, full, step):
+                    self._conn.execute(
+                        _SQLITE_INSERT_MANY, tuple(chain.from_iterable(rows[start : start + step]))
+                    )
                 if full < len(rows):
                     self._conn.executemany(self._insert, rows[full:])
                 inserted = self._conn.total_changes - before

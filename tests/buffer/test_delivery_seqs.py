@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from buffer import Outbox
-from buffer.delivery import seq_runs
+from buffer.ledger import seq_runs
 from tests.buffer.factory import punches
 
 
@@ -18,7 +18,7 @@ def test_marking_by_seqs_touches_only_those_rows_and_keeps_counters(outbox: Outb
     outbox.add_punches(punches(0, 10))
     outbox.mark_delivered([outbox.next_batch(10)[4].id])  # seq 5 delivered already
     # Seq 3 is not in the batch (as if skipped): a range must not swallow it.
-    assert outbox.mark_sent_seqs([1, 2, 4, 5, 6]) == 5
+    assert outbox.mark_sent_ahead(6, 0) == 6
     assert outbox.mark_delivered_seqs([1, 2, 4, 5, 6]) == 4
     rows = {r.seq: r for r in outbox.list(limit=100)}
     assert {s for s, r in rows.items() if r.delivery == "delivered"} == {1, 2, 4, 5, 6}
@@ -34,7 +34,7 @@ def test_marking_by_seqs_touches_only_those_rows_and_keeps_counters(outbox: Outb
 def test_next_payloads_reads_pending_rows_in_seq_order_with_replayed(outbox: Outbox) -> None:
     outbox.add_punches(punches(0, 6))
     outbox.mark_delivered_seqs([2])
-    outbox.mark_sent_seqs([1, 3])  # offered in seq order: 1 and 3 went out (2 is delivered)
+    outbox.mark_sent_ahead(3, 0)  # offered in seq order: 1 and 3 went out (2 is delivered)
     payloads = outbox.next_payloads(3, site="s")
     assert [seq for seq, _id, _json in payloads] == [1, 3, 4]
     bodies = [json.loads(text or b"") for _seq, _id, text in payloads]
@@ -46,8 +46,8 @@ def test_next_payloads_reads_pending_rows_in_seq_order_with_replayed(outbox: Out
 def test_delivery_marks_leave_inserts_fully_durable(outbox: Outbox) -> None:
     """Delivery marks commit without an fsync; every other commit must stay synchronous=FULL."""
     outbox.add_punches(punches(0, 3))
-    outbox.mark_sent_seqs([1, 2])
-    outbox.mark_sent_seqs([])
+    outbox.mark_sent_ahead(2, 0)
+    outbox.mark_sent([])
     outbox.mark_delivered_seqs([2])
     outbox.mark_delivered([outbox.next_batch(1)[0].id])
     conn = outbox._db()
