@@ -4,7 +4,8 @@ paho's own reconnect (``loop_start``/``loop_forever``) retries in lock-step with
 re-sends its in-memory queue; we run ``client.loop()`` in our own thread instead and build a fresh
 paho client for every connection attempt. Nothing is re-sent by paho: the outbox is the source of
 truth and the delivery worker re-publishes whatever was in flight. Each successful connection gets
-a new *generation* number so that late callbacks of an old connection can be told apart.
+a new *generation* number so that late callbacks of an old connection can be told apart. The
+network thread is also the socket's only writer: ``publish()`` from any thread only queues.
 
 Callbacks into the handler run on the network thread: handlers must only hand work over (queue),
 never block, and never call ``publish`` while holding a lock that their callbacks also take.
@@ -79,6 +80,10 @@ class Published:
 
     generation: int
     mid: int
+
+
+def _network_thread_writes(_client: mqtt.Client, _userdata: Any, _sock: Any) -> None:
+    """paho's external-event-loop hook: nothing to do, ``loop()`` already selects for writing."""
 
 
 def _release(client: mqtt.Client) -> None:
@@ -297,6 +302,12 @@ class MqttConnection:
         client.on_publish = on_publish
         client.on_subscribe = on_subscribe
         client.on_message = on_message
+        # The network thread is the socket's only writer. Without an external event loop
+        # registered, paho's publish() writes from the caller's thread while this thread may be
+        # writing too: after a partial write (a slow uplink) the two interleaved packets' bytes
+        # and the broker dropped the corrupt stream. With this hook set, publish() only queues
+        # the packet and wakes the network thread, whose loop() writes it (in order).
+        client.on_socket_register_write = _network_thread_writes
         client.user_data_set(state)
         return client
 
