@@ -51,6 +51,27 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def _thread_cpu() -> dict[str, float]:
+    """CPU seconds so far of each live thread of this process, by thread name (Linux)."""
+    names = {t.native_id: t.name for t in threading.enumerate()}
+    out: dict[str, float] = {}
+    for task in Path("/proc/self/task").iterdir():
+        try:
+            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # the thread ended meanwhile
+        name = names.get(int(task.name), f"native-{task.name}")
+        out[name] = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return out
+
+
+def _machine_ticks() -> tuple[int, int]:
+    """(busy, total) clock ticks of all CPUs so far, from /proc/stat."""
+    values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = values[3] + values[4]  # idle + iowait
+    return sum(values) - idle, sum(values)
+
+
 def _vm(field: str) -> int:
     """A ``VmXxx`` figure of this process in kB."""
     for line in Path("/proc/self/status").read_text().splitlines():
@@ -83,11 +104,15 @@ def agent_main(args: argparse.Namespace) -> None:
     )
     rss_before = _vm("VmRSS")
     cpu0 = resource.getrusage(resource.RUSAGE_SELF)
+    threads0 = _thread_cpu()
+    ticks0 = _machine_ticks()
     start = time.monotonic()
     worker = DeliveryWorker(options, outbox, GATEWAY, "bench site").start()
     drained = worker.flush(args.timeout)
     elapsed = time.monotonic() - start
     cpu1 = resource.getrusage(resource.RUSAGE_SELF)
+    threads = {n: c - threads0.get(n, 0.0) for n, c in _thread_cpu().items()}
+    ticks1 = _machine_ticks()
     status = worker.status()
     worker.stop(5)
     outbox.close()
@@ -101,6 +126,8 @@ def agent_main(args: argparse.Namespace) -> None:
                 "cpu_s": (cpu1.ru_utime - cpu0.ru_utime) + (cpu1.ru_stime - cpu0.ru_stime),
                 "rss_before_kb": rss_before,
                 "rss_peak_kb": _vm("VmHWM"),
+                "threads_cpu_s": threads,
+                "machine_busy": (ticks1[0] - ticks0[0]) / max(1, ticks1[1] - ticks0[1]),
             }
         ),
         flush=True,
@@ -316,6 +343,12 @@ def report(mode: str, f: dict[str, Any], args: argparse.Namespace) -> None:
             else ""
         )
         + ("" if f["drained"] else "  [NOT DRAINED within the timeout]")
+    )
+    busy = sorted(f["threads_cpu_s"].items(), key=lambda kv: -kv[1])
+    print(
+        f"         machine CPU busy during the drain {f['machine_busy']:.0%} of "
+        f"{os.cpu_count()} cores; agent CPU by thread: "
+        + ", ".join(f"{n} {c:.2f} s" for n, c in busy if c)
     )
 
 

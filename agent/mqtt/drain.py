@@ -36,6 +36,7 @@ Batch = tuple[list[int], list[str], bytes]  # seqs, ids, the message body
 COMMIT_DELAY = 0.02  # s: longest an ack waits to be recorded while batches are in flight
 COMMIT_ROWS = 800  # punches: or as soon as this many acks are waiting
 READERS = 2  # pages read at once (see agent/mqtt/prefetch.py)
+READ_AHEAD = 4  # pages kept read or being read ahead
 SENT_AHEAD = 4  # pages: how far the stored sent mark runs ahead of what was offered
 
 
@@ -77,6 +78,7 @@ class Drain:
             [outbox.payload_reader(site) for _ in range(READERS)],
             outbox.page_end,
             timeout=options.ack_timeout,
+            depth=READ_AHEAD,
         )
         # "Replayed" is every row up to what this process has offered, or up to the mark it
         # found stored (which an earlier process may have raised ahead of what it sent).
