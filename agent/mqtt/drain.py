@@ -33,8 +33,8 @@ from drivers.backoff import Backoff
 Publish = Callable[[bytes], Published | None]
 Limit = Callable[[], int | None]
 Batch = tuple[list[int], list[str], bytes]  # seqs, ids, the message body
-COMMIT_DELAY = 0.02  # s: longest an ack waits to be recorded while batches are in flight
-COMMIT_ROWS = 800  # punches: or as soon as this many acks are waiting
+COMMIT_DELAY = 0.05  # s: longest an ack waits to be recorded while batches are in flight
+COMMIT_ROWS = 2000  # punches: or as soon as this many acks are waiting
 READERS = 2  # pages read at once (see agent/mqtt/prefetch.py)
 READ_AHEAD = 4  # pages kept read or being read ahead
 SENT_AHEAD = 4  # pages: how far the stored sent mark runs ahead of what was offered
