@@ -48,7 +48,6 @@ _OPTIONAL = (
 Mask = tuple[bool, bool, bool, bool, bool, bool, bool, bool]
 Literals = tuple[tuple[str, str], ...]  # (column, value) written into the statement
 
-_text = str.__str__  # a StrEnum member's value, without the slow Enum.value property
 _COMMON: Mask = (True, False, True, True, True, True, False, False)
 
 
@@ -189,9 +188,11 @@ class Encoded:
                     ms = 0
                 t = hex(ms)[2:].zfill(12)  # twice as fast as two format specs
                 pid = f"{t[:8]}-{t[8:]}-8{h[:3]}-{variant[h[3]]}{h[4:7]}-{h[7:19]}"
+                utc_micro = utc.microsecond
                 utc_text = (
-                    f"{hours[((utc.year * 13 + utc.month) * 32 + utc.day) * 24 + utc.hour]}"
-                    f"{min_sec[utc.minute * 60 + utc.second]}.{utc.microsecond:06d}+00:00"
+                    hours[((utc.year * 13 + utc.month) * 32 + utc.day) * 24 + utc.hour]
+                    + min_sec[utc.minute * 60 + utc.second]
+                    + (f".{utc_micro:06d}+00:00" if utc_micro else ".000000+00:00")
                 )
                 masks(_COMMON)
                 rows(
@@ -199,8 +200,8 @@ class Encoded:
                         index,
                         pid,
                         when,
-                        _text(p.state),
-                        _text(p.verify),
+                        p.state._value_,  # the StrEnum's text, without Enum.value's cost
+                        p.verify._value_,
                         employee,
                         utc_text,
                         p.utc_offset_minutes,
