@@ -153,6 +153,40 @@ def test_a_slow_uplink_with_partial_socket_writes_keeps_one_clean_connection(
     assert seqs == list(range(1, count + 1)), "sent once each, in order, on one connection"
 
 
+def test_a_link_that_goes_silent_is_noticed_and_everything_arrives_after_it_returns(
+    broker: LocalMosquitto, outbox: Outbox, workers: Workers, collectors: Collectors
+) -> None:
+    """No reset, no FIN: the link just stops carrying packets (a dead router, no coverage).
+
+    The worker must not wait on the dead connection forever: keepalive gives it up, the status
+    says so, reconnect attempts time out with a reason, and once the link carries packets again
+    everything pending arrives in order.
+    """
+    collector = collectors([f"{PREFIX}/{GATEWAY}/punches"])
+    outbox.add_punches(make_punches(500))
+    link = SlowLink(broker.port, stall=0.0, chunk=65_536, pause=0.0)
+    try:
+        worker = workers(fast_options(link.url, batch_size=50, inflight=4), outbox)
+        assert worker.flush(10), worker.status().last_error
+        link.freeze()
+        outbox.add_punches(make_punches(500, start=500))
+        worker.wake()
+        # keepalive is 5 s: paho gives the connection up within two keepalive periods.
+        wait_for(lambda: not worker.status().connected, timeout=20, what="the dead link noticed")
+        wait_for(lambda: worker.status().last_error, timeout=10, what="a reason in the status")
+        assert outbox.stats().pending > 0
+        link.thaw()
+        assert worker.flush(30), worker.status().last_error
+    finally:
+        link.stop()
+    messages = collector.wait(_seqs_complete(1000), timeout=15, what="every punch")
+    first: dict[int, str] = {}
+    for punch in punches_in(messages):
+        assert first.setdefault(punch["seq"], punch["id"]) == punch["id"]
+    assert list(first) == list(range(1, 1001)), "in order, without gaps"
+    assert worker.status().connects >= 2
+
+
 def test_backend_ack_mode_marks_delivered_only_on_the_backend_ack(
     broker: LocalMosquitto,
     outbox: Outbox,

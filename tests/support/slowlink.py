@@ -5,6 +5,10 @@ small reads with pauses, like a congested uplink, while the broker's answers pas
 client with more to send than the kernel's socket buffers hold then sees partial writes, which
 is what a real cellular or DSL uplink gives a gateway draining a backlog.
 
+``freeze()`` makes it a black hole until ``thaw()``: connections stay open, nothing passes in
+either direction, new connections are accepted and go nowhere (a router that died, a mobile
+link without coverage: no reset ever reaches the gateway).
+
 Every loop is bounded by ``stop()`` and by socket timeouts.
 """
 
@@ -36,6 +40,7 @@ class SlowLink:
         self.pause = pause
         self.connections = 0
         self._stop = threading.Event()
+        self._frozen = threading.Event()
         self._server = socket.socket()
         # A small receive buffer: the TCP window stays small, so the sender's buffer fills up.
         self._server.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
@@ -72,10 +77,20 @@ class SlowLink:
             self._spawn(self._pump, client, upstream, True)
             self._spawn(self._pump, upstream, client, False)
 
+    def freeze(self) -> None:
+        """Forward nothing more, in either direction, and close nothing."""
+        self._frozen.set()
+
+    def thaw(self) -> None:
+        self._frozen.clear()
+
     def _pump(self, source: socket.socket, sink: socket.socket, slow: bool) -> None:
         if slow:
             self._stop.wait(self.stall)
         while not self._stop.is_set():
+            if self._frozen.is_set():
+                self._stop.wait(0.05)
+                continue
             try:
                 data = source.recv(self.chunk if slow else 65_536)
             except TimeoutError:
