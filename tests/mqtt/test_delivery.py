@@ -32,6 +32,14 @@ def _seqs_complete(count: int) -> Callable[[list], bool]:
     return lambda ms: {p["seq"] for p in punches_in(ms)} >= set(range(1, count + 1))
 
 
+def _first_arrivals(messages: list) -> dict[int, str]:
+    """seq -> id in order of first arrival; a punch that arrives again carries the same id."""
+    first: dict[int, str] = {}
+    for punch in punches_in(messages):
+        assert first.setdefault(punch["seq"], punch["id"]) == punch["id"], punch["seq"]
+    return first
+
+
 def _publish_ack(port: int, payload: dict) -> None:
     client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
     client.connect("127.0.0.1", port, keepalive=10)
@@ -101,9 +109,7 @@ def test_broker_down_for_a_while_then_everything_arrives_in_order_without_gaps(
     messages = collector.wait(_seqs_complete(700), timeout=15, what="all 700 punches")
     # QoS 1 between broker and subscriber may repeat a message caught by the broker stop;
     # first arrivals must be in order, and a repeat must be the very same punch.
-    first: dict[int, str] = {}
-    for punch in punches_in(messages):
-        assert first.setdefault(punch["seq"], punch["id"]) == punch["id"]
+    first = _first_arrivals(messages)
     assert list(first) == list(range(1, 701)), "punches arrived out of order or with gaps"
     assert worker.flush(10)
     assert assert_contract(contract, messages) > 0
@@ -119,9 +125,7 @@ def test_broker_restarted_mid_batch_duplicates_carry_the_same_id(
     broker.restart()
     assert worker.flush(30), "the backlog did not drain after the broker restart"
     messages = collector.wait(_seqs_complete(20_000), timeout=15, what="every punch")
-    first_id: dict[int, str] = {}
-    for punch in punches_in(messages):
-        assert first_id.setdefault(punch["seq"], punch["id"]) == punch["id"]
+    first_id = _first_arrivals(messages)
     assert first_id == {row.seq: row.id for row in outbox.list(limit=20_000)}
     assert worker.status().connects >= 2
 
@@ -180,9 +184,7 @@ def test_a_link_that_goes_silent_is_noticed_and_everything_arrives_after_it_retu
     finally:
         link.stop()
     messages = collector.wait(_seqs_complete(1000), timeout=15, what="every punch")
-    first: dict[int, str] = {}
-    for punch in punches_in(messages):
-        assert first.setdefault(punch["seq"], punch["id"]) == punch["id"]
+    first = _first_arrivals(messages)
     assert list(first) == list(range(1, 1001)), "in order, without gaps"
     assert worker.status().connects >= 2
 
