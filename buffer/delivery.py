@@ -23,7 +23,7 @@ from buffer.records import (
     SELECT_PENDING,
     StoredPunch,
     approx_json_size,
-    decode,
+    decode_rows,
     iso_utc,
     utc_now,
 )
@@ -99,7 +99,7 @@ def next_batch(
         raise ValueError("limit must be at least 1")
     with read_transaction(conn, path, "reading the next batch"):
         rows = pending_rows(conn, SELECT_PENDING, (), after_seq, limit)
-    batch = [decode(r) for r in rows]
+    batch = decode_rows(rows)
     if max_bytes is None or not batch:
         return batch
     kept: list[StoredPunch] = []

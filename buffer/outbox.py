@@ -45,6 +45,7 @@ from buffer.records import (
     AddResult,
     StoredPunch,
     decode,
+    decode_rows,
     iso_utc,
     utc_now,
 )
@@ -281,7 +282,7 @@ class Outbox(DeliveryMethods):
             params.append(iso_utc(since))
         sql = SELECT + (" WHERE " + " AND ".join(where) if where else "")
         rows = self._read_all(f"{sql} ORDER BY seq DESC LIMIT ?", (*params, int(limit)))
-        return [decode(r) for r in reversed(rows)]
+        return decode_rows(reversed(rows))
 
     def iter_rows(
         self, *, since: datetime | None = None, page: int = 1000

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -147,42 +148,59 @@ class StoredPunch:
         return out
 
 
-_TIME_COLUMNS = tuple(
-    COLUMNS.index(name) for name in ("device_time", "time_utc", "entered_at", "delivered_at")
-)
-_RECEIVED = COLUMNS.index("received_at")
-_SUSPECT = COLUMNS.index("suspect")
-_DELIVERY = COLUMNS.index("delivery")
-_DELIVERED_AT = COLUMNS.index("delivered_at")
+_INDEX = {name: i for i, name in enumerate(COLUMNS)}
+_DEVICE_TIME, _TIME_UTC = _INDEX["device_time"], _INDEX["time_utc"]
+_ENTERED, _DELIVERED_AT = _INDEX["entered_at"], _INDEX["delivered_at"]
+_RECEIVED, _SUSPECT, _DELIVERY = _INDEX["received_at"], _INDEX["suspect"], _INDEX["delivery"]
 _FIELDS = (*COLUMNS, "replayed")
 _fromiso = datetime.fromisoformat
 
 
 def decode(row: tuple[Any, ...]) -> StoredPunch:
-    """A ``StoredPunch`` from a row selected with ``SELECT``.
+    """A ``StoredPunch`` from a row selected with ``SELECT``."""
+    return decode_rows([row])[0]
 
-    Built by filling the instance dict directly: the generated ``__init__`` of a frozen
-    dataclass sets 27 fields through ``object.__setattr__`` and was most of the cost of
-    taking a batch of 500. The instance is as frozen as any other.
+
+def decode_rows(rows: Iterable[tuple[Any, ...]]) -> list[StoredPunch]:
+    """``StoredPunch``es from rows selected with ``SELECT``, in order.
+
+    Built by filling each instance dict directly: the generated ``__init__`` of a frozen
+    dataclass sets 27 fields through ``object.__setattr__`` and was most of the cost of taking
+    a batch of 500. The instances are as frozen as any other. Rows stored by one batch share
+    their receive time, so its text is parsed once.
     """
-    values = list(row)
-    try:
-        for i in _TIME_COLUMNS:
-            if values[i] is not None:
-                values[i] = _fromiso(values[i])
-        values[_RECEIVED] = _fromiso(values[_RECEIVED])
-        values[_SUSPECT] = values[_SUSPECT].split(",") if values[_SUSPECT] else []
-    except (TypeError, ValueError, AttributeError) as exc:
-        # Only a damaged or hand-edited file holds such a row (salvage keeps none).
-        raise OutboxError(
-            f"punch seq {row[1]} (id {row[0]}) has a damaged stored value: {exc}. Run "
-            "'punchgate outbox check'; the row itself is kept as it is"
-        ) from exc
-    values[_DELIVERY] = "pending" if values[_DELIVERED_AT] is None else "delivered"
-    values[-1] = bool(values[-1])
-    punch = object.__new__(StoredPunch)
-    punch.__dict__.update(zip(_FIELDS, values, strict=True))
-    return punch
+    out: list[StoredPunch] = []
+    received: dict[str, datetime] = {}
+    new = object.__new__
+    for row in rows:
+        values = list(row)
+        try:
+            if (value := values[_DEVICE_TIME]) is not None:
+                values[_DEVICE_TIME] = _fromiso(value)
+            if (value := values[_TIME_UTC]) is not None:
+                values[_TIME_UTC] = _fromiso(value)
+            if (value := values[_ENTERED]) is not None:
+                values[_ENTERED] = _fromiso(value)
+            if (value := values[_DELIVERED_AT]) is not None:
+                values[_DELIVERED_AT] = _fromiso(value)
+            text = values[_RECEIVED]
+            at = received.get(text)
+            if at is None:
+                at = received[text] = _fromiso(text)
+            values[_RECEIVED] = at
+            values[_SUSPECT] = values[_SUSPECT].split(",") if values[_SUSPECT] else []
+        except (TypeError, ValueError, AttributeError) as exc:
+            # Only a damaged or hand-edited file holds such a row (salvage keeps none).
+            raise OutboxError(
+                f"punch seq {row[1]} (id {row[0]}) has a damaged stored value: {exc}. Run "
+                "'punchgate outbox check'; the row itself is kept as it is"
+            ) from exc
+        values[_DELIVERY] = "pending" if values[_DELIVERED_AT] is None else "delivered"
+        values[-1] = bool(values[-1])
+        punch = new(StoredPunch)
+        punch.__dict__.update(zip(_FIELDS, values, strict=True))
+        out.append(punch)
+    return out
 
 
 def encode_new(
