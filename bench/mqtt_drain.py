@@ -13,6 +13,11 @@ The agent side (outbox + DeliveryWorker) runs in a subprocess so that its peak R
 CPU time are its own; the broker and the receiver run beside it on the same machine. The backlog
 is written before the agent starts and is not timed. Targets: >= 100,000 punches/s with broker
 acks, >= 30,000 punches/s with backend acks, agent RSS < 80 MB.
+
+With broker acks, a yardstick runs just before and just after the drain on the same broker:
+paho alone publishing pre-built 100-punch messages at QoS 1 (the issue puts it at about
+500,000 punches/s on this machine). The drain's ratio to it is comparable between runs on a
+machine whose speed moves; the target is a ratio of 0.20.
 """
 
 from __future__ import annotations
@@ -132,6 +137,69 @@ def agent_main(args: argparse.Namespace) -> None:
         ),
         flush=True,
     )
+
+
+def yardstick_main(args: argparse.Namespace) -> None:
+    """paho alone: pre-built 100-punch messages at QoS 1, as fast as PUBACKs come back.
+
+    The issue's reference figure for this machine (about 500,000 punches/s): what the broker
+    and paho can do without an outbox behind them. Prints one JSON line.
+    """
+    import paho.mqtt.client as mqtt
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    host, port = args.url.removeprefix("mqtt://").rsplit(":", 1)
+    punch = json.dumps(
+        {"id": "018cc409-6800-82d3-8276-528c767f4672", "seq": 1, "pad": "x" * 480}
+    ).encode()
+    body = b'{"punches":[' + b",".join([punch] * args.batch_size) + b"]}"
+    messages = args.punches // args.batch_size
+    acked = threading.Semaphore(0)
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="bench-yardstick")
+    client.max_inflight_messages_set(args.inflight)
+    client.on_publish = lambda *_: acked.release()
+    client.connect(host, int(port))
+    client.loop_start()
+    try:
+        start = time.monotonic()
+        for _ in range(messages):
+            client.publish(f"{PREFIX}/yardstick/punches", body, qos=1)
+        for _ in range(messages):
+            if not acked.acquire(timeout=args.timeout):
+                raise SystemExit("the yardstick publisher got no PUBACK in time")
+        elapsed = time.monotonic() - start
+    finally:
+        client.disconnect()
+        client.loop_stop()
+    print(json.dumps({"punches_per_s": messages * args.batch_size / elapsed}), flush=True)
+
+
+def yardstick(url: str, args: argparse.Namespace) -> float:
+    """Punches/s of ``yardstick_main`` in its own process against the broker at ``url``."""
+    proc = subprocess.run(
+        [
+            sys.executable,
+            __file__,
+            "--yardstick",
+            "--url",
+            url,
+            "--punches",
+            str(args.punches),
+            "--batch-size",
+            str(args.batch_size),
+            "--inflight",
+            str(args.inflight),
+            "--timeout",
+            str(args.timeout),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=args.timeout + 60,
+        check=False,
+    )
+    if proc.returncode != 0 or not proc.stdout.strip():
+        raise SystemExit(f"yardstick publisher failed ({proc.returncode}): {proc.stderr[-2000:]}")
+    return float(json.loads(proc.stdout.strip().splitlines()[-1])["punches_per_s"])
 
 
 # -- harness side ---------------------------------------------------------------------------
@@ -271,6 +339,7 @@ def run_case(mode: str, args: argparse.Namespace, workdir: Path) -> dict[str, An
             deadline = time.monotonic() + 10
             while not receiver.connection.subscribed and time.monotonic() < deadline:
                 time.sleep(0.01)
+        yard_before = yardstick(broker.url, args) if mode == "broker" else None
         broker_pid = broker._proc.pid if broker._proc is not None else os.getpid()
         broker_cpu0, own_cpu0 = _cpu_seconds(broker_pid), time.process_time()
         proc = subprocess.run(
@@ -303,6 +372,8 @@ def run_case(mode: str, args: argparse.Namespace, workdir: Path) -> dict[str, An
         # subscriber or the receiver), from start to end of the agent's run.
         figures["broker_cpu_s"] = _cpu_seconds(broker_pid) - broker_cpu0
         figures["harness_cpu_s"] = time.process_time() - own_cpu0
+        if yard_before is not None:  # before and after the drain: the machine's speed moves
+            figures["yardstick"] = (yard_before, yardstick(broker.url, args))
         # What arrived on the other side (the subscriber may still be reading its socket).
         deadline = time.monotonic() + 10
         if counter is not None:
@@ -344,6 +415,13 @@ def report(mode: str, f: dict[str, Any], args: argparse.Namespace) -> None:
         )
         + ("" if f["drained"] else "  [NOT DRAINED within the timeout]")
     )
+    if "yardstick" in f:
+        before, after = f["yardstick"]
+        print(
+            f"         yardstick (paho alone, {args.batch_size} punches per message, QoS 1): "
+            f"{before:,.0f} before and {after:,.0f} punches/s after; the drain is "
+            f"{2 * rate / (before + after):.2f} of their mean (target 100,000 / 500,000 = 0.20)"
+        )
     busy = sorted(f["threads_cpu_s"].items(), key=lambda kv: -kv[1])
     print(
         f"         machine CPU busy during the drain {f['machine_busy']:.0%} of "
@@ -360,11 +438,15 @@ def main() -> None:
     parser.add_argument("--inflight", type=int, default=32)  # MqttSettings.inflight default
     parser.add_argument("--timeout", type=float, default=300.0)
     parser.add_argument("--agent", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--yardstick", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--url", help=argparse.SUPPRESS)
     parser.add_argument("--outbox", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.agent:
         agent_main(args)
+        return
+    if args.yardstick:
+        yardstick_main(args)
         return
     _quiet()
     print(
