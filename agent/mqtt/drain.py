@@ -14,6 +14,7 @@ before the first publish, and the failed attempt is counted on the row with its 
 from __future__ import annotations
 
 import json
+import random
 from collections import deque
 from collections.abc import Callable
 from typing import Any
@@ -38,6 +39,7 @@ COMMIT_ROWS = 2000  # punches: or as soon as this many acks are waiting
 READERS = 2  # pages read at once (see agent/mqtt/prefetch.py)
 READ_AHEAD = 4  # pages kept read or being read ahead
 SENT_AHEAD = 4  # pages: how far the stored sent mark runs ahead of what was offered
+SILENCE_MAX = 900.0  # s: the longest wait before re-sending to a broker or backend that is silent
 
 
 class Drain:
@@ -85,6 +87,12 @@ class Drain:
         self._sent = outbox.sent_mark()
         self._sent_stored = self._sent
         self._retry = Backoff(options.reconnect_min, options.reconnect_max)
+        self._silent = 0  # ack timeouts in a row, without any acknowledgement in between
+        self._silence_hold = 0.0  # until when re-sending waits because of that silence
+        # Backend mode: the batches last dropped from the window (ack timeout, lost connection),
+        # so that a late ack by ``contiguous_seq`` still finds what it covers (acks by id
+        # always do). At most one window's worth.
+        self._dropped: list[InFlight] = []
         self.window = Window()
         self.generation = 0  # the connection rows are published on; 0 while disconnected
         self.cursor = 0  # highest seq read (staged or published) on this connection
@@ -158,6 +166,10 @@ class Drain:
         seq = body.get("contiguous_seq")
         if isinstance(seq, int) and not isinstance(seq, bool):
             acked.extend(self.window.ids_up_to(seq))
+            for batch in self._dropped:  # sent by this process, then given up waiting for
+                late = [i for s, i in zip(batch.seqs, batch.ids, strict=True) if s <= seq]
+                acked.extend(i for i in late if i in batch.remaining)
+                batch.remaining.difference_update(late)
         done, seqs, unknown = self.window.ack_ids(dict.fromkeys(acked))  # each id once
         self.in_flight -= sum(len(b.ids) for b in done)
         self.to_deliver_seqs.extend(seqs)  # in flight: marked by seq ranges
@@ -195,19 +207,23 @@ class Drain:
         self.commit_due = float("inf")
         if self.to_deliver_seqs:
             seqs, self.to_deliver_seqs = self.to_deliver_seqs, []
-            self.outbox.mark_delivered_seqs(seqs)
-            self.delivered += len(seqs)
-        if self.to_deliver:
+            self.delivered += self.outbox.mark_delivered_seqs(seqs)
+        if self.to_deliver:  # counted only if still pending: an id may be acked twice
             ids, self.to_deliver = self.to_deliver, []
-            self.outbox.mark_delivered(ids)
-            self.delivered += len(ids)
+            self.delivered += self.outbox.mark_delivered(ids)
 
     def _acked(self) -> None:
         if self.commit_due == float("inf"):
             self.commit_due = self._clock() + COMMIT_DELAY
+        if self._silent:  # heard from again: re-send at once next time, and stop waiting
+            self._silent = 0
+            if self.hold_until == self._silence_hold:
+                self.hold_until = 0.0
 
     def drop_window(self, why: str) -> None:
         dropped = self.window.clear()
+        if self._backend:
+            self._dropped = dropped
         self.staged.clear()  # read again from the outbox, in order, after the dropped rows
         self._reader.forget()
         self.in_flight = 0
@@ -230,15 +246,33 @@ class Drain:
                 self._log.warning("could not record the failed attempts", error=str(exc))
 
     def check_ack_timeout(self, now: float) -> None:
+        """Re-send what was not acknowledged within ``ack_timeout``.
+
+        The first time at once; after each further timeout in a row the re-send waits longer
+        (the cap doubles from 2 x ``ack_timeout`` up to ``SILENCE_MAX``, waiting between half
+        the cap and the cap): a backend that is down for hours is not sent the same window
+        every ``ack_timeout``, and gateways spread out instead of re-sending in step. Any
+        acknowledgement starts the count again.
+        """
         oldest = self.window.oldest_sent_at()
         if oldest is None or now - oldest < self.options.ack_timeout:
             return
+        self._silent += 1
+        hold = 0.0
+        if self._silent > 1:
+            timeout = self.options.ack_timeout
+            cap = min(max(timeout, SILENCE_MAX), timeout * 2 ** min(self._silent - 1, 32))
+            hold = random.uniform(cap / 2, cap)  # jitter: gateways spread out
         self._log.warning(
             "no acknowledgement within ack_timeout; re-sending",
             ack=self.options.ack,
             ack_timeout_s=self.options.ack_timeout,
+            timeouts_in_a_row=self._silent,
+            resend_in_s=round(hold, 1),
         )
         self.drop_window("ack timeout")
+        self._silence_hold = now + hold
+        self.hold_until = max(self.hold_until, self._silence_hold)
 
     def _can_publish(self, now: float) -> bool:
         return bool(

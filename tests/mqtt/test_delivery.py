@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -214,12 +215,20 @@ def test_backend_ack_mode_marks_delivered_only_on_the_backend_ack(
     assert worker.status().delivered == 30
 
 
+def _no_backend_yet(
+    broker: LocalMosquitto, outbox: Outbox, workers: Workers, collectors: Collectors, timeout: float
+) -> tuple[Collector, DeliveryWorker]:
+    """Five punches, a worker in backend-ack mode, and no backend acking (yet)."""
+    collector = collectors([f"{PREFIX}/{GATEWAY}/punches"])
+    outbox.add_punches(make_punches(5))
+    worker = workers(fast_options(broker.url, ack="backend", ack_timeout=timeout), outbox)
+    return collector, worker
+
+
 def test_unacknowledged_batches_are_resent_after_ack_timeout_with_same_ids_and_replayed(
     broker: LocalMosquitto, outbox: Outbox, workers: Workers, collectors: Collectors
 ) -> None:
-    collector = collectors([f"{PREFIX}/{GATEWAY}/punches"])
-    outbox.add_punches(make_punches(5))
-    workers(fast_options(broker.url, ack="backend", ack_timeout=0.3), outbox)
+    collector, _worker = _no_backend_yet(broker, outbox, workers, collectors, timeout=0.3)
     messages = collector.wait(lambda ms: len(punches_in(ms)) >= 10, what="a re-send")
     punches = punches_in(messages)
     first, again = punches[:5], punches[5:10]
@@ -230,6 +239,40 @@ def test_unacknowledged_batches_are_resent_after_ack_timeout_with_same_ids_and_r
     rows = outbox.list(limit=10)
     assert all(r.attempts >= 1 and r.last_error == "ack timeout" for r in rows)
     assert all(r.delivery == "pending" for r in rows)
+
+
+def test_re_sends_to_a_silent_backend_back_off_and_an_ack_ends_the_silence(
+    broker: LocalMosquitto, outbox: Outbox, workers: Workers, collectors: Collectors
+) -> None:
+    """A backend down for hours must not get the same window every ack_timeout, forever."""
+    collector, _worker = _no_backend_yet(broker, outbox, workers, collectors, timeout=0.2)
+    collector.wait(lambda ms: len(ms) >= 1, what="the first send")
+    started = time.monotonic()
+    # Without backing off: a send every 0.2 s, 15 in 3 s. With it, after the first re-send
+    # (at once) each waits at least 0.2, 0.4, 0.8, 1.6 s more: sends at 0, 0.2, >= 0.6,
+    # >= 1.2, >= 2.2 s.
+    time.sleep(max(0.0, 3.0 - (time.monotonic() - started)))
+    sends = len(collector.on("/punches"))
+    assert 3 <= sends <= 5, f"{sends} sends of one window in 3 s"
+    # The backend answers: the punches are delivered, and the worker is back to normal.
+    _publish_ack(broker.port, {"contiguous_seq": 5})
+    wait_for(lambda: outbox.stats().pending == 0, timeout=10, what="delivered after the ack")
+    outbox.add_punches(make_punches(5, start=5))
+    collector.wait(_seqs_complete(10), timeout=2, what="new punches sent without waiting")
+
+
+def test_a_late_ack_while_the_worker_waits_to_re_send_still_counts(
+    broker: LocalMosquitto, outbox: Outbox, workers: Workers, collectors: Collectors
+) -> None:
+    """The backend acks by contiguous_seq after the gateway gave up on the window."""
+    collector, worker = _no_backend_yet(broker, outbox, workers, collectors, timeout=0.5)
+    collector.wait(lambda ms: len(ms) >= 2, what="the send and its first re-send")
+    wait_for(lambda: worker.status().in_flight == 0, timeout=5, what="the second timeout")
+    # Now the window is empty and the next re-send waits at least 0.5 s.
+    _publish_ack(broker.port, {"contiguous_seq": 5})
+    wait_for(lambda: outbox.stats().pending == 0, timeout=5, what="delivered by the late ack")
+    assert len(collector.on("/punches")) == 2, "nothing was sent again"
+    assert worker.status().delivered == 5
 
 
 def test_in_flight_window_is_bounded_while_the_backend_does_not_ack(
