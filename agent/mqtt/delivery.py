@@ -174,7 +174,7 @@ class DeliveryWorker:
         return DeliveryStatus(
             connected=conn.connected,
             broker_url=conn.broker_url,
-            last_error=self.drain.failing or conn.last_error,
+            last_error=self.drain.failing or self.drain.silence or conn.last_error,
             delivered=self.drain.delivered,
             in_flight=self.drain.in_flight,
             ack=self.options.ack,

@@ -89,6 +89,7 @@ class Drain:
         self._retry = Backoff(options.reconnect_min, options.reconnect_max)
         self._silent = 0  # ack timeouts in a row, without any acknowledgement in between
         self._silence_hold = 0.0  # until when re-sending waits because of that silence
+        self.silence: str | None = None  # for the status while nothing is acknowledged
         # Backend mode: the batches last dropped from the window (ack timeout, lost connection),
         # so that a late ack by ``contiguous_seq`` still finds what it covers (acks by id
         # always do). At most one window's worth.
@@ -217,6 +218,7 @@ class Drain:
             self.commit_due = self._clock() + COMMIT_DELAY
         if self._silent:  # heard from again: re-send at once next time, and stop waiting
             self._silent = 0
+            self.silence = None
             if self.hold_until == self._silence_hold:
                 self.hold_until = 0.0
 
@@ -269,6 +271,12 @@ class Drain:
             ack_timeout_s=self.options.ack_timeout,
             timeouts_in_a_row=self._silent,
             resend_in_s=round(hold, 1),
+        )
+        who = "backend" if self._backend else "broker"
+        self.silence = (
+            f"no acknowledgement from the {who} within ack_timeout "
+            f"({self.options.ack_timeout:g}s), {self._silent} time(s) in a row; "
+            f"re-sending {'now' if not hold else f'in {hold:.0f}s'}"
         )
         self.drop_window("ack timeout")
         self._silence_hold = now + hold

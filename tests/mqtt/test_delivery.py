@@ -245,7 +245,7 @@ def test_re_sends_to_a_silent_backend_back_off_and_an_ack_ends_the_silence(
     broker: LocalMosquitto, outbox: Outbox, workers: Workers, collectors: Collectors
 ) -> None:
     """A backend down for hours must not get the same window every ack_timeout, forever."""
-    collector, _worker = _no_backend_yet(broker, outbox, workers, collectors, timeout=0.2)
+    collector, worker = _no_backend_yet(broker, outbox, workers, collectors, timeout=0.2)
     collector.wait(lambda ms: len(ms) >= 1, what="the first send")
     started = time.monotonic()
     # Without backing off: a send every 0.2 s, 15 in 3 s. With it, after the first re-send
@@ -254,9 +254,11 @@ def test_re_sends_to_a_silent_backend_back_off_and_an_ack_ends_the_silence(
     time.sleep(max(0.0, 3.0 - (time.monotonic() - started)))
     sends = len(collector.on("/punches"))
     assert 3 <= sends <= 5, f"{sends} sends of one window in 3 s"
+    assert "no acknowledgement from the backend" in (worker.status().last_error or "")
     # The backend answers: the punches are delivered, and the worker is back to normal.
     _publish_ack(broker.port, {"contiguous_seq": 5})
     wait_for(lambda: outbox.stats().pending == 0, timeout=10, what="delivered after the ack")
+    assert worker.status().last_error is None
     outbox.add_punches(make_punches(5, start=5))
     collector.wait(_seqs_complete(10), timeout=2, what="new punches sent without waiting")
 
