@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import signal
 import socket
 import threading
 import time
@@ -12,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from agent.cli.common import print_json, print_table
+from agent.cli.common import print_json, print_table, stop_on_signals
 from agent.mqtt.options import MqttOptions
 from agent.receiver import Receiver, open_store
 from agent.receiver.store import PunchStore
@@ -156,26 +155,27 @@ def _run(
     duration: float | None,
 ) -> None:
     done = threading.Event()
-    previous = signal.signal(signal.SIGTERM, lambda *_: done.set())
     receiver = Receiver(options, store, group=group, name=options.client_id, validate=validate)
-    receiver.start()
-    typer.echo(f"receiving {receiver.subscription} from {', '.join(options.urls)} (Ctrl-C to stop)")
-    deadline = None if duration is None else time.monotonic() + duration
-    try:
-        while not done.is_set():
-            wait = report_interval
-            if deadline is not None:
-                wait = min(wait, deadline - time.monotonic())
-                if wait <= 0:
+    with stop_on_signals(done):
+        receiver.start()
+        try:
+            typer.echo(
+                f"receiving {receiver.subscription} from {', '.join(options.urls)} (Ctrl-C to stop)"
+            )
+            deadline = None if duration is None else time.monotonic() + duration
+            while not done.is_set():  # bounded by done and the deadline
+                wait = report_interval
+                if deadline is not None:
+                    wait = min(wait, deadline - time.monotonic())
+                    if wait <= 0:
+                        break
+                if done.wait(max(wait, 0.0)):
                     break
-            if done.wait(max(wait, 0.0)):
-                break
-            typer.echo(f"stats: {receiver.stats.as_dict()}")
-            _report(store)
-    except KeyboardInterrupt:
-        pass
-    finally:
-        receiver.stop()
-        signal.signal(signal.SIGTERM, previous)
+                typer.echo(f"stats: {receiver.stats.as_dict()}")
+                _report(store)
+        except KeyboardInterrupt:
+            pass  # a second Ctrl-C, or no signal handlers (not the main thread)
+        finally:
+            receiver.stop()
     typer.echo(f"stopped; stats: {receiver.stats.as_dict()}")
     _report(store)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import random
-import signal
 import sys
 import threading
 import time
@@ -13,6 +12,7 @@ from typing import Annotated, TextIO
 
 import typer
 
+from agent.cli.common import stop_on_signals
 from config.errors import UsageError
 from drivers.zk.simulator import Faults, ZkSimulator
 
@@ -109,35 +109,41 @@ def zk(
 def _run(sim: ZkSimulator, punch_every: float | None, rng: random.Random) -> None:
     stop = threading.Event()
     sim.start()
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    typer.echo(
-        f"ZK terminal {sim.serial} listening on {sim.host}:{sim.port} (TCP and UDP): "
-        f"{len(sim.users)} users, {len(sim.records)} records; Ctrl-C to stop"
-    )
-    faults = sim.faults.describe()
-    if faults:
-        typer.echo("faults: " + ", ".join(f"{k}={v}" for k, v in faults.items()))
-    typer.echo(HELP_LINES[0])
-    reader = threading.Thread(
-        target=_read_commands, args=(sim, sys.stdin, stop), name="zk-sim-stdin", daemon=True
-    )
-    reader.start()  # daemon: a blocked readline must not keep the process alive
+    with stop_on_signals(stop):
+        try:
+            typer.echo(
+                f"ZK terminal {sim.serial} listening on {sim.host}:{sim.port} (TCP and UDP): "
+                f"{len(sim.users)} users, {len(sim.records)} records; Ctrl-C to stop"
+            )
+            faults = sim.faults.describe()
+            if faults:
+                typer.echo("faults: " + ", ".join(f"{k}={v}" for k, v in faults.items()))
+            typer.echo(HELP_LINES[0])
+            reader = threading.Thread(
+                target=_read_commands, args=(sim, sys.stdin, stop), name="zk-sim-stdin", daemon=True
+            )
+            reader.start()  # daemon: a blocked readline must not keep the process alive
+            _serve(sim, punch_every, rng, stop)
+        except KeyboardInterrupt:
+            pass  # a second Ctrl-C, or no signal handlers (not the main thread)
+        finally:
+            sim.stop()
+            typer.echo(f"stopped; {len(sim.records)} records on {sim.serial}")
+
+
+def _serve(
+    sim: ZkSimulator, punch_every: float | None, rng: random.Random, stop: threading.Event
+) -> None:
+    """Until ``stop``: punch every ``punch_every`` seconds when asked to (bounded by stop)."""
     last_state: dict[str, int] = {}
     next_punch = time.monotonic() + punch_every if punch_every else None
-    try:
-        while True:
-            wait = 0.5 if next_punch is None else max(0.0, min(0.5, next_punch - time.monotonic()))
-            if stop.wait(wait):
-                break
-            if next_punch is not None and punch_every and time.monotonic() >= next_punch:
-                next_punch += punch_every
-                _auto_punch(sim, rng, last_state)
-    except KeyboardInterrupt:
-        pass
-    finally:
-        sim.stop()
-        typer.echo(f"stopped; {len(sim.records)} records on {sim.serial}")
+    while True:
+        wait = 0.5 if next_punch is None else max(0.0, min(0.5, next_punch - time.monotonic()))
+        if stop.wait(wait):
+            return
+        if next_punch is not None and punch_every and time.monotonic() >= next_punch:
+            next_punch += punch_every
+            _auto_punch(sim, rng, last_state)
 
 
 def _auto_punch(sim: ZkSimulator, rng: random.Random, last_state: dict[str, int]) -> None:
