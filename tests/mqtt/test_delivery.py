@@ -267,10 +267,10 @@ def test_a_late_ack_while_the_worker_waits_to_re_send_still_counts(
     broker: LocalMosquitto, outbox: Outbox, workers: Workers, collectors: Collectors
 ) -> None:
     """The backend acks by contiguous_seq after the gateway gave up on the window."""
-    collector, worker = _no_backend_yet(broker, outbox, workers, collectors, timeout=0.5)
+    collector, worker = _no_backend_yet(broker, outbox, workers, collectors, timeout=1.0)
     collector.wait(lambda ms: len(ms) >= 2, what="the send and its first re-send")
     wait_for(lambda: worker.status().in_flight == 0, timeout=5, what="the second timeout")
-    # Now the window is empty and the next re-send waits at least 0.5 s.
+    # Now the window is empty and the next re-send waits at least 1 s.
     _publish_ack(broker.port, {"contiguous_seq": 5})
     wait_for(lambda: outbox.stats().pending == 0, timeout=5, what="delivered by the late ack")
     assert len(collector.on("/punches")) == 2, "nothing was sent again"
