@@ -174,32 +174,26 @@ def yardstick_main(args: argparse.Namespace) -> None:
     print(json.dumps({"punches_per_s": messages * args.batch_size / elapsed}), flush=True)
 
 
-def yardstick(url: str, args: argparse.Namespace) -> float:
-    """Punches/s of ``yardstick_main`` in its own process against the broker at ``url``."""
+def _run_self(what: str, role: list[str], args: argparse.Namespace) -> dict[str, Any]:
+    """This file in a process of its own as ``role``; the JSON line it prints last."""
+    common = ["--batch-size", str(args.batch_size), "--inflight", str(args.inflight)]
     proc = subprocess.run(
-        [
-            sys.executable,
-            __file__,
-            "--yardstick",
-            "--url",
-            url,
-            "--punches",
-            str(args.punches),
-            "--batch-size",
-            str(args.batch_size),
-            "--inflight",
-            str(args.inflight),
-            "--timeout",
-            str(args.timeout),
-        ],
+        [sys.executable, __file__, *role, *common, "--timeout", str(args.timeout)],
         capture_output=True,
         text=True,
         timeout=args.timeout + 60,
         check=False,
     )
     if proc.returncode != 0 or not proc.stdout.strip():
-        raise SystemExit(f"yardstick publisher failed ({proc.returncode}): {proc.stderr[-2000:]}")
-    return float(json.loads(proc.stdout.strip().splitlines()[-1])["punches_per_s"])
+        raise SystemExit(f"{what} failed ({proc.returncode}): {proc.stderr[-2000:]}")
+    result: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
+    return result
+
+
+def yardstick(url: str, args: argparse.Namespace) -> float:
+    """Punches/s of ``yardstick_main`` in its own process against the broker at ``url``."""
+    role = ["--yardstick", "--url", url, "--punches", str(args.punches)]
+    return float(_run_self("yardstick publisher", role, args)["punches_per_s"])
 
 
 # -- harness side ---------------------------------------------------------------------------
@@ -342,32 +336,8 @@ def run_case(mode: str, args: argparse.Namespace, workdir: Path) -> dict[str, An
         yard_before = yardstick(broker.url, args) if mode == "broker" else None
         broker_pid = broker._proc.pid if broker._proc is not None else os.getpid()
         broker_cpu0, own_cpu0 = _cpu_seconds(broker_pid), time.process_time()
-        proc = subprocess.run(
-            [
-                sys.executable,
-                __file__,
-                "--agent",
-                "--mode",
-                mode,
-                "--url",
-                broker.url,
-                "--outbox",
-                str(outbox_path),
-                "--batch-size",
-                str(args.batch_size),
-                "--inflight",
-                str(args.inflight),
-                "--timeout",
-                str(args.timeout),
-            ],
-            capture_output=True,
-            text=True,
-            timeout=args.timeout + 60,
-            check=False,
-        )
-        if proc.returncode != 0 or not proc.stdout.strip():
-            raise SystemExit(f"agent subprocess failed ({proc.returncode}): {proc.stderr[-2000:]}")
-        figures: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
+        role = ["--agent", "--mode", mode, "--url", broker.url, "--outbox", str(outbox_path)]
+        figures = _run_self("agent subprocess", role, args)
         # The other two CPU users on the machine: Mosquitto, and this process (the counting
         # subscriber or the receiver), from start to end of the agent's run.
         figures["broker_cpu_s"] = _cpu_seconds(broker_pid) - broker_cpu0
