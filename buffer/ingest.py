@@ -186,8 +186,9 @@ class Encoded:
                 ms = hour_ms[key] + second * 1000 + micro // 1000
                 if ms < 0:
                     ms = 0
-                t = hex(ms)[2:].zfill(12)  # twice as fast as two format specs
-                pid = f"{t[:8]}-{t[8:]}-8{h[:3]}-{variant[h[3]]}{h[4:7]}-{h[7:19]}"
+                # "0x1" and 12 hex digits (ms < 2**48): cheaper than a format spec or zfill().
+                t = hex(ms | 0x1000000000000)
+                pid = f"{t[3:11]}-{t[11:]}-8{h[:3]}-{variant[h[3]]}{h[4:7]}-{h[7:19]}"
                 utc_micro = utc.microsecond
                 utc_text = (
                     hours[((utc.year * 13 + utc.month) * 32 + utc.day) * 24 + utc.hour]

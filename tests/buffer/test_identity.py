@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from dataclasses import replace
 from datetime import datetime
 
-from buffer.identity import punch_id, random_id
+from buffer.identity import _sha256, punch_id, random_id
 from buffer.ingest import Encoded
 from drivers.base import Punch, Source, Suspect
 from tests.buffer.factory import invalid_time_punch, punch
@@ -63,6 +64,7 @@ PINNED = {
     "nocode": "019cad5a-ffa0-8743-9a60-0aee04130051",
     "invalid": "7f39313c-612d-8353-9a1b-d2570ea5a181",
     "fold": "019cad5b-9028-872d-bbd6-cface6fc1f98",
+    "latest": "e677d21f-dbff-84af-9740-58cdb5d09976",
 }
 
 
@@ -76,6 +78,7 @@ def _pinned_cases() -> dict[str, Punch]:
         "nocode": replace(punch(4), state_code=None),
         "invalid": invalid_time_punch(),
         "fold": replace(punch(5), suspect=frozenset({Suspect.TIME_AMBIGUOUS})),
+        "latest": replace(punch(6), device_time=datetime(9999, 12, 31, 23, 59, 59, 999999)),
     }
 
 
@@ -87,3 +90,9 @@ def test_ids_of_fixed_punches_never_change_alone_or_in_a_batch() -> None:
         assert Encoded("gw-1", [p], "2026-03-02T06:00:00.000000+00:00").ids == [PINNED[name]]
     batch = Encoded("gw-1", list(cases.values()), "2026-03-02T06:00:00.000000+00:00")
     assert batch.ids == list(PINNED.values())
+
+
+def test_the_hash_the_hot_path_uses_is_sha256() -> None:
+    # buffer.identity may pick CPython's own SHA-256 over OpenSSL's for speed: same digests.
+    for text in (b"", b"punchgate-id-v1\x1fgw-1", bytes(range(256)) * 3):
+        assert _sha256(text).hexdigest() == hashlib.sha256(text).hexdigest()
