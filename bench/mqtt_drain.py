@@ -200,7 +200,11 @@ def yardstick(url: str, args: argparse.Namespace) -> float:
 
 
 def fill_outbox(path: Path, count: int) -> None:
-    """Write ``count`` distinct punches (not timed)."""
+    """Write ``count`` distinct punches from four terminals (not timed).
+
+    Each terminal's punches go in batches of their own, as the daemon stores them (one
+    ``add_punches`` per terminal read), so the rows carry what such batches carry.
+    """
     from buffer.outbox import Outbox
     from drivers.base import Punch, PunchState, VerifyMethod
 
@@ -224,7 +228,8 @@ def fill_outbox(path: Path, count: int) -> None:
                         verify_code=1,
                     )
                 )
-            outbox.add_punches(chunk)
+            for device in range(4):
+                outbox.add_punches(chunk[device::4])
 
 
 def _mqtt_packet(kind: int, body: bytes) -> bytes:

@@ -46,13 +46,15 @@ _OPTIONAL = (
 )
 
 Mask = tuple[bool, bool, bool, bool, bool, bool, bool, bool]
-Literals = tuple[tuple[str, str], ...]  # (column, value) written into the statement
+Literals = tuple[tuple[str, str | int], ...]  # (column, value) written into the statement
 
 _COMMON: Mask = (True, False, True, True, True, True, False, False)
 
 
-def _quote(value: str) -> str:
-    """An SQL string literal: SQLite has no escapes but the doubled quote."""
+def _quote(value: str | int) -> str:
+    """An SQL literal; a string's only escape in SQLite is the doubled quote."""
+    if isinstance(value, int):
+        return str(int(value))
     return "'" + value.replace("'", "''") + "'"
 
 
@@ -106,7 +108,7 @@ def _literal_ok(value: str) -> bool:
 class Encoded:
     """A batch turned into ids and row values (without seq), ready for one transaction."""
 
-    __slots__ = ("ids", "literals", "masks", "one_shape", "per_device", "rows", "utc")
+    __slots__ = ("ids", "literals", "masks", "one_shape", "per_device", "rows", "utc", "wall_ok")
 
     def __init__(self, gateway_id: str, punches: Sequence[Punch], received_at: str) -> None:
         if not all(_literal_ok(v) for v in (gateway_id, received_at)):
@@ -116,6 +118,7 @@ class Encoded:
         self.rows: list[tuple[Any, ...]] = []
         self.utc: list[str | None] = []
         self.one_shape = True  # every row has the common mask: one statement, rows as they are
+        self.wall_ok = False  # every row's device_time is its UTC time plus offset, exactly
         self.literals: Literals = (("gateway_id", gateway_id), ("received_at", received_at))
         self.per_device = True
         if punches:
@@ -124,6 +127,8 @@ class Encoded:
             if all(_literal_ok(v) for v in shared) and self._encode(gateway_id, punches, True):
                 # One terminal's batch (the usual case): device columns become literals.
                 self.literals += tuple(zip(_PER_DEVICE, shared, strict=True))
+                if self.wall_ok:  # saves the drain re-checking it per row (payload_json.py)
+                    self.literals += (("wall_ok", 1),)
                 self.per_device = False
                 return
             self.ids, self.masks, self.rows, self.utc = [], [], [], []
@@ -150,6 +155,7 @@ class Encoded:
         hours, min_sec = DAY_HOURS, MIN_SEC
         prefix = head + (serial if inline else "") + _SEP
         one_shape = True
+        wall = inline  # stays True while every row's wall time is its UTC time + offset
         for index, p in enumerate(punches):
             if uniform and (
                 p.device_id != device or p.device_serial != serial or p.source is not source
@@ -183,18 +189,27 @@ class Encoded:
                     when = f"{when}.{micro:06d}"
                 h = sha(f"{prefix}{employee}\x1f{when}\x1f{code}".encode()).hexdigest()
                 # Milliseconds since the epoch, floored as (local - epoch) // 1 ms is.
-                ms = hour_ms[key] + second * 1000 + micro // 1000
+                whole = hour_ms[key] + second * 1000
+                ms = whole + micro // 1000
                 if ms < 0:
                     ms = 0
                 # "0x1" and 12 hex digits (ms < 2**48): cheaper than a format spec or zfill().
                 t = hex(ms | 0x1000000000000)
                 pid = f"{t[3:11]}-{t[11:]}-8{h[:3]}-{variant[h[3]]}{h[4:7]}-{h[7:19]}"
                 utc_micro = utc.microsecond
+                offset = p.utc_offset_minutes
+                utc_key = ((utc.year * 13 + utc.month) * 32 + utc.day) * 24 + utc.hour
+                utc_second = utc.minute * 60 + utc.second
                 utc_text = (
-                    hours[((utc.year * 13 + utc.month) * 32 + utc.day) * 24 + utc.hour]
-                    + min_sec[utc.minute * 60 + utc.second]
+                    hours[utc_key]
+                    + min_sec[utc_second]
                     + (f".{utc_micro:06d}+00:00" if utc_micro else ".000000+00:00")
                 )
+                if wall and (
+                    utc_micro != micro
+                    or hour_ms[utc_key] + utc_second * 1000 + offset * 60_000 != whole
+                ):
+                    wall = False  # e.g. a time in a DST gap: the drain checks such rows itself
                 masks(_COMMON)
                 rows(
                     (
@@ -205,12 +220,13 @@ class Encoded:
                         p.verify._value_,
                         employee,
                         utc_text,
-                        p.utc_offset_minutes,
+                        offset,
                         code,
                         p.verify_code,
                     )
                 )
             else:
+                wall = False
                 fields = p.identity_fields()
                 pid = id_from_fields(head, p, fields)
                 if utc is None:
@@ -226,6 +242,7 @@ class Encoded:
             ids(pid)
             utcs(utc_text)
         self.one_shape = one_shape and uniform
+        self.wall_ok = wall
         return True
 
     def sql(self, mask: Mask, ignore: bool) -> str:

@@ -64,9 +64,12 @@ _LOCAL_KNOWN = "(time_utc IS NULL OR utc_offset_minutes IS NULL)"
 # json('true') and json('false') are constants: SQLite computes them once per statement
 # instead of parsing a text per row.
 _REPLAYED = "CASE WHEN attempts > 0 OR seq <= ? THEN json('true') ELSE json('false') END"
+# wall_ok = 1: the writer already found device_time == time_utc + offset, to the microsecond
+# (buffer/ingest.py, for ordinary terminal batches); the check above is for the other rows, and
+# about a fifth of this expression's cost where it runs.
 JSON = (
     "CASE WHEN suspect IS NULL AND raw IS NULL AND "
-    f"({_LOCAL_KNOWN} OR {_WALL_MATCHES}) THEN CAST(json_object("
+    f"(wall_ok = 1 OR {_LOCAL_KNOWN} OR {_WALL_MATCHES}) THEN CAST(json_object("
     "'id', id, 'seq', seq, 'gateway_id', gateway_id, 'site', ?, 'device_id', device_id, "
     "'device_serial', device_serial, 'employee', employee, 'card', card, "
     "'device_time', device_time, "

@@ -15,7 +15,7 @@ import sqlite_utils
 
 from config.errors import SchemaTooNewError
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 # Versions 1 and 2 kept delivery state per row (the "delivery" column and partial indexes on
 # it); version 3 keeps it as seq ranges (buffer/ledger.py). Steps are never edited.
@@ -131,10 +131,21 @@ def _v3(db: sqlite_utils.Database) -> None:
         db.execute(f"ALTER TABLE punches DROP COLUMN {column}")
 
 
+def _v4(db: sqlite_utils.Database) -> None:
+    """``wall_ok``: 1 where the writer checked that device_time is time_utc plus the offset.
+
+    The drain then writes the contract's local ``time`` without checking it again per row
+    (buffer/payload_json.py); NULL (all older rows, salvaged and manual ones) means unchecked,
+    and the drain checks. Adding a column with no default rewrites nothing: instant at any size.
+    """
+    db.execute("ALTER TABLE punches ADD COLUMN wall_ok INTEGER")
+
+
 MIGRATIONS: list[tuple[int, Callable[[sqlite_utils.Database], None]]] = [
     (1, _v1),
     (2, _v2),
     (3, _v3),
+    (4, _v4),
 ]
 
 

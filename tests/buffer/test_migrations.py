@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import sqlite3
 from pathlib import Path
 
@@ -56,6 +57,8 @@ def _database_at(path: Path, version: int) -> None:
                 "UPDATE punches SET attempts = 1, sent_at = '2026-01-01T07:00:01.5+00:00' "
                 "WHERE seq <= 3"
             )
+        if version >= 3:
+            migrate(conn, target=3)  # v3 keeps delivery state as seq ranges
     finally:
         conn.close()
 
@@ -76,6 +79,11 @@ def test_every_earlier_schema_version_upgrades_and_keeps_its_data(
             assert [r.seq for r in box.next_batch(10)] == [3, 4, 5]
             if version >= 2:  # offered before the upgrade: still replayed after it
                 assert [r.replayed for r in box.next_batch(10)] == [True, False, False]
+            # Rows from before wall_ok are checked by the drain itself: same JSON as ever.
+            payloads = box.next_payloads(10, site="site-1")
+            assert [(seq, json.loads(text or b"")["time"]) for seq, _id, text in payloads] == [
+                (seq, "2026-01-01T08:00:00+01:00") for seq in (3, 4, 5)
+            ]
             delivered = box.get("00000000-0000-8000-8000-000000000002")
             assert delivered is not None and delivered.delivery == "delivered"
             assert delivered.delivered_at is not None

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -85,12 +86,31 @@ def _previous(path: Path, after_seq: int) -> dict[int, bytes | None]:
         conn.close()
 
 
+def _wall_ok(path: Path, after_seq: int = 0) -> dict[int, int | None]:
+    """Each row's ``wall_ok`` mark (1: its writer found device_time == time_utc + offset)."""
+    conn = sqlite3.connect(path)
+    try:
+        sql = "SELECT seq, wall_ok FROM punches WHERE seq > ?"
+        return dict(conn.execute(sql, (after_seq,)).fetchall())
+    finally:
+        conn.close()
+
+
 def _check(outbox: Outbox, after_seq: int = 0) -> dict[int, bytes | None]:
-    """Assert every row after ``after_seq`` is exact; return its JSON (None: left to Python)."""
+    """Assert every row after ``after_seq`` is exact; return its JSON (None: left to Python).
+
+    Also that every row marked ``wall_ok`` is what the mark says, to the microsecond.
+    """
     payloads = outbox.next_payloads(100_000, after_seq=after_seq, site=SITE)
     previous = _previous(outbox.path, after_seq)
     stored = {r.seq: r for r in outbox.next_batch(100_000, after_seq=after_seq)}
     assert [seq for seq, _id, _json in payloads] == sorted(stored) == sorted(previous)
+    for seq, mark in _wall_ok(outbox.path, after_seq).items():
+        row = stored[seq]
+        if mark is not None:
+            assert mark == 1 and row.time_utc is not None and row.utc_offset_minutes is not None
+            wall = row.time_utc + timedelta(minutes=row.utc_offset_minutes)
+            assert wall.replace(tzinfo=None) == row.device_time and not row.suspect, row
     out = {}
     for seq, _id, text in payloads:
         if text is None and previous[seq] is not None and _in_last_half_millisecond(stored[seq]):
@@ -242,6 +262,43 @@ def test_wall_times_match_only_to_the_microsecond_at_calendar_edges(outbox: Outb
     assert first["received_at"] == "2024-06-01T12:00:00+00:00"  # zero fraction dropped
 
 
+def test_a_terminal_batch_whose_wall_times_all_match_is_marked_and_written_by_sql(
+    outbox: Outbox,
+) -> None:
+    # Edge times and offsets, every row's device time exactly its UTC time + offset.
+    rows = []
+    for n, local in enumerate(EDGE_TIMES):
+        for offset in (-720, -61, 0, 45, 840):
+            try:
+                rows.append(_punch(local, offset, employee=f"{n}.{offset}"))
+            except OverflowError:
+                continue
+    outbox.add_punches(rows)
+    assert set(_wall_ok(outbox.path).values()) == {1}
+    texts = _check(outbox)
+    assert len(texts) == len(rows) and all(t is not None for t in texts.values())
+    # The last half millisecond of year 9999, which the SQL check cannot read, too.
+    last = b'"device_time":"9999-12-31T23:59:59.999999"'
+    assert any(last in t for t in texts.values() if t is not None)
+
+
+@pytest.mark.parametrize("skew", [timedelta(microseconds=1), timedelta(hours=1)])
+def test_one_row_off_its_wall_time_leaves_the_whole_batch_to_the_drains_check(
+    outbox: Outbox, skew: timedelta
+) -> None:
+    wall = datetime(2024, 6, 1, 9, 0, 0, 250)
+    rows = [_punch(wall + timedelta(seconds=n), 120, employee=str(n)) for n in range(5)]
+    rows[3] = _punch(wall + timedelta(seconds=3), 120, skew, employee="3")
+    outbox.add_punches(rows)
+    # A manual punch and a batch from two terminals are never marked either.
+    outbox.add_manual(rows[0], operator="tech-anna", reason="terminal offline")
+    door = replace(_punch(wall, 120, employee="b"), device_id="door")
+    assert outbox.add_punches([_punch(wall, 120, employee="a"), door]).inserted == 2
+    assert set(_wall_ok(outbox.path).values()) == {None}
+    texts = _check(outbox)
+    assert [seq for seq, t in sorted(texts.items()) if t is None] == [4]
+
+
 def test_rows_without_utc_time_or_offset_and_manual_rows_are_exact(outbox: Outbox) -> None:
     wall = datetime(2024, 6, 1, 9, 0, 0, 120)
     outbox.add_punches(
@@ -336,8 +393,8 @@ def test_device_times_not_in_isoformat_shape_are_judged_as_before(
     outbox.add_punches([_punch(datetime(2024, 6, 1, 9, 0, 0, 250_000), 0, employee="1")])
     outbox.add_punches([_punch(datetime(2024, 6, 1, 9, 0), 0, employee="2")])
     conn = sqlite3.connect(outbox.path)
-    with conn:
-        conn.execute("UPDATE punches SET device_time = ?", (text,))
+    with conn:  # the writer's wall_ok mark was about the old text: an edit takes it away
+        conn.execute("UPDATE punches SET device_time = ?, wall_ok = NULL", (text,))
     conn.close()
     previous = _previous(outbox.path, 0)
     payloads = outbox.next_payloads(100, site=SITE)
