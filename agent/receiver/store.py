@@ -70,19 +70,47 @@ _NAMES = ", ".join(name for name, _ in COLUMNS)
 # Built from the constant COLUMNS only; every value is a bound parameter. Up to 50 rows per
 # statement (multi-row VALUES): one statement step per 50 punches instead of one per punch.
 _ROWS_PER_INSERT = 50
-_ROW_MARKS = "(" + ", ".join("?" for _ in COLUMNS) + ")"
+# Fields a terminal's ordinary punch leaves null. Binding None costs Python's sqlite3 a failed
+# adaptation, ≈ 0.5 µs a value (7 a row: a third of the insert), so rows where all of these are
+# null use a statement that writes them as NULL literals and binds only the other values.
+_USUALLY_NULL = ("card", "void_of", "operator", "reason", "entered_at", "suspect", "raw")
 
 
-def sqlite_insert(rows: int) -> str:
-    """The insert of ``rows`` punches (duplicates ignored by id)."""
+def sqlite_insert(rows: int, nulls: tuple[str, ...] = ()) -> str:
+    """The insert of ``rows`` punches (duplicates ignored by id); ``nulls`` are NULL literals."""
+    marks = "(" + ", ".join("NULL" if name in nulls else "?" for name, _ in COLUMNS) + ")"
     return (
         f"INSERT OR IGNORE INTO punches ({_NAMES}) VALUES "  # noqa: S608
-        + ", ".join([_ROW_MARKS] * rows)
+        + ", ".join([marks] * rows)
     )
 
 
 SQLITE_INSERT = sqlite_insert(1)
-_SQLITE_INSERT_MANY = sqlite_insert(_ROWS_PER_INSERT)
+_COLUMN_INDEX = {name: n for n, (name, _) in enumerate(COLUMNS)}
+_null_part = operator.itemgetter(*(_COLUMN_INDEX[name] for name in _USUALLY_NULL))
+_bound_part = operator.itemgetter(
+    *(n for n, (name, _) in enumerate(COLUMNS) if name not in _USUALLY_NULL)
+)
+_ALL_NULL = (None,) * len(_USUALLY_NULL)
+# (statement for _ROWS_PER_INSERT rows, for one row) of full rows, then of ordinary ones.
+_FULL_STATEMENTS = (sqlite_insert(_ROWS_PER_INSERT), SQLITE_INSERT)
+_ORDINARY_STATEMENTS = (
+    sqlite_insert(_ROWS_PER_INSERT, _USUALLY_NULL),
+    sqlite_insert(1, _USUALLY_NULL),
+)
+
+
+def split_ordinary(rows: list[tuple[Any, ...]]) -> tuple[list[tuple[Any, ...]], list[Any]]:
+    """(bound values of the rows whose ``_USUALLY_NULL`` fields are all null, the other rows)."""
+    ordinary, full = [], []
+    for row in rows:
+        if _null_part(row) == _ALL_NULL:  # a tuple compare in C; None == None only for None
+            ordinary.append(_bound_part(row))
+        else:
+            full.append(row)
+    return ordinary, full
+
+
 # Arrays unnested server-side: one statement per batch, and rowcount counts inserted rows only.
 PG_INSERT = (
     "INSERT INTO punches ("  # noqa: S608
@@ -267,7 +295,6 @@ class SqliteStore:
             )
         except (OSError, sqlite3.Error) as exc:
             raise StoreError(f"cannot open the receiver database {path}: {exc}") from exc
-        self._insert = SQLITE_INSERT
 
     def store(self, punches: Sequence[dict[str, Any]]) -> int:
         stored_at = now_text()
@@ -282,17 +309,12 @@ class SqliteStore:
 
     def _store_rows(self, rows: list[tuple[Any, ...]]) -> int:
         try:
+            ordinary, full = split_ordinary(rows)
             self._conn.execute("BEGIN IMMEDIATE")
             try:
                 before = self._conn.total_changes
-                step = _ROWS_PER_INSERT
-                full = len(rows) - len(rows) % step
-                for start in range(0, full, step):
-                    self._conn.execute(
-                        _SQLITE_INSERT_MANY, tuple(chain.from_iterable(rows[start : start + step]))
-                    )
-                if full < len(rows):
-                    self._conn.executemany(self._insert, rows[full:])
+                self._insert_rows(ordinary, _ORDINARY_STATEMENTS)
+                self._insert_rows(full, _FULL_STATEMENTS)
                 inserted = self._conn.total_changes - before
                 self._conn.execute("COMMIT")
             except BaseException:
@@ -301,6 +323,15 @@ class SqliteStore:
         except sqlite3.Error as exc:
             raise StoreError(f"cannot store punches in {self.path}: {exc}") from exc
         return inserted
+
+    def _insert_rows(self, rows: list[Any], statements: tuple[str, str]) -> None:
+        many, one = statements
+        step = _ROWS_PER_INSERT
+        whole = len(rows) - len(rows) % step
+        for start in range(0, whole, step):
+            self._conn.execute(many, tuple(chain.from_iterable(rows[start : start + step])))
+        if whole < len(rows):
+            self._conn.executemany(one, rows[whole:])
 
     def _where(self, gateway_id: str | None) -> tuple[str, tuple[Any, ...]]:
         return ("WHERE gateway_id = ?", (gateway_id,)) if gateway_id else ("", ())

@@ -5,9 +5,11 @@ from __future__ import annotations
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
@@ -18,9 +20,11 @@ from typer.testing import CliRunner
 from agent.cli import app
 from agent.localbroker import LocalMosquitto
 from agent.mqtt import Contract, DeliveryWorker, MqttOptions
+from agent.mqtt.contract import punch_payload
 from agent.receiver import Receiver, open_store
-from agent.receiver.store import SqliteStore
+from agent.receiver.store import COLUMNS, SqliteStore
 from buffer.outbox import Outbox
+from tests.buffer.factory import invalid_time_punch
 from tests.mqtt.conftest import GATEWAY, PREFIX, assert_contract, fast_options, make_punches
 from tests.support.mqtt import Collector
 from tests.support.process import ctrl_c_after_banner
@@ -139,6 +143,54 @@ def test_gaps_are_reported_per_gateway_by_the_store_and_the_cli(tmp_path: Path) 
         "missing": 2,
         "recovery_jump": False,
     } in data["gaps"]
+
+
+def test_every_field_of_ordinary_manual_and_suspect_punches_is_stored_as_sent(
+    tmp_path: Path, outbox: Outbox
+) -> None:
+    """Ordinary punches take the insert with NULL literals; the others bind every field."""
+    outbox.add_punches(make_punches(60))
+    outbox.add_punches([invalid_time_punch()])
+    outbox.add_punches([replace(p, card="C-77") for p in make_punches(2, start=100)])
+    outbox.add_punches(make_punches(51, start=200))
+    manual = outbox.add_manual(
+        make_punches(1, start=300)[0], operator="tech-anna", reason="terminal offline"
+    )
+    outbox.add_void(manual.id, operator="tech-anna", reason="entered twice")
+    sent = [punch_payload(r, "Berlin HQ") for r in outbox.next_batch(1000)]
+    assert len(sent) == 116
+    store = SqliteStore(tmp_path / "hr.db")
+    try:
+        assert store.store(sent) == 116
+        assert store.store(sent[::-1]) == 0  # again, in any order: nothing new
+        conn = sqlite3.connect(tmp_path / "hr.db")
+        try:
+            names = [name for name, _ in COLUMNS]
+            sql = f"SELECT {', '.join(names)} FROM punches ORDER BY seq"  # noqa: S608 - constants
+            rows = conn.execute(sql).fetchall()
+        finally:
+            conn.close()
+        stored = [dict(zip(names, row, strict=True)) for row in rows]
+        assert len(stored) == len(sent)
+        expected = [
+            {**row_of_sent(p), "stored_at": row["stored_at"]}
+            for p, row in zip(sent, stored, strict=True)
+        ]
+        assert stored == expected
+        # What each kind of row carries, so both statements are exercised.
+        assert sum(1 for r in stored if r["suspect"] or r["card"] or r["operator"]) == 5
+        assert {r["kind"] for r in stored} == {"punch", "void"}
+    finally:
+        store.close()
+
+
+def row_of_sent(punch: dict[str, object]) -> dict[str, object]:
+    """A stored row as the contract's punch says it should be (suspect as text, flags as 0/1)."""
+    row = {name: punch.get(name) for name, _ in COLUMNS if name != "stored_at"}
+    suspect = punch.get("suspect")
+    row["suspect"] = ",".join(suspect) if isinstance(suspect, list) and suspect else None
+    row["replayed"] = 1 if punch.get("replayed") else 0
+    return row
 
 
 def test_the_jump_after_a_gateway_recovery_is_not_reported_missing(tmp_path: Path) -> None:
