@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter, deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -158,7 +158,7 @@ class SerialDriver:
         """Nothing: a serial line keeps no log, punches only arrive through ``live``."""
         return [], dict(watermark or {})
 
-    def live(self, stop_after: float) -> Iterator[Punch]:
+    def live(self, stop_after: float) -> Generator[Punch, None, None]:
         """Yield punches as frames arrive, for ``stop_after`` seconds, riding out port losses."""
         deadline = self._monotonic() + max(0.0, stop_after)
         self._refresh_roster()
