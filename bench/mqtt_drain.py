@@ -341,12 +341,16 @@ def run_case(mode: str, args: argparse.Namespace, workdir: Path) -> dict[str, An
         yard_before = yardstick(broker.url, args) if mode == "broker" else None
         broker_pid = broker._proc.pid if broker._proc is not None else os.getpid()
         broker_cpu0, own_cpu0 = _cpu_seconds(broker_pid), time.process_time()
+        own_threads0 = _thread_cpu()
         role = ["--agent", "--mode", mode, "--url", broker.url, "--outbox", str(outbox_path)]
         figures = _run_self("agent subprocess", role, args)
         # The other two CPU users on the machine: Mosquitto, and this process (the counting
         # subscriber or the receiver), from start to end of the agent's run.
         figures["broker_cpu_s"] = _cpu_seconds(broker_pid) - broker_cpu0
         figures["harness_cpu_s"] = time.process_time() - own_cpu0
+        figures["harness_threads_cpu_s"] = {
+            name: cpu - own_threads0.get(name, 0.0) for name, cpu in _thread_cpu().items()
+        }
         if yard_before is not None:  # before and after the drain: the machine's speed moves
             figures["yardstick"] = (yard_before, yardstick(broker.url, args))
         # What arrived on the other side (the subscriber may still be reading its socket).
@@ -397,12 +401,17 @@ def report(mode: str, f: dict[str, Any], args: argparse.Namespace) -> None:
             f"{before:,.0f} before and {after:,.0f} punches/s after; the drain is "
             f"{2 * rate / (before + after):.2f} of their mean (target 100,000 / 500,000 = 0.20)"
         )
-    busy = sorted(f["threads_cpu_s"].items(), key=lambda kv: -kv[1])
     print(
         f"         machine CPU busy during the drain {f['machine_busy']:.0%} of "
-        f"{os.cpu_count()} cores; agent CPU by thread: "
-        + ", ".join(f"{n} {c:.2f} s" for n, c in busy if c)
+        f"{os.cpu_count()} cores; agent CPU by thread: {_by_thread(f['threads_cpu_s'])}"
     )
+    if mode == "backend":
+        print(f"         receiver CPU by thread: {_by_thread(f['harness_threads_cpu_s'])}")
+
+
+def _by_thread(cpu: dict[str, float]) -> str:
+    busy = sorted(cpu.items(), key=lambda kv: -kv[1])
+    return ", ".join(f"{name} {seconds:.2f} s" for name, seconds in busy if seconds >= 0.005)
 
 
 def main() -> None:
