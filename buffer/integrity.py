@@ -1,17 +1,38 @@
-"""Integrity checks: SQLite's own checks, our counters, and a WAL cut shorter than its index."""
+"""Integrity checks: SQLite's own, our counters and ``wall_ok`` marks, and a WAL cut short."""
 
 from __future__ import annotations
 
 import sqlite3
 import struct
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from buffer.database import file_size, shm_path, wal_path
 from buffer.ledger import delivered_rows, range_problems
+from buffer.payload_json import _WALL_MATCHES
 
 _WAL_HEADER = 32
 _FRAME_HEADER = 24
 _MAX_REPORTED = 50
+_SEQS_SHOWN = 5
+
+# How the problem about wrong marks starts (the CLI words its advice by it).
+BAD_MARKS = "wrong wall_ok marks"
+
+# A mark (wall_ok = 1, set by buffer/ingest.py) makes the drain write device_time as the local
+# time without checking it (buffer/payload_json.py). The verdict on a marked row is the drain's
+# own check: 1 right, 0 wrong, NULL where SQLite cannot read the times (unixepoch() rounds the
+# last half millisecond of year 9999 up to year 10000, which it refuses): Python decides those.
+_VERDICT = (
+    "CASE WHEN suspect IS NULL AND raw IS NULL AND time_utc IS NOT NULL"
+    f" AND utc_offset_minutes IS NOT NULL THEN {_WALL_MATCHES} ELSE 0 END"
+)
+_DOUBTFUL_MARKS = (
+    "SELECT seq, verdict, device_time, time_utc, utc_offset_minutes FROM ("  # noqa: S608
+    f"SELECT seq, device_time, time_utc, utc_offset_minutes, {_VERDICT} AS verdict"
+    " FROM punches WHERE wall_ok = 1) WHERE verdict IS NOT 1 ORDER BY seq"
+)
 
 
 def sqlite_problems(conn: sqlite3.Connection, full: bool) -> list[str]:
@@ -45,11 +66,61 @@ def counter_problems(conn: sqlite3.Connection) -> list[str]:
     return problems
 
 
+def _wall_is(device_time: object, time_utc: object, offset: object) -> bool:
+    """Whether ``device_time`` is the text isoformat() writes for ``time_utc`` + ``offset``."""
+    if not isinstance(time_utc, str) or type(offset) is not int:
+        return False
+    try:
+        utc = datetime.fromisoformat(time_utc)
+        if utc.tzinfo is not None:
+            utc = utc.astimezone(UTC).replace(tzinfo=None)
+        return (utc + timedelta(minutes=offset)).isoformat() == device_time
+    except (ValueError, OverflowError):
+        return False
+
+
+def bad_marks(conn: sqlite3.Connection) -> Iterator[int]:
+    """Seqs of rows marked ``wall_ok`` whose times do not bear the mark out, in seq order."""
+    for seq, verdict, device_time, time_utc, offset in conn.execute(_DOUBTFUL_MARKS):
+        if verdict is not None or not _wall_is(device_time, time_utc, offset):
+            yield seq
+
+
+def mark_problems(conn: sqlite3.Connection) -> list[str]:
+    """The wrong ``wall_ok`` marks as one problem (a full scan: for ``check`` only)."""
+    count = 0
+    shown: list[str] = []
+    try:
+        for seq in bad_marks(conn):
+            count += 1
+            if len(shown) < _SEQS_SHOWN:
+                shown.append(str(seq))
+    except sqlite3.DatabaseError as exc:
+        return [f"wall_ok marks could not be audited: {exc}"]
+    if not count:
+        return []
+    more = ", ..." if count > len(shown) else ""
+    return [
+        f"{BAD_MARKS} on {count} row(s) (seq {', '.join(shown)}{more}): marked as device time "
+        "= UTC time + offset, but it is not, or the row is suspect, so the drain would send a "
+        "wrong local time for these punches. Clearing the marks loses nothing and changes no "
+        "other column (the drain then checks these rows itself): "
+        "punchgate outbox check --clear-bad-marks"
+    ]
+
+
+def clear_bad_marks(conn: sqlite3.Connection) -> int:
+    """Set ``wall_ok`` to NULL where it is wrong; the caller holds the write transaction."""
+    seqs = [(seq,) for seq in bad_marks(conn)]  # read them all before writing the table
+    conn.executemany("UPDATE punches SET wall_ok = NULL WHERE seq = ?", seqs)
+    return len(seqs)
+
+
 def check_problems(conn: sqlite3.Connection, full: bool) -> list[str]:
-    """Everything ``outbox check`` reports: SQLite's check plus the counter audit."""
+    """Everything ``outbox check`` reports: SQLite's check, then the counter and mark audits."""
     problems = sqlite_problems(conn, full)
     if not problems:
-        problems = counter_problems(conn)
+        problems = counter_problems(conn) + mark_problems(conn)
     return problems
 
 

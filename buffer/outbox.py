@@ -37,7 +37,7 @@ from buffer.backup import backup_rotating, backup_to, restore_file
 from buffer.corrections import insert_rows, manual_rows, void_row
 from buffer.database import free_bytes, translate, write_transaction
 from buffer.ingest import Encoded, store_batch
-from buffer.integrity import check_file
+from buffer.integrity import check_file, clear_bad_marks
 from buffer.lockfile import OutboxLock
 from buffer.outbox_delivery import DeliveryMethods
 from buffer.records import (
@@ -378,6 +378,19 @@ class Outbox(DeliveryMethods):
         return restore_file(Path(src), Path(dest))
 
     def check(self, full: bool = True) -> builtins.list[str]:
-        """Problems found by ``integrity_check`` (or ``quick_check``) and counter audits."""
+        """Problems found by ``integrity_check`` (or ``quick_check``), counter and mark audits."""
         self._db()  # refuse on a closed outbox
         return check_file(self.path, full, self._busy_timeout)
+
+    def clear_bad_marks(self) -> int:
+        """Clear the ``wall_ok`` marks ``check`` finds wrong (no other column); how many.
+
+        Safe at any time: the drain simply checks an unmarked row itself.
+        """
+        with self._lock:
+            conn = self._db()
+            with write_transaction(conn, self.path, "clearing wrong wall_ok marks"):
+                count = clear_bad_marks(conn)
+        if count:
+            self._log.warning("outbox_wall_marks_cleared", rows=count)
+        return count

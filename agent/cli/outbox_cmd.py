@@ -10,6 +10,7 @@ import typer
 
 from agent.cli.common import ConfigOption, JsonOption, load, print_json, print_table
 from buffer import Outbox, OutboxStats
+from buffer.integrity import BAD_MARKS
 from config import Settings
 from config.errors import CorruptOutboxError, OutboxError
 
@@ -88,9 +89,18 @@ def _mib(size: int) -> str:
 def check(
     config: ConfigOption = None,
     quick: Annotated[bool, typer.Option(help="quick_check instead of integrity_check.")] = False,
+    clear_bad_marks: Annotated[
+        bool,
+        typer.Option(
+            "--clear-bad-marks",
+            help="Clear the wall_ok marks found wrong (nothing else changes; the drain then "
+            "checks those rows' local time itself). Only when nothing else is wrong.",
+        ),
+    ] = False,
 ) -> None:
     """Check the outbox's integrity; exit 5 with the problems when anything is wrong.
 
+    Audits SQLite's integrity, the counters and delivered ranges, and the wall_ok marks.
     Example: punchgate outbox check
     """
     settings = load(config)
@@ -101,16 +111,30 @@ def check(
         raise typer.Exit(CorruptOutboxError.exit_code) from None
     with outbox:
         problems = outbox.check(full=not quick)
+        damage = [p for p in problems if not p.startswith(BAD_MARKS)]
+        if clear_bad_marks and not damage:
+            cleared = outbox.clear_bad_marks()
+            typer.echo(f"cleared {cleared} wrong wall_ok mark(s); no other column was changed")
+            if cleared:
+                problems = outbox.check(full=not quick)
+                damage = [p for p in problems if not p.startswith(BAD_MARKS)]
+        elif clear_bad_marks:
+            typer.echo(
+                "--clear-bad-marks: no mark cleared, the outbox has other problems (below): "
+                "repair those first",
+                err=True,
+            )
         snapshot = outbox.stats()
     if problems:
         typer.echo(f"outbox check FAILED for {settings.agent.outbox_path}:", err=True)
         for problem in problems:
             typer.echo(f"  {problem}", err=True)
-        typer.echo(
-            "Stop punchgate and start it again to recover (the damaged file is kept), or "
-            "restore a backup: punchgate outbox restore <backup>",
-            err=True,
-        )
+        if damage:
+            typer.echo(
+                "Stop punchgate and start it again to recover (the damaged file is kept), or "
+                "restore a backup: punchgate outbox restore <backup>",
+                err=True,
+            )
         raise typer.Exit(OutboxError.exit_code)
     typer.echo(
         f"OK: {settings.agent.outbox_path} passed {'quick_check' if quick else 'integrity_check'}"
