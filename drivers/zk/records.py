@@ -27,8 +27,8 @@ _EV32 = struct.Struct("<24sBB6s")
 _EV12 = struct.Struct("<IBB6s")
 
 
-def _cstr(raw: bytes) -> str:
-    return raw.split(b"\x00", 1)[0].decode("utf-8", errors="replace")
+def _cstr(raw: bytes, encoding: str = "utf-8") -> str:
+    return raw.split(b"\x00", 1)[0].decode(encoding, errors="replace")
 
 
 def _numeric(user_id: str, layout: str) -> int:
@@ -152,9 +152,10 @@ class UserRecord:
     group_id: str = ""
 
 
-def pack_user(user: UserRecord, size: int) -> bytes:
-    """One user in the 72- or 28-byte layout."""
-    name, password = user.name.encode(), user.password.encode()
+def pack_user(user: UserRecord, size: int, encoding: str = "utf-8") -> bytes:
+    """One user in the 72- or 28-byte layout, the name in ``encoding`` (cut to fit the field)."""
+    # A character the code page lacks becomes "?", as a terminal stores what it can.
+    name, password = user.name.encode(encoding, errors="replace"), user.password.encode()
     if size == 72:
         return _USER72.pack(
             user.uid,
@@ -174,16 +175,18 @@ def pack_user(user: UserRecord, size: int) -> bytes:
     raise ProtocolError(f"unknown user record size {size} (known: 72, 28)")
 
 
-def unpack_user(raw: bytes) -> UserRecord:
-    """Parse one user; its size (72, 28) is ``len(raw)``."""
+def unpack_user(raw: bytes, encoding: str = "utf-8") -> UserRecord:
+    """Parse one user; its size (72, 28) is ``len(raw)``, the name is decoded from ``encoding``."""
     if len(raw) == 72:
         uid, priv, password, name, card, group, user_id = _USER72.unpack(raw)
         return UserRecord(
-            uid, _cstr(user_id), _cstr(name), priv, _cstr(password), card, _cstr(group)
+            uid, _cstr(user_id), _cstr(name, encoding), priv, _cstr(password), card, _cstr(group)
         )
     if len(raw) == 28:
         uid, priv, password, name, card, group, _tz, number = _USER28.unpack(raw)
-        return UserRecord(uid, str(number), _cstr(name), priv, _cstr(password), card, str(group))
+        return UserRecord(
+            uid, str(number), _cstr(name, encoding), priv, _cstr(password), card, str(group)
+        )
     raise ProtocolError(f"unknown user record size {len(raw)} (known: 72, 28)")
 
 

@@ -55,7 +55,9 @@ class ZkSimulator:
         max_connections: int = 16,
         udp_session_timeout: float = 120.0,
         direct_data_max: int | None = None,
+        name_encoding: str = "utf-8",
     ) -> None:
+        _check_name_encoding(name_encoding)
         for name, value, allowed in (
             ("record_size", record_size, RECORD_SIZES),
             ("user_size", user_size, USER_SIZES),
@@ -81,6 +83,7 @@ class ZkSimulator:
             firmware=firmware,
             device_name=device_name,
             direct_data_max=direct_data_max,
+            name_encoding=name_encoding,
         )
         self._terminal = Terminal(self._state, self.profile, self._faults)
         self._server = NetworkServer(
@@ -183,6 +186,13 @@ class ZkSimulator:
         user_id = str(user_id)
         if self._numeric_ids() and not user_id.isdecimal():
             raise ValueError(f"this firmware variant stores numeric user ids only, not {user_id!r}")
+        try:
+            name.encode(self.profile.name_encoding)
+        except UnicodeEncodeError:
+            raise ValueError(
+                f"name {name!r} has characters the terminal's code page "
+                f"{self.profile.name_encoding} lacks; start it with another name_encoding"
+            ) from None
         with self._state.lock:
             existing = self._state.user_by_id(user_id)
             uid = existing.uid if existing else self._state.next_uid()
@@ -264,3 +274,18 @@ class ZkSimulator:
     def _numeric_ids(self) -> bool:
         prof = self.profile
         return prof.user_size == 28 or prof.record_size == 16 or prof.event_size == 12
+
+
+def _check_name_encoding(encoding: str) -> None:
+    """A code page Python knows, and ASCII-compatible: names are NUL-terminated on terminals."""
+    try:
+        ascii_compatible = "Ab 1\0".encode(encoding) == b"Ab 1\0"
+    except LookupError:
+        raise ValueError(
+            f"name_encoding {encoding!r} is no encoding Python knows (e.g. utf-8, cp1251, gbk)"
+        ) from None
+    if not ascii_compatible:
+        raise ValueError(
+            f"name_encoding must be an ASCII-compatible code page (e.g. utf-8, cp1251, gbk), "
+            f"not {encoding!r}: terminals end names with a NUL byte"
+        )

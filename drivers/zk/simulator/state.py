@@ -125,8 +125,13 @@ class TerminalState:
 
     # Buffers as the terminal serves them.
 
-    def attendance_buffer(self, size: int, impossible_at: int | None = None) -> bytes:
-        """``u32 total`` + every record in the ``size`` layout; one may get 31 February."""
+    def attendance_buffer(
+        self, size: int, impossible_at: int | None = None, *, served_size: int | None = None
+    ) -> bytes:
+        """``u32 total`` + every record in the ``size`` layout; one may get 31 February.
+
+        ``served_size`` cuts or zero-pads each record to that many bytes (an unknown layout).
+        """
         with self.lock:
             packed = self._packed.setdefault(size, [])
             packed.extend(pack_attendance(r, size) for r in self.records[len(packed) :])
@@ -137,14 +142,16 @@ class TerminalState:
                     t = record.timestamp
                     raw_time = encode_time_fields(t.year, 2, 31, t.hour, t.minute, t.second)
                     parts[impossible_at] = pack_attendance(record, size, time_raw=raw_time)
+        if served_size is not None:
+            parts = [part[:served_size].ljust(served_size, b"\0") for part in parts]
         body = b"".join(parts)
         return struct.pack("<I", len(body)) + body
 
-    def users_buffer(self, size: int) -> bytes:
-        """``u32 total`` + every user in the ``size`` layout, by uid."""
+    def users_buffer(self, size: int, encoding: str = "utf-8") -> bytes:
+        """``u32 total`` + every user in the ``size`` layout, by uid, names in ``encoding``."""
         with self.lock:
             users = [self.users[uid] for uid in sorted(self.users)]
-        body = b"".join(pack_user(u, size) for u in users)
+        body = b"".join(pack_user(u, size, encoding) for u in users)
         return struct.pack("<I", len(body)) + body
 
     def free_sizes(self, faces: bool) -> FreeSizes:

@@ -41,6 +41,7 @@ class Profile:
     platform: str = "ZEM560_TFT"
     mac: str = "00:17:61:50:47:01"
     direct_data_max: int | None = None  # None: DIRECT_DATA_MAX
+    name_encoding: str = "utf-8"  # the code page user names are kept in, as bytes
 
 
 class Channel(Protocol):
@@ -125,6 +126,8 @@ class Terminal:
             not session.authenticated and request.command != p.CMD_AUTH
         ):
             return self._ack(session, request, p.ACK_UNAUTH)
+        if request.command in self.faults.unknown_commands:
+            return self._ack(session, request, p.ACK_UNKNOWN)
         if request.command in _OK_ONLY:
             return self._ack(session, request)
         handler = self._handlers.get(request.command)
@@ -192,7 +195,7 @@ class Terminal:
         return self._ack(session, request)
 
     def _write_user(self, session: Session, request: p.Packet) -> Reply:
-        user = unpack_user(request.data)
+        user = unpack_user(request.data, self.profile.name_encoding)
         self._check_numeric(user)
         if not self.state.put_user(user):
             log.info("user_table_full", capacity=self.state.user_capacity)
@@ -235,10 +238,12 @@ class Terminal:
         what, fct, _ext = p.parse_prepare_buffer_request(request.data)
         if what == p.CMD_ATTLOG_RRQ:
             buffer = self.state.attendance_buffer(
-                self.profile.record_size, self.faults.impossible_date_at
+                self.profile.record_size,
+                self.faults.impossible_date_at,
+                served_size=self.faults.record_size_override,
             )
         elif what == p.CMD_USERTEMP_RRQ and fct == p.FCT_USER:
-            buffer = self.state.users_buffer(self.profile.user_size)
+            buffer = self.state.users_buffer(self.profile.user_size, self.profile.name_encoding)
         elif what == 7:  # fingerprint templates: this terminal has none
             buffer = struct.pack("<I", 0)
         else:

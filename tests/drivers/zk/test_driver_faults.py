@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import socket
-import struct
 import time
+from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
@@ -13,6 +13,7 @@ from structlog.testing import capture_logs
 from config.errors import DeviceAuthError, DeviceIdentityError, DeviceUnavailable, ProtocolError
 from drivers.base import Suspect
 from drivers.zk import ZkDriver, ZkOptions
+from drivers.zk import protocol as p
 from drivers.zk.simulator import ZkSimulator
 from tests.drivers.zk.driver_support import TZ, driver_for, expected, simulator, summary
 
@@ -140,21 +141,16 @@ def test_persistently_damaged_packets_are_a_protocol_error() -> None:
 
 def test_unknown_record_size_is_refused_never_misparsed() -> None:
     with simulator(users=5, records=30) as sim:
-        state = sim._state  # 49-byte records exist in the field (pyzk PR #166); fake them here
-        real = state.attendance_buffer
-
-        def forty_nine_byte_records(size: int, impossible_at: int | None = None) -> bytes:
-            body = real(size, impossible_at)[4:]
-            records = [body[i : i + 40] + b"\0" * 9 for i in range(0, len(body), 40)]
-            padded = b"".join(records)
-            return struct.pack("<I", len(padded)) + padded
-
-        state.attendance_buffer = forty_nine_byte_records  # type: ignore[method-assign]
+        sim.faults.record_size_override = 49  # seen in the field (pyzk PR #166)
         driver = driver_for(sim)
         driver.open()
         with pytest.raises(ProtocolError, match=r"1470 bytes for 30 records \(49 bytes each\)"):
             driver.read_new(None)
+        assert driver.last_watermark is None  # nothing was parsed, so nothing counts as read
+        sim.faults.record_size_override = None
+        punches, _ = driver.read_new(None)
         driver.close()
+    assert [summary(punch) for punch in punches] == expected(sim.records)
 
 
 @pytest.mark.parametrize("transport", ["tcp", "udp"])
@@ -270,13 +266,13 @@ def test_set_time_with_an_explicit_local_time() -> None:
 def test_live_registration_refused_is_a_protocol_error_naming_polling(sim: ZkSimulator) -> None:
     driver = driver_for(sim)
     driver.open()
-    sim._terminal._handlers.pop(500)  # firmware without REG_EVENT answers ACK_UNKNOWN
+    sim.faults.unknown_commands = frozenset({p.CMD_REG_EVENT})  # firmware without live events
     with pytest.raises(ProtocolError, match="live = false"):
         driver.register_events(True)
     driver.close()
 
 
 @pytest.fixture
-def sim() -> ZkSimulator:
+def sim() -> Iterator[ZkSimulator]:
     with simulator() as running:
         yield running

@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-import struct
-from typing import Any
-
 import pytest
 
 from config.errors import UsageError
-from drivers.zk import protocol as p
 from tests.drivers.zk.driver_support import VARIANTS, driver_for, simulator
 
 
@@ -34,26 +30,30 @@ def test_upsert_creates_then_updates_in_place_and_delete_removes(variant: str) -
 
 @pytest.mark.parametrize(("encoding", "name"), [("cp1251", "Ольга Ким"), ("gbk", "李雷")])
 def test_names_are_written_and_read_in_the_configured_encoding(encoding: str, name: str) -> None:
-    with simulator() as sim:
-        # The simulator keeps names as text (UTF-8); a terminal keeps the bytes. Record the bytes
-        # we send, and serve them back as such a terminal would.
-        written: list[bytes] = []
-        handlers = sim._terminal._handlers
-        store = handlers[p.CMD_USER_WRQ]
-
-        def keep_bytes(session: Any, request: p.Packet) -> Any:
-            written.append(request.data)
-            return store(session, request)
-
-        handlers[p.CMD_USER_WRQ] = keep_bytes
-        sim._state.users_buffer = lambda size: struct.pack("<I", 72) + written[-1]  # type: ignore[method-assign]
+    with simulator(name_encoding=encoding) as sim:
         driver = driver_for(sim, encoding=encoding)
         driver.open()
         driver.upsert_user("12", name)
         (user,) = driver.users()
         driver.close()
-    assert written[-1][11 : 11 + 24].rstrip(b"\0") == name.encode(encoding)
+        (stored,) = sim.users  # decoded with the terminal's code page
     assert user.name == name and user.user_id == "12"
+    assert stored.name == name
+
+
+def test_a_driver_on_the_wrong_encoding_garbles_the_name_on_the_terminal() -> None:
+    """A round trip alone hides it: the driver reads its bytes back, the terminal shows others."""
+    name = "Ольга Ким"
+    with simulator(name_encoding="cp1251") as sim:
+        driver = driver_for(sim, encoding="utf-8")
+        driver.open()
+        driver.upsert_user("12", name)
+        (user,) = driver.users()
+        driver.close()
+        (stored,) = sim.users
+    assert stored.name != name
+    assert stored.name == name.encode("utf-8").decode("cp1251")  # "РћР»СЊРіР° ..."
+    assert user.name == name
 
 
 def test_old_firmware_refuses_non_numeric_ids_before_sending() -> None:

@@ -242,3 +242,79 @@ def test_set_serial_simulates_a_swapped_terminal_mid_session() -> None:
         sim.set_serial("NEW-2")
         after = c.request(p.CMD_OPTIONS_RRQ, b"~SerialNumber\x00").data
     assert (before, after) == (b"~SerialNumber=OLD-1\x00", b"~SerialNumber=NEW-2\x00")
+
+
+@UDP
+def test_unknown_commands_are_answered_ack_unknown_until_cleared(udp: bool) -> None:
+    with ZkSimulator() as sim, RawClient(sim.address, udp=udp) as c:
+        c.connect()
+        events = struct.pack("<I", p.EF_ATTLOG)
+        sim.faults.unknown_commands = frozenset({p.CMD_REG_EVENT, p.CMD_ENABLEDEVICE})
+        refused = [c.request(p.CMD_REG_EVENT, events), c.request(p.CMD_ENABLEDEVICE)]
+        version = c.request(p.CMD_GET_VERSION)  # everything else is still served
+        sim.faults.unknown_commands = frozenset()
+        accepted = c.request(p.CMD_REG_EVENT, events)
+        flags = [s.event_flags for s in sim.sessions]
+    assert [x.command for x in refused] == [p.ACK_UNKNOWN, p.ACK_UNKNOWN]
+    assert version.command == p.ACK_OK and version.data.startswith(b"Ver ")
+    assert accepted.command == p.ACK_OK and flags == [p.EF_ATTLOG]
+
+
+def test_record_size_override_serves_records_of_an_unknown_size_that_pyzk_misparses() -> None:
+    with ZkSimulator(seed=9, faults=Faults(record_size_override=49)) as sim:
+        sim.generate(users=2, records=10, seed=9)
+        zk = ZK("127.0.0.1", port=sim.port, timeout=5, ommit_ping=True).connect()
+        try:
+            attendance = zk.get_attendance()  # pyzk 0.9 strides 40 bytes whatever the size
+        finally:
+            zk.disconnect()
+        with RawClient(sim.address) as c:
+            c.connect()
+            padded, _ = c.read_buffer(p.CMD_ATTLOG_RRQ)
+            sizes = p.FreeSizes.unpack(c.request(p.CMD_GET_FREE_SIZES).data)
+            sim.faults.record_size_override = 36
+            cut, _ = c.read_buffer(p.CMD_ATTLOG_RRQ)
+    forty = [r.pack_attendance(record, 40) for record in sim.records]
+    assert r.buffer_body(padded) == b"".join(x + b"\0" * 9 for x in forty)
+    assert r.buffer_body(cut) == b"".join(x[:36] for x in forty)
+    assert sizes.records == 10  # 490 bytes for 10 records: a reader can tell the size is unknown
+    assert len(attendance) == 12  # pyzk PR #166: twelve 40-byte "records" out of ten
+    assert attendance[1].timestamp != sim.records[1].timestamp
+
+
+@pytest.mark.parametrize(
+    ("switch", "value", "message"),
+    [
+        ("unknown_commands", 500, "must be a set of command codes"),
+        ("unknown_commands", frozenset({"500"}), "no u16 command code"),
+        ("unknown_commands", frozenset({0x10000}), "no u16 command code"),
+        ("unknown_commands", frozenset({True}), "no u16 command code"),
+        ("unknown_commands", frozenset({p.CMD_CONNECT}), "cannot hold CONNECT.*refuse or silent"),
+        ("record_size_override", 40, "a size no layout has, not 40.*record_size"),
+        ("record_size_override", 0, r"within 1\.\.255 bytes"),
+        ("record_size_override", 256, r"within 1\.\.255 bytes"),
+        ("record_size_override", 49.0, "must be an integer or None"),
+    ],
+)
+def test_new_switches_refuse_bad_values_and_keep_the_old_one(
+    switch: str, value: object, message: str
+) -> None:
+    faults = Faults(unknown_commands=[p.CMD_REG_EVENT], record_size_override=49)
+    with pytest.raises(ValueError, match=message):
+        setattr(faults, switch, value)
+    with pytest.raises(ValueError, match=message):
+        Faults(**{switch: value})  # type: ignore[arg-type]
+    assert (faults.unknown_commands, faults.record_size_override) == ({p.CMD_REG_EVENT}, 49)
+
+
+def test_describe_lists_the_new_switches_only_when_set() -> None:
+    faults = Faults()
+    assert faults.describe() == {}
+    faults.unknown_commands = frozenset({1503, p.CMD_REG_EVENT})
+    faults.record_size_override = 49
+    assert faults.describe() == {"unknown_commands": [500, 1503], "record_size_override": 49}
+    with ZkSimulator() as sim:
+        sim.faults = faults  # copied into the live object the terminal reads
+        assert sim.faults.describe() == faults.describe()
+        sim.faults = Faults()
+        assert sim.faults.describe() == {}

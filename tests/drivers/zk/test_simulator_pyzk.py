@@ -11,7 +11,10 @@ import pytest
 from zk import ZK
 from zk.exception import ZKErrorResponse
 
+from drivers.zk import protocol as p
+from drivers.zk import records as r
 from drivers.zk.simulator import DIRECT_DATA_MAX, Faults, ZkSimulator
+from tests.drivers.zk.rawclient import RawClient
 from tests.support.wait import wait_for
 
 KEY = 271828
@@ -175,3 +178,23 @@ def test_pyzk_clears_the_attendance_log() -> None:
             zk.clear_attendance()
             assert zk.get_attendance() == []
         assert sim.records == []
+
+
+@pytest.mark.parametrize(("encoding", "name"), [("cp1251", "Ольга Ким"), ("gbk", "李雷")])
+def test_pyzk_keeps_names_in_the_terminal_code_page(encoding: str, name: str) -> None:
+    with ZkSimulator(name_encoding=encoding) as sim:
+        sim.add_user("3003", name="Ana")
+        zk = ZK("127.0.0.1", port=sim.port, timeout=5, ommit_ping=True, encoding=encoding)
+        zk.connect()
+        try:
+            zk.set_user(uid=9, name=name, user_id="2009")
+            named = {u.user_id: u.name for u in zk.get_users()}
+        finally:
+            zk.disconnect()
+        with RawClient(sim.address) as c:
+            c.connect()
+            buffer, _ = c.read_buffer(p.CMD_USERTEMP_RRQ, p.FCT_USER)
+    assert {u.user_id: u.name for u in sim.users} == {"3003": "Ana", "2009": name}
+    assert named == {"3003": "Ana", "2009": name}
+    served = r.buffer_body(buffer)[72:]  # the second user: uid 9
+    assert served[11 : 11 + 24].rstrip(b"\0") == name.encode(encoding)  # the code page's bytes

@@ -11,6 +11,7 @@ import pytest
 
 from config.errors import ConfigError, UsageError
 from drivers.zk import protocol as p
+from drivers.zk.records import UserRecord, pack_user, unpack_user
 from drivers.zk.simulator import ZkSimulator
 from tests.drivers.zk.rawclient import RawClient
 from tests.support.wait import wait_for
@@ -107,6 +108,24 @@ def test_capacities_and_firmware_variants_are_validated() -> None:
         sim.add_user("19")
     with pytest.raises(ValueError, match="not enrolled"):
         sim.punch("99")
+
+
+def test_name_encoding_must_be_a_known_ascii_compatible_code_page() -> None:
+    with pytest.raises(ValueError, match="'klingon' is no encoding Python knows"):
+        ZkSimulator(name_encoding="klingon")
+    with pytest.raises(ValueError, match=r"ASCII-compatible code page.*'utf-16'"):
+        ZkSimulator(name_encoding="utf-16")
+    sim = ZkSimulator(name_encoding="cp1251")
+    with pytest.raises(ValueError, match="code page cp1251 lacks; start it with another"):
+        sim.add_user("1001", name="李雷")
+    assert sim.add_user("1002", name="Ольга").name == "Ольга" and len(sim.users) == 1
+
+
+def test_names_the_code_page_lacks_are_served_as_question_marks() -> None:
+    """A state file written under another code page still serves: a terminal stores what it can."""
+    user = UserRecord(uid=1, user_id="1001", name="李 Ольга")
+    assert unpack_user(pack_user(user, 72, "cp1251"), "cp1251").name == "? Ольга"
+    assert unpack_user(pack_user(user, 72)).name == "李 Ольга"  # utf-8 by default
 
 
 def test_port_already_in_use_is_a_usage_error_naming_the_port() -> None:
