@@ -19,6 +19,7 @@ from typing import Any, Protocol
 import structlog
 
 from buffer.backup import list_backups
+from buffer.integrity import BAD_MARKS
 
 log = structlog.get_logger("punchgate.maintenance")
 
@@ -36,6 +37,8 @@ class MaintainedOutbox(Protocol):
     def prune(self, retention_days: float) -> int: ...
 
     def check(self, full: bool = True) -> list[str]: ...
+
+    def clear_bad_marks(self) -> int: ...
 
 
 @dataclass(frozen=True)
@@ -193,6 +196,19 @@ class Maintenance:
 
     def _check(self) -> None:
         problems = self._outbox.check(full=True)
+        if problems and all(p.startswith(BAD_MARKS) for p in problems):
+            # Only wrong wall_ok marks: clearing them loses nothing (the drain then checks those
+            # rows itself), while leaving them would send wrong local times until someone
+            # runs the repair by hand. A wrong mark is a writer bug: say so, loudly.
+            cleared = self._outbox.clear_bad_marks()
+            log.error(
+                "outbox_wall_marks_repaired",
+                cleared=cleared,
+                problems=problems,
+                action="report this as a bug with the seqs above; their time_utc was right, "
+                "their local time may have been sent wrong before the repair",
+            )
+            problems = self._outbox.check(full=True)
         if problems:
             log.error(
                 "outbox_integrity_problems",

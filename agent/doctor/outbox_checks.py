@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from agent.doctor.result import CheckResult, Job, fail, ok, skip, warn
+from buffer.integrity import BAD_MARKS
 from buffer.outbox import Outbox
 from config import Settings
 from config.errors import CorruptOutboxError, OutboxError, SchemaTooNewError
@@ -95,6 +96,11 @@ _RESTORE = (
     "readable rows), or restore by hand: punchgate outbox restore <backup>"
 )
 
+_CLEAR_MARKS = (
+    "clear the wrong marks (nothing else changes): punchgate outbox check --clear-bad-marks; "
+    "the service also clears them at its daily check"
+)
+
 
 def _integrity(outbox: Outbox) -> CheckResult:
     where = str(outbox.path)
@@ -106,6 +112,8 @@ def _integrity(outbox: Outbox) -> CheckResult:
         shown = "; ".join(problems[:3]) + (
             f" (+{len(problems) - 3} more)" if len(problems) > 3 else ""
         )
+        if all(p.startswith(BAD_MARKS) for p in problems):  # the file is sound: no restore
+            return fail(FAMILY, where, "integrity", shown, _CLEAR_MARKS)
         return fail(FAMILY, where, "integrity", shown, _RESTORE)
     return ok(FAMILY, where, "integrity", "quick_check ok, counters agree with the rows")
 

@@ -26,7 +26,7 @@ _STATE_WORDS = {
 }
 _YEAR_DIRECTIVES = ("%Y", "%y", "%G", "%c", "%x")
 _DATE_DIRECTIVES = (*_YEAR_DIRECTIVES, "%m", "%d", "%j", "%b", "%B")
-_ISO_SEPARATORS = "--::"
+_ISO_SEPARATORS = "-- ::"
 ISO_FORMAT = "%Y-%m-%d %H:%M:%S"
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _HALF_DAY = timedelta(hours=12)
@@ -142,11 +142,16 @@ class PunchBuilder:
         if (
             self._iso
             and len(text) == 19
-            and _ISO_SEPARATORS == text[4] + text[7] + text[13] + text[16]
+            and _ISO_SEPARATORS == text[4] + text[7] + text[10] + text[13] + text[16]
         ):
             # The default format is ISO 8601 with a space; fromisoformat is ~10x faster than
-            # strptime and, with the separators checked, accepts exactly the same texts.
-            return datetime.fromisoformat(text)
+            # strptime. With every separator checked it accepts nothing strptime refuses (it
+            # would take any character between date and time); what it refuses goes on to
+            # strptime, which is more lenient ("2024-5-01  08:30:15", non-ASCII digits).
+            try:
+                return datetime.fromisoformat(text)
+            except ValueError:
+                pass
         return datetime.strptime(text, self.time_format)
 
     def _complete_date(self, naive: datetime, received_local: datetime) -> datetime:

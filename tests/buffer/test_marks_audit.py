@@ -25,43 +25,19 @@ from config.errors import OutboxError
 from drivers.base import Punch
 from tests.buffer.conftest import GATEWAY
 from tests.buffer.factory import punch, punches
+from tests.buffer.tamper import edit, query, shift_device_time
 from tests.buffer.test_cli import cli, config  # noqa: F401 - the CLI runner and its config
 
 SITE = "Site Nord"
 
 
-def _edit(path: Path, sql: str, params: tuple[Any, ...] = ()) -> None:
-    """Change the file behind the outbox's back, as a bad writer or a hand edit would."""
-    conn = sqlite3.connect(path)
-    try:
-        with conn:
-            conn.execute(sql, params)
-    finally:
-        conn.close()
-
-
-def _query(path: Path, sql: str) -> list[dict[str, Any]]:
-    conn = sqlite3.connect(path)
-    conn.row_factory = sqlite3.Row
-    try:
-        return [dict(row) for row in conn.execute(sql)]
-    finally:
-        conn.close()
-
-
 def _rows(path: Path) -> list[dict[str, Any]]:
     """Every column of every punch row, in seq order."""
-    return _query(path, "SELECT * FROM punches ORDER BY seq")
+    return query(path, "SELECT * FROM punches ORDER BY seq")
 
 
 def _marks(path: Path) -> dict[int, int | None]:
     return {r["seq"]: r["wall_ok"] for r in _rows(path)}
-
-
-def _shift_device_time(path: Path, seq: int, delta: timedelta) -> None:
-    (row,) = _query(path, f"SELECT device_time FROM punches WHERE seq = {seq}")  # noqa: S608
-    shifted = (datetime.fromisoformat(row["device_time"]) + delta).isoformat()
-    _edit(path, "UPDATE punches SET device_time = ? WHERE seq = ?", (shifted, seq))
 
 
 def _at(local: datetime, offset: int, employee: str) -> Punch:
@@ -92,14 +68,14 @@ def test_a_healthy_outbox_with_marked_rows_passes_the_check(outbox: Outbox) -> N
 
 
 CORRUPTIONS = {
-    "device_time off by 1 µs": lambda p: _shift_device_time(p, 7, timedelta(microseconds=1)),
-    "device_time off by 1 h": lambda p: _shift_device_time(p, 7, timedelta(hours=1)),
-    "offset changed": lambda p: _edit(p, "UPDATE punches SET utc_offset_minutes = 0 WHERE seq = 7"),
-    "suspect flags": lambda p: _edit(
+    "device_time off by 1 µs": lambda p: shift_device_time(p, 7, timedelta(microseconds=1)),
+    "device_time off by 1 h": lambda p: shift_device_time(p, 7, timedelta(hours=1)),
+    "offset changed": lambda p: edit(p, "UPDATE punches SET utc_offset_minutes = 0 WHERE seq = 7"),
+    "suspect flags": lambda p: edit(
         p, "UPDATE punches SET suspect = 'time_nonexistent' WHERE seq = 7"
     ),
-    "raw bytes": lambda p: _edit(p, "UPDATE punches SET raw = x'0102' WHERE seq = 7"),
-    "no UTC time": lambda p: _edit(p, "UPDATE punches SET time_utc = NULL WHERE seq = 7"),
+    "raw bytes": lambda p: edit(p, "UPDATE punches SET raw = x'0102' WHERE seq = 7"),
+    "no UTC time": lambda p: edit(p, "UPDATE punches SET time_utc = NULL WHERE seq = 7"),
 }
 
 
@@ -116,7 +92,7 @@ def test_check_reports_a_marked_row_its_times_do_not_bear_out(outbox: Outbox, co
 
 def test_check_counts_every_wrong_mark_and_names_the_first_seqs(outbox: Outbox) -> None:
     outbox.add_punches(punches(0, 10))
-    _edit(outbox.path, "UPDATE punches SET utc_offset_minutes = 120 WHERE seq > 2")
+    edit(outbox.path, "UPDATE punches SET utc_offset_minutes = 120 WHERE seq > 2")
     problem = _mark_problem(outbox.check(full=False))
     assert "on 8 row(s) (seq 3, 4, 5, 6, 7, ...)" in problem
 
@@ -134,11 +110,11 @@ def test_marks_in_the_last_half_millisecond_of_year_9999_are_judged_in_python(
     )
     assert _marks(outbox.path) == {1: 1, 2: 1, 3: 1}
     # SQLite cannot read these times (unixepoch() rounds them to year 10000): no SQL verdict.
-    unread = _query(outbox.path, f"SELECT seq FROM punches WHERE ({_WALL_MATCHES}) IS NULL")  # noqa: S608
+    unread = query(outbox.path, f"SELECT seq FROM punches WHERE ({_WALL_MATCHES}) IS NULL")  # noqa: S608
     assert [r["seq"] for r in unread] == [1, 2, 3]
     assert outbox.check() == []
     # Still unreadable to SQL after the edit (same fraction): only Python can tell it is wrong.
-    _edit(outbox.path, "UPDATE punches SET utc_offset_minutes = 59 WHERE seq = 2")
+    edit(outbox.path, "UPDATE punches SET utc_offset_minutes = 59 WHERE seq = 2")
     problem = _mark_problem(outbox.check())
     assert "on 1 row(s) (seq 2)" in problem
     assert outbox.clear_bad_marks() == 1 and _marks(outbox.path) == {1: 1, 2: None, 3: 1}
@@ -150,8 +126,8 @@ def test_clear_bad_marks_via_the_cli_repairs_only_the_wrong_marks(config: Path) 
     with Outbox.open(path, GATEWAY) as box:
         box.add_punches(punches(0, 10))
         box.add_punches([_at(datetime(2024, 6, 1, 9, 0, 0, 250), -330, "7")])
-    _edit(path, "UPDATE punches SET utc_offset_minutes = 120 WHERE seq = 3")
-    _shift_device_time(path, 6, timedelta(hours=-1))
+    edit(path, "UPDATE punches SET utc_offset_minutes = 120 WHERE seq = 3")
+    shift_device_time(path, 6, timedelta(hours=-1))
     before = _rows(path)
     with Outbox.open(path, GATEWAY) as box:
         # The harm: SQL trusts the mark and sends device_time + the new offset, not the time.
@@ -192,8 +168,8 @@ def test_clear_bad_marks_leaves_marks_alone_when_the_outbox_has_other_problems(
     path = config.parent / "state" / "outbox.db"
     with Outbox.open(path, GATEWAY) as box:
         box.add_punches(punches(0, 5))
-    _edit(path, "UPDATE punches SET utc_offset_minutes = 0 WHERE seq = 2")
-    _edit(path, "UPDATE counters SET value = 99 WHERE name = 'pending'")
+    edit(path, "UPDATE punches SET utc_offset_minutes = 0 WHERE seq = 2")
+    edit(path, "UPDATE counters SET value = 99 WHERE name = 'pending'")
     out = cli("outbox", "check", "--clear-bad-marks", "--config", str(config))
     assert out.code == 5
     assert "no mark cleared" in out.stderr and "pending counter 99 != 5" in out.stderr
@@ -206,7 +182,7 @@ def test_clear_bad_marks_waits_for_another_writer_no_longer_than_the_busy_timeou
 ) -> None:
     with Outbox.open(outbox_path, GATEWAY, disk_reserve_bytes=0, busy_timeout=0.2) as box:
         box.add_punches(punches(0, 5))
-        _edit(outbox_path, "UPDATE punches SET utc_offset_minutes = 0 WHERE seq = 2")
+        edit(outbox_path, "UPDATE punches SET utc_offset_minutes = 0 WHERE seq = 2")
         other = sqlite3.connect(outbox_path, isolation_level=None)
         try:
             other.execute("BEGIN IMMEDIATE")  # e.g. the daemon storing a large batch

@@ -11,6 +11,8 @@ from agent.doctor.result import CheckResult, Verdict
 from agent.doctor.systemd_checks import check_service, systemd_available
 from buffer.outbox import Outbox
 from drivers.base import Punch, PunchState
+from tests.buffer.factory import punches
+from tests.buffer.tamper import query, shift_device_time
 from tests.cli.conftest import GATEWAY
 
 
@@ -120,6 +122,21 @@ def test_corrupt_outbox_fails_integrity_and_is_left_untouched(
     # The doctor diagnoses; repairing (moving the file aside) is left to a deliberate restart.
     assert (state / "outbox.db").read_bytes() == garbage
     assert not list(state.glob("outbox.db.corrupt-*"))
+
+
+def test_wrong_wall_marks_fail_integrity_with_the_clearing_step_not_a_restore(
+    tmp_path: Path, make_config: Callable[..., Path]
+) -> None:
+    path = tmp_path / "state" / "outbox.db"
+    with Outbox.open(path, GATEWAY) as outbox:
+        outbox.add_punches(punches(0, 3))  # one terminal's batch: marked wall_ok by the writer
+    shift_device_time(path, 2, timedelta(minutes=30))
+    before = query(path, "SELECT * FROM punches ORDER BY seq")
+    integrity = results_of(make_config(), "outbox")["integrity"]
+    assert integrity.verdict == Verdict.FAIL and "seq 2" in integrity.detail
+    assert "--clear-bad-marks" in integrity.next_step
+    assert "restore" not in integrity.next_step  # the file is sound: a restore would lose rows
+    assert query(path, "SELECT * FROM punches ORDER BY seq") == before  # diagnosed, not repaired
 
 
 def test_systemd_check_is_not_applicable_without_systemd(tmp_path: Path) -> None:

@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 import time
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,8 @@ from buffer.backup import list_backups
 from buffer.outbox import Outbox
 from config.errors import UsageError
 from config.loader import parse_settings
+from tests.buffer.factory import punches
+from tests.buffer.tamper import edit, query, shift_device_time
 
 
 def _settings(devices: list[dict[str, Any]], **agent: Any) -> Any:
@@ -148,6 +151,9 @@ class _BrokenPrune:
     def check(self, full: bool = True) -> list[str]:
         return self._outbox.check(full)
 
+    def clear_bad_marks(self) -> int:
+        return self._outbox.clear_bad_marks()
+
 
 def test_maintenance_backs_up_when_due_and_a_failing_task_does_not_stop_the_others(
     tmp_path: Path,
@@ -178,6 +184,49 @@ def test_maintenance_reports_an_unset_gateway_clock(tmp_path: Path) -> None:
             maintenance.run_due()
     assert maintenance.snapshot()["clock"] == "unset"
     assert [e for e in logs if e["event"] == "gateway_clock_unset"]
+
+
+def _marked_outbox(path: Path) -> Outbox:
+    """An outbox holding one terminal batch, marked wall_ok by the writer, one mark now wrong."""
+    box = Outbox.open(path, "gw-1", disk_reserve_bytes=0)
+    box.add_punches(punches(0, 5))
+    assert {r["wall_ok"] for r in query(path, "SELECT wall_ok FROM punches")} == {1}
+    shift_device_time(path, 3, timedelta(hours=1))  # a writer bug: local time no longer UTC + 1h
+    return box
+
+
+def test_maintenance_clears_wrong_wall_marks_and_says_it_is_a_bug(tmp_path: Path) -> None:
+    path = tmp_path / "outbox.db"
+    with _marked_outbox(path) as box:
+        before = query(path, "SELECT * FROM punches ORDER BY seq")
+        maintenance = Maintenance(box, MaintenancePolicy(tmp_path / "b", 1, 3600, 30))
+        with structlog.testing.capture_logs() as logs:
+            maintenance.run_due()
+        assert maintenance.snapshot()["problems"] == []
+        assert box.check() == []
+    after = query(path, "SELECT * FROM punches ORDER BY seq")
+    assert [r["wall_ok"] for r in after] == [1, 1, None, 1, 1]
+    assert [{**r, "wall_ok": None} for r in after] == [{**r, "wall_ok": None} for r in before]
+    (repaired,) = [e for e in logs if e["event"] == "outbox_wall_marks_repaired"]
+    assert repaired["log_level"] == "error" and repaired["cleared"] == 1
+    assert "seq 3" in repaired["problems"][0] and "bug" in repaired["action"]
+
+
+def test_maintenance_leaves_wrong_marks_alone_when_the_file_has_other_problems(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "outbox.db"
+    with _marked_outbox(path) as box:
+        edit(path, "UPDATE counters SET value = value + 5 WHERE name = 'pending'")
+        maintenance = Maintenance(box, MaintenancePolicy(tmp_path / "b", 1, 3600, 30))
+        with structlog.testing.capture_logs() as logs:
+            maintenance.run_due()
+        problems = maintenance.snapshot()["problems"]
+    # Damage needs a person (and maybe a restore): nothing is changed behind their back.
+    assert any("pending counter" in p for p in problems)
+    assert [r["wall_ok"] for r in query(path, "SELECT wall_ok FROM punches")] == [1] * 5
+    assert not [e for e in logs if e["event"] == "outbox_wall_marks_repaired"]
+    assert [e for e in logs if e["event"] == "outbox_integrity_problems"]
 
 
 # -- instance lock -----------------------------------------------------------------------------
