@@ -72,6 +72,7 @@ class ConnectionStatus:
     last_error: str | None
     connects: int
     generation: int
+    reconnect_attempts: int  # see MqttConnection.reconnect_attempts
 
 
 @dataclass(frozen=True)
@@ -108,6 +109,7 @@ class MqttConnection:
         name: str = "mqtt-net",
         session_expiry: int = 0,
         manual_ack: bool = False,
+        stable_after: float = STABLE_AFTER,
     ) -> None:
         self.options = options
         self.handler = handler
@@ -124,6 +126,8 @@ class MqttConnection:
         if any(b.tls for b in self._brokers):
             self._ssl_context = build_ssl_context(options)
         self._backoff = Backoff(options.reconnect_min, options.reconnect_max)
+        # A connection must last this long (seconds) before the backoff starts over.
+        self.stable_after = stable_after
         self._stopping = threading.Event()
         self._connected_event = threading.Event()
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
@@ -165,6 +169,15 @@ class MqttConnection:
     def generation(self) -> int:
         return self._generation
 
+    @property
+    def reconnect_attempts(self) -> int:
+        """Reconnect delays since a connection last held ``stable_after`` s (0 while one holds).
+
+        Failed connects and connections dropped before ``stable_after`` both count, so a broker
+        that accepts and drops us at once is retried ever more slowly, up to ``reconnect_max``.
+        """
+        return self._backoff.attempt
+
     def status(self) -> ConnectionStatus:
         return ConnectionStatus(
             connected=self.connected,
@@ -172,6 +185,7 @@ class MqttConnection:
             last_error=self._last_error,
             connects=self._connects,
             generation=self._generation,
+            reconnect_attempts=self._backoff.attempt,
         )
 
     def wait_connected(self, timeout: float) -> None:
@@ -232,26 +246,26 @@ class MqttConnection:
 
     def _run(self) -> None:
         index = 0
-        failures = 0
         while not self._stopping.is_set():
             broker = self._brokers[index % len(self._brokers)]
             try:
-                established = self._session(broker)
+                held = self._session(broker)
             except Exception as exc:  # noqa: BLE001 - this thread must outlive any surprise
                 self._last_error = f"mqtt connection failed unexpectedly: {exc!r}"
                 self._connected_event.clear()
-                established = False
+                held = False
             if self._stopping.is_set():
                 break
-            if established:
-                failures = 0
-            else:
-                failures += 1
-                index += 1  # failover: try the next URL after a failed attempt
+            if not held:
+                # Failover: try the next URL after a failed attempt, and after a connection the
+                # broker dropped before it held (a load balancer without a backend accepts and
+                # drops us at once: staying on it would never reach a healthy broker).
+                index += 1
             delay = self._backoff.next_delay()
-            if failures in (10, 100) or (failures and failures % 1000 == 0):
+            attempts = self._backoff.attempt
+            if attempts in (10, 100) or attempts % 1000 == 0:
                 self._log.info(
-                    "still retrying the broker", error=self._last_error, attempts=failures
+                    "still retrying the broker", error=self._last_error, attempts=attempts
                 )
             self._stopping.wait(delay)
 
@@ -319,7 +333,7 @@ class MqttConnection:
             self._log.exception("mqtt handler failed", handler=getattr(func, "__name__", "?"))
 
     def _session(self, broker: BrokerAddress) -> bool:
-        """Connect to ``broker`` and run until the connection ends; True if it was established."""
+        """Connect to ``broker`` and run until the connection ends; True if it held long enough."""
         generation = self._generation + 1
         client = self._new_client(generation)
         state: dict[str, Any] = client.user_data_get()
@@ -389,10 +403,13 @@ class MqttConnection:
         self._connected_event.set()
         self._log.info("connected to broker", url=broker.url, generation=generation)
         started = time.monotonic()
+        held = False
         self._guard(self.handler.on_connected, generation, broker.url)
         while not self._stopping.is_set():
             if self._loop_once(client) != MQTTErrorCode.MQTT_ERR_SUCCESS:
                 break
+            if not held:
+                held = self._held(started)
         # After close(): let the DISCONNECT packet out before we drop the socket.
         if self._stopping.is_set():
             deadline = time.monotonic() + 1.0
@@ -411,11 +428,20 @@ class MqttConnection:
                 after_s=round(time.monotonic() - started, 1),
             )
         _release(client)
-        if time.monotonic() - started >= STABLE_AFTER:
-            # Only a connection that held resets the backoff: one the broker drops right after
-            # CONNACK (ACL, packet size, session take-over) must not be retried in a tight loop.
-            self._backoff.reset()
+        held = held or self._held(started)
         self._guard(self.handler.on_disconnected, generation, text)
+        return held
+
+    def _held(self, started: float) -> bool:
+        """Start the backoff over once the connection made at ``started`` has lasted long enough.
+
+        Only a connection that held resets it: one the broker drops right after CONNACK (ACL,
+        packet size, session take-over) must not be retried in a tight loop. Resetting while the
+        connection is still up lets ``status`` show 0 attempts for a healthy connection.
+        """
+        if time.monotonic() - started < self.stable_after:
+            return False
+        self._backoff.reset()
         return True
 
     def _loop_once(self, client: mqtt.Client) -> MQTTErrorCode:
