@@ -80,6 +80,8 @@ def _print_live(live: dict[str, Any]) -> None:
     typer.echo(f"gateway  {live.get('gateway_id')} ({live.get('site') or 'no site'})")
     broker = live.get("broker") or {}
     state = "connected" if broker.get("connected") else "DISCONNECTED"
+    if not broker.get("connected") and broker.get("reconnect_attempts"):
+        state += f" (retrying: attempt {broker['reconnect_attempts']})"
     typer.echo(
         f"broker   {state} {broker.get('broker_url') or ''}  delivered {broker.get('delivered', 0)}"
         f", in flight {broker.get('in_flight', 0)}"

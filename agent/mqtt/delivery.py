@@ -54,6 +54,7 @@ class DeliveryStatus:
     in_flight: int
     ack: str
     connects: int
+    reconnect_attempts: int = 0  # delays since a connection last held (see MqttConnection)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -179,6 +180,7 @@ class DeliveryWorker:
             in_flight=self.drain.in_flight,
             ack=self.options.ack,
             connects=conn.connects,
+            reconnect_attempts=conn.reconnect_attempts,
         )
 
     def publish_device_status(self, device_id: str, status: DeviceStatus | dict[str, Any]) -> None:

@@ -104,6 +104,9 @@ def test_broker_down_for_a_while_then_everything_arrives_in_order_without_gaps(
     outbox.add_punches(make_punches(500, start=200))
     # While the broker is down the punches wait in the outbox, and the worker says why.
     wait_for(lambda: worker.status().last_error, timeout=5, what="a last_error")
+    # ... and how long it has been retrying, as `punchgate status` shows it.
+    wait_for(lambda: worker.status().reconnect_attempts >= 3, timeout=5, what="retries counted")
+    assert worker.status().as_dict()["reconnect_attempts"] >= 3
     assert outbox.stats().pending == 500
     broker.start()
     worker.wake()
