@@ -67,6 +67,19 @@ def zk(
     single_session: Annotated[
         bool, typer.Option(help="Fault: one client at a time, like many real terminals.")
     ] = False,
+    unknown_command: Annotated[
+        list[int] | None,
+        typer.Option(
+            help="Fault: answer ACK_UNKNOWN to this command (repeatable; 500: no live events)."
+        ),
+    ] = None,
+    record_size_override: Annotated[
+        int | None,
+        typer.Option(help="Fault: serve attendance records in this unknown size (e.g. 49)."),
+    ] = None,
+    name_encoding: Annotated[
+        str, typer.Option(help="Code page the terminal keeps user names in (cp1251, gbk, ...).")
+    ] = "utf-8",
 ) -> None:
     """Run a ZK terminal in the foreground until Ctrl-C; type 'punch 1001' to punch.
 
@@ -82,6 +95,8 @@ def zk(
             corrupt_checksum=corrupt_checksum,
             impossible_date_at=impossible_date_at,
             single_session=single_session,
+            unknown_commands=frozenset(unknown_command or ()),
+            record_size_override=record_size_override,
         )
         sim = ZkSimulator(
             host,
@@ -96,6 +111,7 @@ def zk(
             state_file=state,
             faults=faults,
             seed=seed,
+            name_encoding=name_encoding,
         )
         if not sim.users and not sim.records and (users or records):
             sim.generate(users=users, records=records, seed=seed)
@@ -118,6 +134,8 @@ def _run(sim: ZkSimulator, punch_every: float | None, rng: random.Random) -> Non
             faults = sim.faults.describe()
             if faults:
                 typer.echo("faults: " + ", ".join(f"{k}={v}" for k, v in faults.items()))
+            if sim.profile.name_encoding != "utf-8":
+                typer.echo(f"user names kept in {sim.profile.name_encoding}")
             typer.echo(HELP_LINES[0])
             reader = threading.Thread(
                 target=_read_commands, args=(sim, sys.stdin, stop), name="zk-sim-stdin", daemon=True

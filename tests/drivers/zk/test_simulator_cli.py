@@ -13,6 +13,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from zk import ZK
+
 from drivers.zk import protocol as p
 from tests.drivers.zk.rawclient import RawClient
 from tests.support.process import ctrl_c_after_banner
@@ -144,3 +146,37 @@ def test_cli_rejects_an_unknown_record_layout_with_exit_code_2() -> None:
     )
     assert result.returncode == 2
     assert "record_size must be one of (40, 16, 8)" in result.stderr
+
+
+def test_cli_plays_firmware_without_live_events_and_a_cyrillic_code_page() -> None:
+    args = ["--users", "1", "--records", "2", "--unknown-command", str(p.CMD_REG_EVENT)]
+    args += ["--record-size-override", "49", "--name-encoding", "cp1251"]
+    with running(args) as sim:
+        faults = sim.expect("faults:")
+        assert f"unknown_commands=[{p.CMD_REG_EVENT}]" in faults
+        assert "record_size_override=49" in faults
+        sim.expect("user names kept in cp1251")
+        with RawClient(("127.0.0.1", sim.port)) as c:
+            c.connect()
+            assert c.request(p.CMD_REG_EVENT, b"\xff\xff\x00\x00").command == p.ACK_UNKNOWN
+        zk = ZK("127.0.0.1", port=sim.port, timeout=5, ommit_ping=True, encoding="cp1251")
+        zk.connect()
+        try:
+            zk.set_user(uid=9, name="Ольга Ким", user_id="2009")
+            names = {u.user_id: u.name for u in zk.get_users()}
+        finally:
+            zk.disconnect()
+        assert names["2009"] == "Ольга Ким"
+        assert sim.stop() == 0
+
+
+def test_cli_rejects_a_code_page_that_cannot_hold_names_with_exit_code_2() -> None:
+    result = subprocess.run(
+        [str(PUNCHGATE), "simulate", "zk", "--port", "0", "--name-encoding", "utf-16"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert "utf-16" in result.stderr and "punchgate simulate zk --help" in result.stderr
