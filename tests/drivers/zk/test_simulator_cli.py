@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import pytest
 from zk import ZK
 
 from drivers.zk import protocol as p
@@ -136,18 +137,6 @@ def test_cli_punches_on_its_own_and_announces_its_faults() -> None:
         assert sim.stop() == 0
 
 
-def test_cli_rejects_an_unknown_record_layout_with_exit_code_2() -> None:
-    result = subprocess.run(
-        [str(PUNCHGATE), "simulate", "zk", "--port", "0", "--record-size", "12"],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
-    assert result.returncode == 2
-    assert "record_size must be one of (40, 16, 8)" in result.stderr
-
-
 def test_cli_plays_firmware_without_live_events_and_a_cyrillic_code_page() -> None:
     args = ["--users", "1", "--records", "2", "--unknown-command", str(p.CMD_REG_EVENT)]
     args += ["--record-size-override", "49", "--name-encoding", "cp1251"]
@@ -170,13 +159,22 @@ def test_cli_plays_firmware_without_live_events_and_a_cyrillic_code_page() -> No
         assert sim.stop() == 0
 
 
-def test_cli_rejects_a_code_page_that_cannot_hold_names_with_exit_code_2() -> None:
+@pytest.mark.parametrize(
+    ("option", "message"),
+    [
+        (["--record-size", "12"], "record_size must be one of (40, 16, 8)"),
+        (["--name-encoding", "utf-16"], "utf-16"),  # not ASCII-compatible: cannot hold names
+    ],
+)
+def test_cli_rejects_an_impossible_terminal_with_exit_code_2(
+    option: list[str], message: str
+) -> None:
     result = subprocess.run(
-        [str(PUNCHGATE), "simulate", "zk", "--port", "0", "--name-encoding", "utf-16"],
+        [str(PUNCHGATE), "simulate", "zk", "--port", "0", *option],
         capture_output=True,
         text=True,
         timeout=30,
         check=False,
     )
     assert result.returncode == 2
-    assert "utf-16" in result.stderr and "punchgate simulate zk --help" in result.stderr
+    assert message in result.stderr and "punchgate simulate zk --help" in result.stderr
