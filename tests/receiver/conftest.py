@@ -1,18 +1,40 @@
-"""Fixtures for the receiver's PostgreSQL store: one private cluster per session, a database per
-test, plus the MQTT suite's outbox and delivery-worker fixtures."""
+"""Fixtures for the receiver's tests: a ``--db`` value per backend (a SQLite file, or a fresh
+database on one private PostgreSQL cluster per session), receivers storing in it, a way to read
+it as the HR backend would, plus the MQTT suite's outbox and delivery-worker fixtures."""
 
 from __future__ import annotations
 
+import sqlite3
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
 
+import paho.mqtt.client as mqtt
 import pytest
+from paho.mqtt.enums import CallbackAPIVersion
 
+from agent.localbroker import LocalMosquitto
+from agent.mqtt import MqttOptions
+from agent.receiver import PunchStore, Receiver, open_store
+from agent.receiver.store import COLUMNS
 from tests.mqtt.conftest import collectors, contract, outbox, workers
-from tests.support.postgres import LocalPostgres, PostgresUnavailable
+from tests.support.postgres import LocalPostgres, PostgresUnavailable, import_psycopg
+from tests.support.wait import wait_for
 
 # The MQTT suite's fixtures serve these tests too: re-exported, pytest finds them here.
-__all__ = ["collectors", "contract", "outbox", "pg_url", "postgres", "workers"]
+__all__ = [
+    "collectors",
+    "contract",
+    "db",
+    "outbox",
+    "pg_url",
+    "postgres",
+    "receivers",
+    "workers",
+]
+
+BACKENDS = ("sqlite", "postgresql")
 
 
 @pytest.fixture(scope="session")
@@ -35,3 +57,84 @@ def pg_url(postgres: LocalPostgres) -> str:
         return postgres.create_database(f"test_{uuid.uuid4().hex[:16]}")
     except PostgresUnavailable as exc:
         pytest.fail(str(exc))
+
+
+@pytest.fixture(params=BACKENDS)
+def db(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A ``--db`` value for an empty database: a SQLite file in tmp_path, or a PostgreSQL URL."""
+    if request.param == "sqlite":
+        return str(tmp_path / "hr.db")
+    # Asked for only here, so a run of the SQLite half alone starts no PostgreSQL server.
+    url: str = request.getfixturevalue("pg_url")
+    return url
+
+
+def is_postgres(db: str) -> bool:
+    return db.startswith("postgresql://")
+
+
+def rows(db: str, sql: str) -> list[tuple[Any, ...]]:
+    """Read the receiver's database over a connection of our own (what the HR backend sees)."""
+    if is_postgres(db):
+        psycopg = import_psycopg()
+        with psycopg.connect(db, connect_timeout=10) as conn:
+            return list(conn.execute(sql).fetchall())
+    conn = sqlite3.connect(db, timeout=10)
+    try:
+        return conn.execute(sql).fetchall()
+    finally:
+        conn.close()
+
+
+def stored_rows(db: str) -> list[dict[str, Any]]:
+    """Every stored punch as {column: value}, in (gateway_id, seq) order."""
+    names = [name for name, _ in COLUMNS]
+    sql = f"SELECT {', '.join(names)} FROM punches ORDER BY gateway_id, seq"  # noqa: S608
+    return [dict(zip(names, row, strict=True)) for row in rows(db, sql)]
+
+
+def row_of_sent(punch: dict[str, Any]) -> dict[str, Any]:
+    """A stored row (but ``stored_at``) as the contract's punch says it should be: suspect as
+    comma-separated text or NULL, replayed as 0/1, every other field as sent."""
+    row = {name: punch.get(name) for name, _ in COLUMNS if name != "stored_at"}
+    suspect = punch.get("suspect")
+    row["suspect"] = ",".join(suspect) if isinstance(suspect, list) and suspect else None
+    row["replayed"] = 1 if punch.get("replayed") else 0
+    return row
+
+
+@pytest.fixture
+def receivers(broker: LocalMosquitto, db: str) -> Iterator[Callable[..., Receiver]]:
+    """Receivers storing in the test's database (a store of their own each, unless given one);
+    stopped, then their stores closed."""
+    made: list[Receiver] = []
+
+    def make(client_id: str = "receiver-1", store: PunchStore | None = None) -> Receiver:
+        options = MqttOptions(
+            urls=(broker.url,), client_id=client_id, reconnect_min=0.02, reconnect_max=0.2
+        )
+        receiver = Receiver(options, store or open_store(db), name=client_id).start()
+        wait_for(lambda: receiver.connection.subscribed, timeout=5, what="receiver subscribed")
+        made.append(receiver)
+        return receiver
+
+    yield make
+    for receiver in made:  # stop first: a store must not close under a running receiver
+        receiver.stop(2)
+    for receiver in made:
+        receiver.store.close()
+
+
+def publish(port: int, messages: list[tuple[str, bytes]]) -> None:
+    """Publish ``messages`` at QoS 1 as a gateway would (again, after a reconnect or timeout)."""
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+    client.connect("127.0.0.1", port, keepalive=10)
+    client.loop_start()
+    try:
+        for topic, payload in messages:
+            info = client.publish(topic, payload, qos=1)
+            info.wait_for_publish(timeout=5)
+            assert info.is_published(), f"the broker did not take {topic} within 5 s"
+    finally:
+        client.disconnect()
+        client.loop_stop()
