@@ -21,6 +21,8 @@ from buffer.recovery import SEQ_GAP_AFTER_LOSS
 from config.errors import ConfigError, PunchgateError
 
 # Every field of the contract's punch object, in this order; "suspect" as comma-separated text.
+# Integer fields are BIGINT in PostgreSQL: it takes every value SQLite's 64-bit INTEGER takes
+# (the contract bounds neither seq nor the codes, and a serial clock may print any state code).
 COLUMNS: tuple[tuple[str, str], ...] = (
     ("id", "text"),
     ("gateway_id", "text"),
@@ -33,11 +35,11 @@ COLUMNS: tuple[tuple[str, str], ...] = (
     ("device_time", "text"),
     ("time", "text"),
     ("time_utc", "text"),
-    ("utc_offset_minutes", "int"),
+    ("utc_offset_minutes", "bigint"),
     ("state", "text"),
-    ("state_code", "int"),
+    ("state_code", "bigint"),
     ("verify", "text"),
-    ("verify_code", "int"),
+    ("verify_code", "bigint"),
     ("source", "text"),
     ("kind", "text"),
     ("void_of", "text"),
@@ -141,6 +143,11 @@ class StoreError(PunchgateError):
     """The receiver's database cannot be used; the message says which and why."""
 
     exit_code = 5
+
+
+# What the drivers raise, outside their own Error classes, for values valid in JSON that the
+# database cannot hold: an integer beyond 64 bits (sqlite3), a lone surrogate (both drivers).
+_UNSTORABLE = (OverflowError, UnicodeEncodeError)
 
 
 @dataclass(frozen=True)
@@ -320,7 +327,7 @@ class SqliteStore:
             except BaseException:
                 self._conn.execute("ROLLBACK")
                 raise
-        except sqlite3.Error as exc:
+        except (sqlite3.Error, *_UNSTORABLE) as exc:
             raise StoreError(f"cannot store punches in {self.path}: {exc}") from exc
         return inserted
 
@@ -404,7 +411,7 @@ class PostgresStore:
                 cur.execute(self._insert, columns)
                 inserted = cur.rowcount
             self._conn.commit()
-        except self._psycopg.Error as exc:
+        except (self._psycopg.Error, *_UNSTORABLE) as exc:
             self._conn.rollback()
             raise StoreError(f"cannot store punches in PostgreSQL: {exc}") from exc
         return inserted

@@ -6,12 +6,13 @@ import json
 from dataclasses import replace
 from typing import Any
 
+import pytest
 from typer.testing import CliRunner
 
 from agent.cli import app
 from agent.mqtt.contract import punch_payload
 from agent.receiver import open_store
-from agent.receiver.store import PostgresStore, SqliteStore
+from agent.receiver.store import PostgresStore, SqliteStore, StoreError
 from buffer.outbox import Outbox
 from tests.buffer.factory import invalid_time_punch
 from tests.mqtt.conftest import make_punches
@@ -125,3 +126,40 @@ def test_the_cli_says_when_nothing_is_stored_yet(db: str) -> None:
     result = CliRunner().invoke(app, ["receive", "--db", db, "--gaps", "--json"])
     assert result.exit_code == 0, result.output
     assert json.loads(result.output) == {"gateways": [], "gaps": []}
+
+
+def test_integers_of_the_contract_keep_64_bits_on_every_backend(db: str) -> None:
+    """The contract bounds neither seq nor the codes (a serial clock may print any decimal state
+    code): PostgreSQL takes every integer SQLite takes, and gives it back the same."""
+    store = open_store(db)
+    try:
+        wide = _punch("gw-a", 2**62, state_code=2**31, verify_code=-(2**31) - 1)
+        widest = _punch("gw-a", 1, state_code=2**63 - 1, utc_offset_minutes=-(2**63))
+        assert store.store([wide, widest]) == 2
+    finally:
+        store.close()
+    sql = "SELECT seq, state_code, verify_code, utc_offset_minutes FROM punches ORDER BY seq"
+    assert rows(db, sql) == [(1, 2**63 - 1, None, -(2**63)), (2**62, 2**31, -(2**31) - 1, None)]
+
+
+def test_a_batch_the_database_cannot_take_is_refused_whole_and_the_store_stays_usable(
+    db: str,
+) -> None:
+    """Integers beyond 64 bits and lone surrogates (both valid JSON) raise StoreError on every
+    backend, so the receiver retries and logs them as a store failure; nothing of the batch
+    is stored and the next batch is."""
+    store = open_store(db)
+    try:
+        good = _punch("gw-a", 1)
+        for bad in (
+            _punch("gw-a", 2**63),
+            _punch("gw-a", 2, card="\ud800"),
+            _punch("gw-a", 3, verify_code=2**64),
+        ):
+            with pytest.raises(StoreError, match="cannot store punches"):
+                store.store([good, bad])
+            assert store.count() == 0
+        assert store.store([good]) == 1
+        assert store.ids() == ["gw-a-1"]
+    finally:
+        store.close()
