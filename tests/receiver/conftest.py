@@ -52,11 +52,17 @@ def postgres() -> Iterator[LocalPostgres]:
 
 @pytest.fixture
 def pg_url(postgres: LocalPostgres) -> str:
-    """The URL of a fresh, empty database on the session's cluster."""
+    """The URL of a fresh, empty schema on the session's cluster: every connection made with it
+    (store, CLI, ``rows``) sees that schema only. A schema takes ~4 ms to create, a database
+    ~160 ms, and most tests here run on PostgreSQL."""
+    schema = f"test_{uuid.uuid4().hex[:16]}"
     try:
-        return postgres.create_database(f"test_{uuid.uuid4().hex[:16]}")
+        psycopg = import_psycopg()
+        with psycopg.connect(postgres.url(), autocommit=True, connect_timeout=10) as conn:
+            conn.execute(psycopg.sql.SQL("CREATE SCHEMA {}").format(psycopg.sql.Identifier(schema)))
     except PostgresUnavailable as exc:
         pytest.fail(str(exc))
+    return f"{postgres.url()}?options=-csearch_path%3D{schema}"
 
 
 @pytest.fixture(params=BACKENDS)
