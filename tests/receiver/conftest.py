@@ -1,5 +1,5 @@
 """Fixtures for the receiver's tests: a ``--db`` value per backend (a SQLite file, or a fresh
-database on one private PostgreSQL cluster per session), receivers storing in it, a way to read
+schema on one private PostgreSQL cluster per session), receivers storing in it, a way to read
 it as the HR backend would, plus the MQTT suite's outbox and delivery-worker fixtures."""
 
 from __future__ import annotations
