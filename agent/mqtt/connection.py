@@ -235,10 +235,7 @@ class MqttConnection:
 
     def close(self, timeout: float = 5.0) -> None:
         """Disconnect cleanly (no last will) and stop the network thread."""
-        self._stopping.set()
-        client = self._client
-        if client is not None and self._connected_event.is_set():
-            client.disconnect()
+        self._stopping.set()  # the network thread sends DISCONNECT itself (see _session)
         if self._thread.is_alive() and self._thread is not threading.current_thread():
             self._thread.join(timeout)
 
@@ -410,8 +407,11 @@ class MqttConnection:
                 break
             if not held:
                 held = self._held(started)
-        # After close(): let the DISCONNECT packet out before we drop the socket.
+        # After close(): DISCONNECT (so no last will) and let it out before we drop the socket.
+        # Sent from here, the socket's only writer: called from close()'s thread it raced this
+        # thread releasing the socket (paho raised EBADF in the caller).
         if self._stopping.is_set():
+            client.disconnect()
             deadline = time.monotonic() + 1.0
             while client.want_write() and time.monotonic() < deadline:
                 if self._loop_once(client) != MQTTErrorCode.MQTT_ERR_SUCCESS:

@@ -10,6 +10,11 @@ It is the HR backend team's worked example of the contract and our own end-to-en
 3. only then publish ``{"ids": [...]}`` to ``{prefix}/{gateway}/ack`` and acknowledge the MQTT
    messages (manual PUBACK), so a crash before the commit loses nothing: the broker and the
    gateway both send again.
+
+A punch whose values the database refuses (a NUL in a text for PostgreSQL, an integer beyond
+64 bits) must not hold up every other gateway's punches stored with it: the batch is split in
+halves until that punch stands alone, everything else is stored and acknowledged, and the punch
+is logged and left unacknowledged. It stays pending at its gateway, which sends it again later.
 """
 
 from __future__ import annotations
@@ -33,7 +38,7 @@ from agent.mqtt.contract import (
     shared,
 )
 from agent.mqtt.options import MqttOptions
-from agent.receiver.store import PunchStore
+from agent.receiver.store import PunchStore, UnstorablePunches
 from config.errors import PunchgateError
 
 log = structlog.get_logger("receiver")
@@ -157,24 +162,20 @@ class Receiver:
 
     def _handle(self, batch: list[_Incoming]) -> None:
         punches: list[dict[str, Any]] = []
-        ids_by_gateway: dict[str, list[str]] = {}
         for item in batch:
             self.stats.messages += 1
-            accepted = self._punches_of(item)
-            punches.extend(accepted)
-            for punch in accepted:
-                ids_by_gateway.setdefault(punch["gateway_id"], []).append(punch["id"])
-        for attempt in range(3):
-            try:
-                inserted = self.store.store(punches) if punches else 0
-                break
-            except PunchgateError as exc:
-                # Nothing is acknowledged: the broker re-sends after our reconnect, the gateway
-                # after its ack timeout. Retry briefly in case the database was only busy.
-                self._log.error("storing punches failed", error=str(exc), attempt=attempt + 1)
-                self._stopping.wait(0.5 * (attempt + 1))
-        else:
+            punches.extend(self._punches_of(item))
+        stored = self._store(punches)
+        if stored is None:
             return
+        inserted, refused = stored
+        if refused:
+            # Unacknowledged, these stay pending at their gateways, which send them again.
+            kept = {id(p) for p in refused}
+            punches = [p for p in punches if id(p) not in kept]
+        ids_by_gateway: dict[str, list[str]] = {}
+        for punch in punches:
+            ids_by_gateway.setdefault(punch["gateway_id"], []).append(punch["id"])
         self.stats.punches += len(punches)
         self.stats.inserted += inserted
         self.stats.duplicates += len(punches) - inserted
@@ -190,6 +191,59 @@ class Receiver:
             # this call, as on a broker restart. The punches are committed; the broker re-sends
             # the unacknowledged messages after the reconnect and the store ignores them by id.
             self._log.warning("acknowledging failed; the broker will re-send", error=str(exc))
+
+    def _store(self, punches: list[dict[str, Any]]) -> tuple[int, list[dict[str, Any]]] | None:
+        """Store ``punches``: (rows inserted, punches refused for their values), or None when
+        the database failed (then nothing may be acknowledged)."""
+        for attempt in range(3):
+            try:
+                return (self.store.store(punches) if punches else 0), []
+            except UnstorablePunches:
+                return self._store_apart(punches)
+            except PunchgateError as exc:
+                # Nothing is acknowledged: the broker re-sends after our reconnect, the gateway
+                # after its ack timeout. Retry briefly in case the database was only busy.
+                self._log.error("storing punches failed", error=str(exc), attempt=attempt + 1)
+                self._stopping.wait(0.5 * (attempt + 1))
+        return None
+
+    def _store_apart(
+        self, punches: list[dict[str, Any]]
+    ) -> tuple[int, list[dict[str, Any]]] | None:
+        """Store in halves around the punches the database refuses; those are logged, not stored.
+
+        Bounded: every failed part is split in two, so at most 2n - 1 stores for n punches (and
+        about 2k log n for k refused ones among them).
+        """
+        inserted = 0
+        refused: list[dict[str, Any]] = []
+        parts = [punches]
+        while parts:
+            part = parts.pop()
+            try:
+                inserted += self.store.store(part)
+            except UnstorablePunches as exc:
+                if len(part) > 1:
+                    half = len(part) // 2
+                    parts += [part[half:], part[:half]]  # the first half next: seq order
+                    continue
+                punch = part[0]
+                refused.append(punch)
+                self.stats.rejected += 1
+                self._log.error(
+                    "punch refused by the database; not acknowledged",
+                    gateway=punch.get("gateway_id"),
+                    id=punch.get("id"),
+                    seq=punch.get("seq"),
+                    error=str(exc),
+                    action="it stays pending at its gateway; fix the value or the schema",
+                )
+            except PunchgateError as exc:
+                # The database itself failed half-way: what was stored is committed and found
+                # again by id when the gateways re-send; nothing is acknowledged now.
+                self._log.error("storing punches failed", error=str(exc))
+                return None
+        return inserted, refused
 
     def _punches_of(self, item: _Incoming) -> list[dict[str, Any]]:
         """The punches of one message that may be stored; anything else is logged and dropped."""

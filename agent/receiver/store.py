@@ -145,9 +145,22 @@ class StoreError(PunchgateError):
     exit_code = 5
 
 
+class UnstorablePunches(StoreError):
+    """The database works but refuses these punches' values: storing them again cannot help."""
+
+
 # What the drivers raise, outside their own Error classes, for values valid in JSON that the
 # database cannot hold: an integer beyond 64 bits (sqlite3), a lone surrogate (both drivers).
 _UNSTORABLE = (OverflowError, UnicodeEncodeError)
+# sqlite3's errors about the values rather than the database (a value of a type it cannot
+# bind, a constraint); anything else (locked, I/O, disk full) is the database's own trouble.
+_SQLITE_VALUE_ERRORS = (
+    sqlite3.DataError,
+    sqlite3.IntegrityError,
+    sqlite3.ProgrammingError,
+    sqlite3.InterfaceError,
+    *_UNSTORABLE,
+)
 
 
 @dataclass(frozen=True)
@@ -327,7 +340,9 @@ class SqliteStore:
             except BaseException:
                 self._conn.execute("ROLLBACK")
                 raise
-        except (sqlite3.Error, *_UNSTORABLE) as exc:
+        except _SQLITE_VALUE_ERRORS as exc:
+            raise UnstorablePunches(f"cannot store punches in {self.path}: {exc}") from exc
+        except sqlite3.Error as exc:
             raise StoreError(f"cannot store punches in {self.path}: {exc}") from exc
         return inserted
 
@@ -413,7 +428,18 @@ class PostgresStore:
             self._conn.commit()
         except (self._psycopg.Error, *_UNSTORABLE) as exc:
             self._conn.rollback()
-            raise StoreError(f"cannot store punches in PostgreSQL: {exc}") from exc
+            message = f"cannot store punches in PostgreSQL: {exc}"
+            # Data (class 22: e.g. a NUL in a text), integrity and adaptation errors are about
+            # the values; connection and server trouble (OperationalError, ...) are not.
+            values = (
+                self._psycopg.DataError,
+                self._psycopg.IntegrityError,
+                self._psycopg.ProgrammingError,
+                *_UNSTORABLE,
+            )
+            if isinstance(exc, values):
+                raise UnstorablePunches(message) from exc
+            raise StoreError(message) from exc
         return inserted
 
     def _query(self, sql: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:

@@ -1,4 +1,5 @@
-"""The reconnect backoff across connections: kept while the broker drops us, reset once one held."""
+"""The connection's life cycle against fake brokers: the reconnect backoff across connections
+(kept while the broker drops us, reset once one held), and a clean close."""
 
 from __future__ import annotations
 
@@ -284,3 +285,34 @@ def test_failover_leaves_a_broker_that_drops_every_connection_right_after_connac
     )
     assert len(server.accepted) == 1
     assert [url for _, url in recorder.connected] == [server.url, broker.url]
+
+
+def test_a_clean_close_says_disconnect_before_the_socket_closes(connect: Connect) -> None:
+    """DISCONNECT is what keeps the broker from publishing the last will ("offline" as after a
+    crash). The network thread sends it: it is the socket's only writer."""
+    server = socket.create_server(("127.0.0.1", 0))
+    server.settimeout(5)
+    packets: list[int] = []
+
+    def serve() -> None:
+        client, _ = server.accept()
+        with client:
+            client.settimeout(5)
+            packets.append(_read_packet(client)[0])
+            client.sendall(CONNACK_ACCEPTED)
+            for _ in range(100):  # bounded: the client closes right after DISCONNECT
+                try:
+                    packets.append(_read_packet(client)[0])
+                except (ConnectionError, OSError):
+                    return
+
+    thread = threading.Thread(target=serve, name="recording-broker", daemon=True)
+    thread.start()
+    with server:
+        url = f"mqtt://127.0.0.1:{server.getsockname()[1]}"
+        connection, recorder = connect(fast_options(url, protocol="3.1.1"))  # our CONNACK is 3.1.1
+        wait_for(lambda: recorder.connected, timeout=5, what="the connection")
+        connection.close(timeout=2)
+        thread.join(timeout=5)
+    assert packets[0] == 0x10 and packets[-1] == 0xE0  # CONNECT ... DISCONNECT
+    assert [d.reason for d in recorder.drops] == ["closed by us"]

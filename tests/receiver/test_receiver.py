@@ -12,6 +12,7 @@ import sys
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -21,7 +22,7 @@ from agent.receiver import Receiver
 from buffer.outbox import Outbox
 from drivers.base import Punch, PunchState, Source, Suspect, VerifyMethod
 from tests.mqtt.conftest import GATEWAY, PREFIX, assert_contract, fast_options, make_punches
-from tests.receiver.conftest import publish, row_of_sent, rows, stored_rows
+from tests.receiver.conftest import is_postgres, publish, row_of_sent, rows, stored_rows
 from tests.support.mqtt import Collector
 from tests.support.process import ctrl_c_after_banner
 from tests.support.wait import wait_for
@@ -198,6 +199,41 @@ def test_receiver_drops_malformed_and_foreign_batches_and_keeps_going(
     wait_for(lambda: receiver.store.count() == 1, timeout=5, what="the good batch")
     assert _stored_ids(db) == {f"{GATEWAY}-1"}
     assert receiver.stats.rejected == 2
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [{"state_code": 2**70}, {"card": "\ud800"}, {"employee": "10\x0001"}],
+    ids=["integer-beyond-64-bits", "lone-surrogate", "nul-in-text"],
+)
+def test_a_punch_the_database_refuses_stays_unacknowledged_and_holds_up_nothing_else(
+    broker: LocalMosquitto, receivers: Callable[..., Receiver], db: str, bad: dict[str, Any]
+) -> None:
+    """One unstorable punch among others (and among other gateways' batches) used to fail the
+    whole commit, again on every re-send. Now the rest is stored and acknowledged."""
+    # SQLite stores a NUL in a text as sent; PostgreSQL cannot hold one.
+    refused = "employee" not in bad or is_postgres(db)
+    acks = Collector(broker.url, [f"{PREFIX}/+/ack"]).start()
+    try:
+        receiver = receivers()
+        punches = [{"id": f"{GATEWAY}-{s}", "gateway_id": GATEWAY, "seq": s} for s in range(1, 6)]
+        punches[2].update(bad)  # seq 3
+        mixed = (f"{PREFIX}/{GATEWAY}/punches", json.dumps({"punches": punches}).encode())
+        publish(broker.port, [mixed, _batch(6)])
+        good = {f"{GATEWAY}-{s}" for s in (1, 2, 4, 5, 6)}
+        wait_for(lambda: _stored_ids(db) >= good, timeout=10, what="the other punches stored")
+        acked = lambda: {i for m in acks.messages for i in m.json()["ids"]}  # noqa: E731
+        wait_for(lambda: acked() >= good, timeout=10, what="the other punches acknowledged")
+        assert (f"{GATEWAY}-3" in _stored_ids(db)) is not refused
+        assert (f"{GATEWAY}-3" in acked()) is not refused
+        assert receiver.stats.rejected == int(refused)
+        # The gateway sends it again after its ack timeout: refused again, nothing else held up.
+        publish(broker.port, [mixed, _batch(7)])
+        wait_for(lambda: f"{GATEWAY}-7" in acked(), timeout=10, what="the next batch acked")
+        assert receiver.stats.rejected == 2 * int(refused)
+        assert receiver.store.count() == 7 - int(refused)
+    finally:
+        acks.stop()
 
 
 def test_receiver_keeps_storing_when_an_ack_fails_as_the_connection_drops(

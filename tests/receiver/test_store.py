@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 from agent.cli import app
 from agent.mqtt.contract import punch_payload
 from agent.receiver import open_store
-from agent.receiver.store import PostgresStore, SqliteStore, StoreError
+from agent.receiver.store import PostgresStore, SqliteStore, UnstorablePunches
 from buffer.outbox import Outbox
 from tests.buffer.factory import invalid_time_punch
 from tests.mqtt.conftest import make_punches
@@ -156,7 +156,7 @@ def test_a_batch_the_database_cannot_take_is_refused_whole_and_the_store_stays_u
             _punch("gw-a", 2, card="\ud800"),
             _punch("gw-a", 3, verify_code=2**64),
         ):
-            with pytest.raises(StoreError, match="cannot store punches"):
+            with pytest.raises(UnstorablePunches, match="cannot store punches"):
                 store.store([good, bad])
             assert store.count() == 0
         assert store.store([good]) == 1
