@@ -263,7 +263,7 @@ class Receiver:
             if (
                 isinstance(punch, dict)
                 and isinstance(punch.get("id"), str)
-                and isinstance(punch.get("seq"), int)
+                and type(punch.get("seq")) is int  # not a bool: true is no sequence number
                 and punch.get("gateway_id") == gateway  # a gateway speaks only for itself
             ):
                 good.append(punch)

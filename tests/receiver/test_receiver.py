@@ -193,12 +193,14 @@ def test_receiver_drops_malformed_and_foreign_batches_and_keeps_going(
     receiver = receivers()
     topic = f"{PREFIX}/{GATEWAY}/punches"
     forged, good = _batch(1, gateway="gw-2"), _batch(1)
+    boolean = {"id": f"{GATEWAY}-true", "gateway_id": GATEWAY, "seq": True}  # JSON true, no seq
     publish(broker.port, [(topic, b"{broken")])
     publish(broker.port, [forged])
+    publish(broker.port, [(topic, json.dumps({"punches": [boolean]}).encode())])
     publish(broker.port, [good])
     wait_for(lambda: receiver.store.count() == 1, timeout=5, what="the good batch")
     assert _stored_ids(db) == {f"{GATEWAY}-1"}
-    assert receiver.stats.rejected == 2
+    assert receiver.stats.rejected == 3
 
 
 @pytest.mark.parametrize(
