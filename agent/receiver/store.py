@@ -17,8 +17,12 @@ from itertools import chain
 from pathlib import Path
 from typing import Any, Protocol
 
+import structlog
+
 from buffer.recovery import SEQ_GAP_AFTER_LOSS
 from config.errors import ConfigError, PunchgateError
+
+log = structlog.get_logger("receiver.store")
 
 # Every field of the contract's punch object, in this order; "suspect" as comma-separated text.
 # Integer fields are BIGINT in PostgreSQL: it takes every value SQLite's 64-bit INTEGER takes
@@ -387,6 +391,26 @@ class SqliteStore:
                 self._conn.close()
 
 
+# Tables made before the integer columns were BIGINT (see COLUMNS) are widened when opened:
+# every 32-bit value fits, and the ALTER runs once (the catalogue then says bigint).
+_BIGINT_COLUMNS = tuple(name for name, kind in COLUMNS if kind == "bigint")
+_NARROW_COLUMNS_SQL = (
+    "SELECT column_name FROM information_schema.columns WHERE table_schema = current_schema()"
+    " AND table_name = 'punches' AND data_type IN ('integer', 'smallint')"
+    " AND column_name = ANY(%s) ORDER BY column_name"
+)
+
+
+def _widen_integers(cur: Any) -> None:
+    """``ALTER`` the narrow integer columns of an older table to BIGINT (one statement)."""
+    cur.execute(_NARROW_COLUMNS_SQL, (list(_BIGINT_COLUMNS),))
+    narrow = [row[0] for row in cur.fetchall()]
+    if narrow:
+        changes = ", ".join(f"ALTER COLUMN {name} TYPE BIGINT" for name in narrow)
+        cur.execute(f"ALTER TABLE punches {changes}")  # names from COLUMNS only
+        log.info("receiver_columns_widened", columns=narrow)
+
+
 class PostgresStore:
     """Punches in PostgreSQL through psycopg 3 (the optional ``receiver-pg`` extra)."""
 
@@ -406,6 +430,7 @@ class PostgresStore:
                 cur.execute(
                     "CREATE INDEX IF NOT EXISTS punches_gateway_seq ON punches(gateway_id, seq)"
                 )
+                _widen_integers(cur)
             self._conn.commit()
         except psycopg.Error as exc:
             raise StoreError(f"cannot open the receiver database: {exc}") from exc
