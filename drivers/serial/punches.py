@@ -31,6 +31,8 @@ ISO_FORMAT = "%Y-%m-%d %H:%M:%S"
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _HALF_DAY = timedelta(hours=12)
 _HALF_YEAR = timedelta(days=183)
+_MAX_CODE = 2**63 - 1  # SQLite and the backend store 64-bit integers
+_LEAP_YEAR = " 2000"  # parsed with a date that has no year, so that 29 Feb can exist
 
 
 def parse_state(text: str | None) -> tuple[PunchState, int | None, bool]:
@@ -44,6 +46,8 @@ def parse_state(text: str | None) -> tuple[PunchState, int | None, bool]:
         return PunchState.UNKNOWN, None, True
     word = text.strip().lower()
     if word.isdecimal():
+        if len(word.lstrip("0")) > len(str(_MAX_CODE)) or int(word) > _MAX_CODE:
+            return PunchState.UNKNOWN, None, False  # no store could hold it; raw line kept
         code = int(word)
         state = PunchState.from_zk(code)
         return state, code, state is not PunchState.UNKNOWN
@@ -75,6 +79,9 @@ class PunchBuilder:
         self._has_date = any(d in time_format for d in _DATE_DIRECTIVES)
         self._has_year = any(d in time_format for d in _YEAR_DIRECTIVES)
         self._iso = time_format == ISO_FORMAT
+        # strptime's default year, 1900, has no 29 Feb: a format with a date but no year is
+        # parsed with a leap year appended (the nearest real year is chosen afterwards).
+        self._leap_format = time_format + " %Y" if self._has_date and not self._has_year else None
         self._received_key: datetime | None = None
         self._received: tuple[datetime, datetime, int] = (_EPOCH, _EPOCH, 0)
 
@@ -152,6 +159,8 @@ class PunchBuilder:
                 return datetime.fromisoformat(text)
             except ValueError:
                 pass
+        if self._leap_format is not None:
+            return datetime.strptime(text + _LEAP_YEAR, self._leap_format)
         return datetime.strptime(text, self.time_format)
 
     def _complete_date(self, naive: datetime, received_local: datetime) -> datetime:

@@ -201,3 +201,42 @@ def test_building_a_punch_never_raises_whatever_the_clock_printed(
     punch = punches.build(frame, received.replace(tzinfo=UTC))
     assert (punch.time_utc is None) == (Suspect.TIME_INVALID in punch.suspect)
     assert punch.employee is not None or Suspect.UNKNOWN_CARD in punch.suspect or card == ""
+
+
+def test_a_clock_printing_no_year_reads_the_leap_day_in_a_leap_year() -> None:
+    leap_morning = datetime(2024, 2, 29, 7, 5, tzinfo=UTC)  # 08:05 on 29 Feb 2024 in Berlin
+    punch = builder("%d/%m %H:%M").build(
+        Frame(raw=b"x", employee="1", time="29/02 08:00"), leap_morning
+    )
+    assert punch.device_time == datetime(2024, 2, 29, 8, 0)
+    assert punch.time_utc == datetime(2024, 2, 29, 7, 0, tzinfo=UTC)
+    assert punch.suspect == frozenset()
+
+
+def test_a_leap_day_without_year_in_a_common_year_is_flagged_not_moved() -> None:
+    common_year = datetime(2025, 3, 1, 7, 5, tzinfo=UTC)
+    punch = builder("%d/%m %H:%M").build(
+        Frame(raw=b"29/02", employee="1", time="29/02 08:00"), common_year
+    )
+    assert Suspect.TIME_INVALID in punch.suspect
+    assert punch.time_utc is None
+
+
+@pytest.mark.parametrize("digits", ["9223372036854775808", "99999999999999999999999"])
+def test_a_state_code_beyond_64_bits_is_an_unknown_state_the_outbox_can_store(
+    digits: str,
+) -> None:
+    """SQLite and the backend hold 64-bit integers: a longer code would fail every store."""
+    punch = builder().build(
+        Frame(raw=b"1," + digits.encode(), employee="1", state=digits), RECEIVED
+    )
+    assert punch.state is PunchState.UNKNOWN
+    assert punch.state_code is None
+    assert Suspect.UNKNOWN_STATE in punch.suspect
+    assert punch.raw == b"1," + digits.encode()
+
+
+def test_the_largest_64_bit_state_code_is_kept_as_printed() -> None:
+    punch = builder().build(Frame(raw=b"x", employee="1", state="9223372036854775807"), RECEIVED)
+    assert punch.state_code == 2**63 - 1
+    assert Suspect.UNKNOWN_STATE in punch.suspect
