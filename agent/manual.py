@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import getpass
 import os
+import unicodedata
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -19,7 +20,7 @@ from zoneinfo import ZoneInfo
 
 from agent.doctor.daemon_view import daemon_view
 from config import Settings
-from config.errors import DeviceError
+from config.errors import DeviceAuthError, DeviceError
 from config.settings import SerialDeviceSettings, ZkDeviceSettings
 from drivers.base import Driver, Punch, PunchState, Source, Suspect, VerifyMethod
 from drivers.timeutil import localize
@@ -115,6 +116,59 @@ def operator_problem(operator: str) -> Problem | None:
         return Problem("the operator is empty: give --by NAME")
     if len(operator) > _MAX_OPERATOR:
         return Problem(f"the operator name is longer than {_MAX_OPERATOR} characters")
+    return text_problem("operator name", operator)
+
+
+def reason_problem(reason: str, why: str = "the punch is entered by hand") -> Problem | None:
+    """Why the reason of a manual punch or a void cannot be stored, if it cannot."""
+    if not reason.strip():
+        return Problem(f"the reason is empty: say why {why}")
+    if len(reason.strip()) > _MAX_REASON:
+        return Problem(f"the reason is longer than {_MAX_REASON} characters")
+    return text_problem("reason", reason, lines=True)
+
+
+def text_problem(what: str, text: str, *, lines: bool = False) -> Problem | None:
+    """Why typed text cannot be stored and delivered: not UTF-8, or control characters.
+
+    A terminal not set to UTF-8 hands Python its bytes as lone surrogates, which SQLite and
+    every backend refuse; a NUL is refused by PostgreSQL backends, so the punch would stay
+    unacknowledged forever. Line breaks and tabs are fine in a reason.
+    """
+    if any("\ud800" <= c <= "\udfff" for c in text):
+        return Problem(
+            f"the {what} {text!r} is not valid UTF-8 text: set the terminal to UTF-8 "
+            "(e.g. LANG=C.UTF-8) and type it again"
+        )
+    allowed = "\t\n\r" if lines else ""
+    bad = [c for c in text if unicodedata.category(c) == "Cc" and c not in allowed]
+    if bad:
+        return Problem(f"the {what} {text!r} contains a control character ({bad[0]!r})")
+    return None
+
+
+def employee_problem(employee: str) -> Problem | None:
+    """Why an employee id (already stripped) cannot be stored, if it cannot.
+
+    Terminals write their user ids in ASCII digits: ``１０４２`` (a full-width IME) or ``١٠٤٢``
+    (an Arabic keyboard) stored as typed would belong to no employee and miss the duplicate check.
+    """
+    if not employee:
+        return Problem("the employee is empty: give the employee's id on the terminal")
+    if len(employee) > _MAX_EMPLOYEE:
+        return Problem(f"the employee id is longer than {_MAX_EMPLOYEE} characters")
+    problem = text_problem("employee id", employee)
+    if problem is not None:
+        return problem
+    plain = "".join(
+        str(unicodedata.decimal(c)) if c.isdecimal() else c
+        for c in unicodedata.normalize("NFKC", employee)
+    )
+    if plain != employee:
+        return Problem(
+            f"the employee id {employee!r} is not written as a terminal writes it: type it as "
+            f"on the terminal: {plain}"
+        )
     return None
 
 
@@ -155,21 +209,17 @@ class ManualValidator:
         notes: list[str] = []
         device = self.settings.device(request.device)
         employee = request.employee.strip()
-        if not employee:
-            problems.append(
-                Problem("the employee is empty: give the employee's id on the terminal")
-            )
-        elif len(employee) > _MAX_EMPLOYEE:
-            problems.append(Problem(f"the employee id is longer than {_MAX_EMPLOYEE} characters"))
+        employee_bad = employee_problem(employee)
+        if employee_bad is not None:
+            problems.append(employee_bad)
         state = request.state.strip().lower() or PunchState.UNKNOWN.value
         if state not in STATES:
             problems.append(
                 Problem(f"unknown state {request.state!r}: use one of {', '.join(STATES)}")
             )
-        if not request.reason.strip():
-            problems.append(Problem("the reason is empty: say why the punch is entered by hand"))
-        elif len(request.reason) > _MAX_REASON:
-            problems.append(Problem(f"the reason is longer than {_MAX_REASON} characters"))
+        reason_bad = reason_problem(request.reason)
+        if reason_bad is not None:
+            problems.append(reason_bad)
         if device is None:
             known = ", ".join(d.id for d in self.settings.devices) or "none configured"
             problems.append(Problem(f"unknown device {request.device!r}; known devices: {known}"))
@@ -180,7 +230,11 @@ class ManualValidator:
             problems.append(Problem(str(exc)))
             return Checked(request, None, problems, notes)
         tz = self.settings.device_timezone(device)
-        utc, offset, flags = localize(naive, tz)
+        try:
+            utc, offset, flags = localize(naive, tz)
+        except OverflowError:  # year 1 east of UTC, year 9999 west of it: no UTC instant
+            problems += self._time_rules(naive, None, tz)
+            return Checked(request, None, problems, notes)
         problems += self._time_rules(naive, utc, tz)
         if Suspect.TIME_AMBIGUOUS in flags:
             notes.append(
@@ -190,7 +244,7 @@ class ManualValidator:
             notes.append(
                 f"{naive:%Y-%m-%d %H:%M} does not exist in {tz.key} (DST start): stored flagged"
             )
-        if employee:
+        if employee_bad is None:
             problems += self._duplicates(employee, utc)
         # Probing can take seconds: only worth it when nothing else refuses the punch already.
         online = (
@@ -250,11 +304,13 @@ class ManualValidator:
             self._online[device.id] = self._probe(device)
         return self._online[device.id]
 
-    def _time_rules(self, naive: datetime, utc: datetime, tz: ZoneInfo) -> list[Problem]:
+    def _time_rules(self, naive: datetime, utc: datetime | None, tz: ZoneInfo) -> list[Problem]:
+        """``utc`` is None for a time at the calendar's edge that has no UTC instant."""
         problems = []
         tz_name = tz.key
-        if utc > self.now:
-            local_now = self.now.astimezone(tz)
+        local_now = self.now.astimezone(tz)
+        future = naive > local_now.replace(tzinfo=None) if utc is None else utc > self.now
+        if future:
             problems.append(
                 Problem(
                     f"{naive:%Y-%m-%d %H:%M} ({tz_name}) is in the future: it is "
@@ -262,7 +318,7 @@ class ManualValidator:
                 )
             )
         max_age = timedelta(seconds=self.settings.manual.max_age)
-        if self.now - utc > max_age:
+        if (not future) if utc is None else self.now - utc > max_age:
             problems.append(
                 Problem(
                     f"{naive:%Y-%m-%d %H:%M} ({tz_name}) is older than the limit of "
@@ -273,7 +329,9 @@ class ManualValidator:
 
     def _duplicates(self, employee: str, utc: datetime) -> list[Problem]:
         window = timedelta(seconds=self.settings.manual.duplicate_window)
-        rows = self.outbox.list(employee=employee, since=utc - window, limit=10_000)
+        earliest = datetime.min.replace(tzinfo=UTC)
+        since = utc - window if utc - earliest > window else earliest  # year 1 has no before
+        rows = self.outbox.list(employee=employee, since=since, limit=10_000)
         voided = {getattr(r, "void_of", None) for r in rows if getattr(r, "kind", "") == "void"}
         problems = []
         for row in rows:
@@ -333,6 +391,8 @@ def make_online_probe(
         try:
             driver = build(settings, quick)
             driver.open()
+        except DeviceAuthError as exc:  # alive, with its punches: only the key is wrong
+            return Online(True, f"it answers on {where}, but: {exc}")
         except DeviceError as exc:
             return Online(False, f"no answer on {where}: {exc}")
         driver.close()

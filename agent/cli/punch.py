@@ -26,6 +26,8 @@ from agent.manual import (
     default_operator,
     make_online_probe,
     operator_problem,
+    reason_problem,
+    text_problem,
 )
 from agent.wiring import build_driver
 from buffer.records import StoredPunch
@@ -128,9 +130,17 @@ def void(
     """
     settings = load(config)
     operator = by if by is not None else default_operator()
-    problem = operator_problem(operator)
-    if problem is not None:
-        _refuse([problem.text()], as_json)
+    problems = [
+        p
+        for p in (
+            text_problem("punch id", punch_id),
+            reason_problem(reason, why="it is cancelled"),
+            operator_problem(operator),
+        )
+        if p is not None
+    ]
+    if problems:
+        _refuse([p.text() for p in problems], as_json)
     with opened_outbox(settings) as outbox:
         stored = outbox.add_void(punch_id, operator=operator, reason=reason.strip())
     if as_json:
