@@ -80,14 +80,20 @@ def parse_settings(data: Mapping[str, Any], source: str) -> Settings:
 
 
 def _read_secret_file(path: Path, source: str) -> str:
+    where = f"{source}: mqtt.password_file"
     try:
         mode = path.stat().st_mode
-        text = path.read_text(encoding="utf-8").strip()
+        text = path.read_bytes().decode("utf-8").strip()
     except OSError as exc:
-        raise ConfigError(
-            f"{source}: mqtt.password_file: cannot read {path}: {exc.strerror}",
-            [f"{source}: mqtt.password_file: cannot read {path}: {exc.strerror}"],
-        ) from exc
+        msg = f"{where}: cannot read {path}: {exc.strerror}"
+        raise ConfigError(msg, [msg]) from exc
+    except UnicodeDecodeError:
+        # Never echo the bytes: they are the password.
+        msg = f"{where}: {path} is not UTF-8 text; save the password as UTF-8"
+        raise ConfigError(msg, [msg]) from None
+    if not text:
+        msg = f"{where}: {path} is empty; write the broker password into it"
+        raise ConfigError(msg, [msg])
     if mode & (stat.S_IRGRP | stat.S_IROTH | stat.S_IWGRP | stat.S_IWOTH):
         log.warning(
             "secret file is readable by other users; run: chmod 600 <file>",
@@ -113,7 +119,7 @@ def load_settings(path: Path | None = None, env: Mapping[str, str] | None = None
         msg = f"{source}: cannot read: {exc.strerror}"
         raise ConfigError(msg, [msg]) from None
     try:
-        data = tomllib.loads(raw.decode("utf-8"))
+        data = tomllib.loads(raw.decode("utf-8-sig"))  # Windows Notepad writes a BOM
     except UnicodeDecodeError as exc:
         msg = f"{source}: not UTF-8 text (byte {exc.start})"
         raise ConfigError(msg, [msg]) from None
@@ -127,6 +133,11 @@ def load_settings(path: Path | None = None, env: Mapping[str, str] | None = None
         password = _read_secret_file(mqtt.password_file, source)
     elif mqtt.password is None and env.get(PASSWORD_ENV):
         password = env[PASSWORD_ENV]
+    if mqtt.username is None and (password is not None or mqtt.password is not None):
+        log.warning(
+            "an MQTT password without a user name is never sent; set mqtt.username",
+            file=source,
+        )
     if password is not None:
         settings = settings.model_copy(
             update={"mqtt": mqtt.model_copy(update={"password": SecretStr(password)})}

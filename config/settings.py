@@ -6,14 +6,17 @@ Every model forbids unknown keys, so a typo is an error rather than a silently i
 from __future__ import annotations
 
 import codecs
+import math
 import re
+import unicodedata
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Literal
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -26,6 +29,8 @@ from pydantic import (
 _ID = r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$"
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
+# A century: longer waits overflow threading's timeout (about 292 years) and crash the daemon.
+MAX_DURATION = 36500 * 86400.0
 
 
 def parse_duration(value: object) -> float:
@@ -42,6 +47,8 @@ def parse_duration(value: object) -> float:
         )
     if seconds < 0:
         raise ValueError("a duration cannot be negative")
+    if not math.isfinite(seconds) or seconds > MAX_DURATION:
+        raise ValueError(f"{value!r} is not a usable duration: at most 36500d (a century)")
     return seconds
 
 
@@ -60,6 +67,48 @@ def _check_timezone(value: str) -> str:
 TimeZoneName = Annotated[str, BeforeValidator(_check_timezone)]
 
 
+def _check_absolute(value: Path) -> Path:
+    # The daemon runs from /, the CLI from the technician's directory, and neither expands '~':
+    # a relative path would name two different files (two outboxes) for the two of them.
+    if not value.is_absolute():
+        raise ValueError(f"{str(value)!r} is not an absolute path: write it from / on")
+    return value
+
+
+AbsolutePath = Annotated[Path, AfterValidator(_check_absolute)]
+
+
+def _redacted(parts: SplitResult) -> str:
+    """The URL without its userinfo: a password in it must never be printed."""
+    netloc = parts.netloc.rpartition("@")[2]
+    return parts._replace(netloc=f"***@{netloc}" if "@" in parts.netloc else netloc).geturl()
+
+
+def _check_broker_url(url: str) -> None:
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        shown = f"***@{url.rpartition('@')[2]}" if "@" in url else url
+        raise ValueError(f"{shown!r}: not a URL (an IPv6 address goes in [brackets])") from None
+    shown = _redacted(parts)
+    if parts.scheme not in ("mqtt", "mqtts"):
+        got = parts.scheme or "none"
+        raise ValueError(f"{shown!r}: the scheme must be mqtt:// or mqtts:// (got {got!r})")
+    if "@" in parts.netloc:
+        raise ValueError(
+            f"{shown!r}: no user or password in the URL; use mqtt.username and "
+            "mqtt.password_file (or $PUNCHGATE_MQTT_PASSWORD)"
+        )
+    if not parts.hostname:
+        raise ValueError(f"{shown!r}: no host name")
+    try:
+        port = parts.port
+    except ValueError:
+        port = 0
+    if port == 0:
+        raise ValueError(f"{shown!r}: the port is not a number 1-65535")
+
+
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -69,7 +118,7 @@ class AgentSettings(_Section):
 
     gateway_id: Identifier
     site: str = ""
-    state_dir: Path = Path("/var/lib/punchgate")
+    state_dir: AbsolutePath = Path("/var/lib/punchgate")
     timezone: TimeZoneName = "UTC"
     status_interval: Duration = Field(default=15.0, gt=0)
     shutdown_timeout: Duration = Field(default=10.0, gt=0)
@@ -90,10 +139,10 @@ class MqttSettings(_Section):
     connect_timeout: Duration = Field(default=10.0, gt=0, le=300)
     username: str | None = None
     password: SecretStr | None = None
-    password_file: Path | None = None
-    ca_file: Path | None = None
-    cert_file: Path | None = None
-    key_file: Path | None = None
+    password_file: AbsolutePath | None = None
+    ca_file: AbsolutePath | None = None
+    cert_file: AbsolutePath | None = None
+    key_file: AbsolutePath | None = None
     tls_insecure: bool = False  # skip hostname verification; only for lab brokers
     batch_size: int = Field(default=100, ge=1, le=10_000)
     batch_bytes: int = Field(default=65_536, ge=1024, le=16_777_216)
@@ -112,16 +161,7 @@ class MqttSettings(_Section):
         if not urls:
             raise ValueError("give at least one broker URL")
         for url in urls:
-            parts = urlsplit(url)
-            if parts.scheme not in ("mqtt", "mqtts"):
-                got = parts.scheme or "none"
-                raise ValueError(f"{url!r}: the scheme must be mqtt:// or mqtts:// (got {got!r})")
-            if not parts.hostname:
-                raise ValueError(f"{url!r}: no host name")
-            try:
-                parts.port  # noqa: B018 - parsing the port validates it
-            except ValueError as exc:
-                raise ValueError(f"{url!r}: the port is not a number 1-65535") from exc
+            _check_broker_url(url)
         return value
 
     @field_validator("topic_prefix")
@@ -129,6 +169,12 @@ class MqttSettings(_Section):
     def _prefix(cls, value: str) -> str:
         if any(c in value for c in "#+") or value.startswith("/") or value.endswith("/"):
             raise ValueError("topic_prefix must not contain '#' or '+' nor start or end with '/'")
+        if value.startswith("$"):
+            # Brokers reserve $-topics ($SYS); a backend's '#' or '+' subscription never sees them.
+            raise ValueError("topic_prefix must not start with '$' (reserved for the broker)")
+        if any(unicodedata.category(c) == "Cc" for c in value):
+            # MQTT forbids NUL and brokers refuse control characters: every publish would fail.
+            raise ValueError("topic_prefix must not contain control characters (NUL, tab, ...)")
         return value
 
     @model_validator(mode="after")
@@ -151,7 +197,7 @@ class OutboxSettings(_Section):
 
     retention_days: float = Field(default=30, ge=0)
     disk_reserve_mb: float = Field(default=100, ge=0)
-    backup_dir: Path | None = None  # default: {state_dir}/backups
+    backup_dir: AbsolutePath | None = None  # default: {state_dir}/backups
     backup_keep: int = Field(default=7, ge=1, le=365)
     backup_interval: Duration = Field(default=86400.0, gt=0)
 
@@ -203,7 +249,7 @@ class SerialDeviceSettings(_DeviceBase):
     encoding: str = "ascii"
     max_line: int = Field(default=512, ge=16, le=65_536)
     cards: dict[str, str] = Field(default_factory=dict)  # card number -> employee
-    roster_file: Path | None = None  # CSV card,employee
+    roster_file: AbsolutePath | None = None  # CSV card,employee
     dedup_window: Duration = Field(default=3.0, ge=0)
     serial: str | None = None  # identity for punch ids; default "serial:{id}"
 

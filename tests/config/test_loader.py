@@ -7,28 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from config import ConfigError, load_settings
+from config import load_settings
 from config.loader import resolve_path
 from config.settings import parse_duration
+from tests.config.files import MINIMAL, problems_of, write
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "config" / "punchgate.example.toml"
-
-MINIMAL = """
-[agent]
-gateway_id = "gw-1"
-"""
-
-
-def write(tmp_path: Path, text: str, name: str = "punchgate.toml") -> Path:
-    path = tmp_path / name
-    path.write_text(text, encoding="utf-8")
-    return path
-
-
-def problems_of(path: Path) -> list[str]:
-    with pytest.raises(ConfigError) as info:
-        load_settings(path, env={})
-    return info.value.problems
 
 
 def test_example_config_documents_every_key_and_validates() -> None:

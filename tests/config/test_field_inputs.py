@@ -1,0 +1,154 @@
+"""Config files as the field writes them: Notepad BOMs, secrets in URLs, odd password files."""
+
+from __future__ import annotations
+
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from agent import logs
+from config import load_settings
+from config.settings import parse_duration
+from tests.config.files import MINIMAL, one_key, problems_of, write
+
+
+def test_config_saved_by_notepad_with_a_utf8_bom_loads(tmp_path: Path) -> None:
+    path = tmp_path / "punchgate.toml"
+    path.write_bytes(b"\xef\xbb\xbf" + MINIMAL.replace("\n", "\r\n").encode())
+    assert load_settings(path, env={}).agent.gateway_id == "gw-1"
+
+
+def test_password_file_that_is_not_utf8_is_a_config_error_not_a_crash(tmp_path: Path) -> None:
+    secret = tmp_path / "pw"
+    secret.write_bytes(b"zq\xf6rtx9\n")  # saved as Latin-1
+    secret.chmod(0o600)
+    text = MINIMAL + f'[mqtt]\nusername = "u"\npassword_file = "{secret}"\n'
+    (problem,) = problems_of(write(tmp_path, text))
+    assert "mqtt.password_file" in problem and "UTF-8" in problem and "zq" not in problem
+
+
+def test_empty_password_file_is_a_config_error(tmp_path: Path) -> None:
+    secret = tmp_path / "pw"
+    secret.write_text("\n")
+    secret.chmod(0o600)
+    text = MINIMAL + f'[mqtt]\nusername = "u"\npassword_file = "{secret}"\n'
+    (problem,) = problems_of(write(tmp_path, text))
+    assert "mqtt.password_file" in problem and "empty" in problem
+
+
+def test_password_without_username_is_warned_about_as_it_is_never_sent(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    secret = tmp_path / "pw"
+    secret.write_text("hunter2\n")
+    secret.chmod(0o600)
+    logs.configure("info", stream=sys.stderr, json=True)
+    load_settings(write(tmp_path, MINIMAL + f'[mqtt]\npassword_file = "{secret}"\n'), env={})
+    err = capsys.readouterr().err
+    assert "mqtt.username" in err and "hunter2" not in err
+    load_settings(
+        write(tmp_path, MINIMAL + '[mqtt]\nusername = "u"\n'), env={"PUNCHGATE_MQTT_PASSWORD": "x"}
+    )
+    assert "mqtt.username" not in capsys.readouterr().err
+
+
+def test_broker_url_with_a_password_is_refused_and_the_password_never_printed(
+    tmp_path: Path,
+) -> None:
+    path = write(tmp_path, MINIMAL + '[mqtt]\nurl = "mqtt://tech:s3cret@broker:1883"\n')
+    (problem,) = problems_of(path)
+    assert "mqtt.url" in problem and "password_file" in problem and "s3cret" not in problem
+    for command in (["config", "check"], ["config", "show"], ["config", "show", "--json"]):
+        result = subprocess.run(
+            [sys.executable, "-c", "from agent.cli import main; main()", *command, "-c", str(path)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert result.returncode == 2, command
+        assert "mqtt.url" in result.stderr and "s3cret" not in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://tech:s3cret@broker",
+        "mqtt://tech:s3cret@broker:99999",
+        "mqtt://tech:s3cret@[::1",
+        "mqtt://:s3cret@",
+    ],
+)
+def test_a_rejected_broker_url_is_reported_without_its_password(tmp_path: Path, url: str) -> None:
+    path = write(tmp_path, MINIMAL + f'[mqtt]\nurl = ["mqtt://ok:1883", "{url}"]\n')
+    (problem,) = problems_of(path)
+    assert problem.startswith(f"{path}: mqtt.url: ") and "s3cret" not in problem
+
+
+def test_broker_url_with_port_zero_is_refused(tmp_path: Path) -> None:
+    (problem,) = problems_of(write(tmp_path, MINIMAL + '[mqtt]\nurl = "mqtt://broker:0"\n'))
+    assert "mqtt.url" in problem and "1-65535" in problem
+
+
+@pytest.mark.parametrize("url", ["mqtt://[::1]:1883", "mqtts://[fe80::1%25eth0]", "mqtt://b"])
+def test_ipv6_literals_and_default_ports_are_accepted(tmp_path: Path, url: str) -> None:
+    settings = load_settings(write(tmp_path, MINIMAL + f'[mqtt]\nurl = "{url}"\n'), env={})
+    assert settings.mqtt.urls == [url]
+
+
+@pytest.mark.parametrize("value", [math.inf, math.nan, 1e308, "99999999999d", "36501d"])
+def test_durations_refuse_infinity_nan_and_more_than_a_century(value: object) -> None:
+    # A wait this long overflows (threading: "timestamp out of range"): the daemon would crash.
+    with pytest.raises(ValueError, match="duration"):
+        parse_duration(value)
+
+
+def test_a_century_is_still_a_duration() -> None:
+    assert parse_duration("36500d") == 36500 * 86400.0
+
+
+@pytest.mark.parametrize(
+    ("section", "key", "value"),
+    [
+        ("agent", "status_interval", "inf"),
+        ("mqtt", "ack_timeout", "inf"),
+        ("mqtt", "reconnect_max", '"100000000d"'),
+        ("manual", "max_age", "1e300"),
+        ("outbox", "backup_interval", "nan"),
+    ],
+)
+def test_unbounded_durations_in_the_file_are_reported_with_their_key(
+    tmp_path: Path, section: str, key: str, value: str
+) -> None:
+    (problem,) = problems_of(one_key(tmp_path, section, f"{key} = {value}"))
+    assert f"{section}.{key}: " in problem and "duration" in problem
+
+
+@pytest.mark.parametrize("prefix", ["a\u0000b", "plant\u0007", "$SYS/punchgate", "a\u0085b"])
+def test_topic_prefix_the_broker_would_refuse_or_hide_is_an_error(
+    tmp_path: Path, prefix: str
+) -> None:
+    escaped = prefix.encode("unicode_escape").decode().replace("\\x", "\\u00")
+    (problem,) = problems_of(write(tmp_path, MINIMAL + f'[mqtt]\ntopic_prefix = "{escaped}"\n'))
+    assert "mqtt.topic_prefix" in problem
+
+
+@pytest.mark.parametrize(
+    ("section", "key"),
+    [
+        ("agent", "state_dir"),
+        ("mqtt", "ca_file"),
+        ("outbox", "backup_dir"),
+    ],
+)
+@pytest.mark.parametrize("value", ["~/punchgate", "state", "./state"])
+def test_paths_must_be_absolute_so_daemon_and_cli_agree(
+    tmp_path: Path, section: str, key: str, value: str
+) -> None:
+    # The daemon runs from /, a technician's CLI from their shell's directory: a relative or
+    # '~' path would give them two different outboxes.
+    (problem,) = problems_of(one_key(tmp_path, section, f'{key} = "{value}"'))
+    assert f"{section}.{key}: " in problem and "absolute" in problem
