@@ -168,6 +168,13 @@ def test_a_lines_device_without_pattern_is_a_config_error() -> None:
         build_serial_driver("dock-1", SerialOptions(url="loop://"), BERLIN)
 
 
+def test_a_bytes_codec_as_encoding_is_a_config_error_not_a_reader_that_raises() -> None:
+    with pytest.raises(ConfigError, match="dock-1: 'hex' is not a text encoding"):
+        build_serial_driver(
+            "dock-1", SerialOptions(url="loop://", format="wiegand-ascii", encoding="hex"), BERLIN
+        )
+
+
 def test_options_come_from_a_settings_dump_ignoring_other_keys() -> None:
     options = serial_options(
         {

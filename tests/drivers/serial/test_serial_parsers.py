@@ -146,3 +146,52 @@ def test_make_parser_names_what_is_wrong() -> None:
         make_parser("lines", r"(?P<who>\d+)")
     with pytest.raises(ValueError, match="unknown serial format 'csv'"):
         make_parser("csv")
+
+
+def test_nul_fill_around_a_line_does_not_lose_it() -> None:
+    """Clocks with a printer port send NUL fill characters after CR/LF (and after power-up)."""
+    parser = LineParser(CLOCK_PATTERN)
+    result = feed_all(
+        parser,
+        [
+            b"\x001,2024-05-01 08:00:00,IN\r\n\x00\x00\x00",
+            b"2,2024-05-01 08:01:00,OUT\x00\r\n\x00\x00 \x00",
+            b"3,2024-05-01 08:02:00,IN\r\n",
+        ],
+    )
+    assert [(f.employee, f.raw) for f in result.frames] == [
+        ("1", b"1,2024-05-01 08:00:00,IN"),
+        ("2", b"2,2024-05-01 08:01:00,OUT"),
+        ("3", b"3,2024-05-01 08:02:00,IN"),
+    ]
+    assert result.rejects == []
+    parser.feed(b"\x00\x00")
+    assert parser.reset() == []  # fill waiting at a port loss is not a lost frame
+
+
+def test_a_line_of_nul_bytes_is_no_frame_and_a_nul_inside_a_line_is_still_rejected() -> None:
+    parser = LineParser(CLOCK_PATTERN)
+    result = parser.feed(b"\x00\x00\x00\n1,2024-05-01\x0008:00:00,IN\n")
+    assert result.frames == []
+    assert reasons(result) == ["no_match"]
+
+
+@pytest.mark.parametrize("encoding", ["hex", "rot13", "base64", "zlib"])
+def test_a_bytes_codec_is_refused_as_an_encoding_when_the_parser_is_made(encoding: str) -> None:
+    """codecs.lookup() knows these, but they do not decode bytes to text: every line raised."""
+    with pytest.raises(ValueError, match=f"'{encoding}' is not a text encoding"):
+        make_parser("wiegand-ascii", None, encoding)
+
+
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-32-le", "cp037"])
+def test_an_encoding_that_does_not_frame_ascii_lines_is_refused(encoding: str) -> None:
+    """Lines are split at CR/LF bytes and matched as text: UTF-16 or EBCDIC would never match."""
+    with pytest.raises(ValueError, match=f"encoding '{encoding}' .* ASCII"):
+        make_parser("lines", CLOCK_PATTERN, encoding)
+
+
+@pytest.mark.parametrize("encoding", ["ascii", "utf-8", "utf-8-sig", "latin-1", "cp1252", "cp850"])
+def test_ascii_compatible_encodings_read_lines(encoding: str) -> None:
+    parser = make_parser("lines", CLOCK_PATTERN, encoding)
+    (frame,) = parser.feed(b"1,2024-05-01 08:00:00,IN\r\n").frames
+    assert frame.employee == "1"
