@@ -354,13 +354,18 @@ def _read_from(
 
 def _record_size(conn: ZkConnection, total: int, count: int, known: TailMark | None) -> int:
     """Record size = total / count; a punch between the two questions is asked about again."""
+    first = count
     for attempt in range(2):
         if count > 0 and total % count == 0 and total // count in RECORD_SIZES:
             return total // count
         if attempt == 0:
             count = free_sizes(conn).records
-    if known is not None and total % known.record_size == 0:
-        return known.record_size
+    # Punches kept coming: the buffer was prepared between the two counts, so its record count
+    # lies between them. A buffer that merely divides by the known size (records of twice the
+    # size after a firmware change) does not, and splitting it would invent punches.
+    if known is not None and known.record_size in RECORD_SIZES and total % known.record_size == 0:
+        if min(first, count) <= total // known.record_size <= max(first, count):
+            return known.record_size
     shown = f"{total / count:g}" if count else "?"
     raise ProtocolError(
         f"{conn.endpoint.label} sent {total} bytes for {count} records ({shown} bytes each), "
