@@ -109,7 +109,7 @@ def read_roster(path: Path, device_id: str = "") -> dict[str, str]:
     lines = [(n, line) for n, line in enumerate(text.splitlines(), start=1)]
     data = [(n, line) for n, line in lines if line.strip() and not line.lstrip().startswith("#")]
     first = data[0][1] if data else ""
-    delimiter = ";" if ";" in first and "," not in first else ","
+    delimiter = _delimiter(first)
     roster: dict[str, str] = {}
     seen_on: dict[str, int] = {}
     problems: list[str] = []
@@ -133,3 +133,16 @@ def read_roster(path: Path, device_id: str = "") -> dict[str, str]:
     if problems:
         raise ConfigError(f"{where}: {len(problems)} problem(s) in the roster file", problems)
     return roster
+
+
+def _delimiter(line: str) -> str:
+    """The first of ``,`` or ``;`` outside quotes in the first row, or ``,``."""
+    # The card column comes first: a ';' file's "Lima, Ana" or a ',' file's "Ana; Lima"
+    # name must not decide the delimiter (the first made every card unknown, silently).
+    quoted = False
+    for char in line:
+        if char == '"':
+            quoted = not quoted
+        elif char in ",;" and not quoted:
+            return char
+    return ","

@@ -70,3 +70,18 @@ def test_config_cards_win_over_the_roster(tmp_path: Path) -> None:
     table = load_card_table({"0001": "9999", "3": "1003"}, roster, "dock-1")
     assert [table.lookup(c) for c in ("1", "2", "3")] == ["9999", "1002", "1003"]
     assert len(table) == 3
+
+
+def test_a_semicolon_roster_without_header_reads_names_written_last_comma_first(
+    tmp_path: Path,
+) -> None:
+    """Excel in many locales saves ';' CSV; a 'Lima, Ana' name made every card unknown."""
+    roster = tmp_path / "excel.csv"
+    roster.write_text("0004521837;1001;Lima, Ana\n0A1B2C3D4E;1002;Berg, Bo\n", encoding="utf-8")
+    assert read_roster(roster) == {"4521837": "1001", "A1B2C3D4E": "1002"}
+
+
+def test_a_comma_roster_keeps_quoted_cards_and_semicolons_in_names(tmp_path: Path) -> None:
+    roster = tmp_path / "cards.csv"
+    roster.write_text('"044,15694",1003,Ana; Lima\n0001,1001,"Berg; Bo"\n', encoding="utf-8")
+    assert read_roster(roster) == {"44,15694": "1003", "1": "1001"}
