@@ -9,7 +9,12 @@ import pytest
 
 from config import load_settings
 from config.loader import resolve_path
-from config.settings import parse_duration
+from config.settings import (
+    AgentSettings,
+    SerialDeviceSettings,
+    ZkDeviceSettings,
+    parse_duration,
+)
 from tests.config.files import MINIMAL, problems_of, write
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "config" / "punchgate.example.toml"
@@ -188,3 +193,32 @@ def test_serial_lines_format_needs_a_usable_pattern(tmp_path: Path) -> None:
     dev = '[[devices]]\nid = "s"\nkind = "serial"\nurl = "loop://"\nformat = "lines"\n'
     (problem,) = problems_of(write(tmp_path, MINIMAL + dev + "pattern = '(?P<x>\\\\d+)'\n"))
     assert "devices[0]" in problem and "'employee' or 'card'" in problem
+
+
+def test_example_names_the_default_of_every_key_it_sets_to_another_value() -> None:
+    # The file promises "every key, with its default": a key set to an example value must say
+    # what it is without the line (a technician deleting it gets the default, not the example).
+    from config.settings import ManualSettings, MqttSettings, OutboxSettings
+
+    models = {"agent": AgentSettings, "mqtt": MqttSettings, "outbox": OutboxSettings}
+    models["manual"] = ManualSettings
+    settings = load_settings(EXAMPLE, env={})
+    sections: list[list[str]] = []  # the lines of each table, in file order
+    for line in EXAMPLE.read_text().splitlines():
+        if line.startswith("[") and not line.startswith("[devices."):
+            sections.append([])
+        elif sections:
+            sections[-1].append(line)
+    kinds = {"zk": ZkDeviceSettings, "serial": SerialDeviceSettings}
+    placed = [(name, getattr(settings, name), model) for name, model in models.items()]
+    placed += [(f"devices[{i}]", d, kinds[d.kind]) for i, d in enumerate(settings.devices)]
+    undocumented = []
+    for (where, values, model), lines in zip(placed, sections, strict=True):
+        for key, field in model.model_fields.items():
+            line = next((x for x in lines if x.startswith(f"{key} = ")), None)
+            if line is None or getattr(values, key) == field.get_default(call_default_factory=True):
+                continue
+            comment = line.partition(" #")[2]
+            if "default" not in comment and "required" not in comment:
+                undocumented.append(f"{where}.{key}")
+    assert undocumented == [], undocumented
