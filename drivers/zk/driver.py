@@ -248,7 +248,15 @@ class ZkDriver:
         if sizes.records < self.options.clear_threshold * sizes.record_capacity:
             return False
         assert self.serial is not None
-        self.conn.request(p.CMD_DISABLEDEVICE)
+        disabled = self.conn.request(p.CMD_DISABLEDEVICE)
+        if disabled.command != p.ACK_OK:
+            # Not disabled, a punch could land between the check and the clear and be lost.
+            log.info(
+                "zk_clear_skipped",
+                device=self.device_id,
+                reason=f"the terminal answered DISABLE_DEVICE with code {disabled.command}",
+            )
+            return False
         try:
             check = read_log(self.conn, self.serial, mark, _ignore)
             if check.full or check.new or check.count != durable_count:

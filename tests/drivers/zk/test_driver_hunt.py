@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from structlog.testing import capture_logs
 
 from config.errors import ProtocolError
 from drivers.zk import protocol as p
@@ -60,3 +61,22 @@ def test_punches_landing_around_both_record_counts_are_read_with_the_known_recor
         driver.close()
     assert after["count"] == 30
     assert [summary(punch) for punch in new] == expected(sim.records[28:30])
+
+
+def test_log_is_not_cleared_when_the_terminal_cannot_be_disabled_for_the_clear() -> None:
+    # Disabling the terminal is what stops a punch landing between the last check and
+    # CLEAR_ATTLOG; a firmware that does not do it would lose such a punch: nothing is cleared.
+    with simulator(users=2, records=46, record_capacity=50) as sim:
+        sim.faults.unknown_commands = frozenset({p.CMD_DISABLEDEVICE})
+        driver = driver_for(sim, clear_after_read=True, clear_threshold=0.9)
+        driver.open()
+        _, mark = driver.read_new(None)
+        with capture_logs() as logs:
+            assert driver.clear_log_if_due(int(mark["count"])) is False  # type: ignore[call-overload]
+        assert len(sim.records) == 46
+        sim.faults.unknown_commands = frozenset()
+        assert driver.clear_log_if_due(int(mark["count"])) is True  # type: ignore[call-overload]
+        driver.close()
+        assert sim.records == []
+    skipped = [e for e in logs if e["event"] == "zk_clear_skipped"]
+    assert skipped and "DISABLE_DEVICE" in skipped[0]["reason"]
