@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -240,3 +240,21 @@ def test_the_largest_64_bit_state_code_is_kept_as_printed() -> None:
     punch = builder().build(Frame(raw=b"x", employee="1", state="9223372036854775807"), RECEIVED)
     assert punch.state_code == 2**63 - 1
     assert Suspect.UNKNOWN_STATE in punch.suspect
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    received=st.datetimes(min_value=datetime(2001, 1, 1), max_value=datetime(2098, 12, 31)),
+    minutes=st.integers(-150 * 24 * 60, 150 * 24 * 60),
+)
+@example(received=datetime(2024, 2, 29, 8, 0), minutes=0)  # leap day, no year printed
+@example(received=datetime(2024, 3, 1, 0, 10), minutes=-20)  # 23:50 on the leap day
+@example(received=datetime(2024, 12, 31, 23, 50), minutes=20)  # New Year's Eve, over midnight
+@example(received=datetime(2025, 1, 1, 0, 10), minutes=-20)
+def test_a_date_without_year_is_read_as_the_nearest_one(received: datetime, minutes: int) -> None:
+    meant = (received + timedelta(minutes=minutes)).replace(second=0, microsecond=0)
+    punch = builder("%d/%m %H:%M").build(
+        Frame(raw=b"x", employee="1", time=f"{meant:%d/%m %H:%M}"), received.replace(tzinfo=UTC)
+    )
+    assert punch.device_time == meant
+    assert Suspect.TIME_INVALID not in punch.suspect
