@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import typer
 
 from agent.cli.common import ConfigOption, JsonOption, load, print_json
@@ -60,10 +62,16 @@ def _print_toml(data: dict[str, object]) -> None:
         typer.echo("")
 
 
-def _print_keys(section: dict[str, object]) -> None:
-    import json
+def _toml_value(value: object) -> str:
+    # JSON scalars and arrays are TOML too; a table (the card table) is not: {"k" = "v"} in TOML.
+    if isinstance(value, dict):
+        pairs = (f"{_toml_value(str(k))} = {_toml_value(v)}" for k, v in value.items())
+        return "{" + ", ".join(pairs) + "}"
+    return json.dumps(value, ensure_ascii=False)
 
+
+def _print_keys(section: dict[str, object]) -> None:
     for key, value in section.items():
         if value is None:
             continue
-        typer.echo(f"{key} = {json.dumps(value, ensure_ascii=False)}")
+        typer.echo(f"{key} = {_toml_value(value)}")
