@@ -128,6 +128,11 @@ def _receive_chunk(conn: ZkConnection, reply_no: int, start: int, size: int) -> 
         data = first.data
     elif first.command == p.CMD_PREPARE_DATA:
         announced, _frame = p.parse_prepare_data(first.data)
+        if announced > size:  # frames would be collected far past what was asked, or forever
+            raise ProtocolError(
+                f"{label} announced {announced} bytes for a 1504 chunk of {size} at offset "
+                f"{start}: retry; report the firmware if it persists"
+            )
         parts: list[bytes] = []
         got = 0
         while got < announced:
@@ -136,6 +141,11 @@ def _receive_chunk(conn: ZkConnection, reply_no: int, start: int, size: int) -> 
                 raise ProtocolError(
                     f"{label} ended a 1504 chunk after {got} of {announced} bytes (code "
                     f"{packet.command}): retry; report the firmware if it persists"
+                )
+            if not packet.data:  # the loop only ends when frames add up: each must carry bytes
+                raise ProtocolError(
+                    f"{label} sent an empty DATA frame after {got} of {announced} bytes of a "
+                    "1504 chunk: retry; report the firmware if it persists"
                 )
             parts.append(packet.data)
             got += len(packet.data)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import socket
+import threading
+import time
 from typing import Any
 
 import pytest
@@ -9,6 +12,8 @@ from structlog.testing import capture_logs
 
 from config.errors import ProtocolError
 from drivers.zk import protocol as p
+from drivers.zk.reader import read_range
+from drivers.zk.transport import Endpoint, ZkConnection
 from tests.drivers.zk.driver_support import driver_for, expected, simulator, summary
 
 
@@ -80,3 +85,77 @@ def test_log_is_not_cleared_when_the_terminal_cannot_be_disabled_for_the_clear()
         assert sim.records == []
     skipped = [e for e in logs if e["event"] == "zk_clear_skipped"]
     assert skipped and "DISABLE_DEVICE" in skipped[0]["reason"]
+
+
+class _EndlessChunkTerminal:
+    """A hostile terminal: CONNECT is accepted, then a 1504 is answered with PREPARE_DATA
+    announcing ``announced`` bytes followed by ``frame``-byte DATA frames that never stop
+    (until the client goes away or ``limit`` seconds pass: the test itself stays bounded)."""
+
+    def __init__(self, announced: int, frame: int, limit: float = 3.0) -> None:
+        self.announced, self.frame, self.limit = announced, frame, limit
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.listener.settimeout(limit)
+        self.port = int(self.listener.getsockname()[1])
+        self.frames_sent = 0
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        end = time.monotonic() + self.limit
+        try:
+            conn, _ = self.listener.accept()
+        except OSError:
+            return
+        with conn:
+            conn.settimeout(self.limit)
+            deframer = p.TcpDeframer()
+            try:
+                while time.monotonic() < end:
+                    chunk = conn.recv(4096)
+                    if not chunk:
+                        return
+                    for raw in deframer.feed(chunk):
+                        request = p.Packet.unpack(raw)
+                        if request.command != p.CMD_READ_BUFFER:
+                            conn.sendall(p.tcp_frame(p.Packet(p.ACK_OK, 7, request.reply).pack()))
+                            continue
+                        head = p.Packet(
+                            p.CMD_PREPARE_DATA, 7, request.reply, p.prepare_data(self.announced)
+                        )
+                        conn.sendall(p.tcp_frame(head.pack()))
+                        data = p.Packet(p.CMD_DATA, 7, request.reply, b"\x00" * self.frame)
+                        framed = p.tcp_frame(data.pack())
+                        while time.monotonic() < end:
+                            conn.sendall(framed)
+                            self.frames_sent += 1
+            except OSError:
+                return  # the client gave up and closed: what the test wants
+
+    def close(self) -> None:
+        self.listener.close()
+        self.thread.join(self.limit + 1)
+
+
+@pytest.mark.parametrize(
+    ("announced", "frame", "message"),
+    [
+        (1008, 0, r"empty DATA frame"),
+        (0xFFFFFFF0, 1008, r"announced 4294967280 bytes for a 1504 chunk of 1008"),
+    ],
+    ids=["empty-frames", "announced-beyond-the-chunk"],
+)
+def test_data_frames_that_never_add_up_to_the_chunk_are_a_protocol_error_not_a_hang(
+    announced: int, frame: int, message: str
+) -> None:
+    terminal = _EndlessChunkTerminal(announced, frame)
+    conn = ZkConnection(Endpoint("lobby-1", "127.0.0.1", terminal.port), timeout=1.0)
+    try:
+        conn.connect()
+        started = time.monotonic()
+        with pytest.raises(ProtocolError, match=message):
+            read_range(conn, 0, 1008)
+        assert time.monotonic() - started < 2.0  # refused at once, not after the stream stops
+    finally:
+        conn.close()
+        terminal.close()
