@@ -322,6 +322,8 @@ def read_log(
                 reason = "the last record we hold moved (log cleared or rotated)"
         elif usable is not None and usable.count:
             reason = f"record size changed from {usable.record_size} to {rs} (firmware change)"
+        elif usable is not None:
+            reason = "log was empty when last read"  # or cleared by clear_after_read
         else:
             reason = "first read" if known is None else "watermark of another terminal"
         log.info("zk_full_read", device=conn.endpoint.device_id, reason=reason, records=count)

@@ -159,3 +159,20 @@ def test_data_frames_that_never_add_up_to_the_chunk_are_a_protocol_error_not_a_h
     finally:
         conn.close()
         terminal.close()
+
+
+def test_full_read_after_an_empty_or_cleared_log_says_so_not_another_terminal() -> None:
+    # The reason reaches `devices pull` and the logs: "another terminal" sends a technician
+    # looking for a swapped terminal that does not exist.
+    with simulator(users=2) as sim:
+        driver = driver_for(sim)
+        driver.open()
+        _, mark = driver.read_new(None)
+        assert mark["count"] == 0 and driver.last_read is not None
+        assert driver.last_read.reason == "empty log"
+        sim.punch(sim.users[0].user_id)
+        punches, _ = driver.read_new(mark)
+        driver.close()
+    assert len(punches) == 1
+    assert driver.last_read.full and "another terminal" not in driver.last_read.reason
+    assert driver.last_read.reason == "log was empty when last read"
