@@ -325,6 +325,17 @@ class Settings(_Section):
             if device.id in seen:
                 raise ValueError(f"device id {device.id!r} is used more than once")
             seen.add(device.id)
+        identities: dict[str, int] = {}
+        for index, device in enumerate(self.devices):
+            if isinstance(device, SerialDeviceSettings):
+                # Punch ids hash this identity: two clocks sharing it would lose punches as dups.
+                identity = device.serial or f"serial:{device.id}"
+                if identity in identities:
+                    raise ValueError(
+                        f"devices[{index}].serial: the identity {identity!r} is used more than "
+                        f"once (also devices[{identities[identity]}]); give each its own serial"
+                    )
+                identities[identity] = index
         return self
 
     def device(self, device_id: str) -> ZkDeviceSettings | SerialDeviceSettings | None:

@@ -152,3 +152,19 @@ def test_paths_must_be_absolute_so_daemon_and_cli_agree(
     # '~' path would give them two different outboxes.
     (problem,) = problems_of(one_key(tmp_path, section, f'{key} = "{value}"'))
     assert f"{section}.{key}: " in problem and "absolute" in problem
+
+
+@pytest.mark.parametrize(("first", "second"), [("x", "x"), ("serial:b", None)])
+def test_two_serial_clocks_with_one_punch_identity_are_refused(
+    tmp_path: Path, first: str, second: str | None
+) -> None:
+    # Punch ids hash the serial identity: a copied block would merge both clocks' punches and
+    # drop one of two people punching in the same second as a duplicate.
+    def block(device_id: str, serial: str | None) -> str:
+        line = "" if serial is None else f'serial = "{serial}"\n'
+        return f'[[devices]]\nid = "{device_id}"\nkind = "serial"\nurl = "loop://"\n' + (
+            f"format = 'em4100'\n{line}"
+        )
+
+    (problem,) = problems_of(write(tmp_path, MINIMAL + block("a", first) + block("b", second)))
+    assert "devices" in problem and "serial" in problem and "more than once" in problem
