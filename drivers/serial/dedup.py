@@ -33,7 +33,8 @@ class Deduplicator:
         self._last[key] = now  # re-inserted last: the dict stays ordered by last sighting
         if len(self._last) > self._max_keys:
             self._last.popitem(last=False)
-        return previous is not None and now - previous <= self.window
+        # abs(): on printed times (drivers/serial/driver.py) a clock set back may go backwards.
+        return previous is not None and abs(now - previous) <= self.window
 
     def _forget_before(self, cutoff: float) -> None:
         while self._last:

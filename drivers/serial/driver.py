@@ -20,7 +20,7 @@ import structlog
 
 from config.errors import ConfigError
 from drivers.backoff import Backoff
-from drivers.base import DeviceInfo, Punch
+from drivers.base import DeviceInfo, Punch, Suspect
 from drivers.serial.cards import CardTable, load_card_table, normalize_card
 from drivers.serial.dedup import Deduplicator
 from drivers.serial.options import SerialOptions
@@ -35,6 +35,14 @@ _REJECT_HINT = "many rejects usually mean a wrong baudrate, parity or format in 
 def utc_now() -> datetime:
     """The gateway's clock as an aware UTC instant."""
     return datetime.now(UTC)
+
+
+_EPOCH = datetime(1970, 1, 1)
+
+
+def _seconds(local: datetime) -> float:
+    """A printed (naive) time as seconds, for comparing two of them."""
+    return (local - _EPOCH).total_seconds()
 
 
 @dataclass(slots=True)
@@ -92,6 +100,8 @@ class SerialDriver:
         self._clock = clock
         self._monotonic = monotonic
         self._dedup = Deduplicator(options.dedup_window)
+        # For clocks that print the time with the card: the same window, on the printed times.
+        self._printed_dedup = Deduplicator(options.dedup_window)
         self._builder = PunchBuilder(
             device_id,
             self.device_serial,
@@ -204,12 +214,9 @@ class SerialDriver:
     def _next_punch(self) -> Punch | None:
         frame, received, seen = self._ready.popleft()
         self.stats.frames += 1
-        if frame.card is not None:
-            key = (normalize_card(frame.card), frame.state)
-            if self._dedup.is_duplicate(key, seen):
-                self.stats.duplicates += 1
-                self._log.debug("card double read dropped", card=frame.card)
-                return None
+        key = None if frame.card is None else (normalize_card(frame.card), frame.state)
+        if key is not None and frame.time is None and self._dedup.is_duplicate(key, seen):
+            return self._double_read(frame)
         try:
             punch = self._builder.build(frame, received)
         except Exception as exc:  # noqa: BLE001 - one odd frame must never stop the reader
@@ -217,6 +224,16 @@ class SerialDriver:
             if self.stats.rejected["unbuildable"] == 1:  # a bug, not line noise: say it once
                 self._log.warning("serial frame could not become a punch", error=repr(exc))
             return None
+        if key is not None and frame.time is not None:
+            # A clock that prints the time: a double read is the same card at (nearly) the same
+            # printed time. Its stored punches replayed in one burst after a reconnect arrive
+            # within the window but are hours apart: each is a punch. A time it printed that
+            # cannot exist falls back to the arrival time, as for readers without a clock.
+            if Suspect.TIME_INVALID in punch.suspect:
+                if self._dedup.is_duplicate(key, seen):
+                    return self._double_read(frame)
+            elif self._printed_dedup.is_duplicate(key, _seconds(punch.device_time)):
+                return self._double_read(frame)
         self.stats.punches += 1
         if punch.suspect:
             self._log.info(
@@ -226,6 +243,12 @@ class SerialDriver:
                 flags=sorted(flag.value for flag in punch.suspect),
             )
         return punch
+
+    def _double_read(self, frame: Frame) -> Punch | None:
+        """Count and drop a double read: no punch."""
+        self.stats.duplicates += 1
+        self._log.debug("card double read dropped", card=frame.card)
+        return None
 
     def _count(self, rejects: list[Reject]) -> None:
         for reject in rejects:

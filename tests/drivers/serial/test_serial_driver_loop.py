@@ -104,6 +104,29 @@ def test_card_reader_maps_cards_drops_double_reads_and_keeps_unknown_cards(
     assert summary["new"] == 2 and "baudrate" in summary["hint"]
 
 
+CARD_CLOCK_PATTERN = r"^(?P<card>\d+),(?P<time>[0-9: -]+),(?P<state>IN|OUT)$"
+
+
+def test_a_card_clock_replaying_its_buffer_in_one_burst_keeps_every_punch() -> None:
+    """A clock that prints the time with the card: double reads are judged on the printed
+    times. Its stored punches, sent in one burst after a reconnect, arrive within the window
+    but were made hours apart (or, after the clock was set back, an hour earlier)."""
+    driver = loop_driver(pattern=CARD_CLOCK_PATTERN, cards={"77": "1001"}, dedup_window=3)
+    write(
+        driver,
+        b"77,2024-01-15 08:00:00,IN\r\n"
+        b"77,2024-01-15 08:00:02,IN\r\n"  # held against the reader: a double read
+        b"77,2024-01-15 08:00:02,IN\r\n"  # the same line twice: a double read
+        b"77,2024-01-15 13:00:00,IN\r\n"  # back from lunch, replayed in the same burst
+        b"77,2024-01-15 12:00:00,IN\r\n",  # the clock was set back an hour meanwhile
+    )
+    punches = take(driver.live(5), 3)
+    assert [p.device_time.hour for p in punches] == [8, 13, 12]
+    assert {p.employee for p in punches} == {"1001"}
+    assert list(driver.live(0.3)) == []
+    assert driver.stats.duplicates == 2 and driver.stats.punches == 3
+
+
 def test_a_card_presented_again_after_the_window_is_a_new_punch() -> None:
     driver = loop_driver(format="wiegand-ascii", dedup_window=0)
     write(driver, b"77\r\n77\r\n")
