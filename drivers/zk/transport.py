@@ -328,7 +328,14 @@ class ZkConnection:
             if isinstance(exc, socket.timeout | TimeoutError):
                 raise TimeoutError from exc
             raise self._unavailable(exc, doing) from exc
-        packet = parse_packet(raw)
+        try:
+            packet = parse_packet(raw)
+        except ProtocolError as exc:  # a UDP datagram shorter than a header
+            self.close()
+            raise ProtocolError(
+                f"{self.endpoint.label} sent a malformed packet during {doing} ({exc}): check "
+                "the port and that this is a ZK terminal"
+            ) from exc
         if not packet_ok(packet):
             raise ChecksumMismatch(
                 f"{self.endpoint.label} sent a damaged packet (bad checksum) during "

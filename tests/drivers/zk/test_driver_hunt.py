@@ -176,3 +176,29 @@ def test_full_read_after_an_empty_or_cleared_log_says_so_not_another_terminal() 
     assert len(punches) == 1
     assert driver.last_read.full and "another terminal" not in driver.last_read.reason
     assert driver.last_read.reason == "log was empty when last read"
+
+
+def test_a_udp_datagram_shorter_than_a_header_names_the_terminal_and_what_to_do() -> None:
+    server = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    server.bind(("127.0.0.1", 0))
+    server.settimeout(3.0)
+    port = int(server.getsockname()[1])
+
+    def answer_short() -> None:
+        try:
+            _request, peer = server.recvfrom(65535)
+            server.sendto(b"\xd0\x07\x00", peer)  # three bytes: half an ACK_OK header
+        except OSError:
+            return
+
+    thread = threading.Thread(target=answer_short, daemon=True)
+    thread.start()
+    conn = ZkConnection(Endpoint("lobby-1", "127.0.0.1", port, "udp"), timeout=2.0)
+    try:
+        with pytest.raises(ProtocolError, match=r"lobby-1 \(127\.0\.0\.1:\d+\).*3 bytes.*check"):
+            conn.connect()
+        assert not conn.connected and conn._link.sock is None  # closed: the next call reconnects
+    finally:
+        conn.close()
+        thread.join(3.0)
+        server.close()
