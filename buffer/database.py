@@ -102,6 +102,11 @@ def write_transaction(conn: sqlite3.Connection, path: Path, what: str) -> Iterat
                 pass  # SQLite already rolled back (e.g. after SQLITE_FULL); nothing committed
         if isinstance(exc, sqlite3.Error):
             raise translate(exc, path, what) from exc
+        if isinstance(exc, OverflowError):  # sqlite3 binds integers of 64 bits at most
+            raise OutboxError(
+                f"{path}: {what}: a value does not fit SQLite's 64-bit integers ({exc}); "
+                "nothing of this write was stored"
+            ) from exc
         raise
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -9,7 +10,7 @@ import pytest
 
 from buffer import Outbox
 from buffer.identity import punch_id
-from config.errors import DiskFullError, UsageError
+from config.errors import DiskFullError, OutboxError, UsageError
 from drivers.base import Source
 from tests.buffer.conftest import GATEWAY
 from tests.buffer.factory import invalid_time_punch, punch, punches
@@ -104,6 +105,19 @@ def test_watermark_is_not_moved_when_its_punches_are_not_stored(outbox: Outbox) 
         outbox.add_punches(punches(5, 2000), watermark={"records": 2005})
     assert outbox.watermark("lobby-1") == {"records": 5}
     assert outbox.stats().pending == 5
+
+
+@pytest.mark.parametrize("field", ["state_code", "verify_code"])
+def test_an_integer_beyond_64_bits_is_an_outbox_error_and_stores_nothing(
+    outbox: Outbox, field: str
+) -> None:
+    """No driver should produce one (the serial driver flags such states), but if one did the
+    batch must fail as an OutboxError (what every caller handles), not a bare OverflowError."""
+    bad = replace(punch(2), **{field: 2**64})
+    with pytest.raises(OutboxError, match=r"64-bit integers.*nothing of this write was stored"):
+        outbox.add_punches([punch(1), bad, punch(3)], device_id="lobby-1", watermark={"n": 3})
+    assert outbox.stats().pending == 0 and outbox.stats().devices == []
+    assert outbox.add_punches(punches(1, 3)).inserted == 3  # the outbox goes on
 
 
 def test_manual_punch_gets_a_random_id_and_correction_metadata(outbox: Outbox) -> None:
