@@ -1,0 +1,57 @@
+"""A device worker against the ZK simulator and a real outbox: clearing only what is durable."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from agent.daemon.device_worker import DeviceWorker
+from agent.wiring import zk_options
+from buffer.outbox import Outbox
+from config.settings import ZkDeviceSettings
+from drivers.backoff import Backoff
+from drivers.zk import ZkDriver
+from tests.drivers.zk.driver_support import TZ, simulator
+from tests.support.wait import wait_for
+
+
+@pytest.fixture
+def outbox(tmp_path: Path) -> Iterator[Outbox]:
+    box = Outbox.open(tmp_path / "outbox.db", "gw-test", disk_reserve_bytes=0)
+    try:
+        yield box
+    finally:
+        box.close()
+
+
+@pytest.mark.parametrize("live", [False, True])
+def test_a_full_log_is_cleared_only_after_every_punch_read_is_in_the_outbox(
+    outbox: Outbox, live: bool
+) -> None:
+    with simulator(users=3, records=46, record_capacity=50) as sim:
+        device = ZkDeviceSettings(
+            id="lobby-1", kind="zk", host="127.0.0.1", port=sim.port, poll_interval=1,
+            timeout=2, clear_after_read=True, clear_threshold=0.9, live=live,
+        )  # fmt: skip
+        worker = DeviceWorker(
+            device,
+            lambda: ZkDriver(device.id, zk_options(device), ZoneInfo(str(TZ))),
+            outbox,
+            TZ,
+            backoff=Backoff(0.01, 0.05),
+            live_chunk=0.1,
+        ).start()
+        try:
+            wait_for(lambda: not sim.records, timeout=10, what="the full log cleared")
+            assert outbox.stats().pending == 46  # every record was stored before the clear
+            for n in range(3):
+                sim.punch(sim.users[n].user_id)
+            wait_for(lambda: outbox.stats().pending == 49, timeout=10, what="3 new punches")
+        finally:
+            worker.stop()
+            assert worker.join(10)
+        assert len(sim.records) == 3  # below the threshold again: kept
+    assert [p.employee for p in outbox.list()][-3:] == [u.user_id for u in sim.users[:3]]
