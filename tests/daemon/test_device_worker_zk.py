@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -18,20 +17,14 @@ from tests.drivers.zk.driver_support import TZ, simulator
 from tests.support.wait import wait_for
 
 
-@pytest.fixture
-def outbox(tmp_path: Path) -> Iterator[Outbox]:
-    box = Outbox.open(tmp_path / "outbox.db", "gw-test", disk_reserve_bytes=0)
-    try:
-        yield box
-    finally:
-        box.close()
-
-
 @pytest.mark.parametrize("live", [False, True])
 def test_a_full_log_is_cleared_only_after_every_punch_read_is_in_the_outbox(
-    outbox: Outbox, live: bool
+    tmp_path: Path, live: bool
 ) -> None:
-    with simulator(users=3, records=46, record_capacity=50) as sim:
+    with (
+        Outbox.open(tmp_path / "outbox.db", "gw-test", disk_reserve_bytes=0) as outbox,
+        simulator(users=3, records=46, record_capacity=50) as sim,
+    ):
         device = ZkDeviceSettings(
             id="lobby-1", kind="zk", host="127.0.0.1", port=sim.port, poll_interval=1,
             timeout=2, clear_after_read=True, clear_threshold=0.9, live=live,
@@ -54,4 +47,4 @@ def test_a_full_log_is_cleared_only_after_every_punch_read_is_in_the_outbox(
             worker.stop()
             assert worker.join(10)
         assert len(sim.records) == 3  # below the threshold again: kept
-    assert [p.employee for p in outbox.list()][-3:] == [u.user_id for u in sim.users[:3]]
+        assert [p.employee for p in outbox.list()][-3:] == [u.user_id for u in sim.users[:3]]
