@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import stat
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
@@ -13,6 +12,7 @@ import structlog
 from pydantic import SecretStr, ValidationError
 
 from config.errors import ConfigError
+from config.secrets import exposure, private_step
 from config.settings import Settings
 
 DEFAULT_CONFIG_PATH = Path("/etc/punchgate/punchgate.toml")
@@ -82,7 +82,7 @@ def parse_settings(data: Mapping[str, Any], source: str) -> Settings:
 def _read_secret_file(path: Path, source: str) -> str:
     where = f"{source}: mqtt.password_file"
     try:
-        mode = path.stat().st_mode
+        st = path.stat()
         text = path.read_bytes().decode("utf-8").strip()
     except OSError as exc:
         msg = f"{where}: cannot read {path}: {exc.strerror}"
@@ -94,11 +94,13 @@ def _read_secret_file(path: Path, source: str) -> str:
     if not text:
         msg = f"{where}: {path} is empty; write the broker password into it"
         raise ConfigError(msg, [msg])
-    if mode & (stat.S_IRGRP | stat.S_IROTH | stat.S_IWGRP | stat.S_IWOTH):
+    exposed = exposure(st)
+    if exposed:
         log.warning(
-            "secret file is readable by other users; run: chmod 600 <file>",
+            "secret file is readable by other users",
             path=str(path),
-            mode=oct(mode & 0o777),
+            why=exposed,
+            action=private_step(path),
         )
     return text
 

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import os
-import stat
 from pathlib import Path
 
 from agent.doctor.result import CheckResult, fail, ok, skip, warn
 from config import Settings, load_settings
 from config.errors import ConfigError
 from config.loader import resolve_path
+from config.secrets import exposure, private_step
 
 FAMILY = "config"
 
@@ -113,20 +113,15 @@ def _state_dir(state_dir: Path) -> CheckResult:
 
 def _secret_file(file: Path, key: str) -> CheckResult:
     try:
-        mode = file.stat().st_mode
+        st = file.stat()
     except OSError as exc:
         return fail(
             FAMILY, str(file), key, f"cannot read {file}: {exc.strerror}", f"create it or fix {key}"
         )
-    if mode & (stat.S_IRWXG | stat.S_IRWXO) & ~stat.S_IXGRP & ~stat.S_IXOTH:
-        return warn(
-            FAMILY,
-            str(file),
-            key,
-            f"{file} is readable or writable by other users (mode {oct(mode & 0o777)})",
-            f"chmod 600 {file}",
-        )
-    return ok(FAMILY, str(file), key, f"{file} is private (mode {oct(mode & 0o777)})")
+    exposed = exposure(st)
+    if exposed:
+        return warn(FAMILY, str(file), key, f"{file} is {exposed}", private_step(file))
+    return ok(FAMILY, str(file), key, f"{file} is private (mode {oct(st.st_mode & 0o777)})")
 
 
 def skipped_without_config(family: str) -> CheckResult:

@@ -61,7 +61,10 @@ def test_readable_password_file_is_a_warning_to_chmod(
     assert results["state directory"].verdict == Verdict.OK
     assert results["devices"].verdict == Verdict.WARN  # none configured
     pw = results["mqtt.password_file"]
-    assert pw.verdict == Verdict.WARN and pw.next_step == f"chmod 600 {secret}"
+    assert pw.verdict == Verdict.WARN and "every user" in pw.detail
+    assert pw.next_step == f"chown root:punchgate {secret} && chmod 640 {secret}"
+    secret.chmod(0o640)  # the documented install: group read for the service's group
+    assert results_of(config, "config")["mqtt.password_file"].verdict == Verdict.OK
 
 
 def test_no_outbox_yet_is_a_warning_and_the_doctor_does_not_create_one(
