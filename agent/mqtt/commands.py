@@ -67,6 +67,7 @@ class Request:
     payload: bytes
     response_topic: str | None
     correlation: bytes | None
+    retained: bool = False  # delivered from the broker's retained store, not sent just now
 
 
 class CommandDispatcher:
@@ -122,7 +123,9 @@ class CommandDispatcher:
         props = getattr(message, "properties", None)
         response = getattr(props, "ResponseTopic", None) if props is not None else None
         correlation = getattr(props, "CorrelationData", None) if props is not None else None
-        request = Request(name or "", bytes(message.payload), response, correlation)
+        request = Request(
+            name or "", bytes(message.payload), response, correlation, bool(message.retain)
+        )
         if name is None:
             return  # not our gateway's cmd topic: the subscription should not deliver it
         try:
@@ -155,13 +158,26 @@ class CommandDispatcher:
             )
             return
         try:
-            body = json.loads(request.payload.decode("utf-8")) if request.payload else {}
-        except (UnicodeDecodeError, ValueError) as exc:
+            body = _parse(request.payload)
+        except ValueError as exc:
             self._reply(request, None, error=("malformed", f"payload is not UTF-8 JSON: {exc}"))
             return
         request_id = _request_id(body)
         if not isinstance(body, dict):
             self._reply(request, request_id, error=("malformed", "payload must be a JSON object"))
+            return
+        if request.retained:
+            # The broker hands a retained command to every new subscription: if run, it would run
+            # again at each connect of the gateway (a stale resend or time sync after a restart).
+            self._reply(
+                request,
+                request_id,
+                error=(
+                    "invalid",
+                    "retained commands are not run (they would run again at every connect): "
+                    "publish commands without the retain flag, and clear the retained one",
+                ),
+            )
             return
         command = self._commands.get(request.name)
         if command is None:
@@ -225,14 +241,30 @@ class CommandDispatcher:
         self.publisher.publish(topic, encode(payload), qos=1, properties=properties)
 
     def _allowed_response_topic(self, topic: str) -> bool:
-        """No wildcards, no ``$`` topics, and nothing of ours except the reply tree.
+        """No wildcards, no ``$`` topics, nothing under the prefix but this gateway's reply tree.
 
-        Otherwise a command could make the gateway publish over its own punches or status.
+        Otherwise a command could make the gateway publish over its own punches or status, or
+        onto another gateway's topics (its punches, status, commands or replies).
         """
         if not topic or len(topic) > 512 or any(c in topic for c in "#+\0") or topic[0] == "$":
             return False
-        own = self.topics.base + "/"
-        return not topic.startswith(own) or topic.startswith(own + "reply/")
+        if topic.startswith(self.topics.base + "/reply/"):
+            return True
+        return not topic.startswith(self.topics.prefix + "/")
+
+
+def _parse(payload: bytes) -> Any:
+    """The command's JSON (``{}`` when empty); ``ValueError`` saying why it is not UTF-8 JSON."""
+    if not payload:
+        return {}
+    try:
+        body = json.loads(payload.decode("utf-8"))
+        # A "\ud800" escape parses to a lone surrogate, which no UTF-8 text (nor the reply
+        # echoing it) can carry: the same as invalid UTF-8.
+        json.dumps(body, ensure_ascii=False).encode("utf-8")
+    except RecursionError:
+        raise ValueError("arrays or objects nested too deep") from None
+    return body
 
 
 def _request_id(body: Any) -> str | None:

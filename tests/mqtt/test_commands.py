@@ -58,6 +58,7 @@ class Backend:
         correlation: bytes | None = None,
         gateway: str = GATEWAY,
         response_topic: str | None = None,
+        retain: bool = False,
     ) -> None:
         body = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
         props = None
@@ -66,7 +67,8 @@ class Backend:
             props.ResponseTopic = response_topic or self.response_topic
             if correlation is not None:
                 props.CorrelationData = correlation
-        info = self.client.publish(f"{PREFIX}/{gateway}/cmd/{name}", body, qos=1, properties=props)
+        topic = f"{PREFIX}/{gateway}/cmd/{name}"
+        info = self.client.publish(topic, body, qos=1, retain=retain, properties=props)
         info.wait_for_publish(5)
 
     def reply_to(self, request_id: str, timeout: float = 5.0) -> tuple[str, dict[str, Any], Any]:
@@ -122,6 +124,14 @@ def test_ping_is_answered_on_the_response_topic_with_correlation_data(
         (json.dumps({"request_id": "big", "pad": "x" * 20_000}).encode(), "too_large"),
         (json.dumps({"request_id": "bad-seq", "from_seq": 0}).encode(), "invalid"),
         (json.dumps({"request_id": "extra", "from_seq": 1, "drop": True}).encode(), "invalid"),
+        # 5,000 nested arrays fit in 16 KB; Python's parser gives up with RecursionError.
+        (b"[" * 5000 + b"]" * 5000, "malformed"),
+        (b'{"request_id": ' + b"[" * 5000 + b"]" * 5000 + b"}", "malformed"),
+        # Valid JSON, but no UTF-8 text can carry a lone surrogate (nor can the reply echo it).
+        (b'{"request_id": "\\ud800", "from_seq": 1}', "malformed"),
+        # Seqs are SQLite integers: beyond 2**63 - 1 there is nothing to re-send.
+        (b'{"request_id": "s1", "from_seq": 9223372036854775808}', "invalid"),
+        (b'{"request_id": "s2", "from_seq": 1e308}', "invalid"),
     ],
 )
 def test_malformed_oversized_and_invalid_commands_get_error_replies(
@@ -193,6 +203,13 @@ def test_resend_command_republishes_delivered_punches_as_replayed(
     assert [p["seq"] for p in again] == list(range(15, 21))
     assert all(p["replayed"] for p in again)
     assert worker.flush(5)
+    # From beyond the newest seq (up to SQLite's largest integer): nothing to re-send.
+    backend.send("resend", {"request_id": "far", "from_seq": 2**63 - 1})
+    assert backend.reply_to("far")[1]["result"] == {
+        "from_seq": 2**63 - 1,
+        "requeued": 0,
+        "backlog": 0,
+    }
 
 
 def test_registered_time_sync_handler_is_dispatched_and_its_failure_is_reported(
@@ -228,22 +245,68 @@ def test_registered_time_sync_handler_is_dispatched_and_its_failure_is_reported(
         assert not contract.errors("command-reply", reply)
 
 
-def test_response_topic_inside_the_gateway_tree_is_not_used(
+@pytest.mark.parametrize(
+    "target",
+    [
+        f"{PREFIX}/{GATEWAY}/punches",
+        f"{PREFIX}/{GATEWAY}/status",
+        f"{PREFIX}/gw-2/punches",
+        f"{PREFIX}/gw-2/status",
+        f"{PREFIX}/gw-2/reply/ping",
+        f"{PREFIX}/gw-2/cmd/resend",
+    ],
+)
+def test_response_topic_under_the_prefix_outside_the_own_reply_tree_is_not_used(
+    broker: LocalMosquitto,
+    outbox: Outbox,
+    workers: Workers,
+    backend: Backend,
+    collectors: Callable[..., Collector],
+    target: str,
+) -> None:
+    """A command cannot make the gateway publish over its own topics or another gateway's."""
+    collector = collectors([f"{PREFIX}/#"])
+    worker = workers(fast_options(broker.url), outbox)
+    _ready(worker)
+    backend.send("ping", {"request_id": "hijack"}, response_topic=target)
+    topic, reply, _ = backend.reply_to("hijack")
+    assert topic == f"{PREFIX}/{GATEWAY}/reply/ping"
+    assert reply["ok"]
+    assert [m for m in collector.messages if m.topic == target and b"hijack" in m.payload] == []
+
+
+def test_retained_command_is_not_run_again_when_the_agent_restarts(
     broker: LocalMosquitto,
     outbox: Outbox,
     workers: Workers,
     backend: Backend,
     collectors: Callable[..., Collector],
 ) -> None:
-    """A command cannot make the gateway publish over its own punches topic."""
+    """A resend published with the retain flag re-sends once, not at every later connect."""
     collector = collectors([f"{PREFIX}/{GATEWAY}/punches"])
-    worker = workers(fast_options(broker.url), outbox)
-    _ready(worker)
-    backend.send("ping", {"request_id": "hijack"}, response_topic=f"{PREFIX}/{GATEWAY}/punches")
-    topic, reply, _ = backend.reply_to("hijack")
-    assert topic == f"{PREFIX}/{GATEWAY}/reply/ping"
-    assert reply["ok"]
-    assert collector.on("/punches") == []
+    outbox.add_punches(make_punches(5))
+    first = workers(fast_options(broker.url), outbox)
+    assert first.flush(5)
+    _ready(first)
+    backend.send("resend", {"request_id": "stale", "from_seq": 1}, retain=True)
+    assert backend.reply_to("stale")[1]["result"]["requeued"] == 5
+    collector.wait(lambda ms: len(punches_in(ms)) >= 10, what="the one re-send")
+    assert first.flush(5)
+    first.stop(timeout=2)
+
+    second = workers(fast_options(broker.url), outbox, boot=1)
+    _ready(second)
+    backend.send("ping", {"request_id": "after-restart"})
+    backend.reply_to("after-restart")
+    # Commands are answered in order: the retained one, had it run, was answered first.
+    stale = [r for r in backend.replies if r[1].get("request_id") == "stale"]
+    assert len(stale) == 2
+    assert stale[1][1]["ok"] is False and stale[1][1]["error"]["code"] == "invalid"
+    assert "retain" in stale[1][1]["error"]["message"]
+    assert outbox.stats().pending == 0
+    assert second.flush(5)
+    assert len(punches_in(collector.messages)) == 10
+    assert json.loads(collector.messages[-1].payload)["punches"][-1]["seq"] == 5
 
 
 def test_mqtt_311_commands_are_correlated_by_request_id(
