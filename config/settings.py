@@ -5,7 +5,6 @@ Every model forbids unknown keys, so a typo is an error rather than a silently i
 
 from __future__ import annotations
 
-import codecs
 import math
 import re
 import unicodedata
@@ -218,6 +217,32 @@ class _DeviceBase(_Section):
     enabled: bool = True
 
 
+_ASCII_SAMPLE = b"0123456789 ,;:/-ABCDEFINOUTabcdefinout\r\n"
+
+
+def text_encoding(value: str) -> str:
+    """``value`` if it is a text encoding that reads ASCII as ASCII, else ``ValueError``.
+
+    Terminals pad names with NUL bytes and serial clocks end lines with CR/LF: 'hex', 'base64'
+    or 'rot13' (codecs, not encodings) and UTF-16/32 or EBCDIC would pass a name lookup and
+    then fail on the first name or line (drivers/serial/parsers.py refuses them the same way).
+    """
+    try:
+        readable = _ASCII_SAMPLE.decode(value) == _ASCII_SAMPLE.decode("ascii")
+    except LookupError:
+        raise ValueError(
+            f"{value!r} is not a text encoding: use e.g. 'ascii', 'utf-8' or 'latin-1'"
+        ) from None
+    except ValueError:  # UTF-16 and UTF-32 cannot decode the sample
+        readable = False
+    if not readable:
+        raise ValueError(
+            f"encoding {value!r} does not read ASCII digits, letters and line ends as ASCII; "
+            "use an ASCII-compatible one (e.g. 'ascii', 'utf-8', 'latin-1', 'cp1251', 'gbk')"
+        )
+    return value
+
+
 class ZkDeviceSettings(_DeviceBase):
     """A ZKTeco-family terminal on TCP or UDP port 4370."""
 
@@ -232,6 +257,11 @@ class ZkDeviceSettings(_DeviceBase):
     clear_after_read: bool = False
     clear_threshold: float = Field(default=0.9, gt=0, le=1)  # fraction of record capacity
     encoding: str = "utf-8"  # user names on the terminal
+
+    @field_validator("encoding")
+    @classmethod
+    def _encoding(cls, value: str) -> str:
+        return text_encoding(value)
 
 
 class SerialDeviceSettings(_DeviceBase):
@@ -256,11 +286,7 @@ class SerialDeviceSettings(_DeviceBase):
     @field_validator("encoding")
     @classmethod
     def _encoding(cls, value: str) -> str:
-        try:
-            codecs.lookup(value)
-        except LookupError as exc:
-            raise ValueError(f"{value!r} is not a text encoding (e.g. 'ascii', 'utf-8')") from exc
-        return value
+        return text_encoding(value)
 
     @field_validator("time_format")
     @classmethod

@@ -168,3 +168,22 @@ def test_two_serial_clocks_with_one_punch_identity_are_refused(
 
     (problem,) = problems_of(write(tmp_path, MINIMAL + block("a", first) + block("b", second)))
     assert "devices" in problem and "serial" in problem and "more than once" in problem
+
+
+@pytest.mark.parametrize("kind", ["zk", "serial"])
+@pytest.mark.parametrize("encoding", ["hex", "rot13", "base64", "utf-16", "utf-32", "cp037"])
+def test_an_encoding_that_cannot_read_names_or_lines_is_refused_by_the_check(
+    tmp_path: Path, kind: str, encoding: str
+) -> None:
+    """Known to Python's codecs, but codecs (bytes to bytes) or not ASCII-compatible: the check
+    passed them and the terminal then failed on its first name or line."""
+    where = 'host = "10.0.0.20"' if kind == "zk" else 'url = "loop://"'
+    device = f'[[devices]]\nid = "d"\nkind = "{kind}"\n{where}\nencoding = "{encoding}"\n'
+    (problem,) = problems_of(write(tmp_path, MINIMAL + device))
+    assert "devices[0]" in problem and "encoding" in problem and encoding in problem
+
+
+@pytest.mark.parametrize("encoding", ["ascii", "utf-8", "latin-1", "cp1251", "gbk", "shift_jis"])
+def test_ascii_compatible_encodings_are_accepted(tmp_path: Path, encoding: str) -> None:
+    device = f'[[devices]]\nid = "d"\nkind = "zk"\nhost = "10.0.0.20"\nencoding = "{encoding}"\n'
+    assert load_settings(write(tmp_path, MINIMAL + device), env={}).devices[0].encoding == encoding
