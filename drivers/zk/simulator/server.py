@@ -7,6 +7,7 @@ side (``NetworkServer``), and adds what a person at the terminal does: enrol, pu
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
 from types import TracebackType
@@ -27,7 +28,7 @@ from drivers.zk.simulator.faults import FAULT_NAMES, Faults
 from drivers.zk.simulator.generator import default_start, make_users, working_day_punches
 from drivers.zk.simulator.network import NetworkServer, SessionInfo
 from drivers.zk.simulator.state import TerminalState
-from drivers.zk.simulator.terminal import Profile, Terminal
+from drivers.zk.simulator.terminal import Handler, Profile, Terminal
 
 log = structlog.get_logger("drivers.zk.simulator")
 
@@ -251,6 +252,12 @@ class ZkSimulator:
     def clear_log(self) -> None:
         """Delete every attendance record."""
         self._state.clear_log()
+
+    def intercept(self, command: int, wrap: Callable[[Handler], Handler]) -> Callable[[], None]:
+        """Firmware behaviour around one command: ``wrap`` gets the usual answer and returns the
+        one to use (e.g. a punch recorded while the count is read, as on a busy terminal).
+        Returns what restores the usual answer."""
+        return self._terminal.intercept(command, wrap)
 
     @property
     def clock(self) -> datetime:

@@ -87,6 +87,9 @@ _OK_ONLY = {
 }
 
 
+Handler = Callable[[Session, p.Packet], Reply]  # how the firmware answers one command
+
+
 class Terminal:
     """Answers requests from the state, the profile and the active faults."""
 
@@ -94,7 +97,7 @@ class Terminal:
         self.state = state
         self.profile = profile
         self.faults = faults
-        self._handlers: dict[int, Callable[[Session, p.Packet], Reply]] = {
+        self._handlers: dict[int, Handler] = {
             p.CMD_AUTH: self._auth,
             p.CMD_EXIT: self._exit,
             p.CMD_GET_VERSION: self._version,
@@ -111,6 +114,16 @@ class Terminal:
             p.CMD_READ_BUFFER: self._read_buffer,
             p.CMD_FREE_DATA: self._free_data,
         }
+
+    def intercept(self, command: int, wrap: Callable[[Handler], Handler]) -> Callable[[], None]:
+        """Answer ``command`` with ``wrap(current answer)``; returns what restores the answer."""
+        original = self._handlers[command]
+        self._handlers[command] = wrap(original)
+
+        def restore() -> None:
+            self._handlers[command] = original
+
+        return restore
 
     def connect(self, session: Session, request: p.Packet) -> Reply:
         """Answer CONNECT: ACK_OK, or ACK_UNAUTH (carrying the session) when a key is set."""

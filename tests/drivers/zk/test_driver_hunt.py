@@ -13,6 +13,7 @@ from structlog.testing import capture_logs
 from config.errors import ProtocolError
 from drivers.zk import protocol as p
 from drivers.zk.reader import read_range
+from drivers.zk.simulator.terminal import Handler
 from drivers.zk.transport import Endpoint, ZkConnection
 from tests.drivers.zk.driver_support import driver_for, expected, simulator, summary
 
@@ -50,19 +51,20 @@ def test_punches_landing_around_both_record_counts_are_read_with_the_known_recor
         driver = driver_for(sim)
         driver.open()
         _, mark = driver.read_new(None)
-        handlers = sim._terminal._handlers  # the device's firmware, not the unit under test
-        answer = handlers[p.CMD_GET_FREE_SIZES]
         user = sim.users[0].user_id
 
-        def busy(session: Any, request: p.Packet) -> Any:
-            sim.punch(user)
-            reply = answer(session, request)
-            sim.punch(user, state=1)
-            return reply
+        def busy(answer: Handler) -> Handler:
+            def punching_around(session: Any, request: p.Packet) -> Any:
+                sim.punch(user)
+                reply = answer(session, request)
+                sim.punch(user, state=1)
+                return reply
 
-        handlers[p.CMD_GET_FREE_SIZES] = busy
+            return punching_around
+
+        restore = sim.intercept(p.CMD_GET_FREE_SIZES, busy)
         new, after = driver.read_new(mark)  # counts 29 and 31 around a buffer of 30 records
-        handlers[p.CMD_GET_FREE_SIZES] = answer
+        restore()
         driver.close()
     assert after["count"] == 30
     assert [summary(punch) for punch in new] == expected(sim.records[28:30])

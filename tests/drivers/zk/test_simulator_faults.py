@@ -6,6 +6,7 @@ import struct
 import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 import pytest
 from zk import ZK
@@ -13,6 +14,7 @@ from zk import ZK
 from drivers.zk import protocol as p
 from drivers.zk import records as r
 from drivers.zk.simulator import Faults, ZkSimulator
+from drivers.zk.simulator.terminal import Handler
 from tests.drivers.zk.rawclient import RawClient, data_segments_in
 
 UDP = pytest.mark.parametrize("udp", [False, True], ids=["tcp", "udp"])
@@ -318,3 +320,26 @@ def test_describe_lists_the_new_switches_only_when_set() -> None:
         assert sim.faults.describe() == faults.describe()
         sim.faults = Faults()
         assert sim.faults.describe() == {}
+
+
+def test_intercept_wraps_one_command_until_restored() -> None:
+    """Firmware behaviour around one command (tests and training): here a punch lands while
+    the terminal answers the count, as on a busy terminal; restoring ends it."""
+    with ZkSimulator() as sim:
+        sim.add_user("1001")
+
+        def busy(answer: Handler) -> Handler:
+            def punching(session: Any, request: p.Packet) -> Any:
+                sim.punch("1001")
+                return answer(session, request)
+
+            return punching
+
+        restore = sim.intercept(p.CMD_GET_FREE_SIZES, busy)
+        with RawClient(sim.address) as c:
+            c.connect()
+            assert p.FreeSizes.unpack(c.request(p.CMD_GET_FREE_SIZES).data).records == 1
+            assert p.FreeSizes.unpack(c.request(p.CMD_GET_FREE_SIZES).data).records == 2
+            restore()
+            assert p.FreeSizes.unpack(c.request(p.CMD_GET_FREE_SIZES).data).records == 2
+        assert len(sim.records) == 2
