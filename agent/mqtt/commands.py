@@ -67,7 +67,8 @@ class Request:
     payload: bytes
     response_topic: str | None
     correlation: bytes | None
-    retained: bool = False  # delivered from the broker's retained store, not sent just now
+    retained: bool  # delivered from the broker's retained store, not sent just now
+    size: int  # bytes the payload had (an oversized one is not kept: it is never read)
 
 
 class CommandDispatcher:
@@ -120,12 +121,16 @@ class CommandDispatcher:
     def submit(self, message: mqtt.MQTTMessage) -> None:
         """Called on the network thread for every message on the cmd filter; never blocks."""
         name = self.topics.command_name(message.topic)
+        if name is None and message.topic == self.topics.command(""):
+            name = ""  # ``cmd/`` (a sender's template with an empty name): an unknown command
         props = getattr(message, "properties", None)
         response = getattr(props, "ResponseTopic", None) if props is not None else None
         correlation = getattr(props, "CorrelationData", None) if props is not None else None
-        request = Request(
-            name or "", bytes(message.payload), response, correlation, bool(message.retain)
-        )
+        payload = bytes(message.payload)
+        size = len(payload)
+        if size > self.max_bytes:
+            payload = b""  # held while earlier commands run: 32 large ones could exhaust memory
+        request = Request(name or "", payload, response, correlation, bool(message.retain), size)
         if name is None:
             return  # not our gateway's cmd topic: the subscription should not deliver it
         try:
@@ -146,14 +151,13 @@ class CommandDispatcher:
                 self._log.exception("command handling failed", command=request.name)
 
     def _handle(self, request: Request) -> None:
-        if len(request.payload) > self.max_bytes:
+        if request.size > self.max_bytes:
             self._reply(
                 request,
                 None,
                 error=(
                     "too_large",
-                    f"command payload is {len(request.payload)} bytes; "
-                    f"the limit is {self.max_bytes}",
+                    f"command payload is {request.size} bytes; the limit is {self.max_bytes}",
                 ),
             )
             return

@@ -161,12 +161,14 @@ def test_malformed_oversized_and_invalid_commands_get_error_replies(
     assert worker.flush(5)
 
 
+@pytest.mark.parametrize("name", ["format-disk", "PING", "", "ping\u200f"])
 def test_unknown_command_gets_an_error_reply_listing_known_ones(
-    broker: LocalMosquitto, outbox: Outbox, workers: Workers, backend: Backend
+    broker: LocalMosquitto, outbox: Outbox, workers: Workers, backend: Backend, name: str
 ) -> None:
+    """Also an empty name (``cmd/``: a sender's template with an empty variable)."""
     worker = workers(fast_options(broker.url), outbox)
     _ready(worker)
-    backend.send("format-disk", {"request_id": "u1"})
+    backend.send(name, {"request_id": "u1"})
     reply = backend.reply_to("u1")[1]
     assert reply["error"]["code"] == "unknown_command"
     assert "ping" in reply["error"]["message"]
