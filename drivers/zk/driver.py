@@ -67,6 +67,10 @@ class ZkDriver:
         self.last_clock: ClockReading | None = None
         self.last_read: ReadSummary | None = None
         self._pinned: str | None = None
+        # We disable the terminal only to clear its log. If the connection (or this process)
+        # died before ENABLEDEVICE, the terminal may still refuse every punch: enable it at the
+        # next open. True at start too: a previous process may have died mid-clear.
+        self._may_be_disabled = options.clear_after_read
         self._builder: PunchBuilder | None = None
         self._uid_map: tuple[int, dict[int, str]] | None = None
         self._drift_alarm = False
@@ -94,6 +98,20 @@ class ZkDriver:
             self._uid_map = None
         self.serial = self._pinned = serial
         log.debug("zk_opened", device=self.device_id, serial=serial)
+        if self._may_be_disabled:
+            self._enable_after_clear()
+
+    def _enable_after_clear(self) -> None:
+        """ENABLEDEVICE; the flag stays set until the terminal acknowledges it."""
+        reply = self.conn.request(p.CMD_ENABLEDEVICE)
+        self._may_be_disabled = reply.command != p.ACK_OK
+        if self._may_be_disabled:
+            log.warning(
+                "zk_enable_refused",
+                device=self.device_id,
+                code=reply.command,
+                action="check the terminal: it may refuse punches until it is enabled",
+            )
 
     def close(self) -> None:
         """Say goodbye (EXIT) and close the socket; never raises."""
@@ -248,6 +266,7 @@ class ZkDriver:
         if sizes.records < self.options.clear_threshold * sizes.record_capacity:
             return False
         assert self.serial is not None
+        self._may_be_disabled = True
         disabled = self.conn.request(p.CMD_DISABLEDEVICE)
         if disabled.command != p.ACK_OK:
             # Not disabled, a punch could land between the check and the clear and be lost.
@@ -267,7 +286,7 @@ class ZkDriver:
                 raise ProtocolError(f"{self.label} refused CLEAR_ATTLOG (code {reply.command})")
         finally:
             if self.conn.connected:
-                self.conn.request(p.CMD_ENABLEDEVICE)
+                self._enable_after_clear()
         self.last_watermark = TailMark(self.serial, mark.record_size, 0, b"").to_dict()
         log.warning(
             "zk_log_cleared",

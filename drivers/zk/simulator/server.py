@@ -234,11 +234,15 @@ class ZkSimulator:
     ) -> AttendanceRecord | None:
         """Record a punch now (or at ``when``) and push it to registered clients.
 
-        Returns None when the log is at capacity: like a full terminal, nothing is recorded.
+        Returns None when the log is at capacity or the terminal is disabled (DISABLEDEVICE
+        without ENABLEDEVICE): like a real one, it records nothing then.
         """
         user = self._state.user_by_id(str(user_id))
         if user is None:
             raise ValueError(f"user {user_id} is not enrolled on {self.serial}; add_user() first")
+        if self._state.disabled:
+            log.warning("terminal_disabled", user_id=user.user_id)  # a DISABLEDEVICE lingers
+            return None
         record = AttendanceRecord(user.uid, user.user_id, when or self._state.now(), verify, state)
         if not self._state.append(record):
             log.warning("log_full", capacity=self._state.record_capacity, user_id=user.user_id)
@@ -252,6 +256,11 @@ class ZkSimulator:
     def clear_log(self) -> None:
         """Delete every attendance record."""
         self._state.clear_log()
+
+    @property
+    def disabled(self) -> bool:
+        """Whether a client disabled the terminal (DISABLEDEVICE) and did not enable it again."""
+        return self._state.disabled
 
     def intercept(self, command: int, wrap: Callable[[Handler], Handler]) -> Callable[[], None]:
         """Firmware behaviour around one command: ``wrap`` gets the usual answer and returns the

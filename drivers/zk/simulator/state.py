@@ -48,6 +48,9 @@ class TerminalState:
         self.users: dict[int, UserRecord] = {}
         self.records: list[AttendanceRecord] = []
         self.clock_offset = timedelta(0)
+        # DISABLEDEVICE: the terminal shows "working" and records nothing until ENABLEDEVICE
+        # (also after the session that disabled it ends: the worst case of real firmware).
+        self.disabled = False
         self._dirty = False
         # Packed records per layout, extended as the log grows: a 1503 then only joins them.
         self._packed: dict[int, list[bytes]] = {}

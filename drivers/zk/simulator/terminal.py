@@ -77,8 +77,6 @@ class Reply:
 
 
 _OK_ONLY = {
-    p.CMD_ENABLEDEVICE,
-    p.CMD_DISABLEDEVICE,
     p.CMD_REFRESHDATA,
     p.CMD_CANCELCAPTURE,
     p.CMD_STARTVERIFY,
@@ -113,6 +111,8 @@ class Terminal:
             p.CMD_PREPARE_BUFFER: self._prepare_buffer,
             p.CMD_READ_BUFFER: self._read_buffer,
             p.CMD_FREE_DATA: self._free_data,
+            p.CMD_DISABLEDEVICE: self._disable,
+            p.CMD_ENABLEDEVICE: self._enable,
         }
 
     def intercept(self, command: int, wrap: Callable[[Handler], Handler]) -> Callable[[], None]:
@@ -190,6 +190,14 @@ class Terminal:
         if key not in values:
             return self._ack(session, request, p.ACK_ERROR)
         return self._ack(session, request, data=f"{key}={values[key]}".encode() + b"\x00")
+
+    def _disable(self, session: Session, request: p.Packet) -> Reply:
+        self.state.disabled = True
+        return self._ack(session, request)
+
+    def _enable(self, session: Session, request: p.Packet) -> Reply:
+        self.state.disabled = False
+        return self._ack(session, request)
 
     def _free_sizes(self, session: Session, request: p.Packet) -> Reply:
         sizes = self.state.free_sizes(faces=self.profile.user_size == 72)

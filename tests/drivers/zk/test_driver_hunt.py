@@ -10,12 +10,13 @@ from typing import Any
 import pytest
 from structlog.testing import capture_logs
 
-from config.errors import ProtocolError
+from config.errors import DeviceError, ProtocolError
 from drivers.zk import protocol as p
 from drivers.zk.reader import read_range
-from drivers.zk.simulator.terminal import Handler
+from drivers.zk.simulator.terminal import Handler, Reply
 from drivers.zk.transport import Endpoint, ZkConnection
 from tests.drivers.zk.driver_support import driver_for, expected, simulator, summary
+from tests.drivers.zk.rawclient import RawClient
 
 
 @pytest.mark.parametrize(
@@ -204,3 +205,44 @@ def test_a_udp_datagram_shorter_than_a_header_names_the_terminal_and_what_to_do(
         conn.close()
         thread.join(3.0)
         server.close()
+
+
+def test_a_terminal_left_disabled_by_a_clear_cut_short_is_enabled_at_the_next_open() -> None:
+    """A disabled terminal records no punch at all. If the connection drops between
+    DISABLEDEVICE and ENABLEDEVICE (here: while it answers CLEAR_ATTLOG), the next open
+    enables it again."""
+    with simulator(users=2, records=46, record_capacity=50) as sim:
+        driver = driver_for(sim, clear_after_read=True, clear_threshold=0.9)
+        driver.open()
+        _, mark = driver.read_new(None)
+
+        def drop_instead(answer: Handler) -> Handler:
+            return lambda session, request: Reply([], end_session=True)
+
+        restore = sim.intercept(p.CMD_CLEAR_ATTLOG, drop_instead)
+        with pytest.raises(DeviceError):
+            driver.clear_log_if_due(int(mark["count"]))  # type: ignore[call-overload]
+        restore()
+        assert sim.disabled and sim.punch(sim.users[0].user_id) is None  # punches refused
+        driver.open()
+        assert not sim.disabled and sim.punch(sim.users[0].user_id) is not None
+        driver.close()
+
+
+def test_a_fresh_driver_enables_a_terminal_a_previous_process_left_disabled() -> None:
+    """The process itself may die between DISABLEDEVICE and ENABLEDEVICE: with clear_after_read
+    on, the first open enables the terminal. With it off we never disable, so we leave the
+    terminal as other tools set it."""
+    with simulator(users=1) as sim:
+        with RawClient(sim.address) as c:  # the previous process, killed mid-clear
+            c.connect()
+            assert c.request(p.CMD_DISABLEDEVICE).command == p.ACK_OK
+        assert sim.disabled
+        untouched = driver_for(sim)
+        untouched.open()
+        untouched.close()
+        assert sim.disabled
+        driver = driver_for(sim, clear_after_read=True)
+        driver.open()
+        driver.close()
+        assert not sim.disabled
