@@ -9,6 +9,7 @@ from several processes).
 from __future__ import annotations
 
 import csv
+import io
 from datetime import UTC
 from pathlib import Path
 from typing import Annotated
@@ -43,6 +44,7 @@ USAGE_ERROR = UsageError.exit_code  # a refused punch is a usage error (config/e
 COLUMNS = ("employee", "device", "at", "state", "reason")
 REQUIRED_COLUMNS = ("employee", "device", "at", "reason")
 MAX_IMPORT_ROWS = 10_000  # a paper sheet, not a data migration
+MAX_IMPORT_BYTES = 32 * 2**20  # 10,000 rows with long reasons; more is the wrong file
 
 ByOption = Annotated[
     str | None,
@@ -223,31 +225,44 @@ def import_csv(
 
 
 def read_sheet(file: Path) -> tuple[list[ManualRequest], list[Problem]]:
-    """Requests from a CSV file, with the header and row-shape problems found on the way."""
+    """Requests from a CSV file, with the header and row-shape problems found on the way.
+
+    Fields are separated by commas, or by semicolons when the header has no comma (spreadsheets
+    in many European locales export so). Row numbers are the file's lines, as an editor shows
+    them: only CR and LF end a line, and a row with a quoted line break is named by its first.
+    """
+    text = _read_text(file)
+    first_line = text.split("\n", 1)[0]
+    delimiter = ";" if ";" in first_line and "," not in first_line else ","
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
     try:
-        text = file.read_text(encoding="utf-8-sig")  # a BOM from spreadsheet exports is fine
-    except FileNotFoundError:
-        raise UsageError(f"{file}: no such file") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UsageError(f"{file}: cannot read it as UTF-8 text: {exc}") from None
-    reader = csv.reader(text.splitlines())
-    header = [h.strip().lower() for h in next(reader, [])]
+        header = [h.strip().lower() for h in next(reader, [])]
+    except csv.Error as exc:
+        raise UsageError(f"{file}: line 1: {exc}") from None
     missing = [c for c in REQUIRED_COLUMNS if c not in header]
     unknown = [c for c in header if c not in COLUMNS]
-    if missing or unknown:
+    twice = sorted({c for c in header if header.count(c) > 1})
+    if missing or unknown or twice:
         parts = []
         if missing:
             parts.append(f"missing column(s) {', '.join(missing)}")
         if unknown:
             parts.append(f"unknown column(s) {', '.join(unknown)}")
+        parts += [f"column {c} appears more than once" for c in twice]
         raise UsageError(
             f"{file}: line 1: {'; '.join(parts)}; the first line must name the columns "
             f"{','.join(COLUMNS)} (state may be left empty)"
         )
     requests: list[ManualRequest] = []
     problems: list[Problem] = []
-    for row in reader:
-        line = reader.line_num
+    while True:
+        line = reader.line_num + 1  # where the next row starts (blank lines are rows too)
+        try:
+            row = next(reader, None)
+        except csv.Error as exc:
+            raise UsageError(f"{file}: line {line}: {exc}; nothing imported") from None
+        if row is None:
+            break
         if not any(cell.strip() for cell in row):
             continue  # blank lines between blocks of a sheet
         if len(requests) >= MAX_IMPORT_ROWS:
@@ -272,6 +287,26 @@ def read_sheet(file: Path) -> tuple[list[ManualRequest], list[Problem]]:
     if not requests and not problems:
         problems.append(Problem("the file has a header but no rows"))
     return requests, problems
+
+
+def _read_text(file: Path) -> str:
+    """The file as text, read no further than ``MAX_IMPORT_BYTES`` (not all of a wrong file)."""
+    try:
+        with file.open("rb") as stream:
+            data = stream.read(MAX_IMPORT_BYTES + 1)
+    except FileNotFoundError:
+        raise UsageError(f"{file}: no such file") from None
+    except OSError as exc:
+        raise UsageError(f"{file}: cannot read it: {exc}") from None
+    if len(data) > MAX_IMPORT_BYTES:
+        raise UsageError(
+            f"{file}: larger than {MAX_IMPORT_BYTES // 2**20} MiB, far more than a paper sheet: "
+            "check it is the right file, or split the file"
+        )
+    try:
+        return data.decode("utf-8-sig")  # a BOM from spreadsheet exports is fine
+    except UnicodeDecodeError as exc:
+        raise UsageError(f"{file}: cannot read it as UTF-8 text: {exc}") from None
 
 
 def _punch(item: Checked) -> Punch:

@@ -1,4 +1,7 @@
-"""``punchgate punch import``: a paper sheet is checked row by row and stored all or nothing."""
+"""``punchgate punch import``: a paper sheet is checked row by row and stored all or nothing.
+
+Also with the files spreadsheets and editors really write.
+"""
 
 from __future__ import annotations
 
@@ -10,11 +13,13 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from agent.cli.punch import MAX_IMPORT_BYTES
 from agent.localbroker import free_port
 from buffer.outbox import Outbox
 from tests.cli.conftest import GATEWAY, cli
 
 BERLIN = ZoneInfo("Europe/Berlin")
+HEADER = "employee,device,at,state,reason"
 
 
 def local(hours_ago: float) -> str:
@@ -126,3 +131,120 @@ def test_wrong_header_names_the_missing_and_unknown_columns(tmp_path: Path, conf
 def test_missing_file_is_a_usage_error(tmp_path: Path, config: Path) -> None:
     result = cli("punch", "import", str(tmp_path / "nope.csv"), "-c", str(config))
     assert result.code == 2 and "nope.csv: no such file" in result.stderr
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "sheet.csv"
+    path.write_bytes(text.encode("utf-8"))
+    return path
+
+
+def run(path: Path, config: Path) -> tuple[int, str]:
+    result = cli("punch", "import", str(path), "--by", "alice", "-c", str(config))
+    return result.code, result.stdout + result.stderr
+
+
+def test_a_column_named_twice_is_refused_instead_of_taking_one_of_them(
+    tmp_path: Path, config: Path
+) -> None:
+    """Which of two employee columns is the employee? Guessing binds punches to someone else."""
+    path = write(tmp_path, f"employee,employee,device,at,reason\n1042,2001,lobby-1,{local(2)},x\n")
+    code, out = run(path, config)
+    assert code == 2, out
+    assert "line 1: column employee appears more than once" in out
+    assert stored(tmp_path) == []
+
+
+def test_a_sheet_exported_with_semicolons_is_imported(tmp_path: Path, config: Path) -> None:
+    """Spreadsheets in German, French or Dutch locales export CSV with ';' between fields."""
+    path = write(
+        tmp_path,
+        "\ufeffemployee;device;at;state;reason\r\n"
+        f'1042;lobby-1;{local(3)};in;"terminal dead; paper sheet"\r\n'
+        f"1043;lobby-1;{local(3)};out;paper, sheet\r\n",
+    )
+    code, out = run(path, config)
+    assert code == 0, out
+    assert [(r["employee"], r["state"], r["reason"]) for r in stored(tmp_path)] == [
+        ("1042", "in", "terminal dead; paper sheet"),
+        ("1043", "out", "paper, sheet"),
+    ]
+
+
+def test_line_separators_inside_a_field_stay_in_the_field_and_lines_are_counted_as_in_an_editor(
+    tmp_path: Path, config: Path
+) -> None:
+    """Only CR and LF end a line of a CSV file; U+2028 and U+2029 (pasted text) are text."""
+    path = write(
+        tmp_path,
+        f"{HEADER}\n"
+        f"1042,lobby-1,{local(3)},in,terminal\u2028dead\n"  # line 2
+        f'1043,lobby-1,{local(3)},in,"two\nlines"\n'  # lines 3-4
+        f"1044,lobby-1,{local(3)},in,x\u2029y\n"  # line 5
+        "1045,lobby-1,2026-13-10 08:00,in,bad month\n",  # line 6
+    )
+    code, out = run(path, config)
+    assert code == 2, out
+    assert "row 6: cannot read the time '2026-13-10 08:00'" in out
+    assert "field(s)" not in out and "row 7" not in out
+    fixed = path.read_text(encoding="utf-8").replace("2026-13-10 08:00", local(3))
+    path.write_text(fixed, encoding="utf-8", newline="")
+    code, out = run(path, config)
+    assert code == 0, out
+    assert [r["reason"] for r in stored(tmp_path)] == [
+        "terminal\u2028dead",
+        "two\nlines",
+        "x\u2029y",
+        "bad month",
+    ]
+
+
+def test_a_problem_in_a_multi_line_row_names_the_line_the_row_starts_on(
+    tmp_path: Path, config: Path
+) -> None:
+    path = write(
+        tmp_path, f'{HEADER}\n1042,lobby-1,tomorrow,in,"long\nreason\nhere"\n'
+    )  # the row is lines 2-4
+    code, out = run(path, config)
+    assert code == 2 and "row 2: cannot read the time 'tomorrow'" in out, out
+
+
+def test_a_field_beyond_the_csv_limit_is_a_usage_error_with_its_line(
+    tmp_path: Path, config: Path
+) -> None:
+    path = write(
+        tmp_path, f"{HEADER}\n1042,lobby-1,{local(3)},in,ok\n1043,x,y,in,{'z' * 200_000}\n"
+    )
+    code, out = run(path, config)
+    assert code == 2, out
+    assert "line 3: " in out and "field larger than field limit" in out
+    assert stored(tmp_path) == []
+
+
+def test_a_file_far_larger_than_any_paper_sheet_is_refused_unread(
+    tmp_path: Path, config: Path
+) -> None:
+    path = tmp_path / "huge.csv"
+    with path.open("w", encoding="utf-8") as out:
+        out.write(HEADER + "\n")
+        line = f"1042,lobby-1,{local(3)},in,{'x' * 1000}\n"
+        out.write(line * (MAX_IMPORT_BYTES // len(line) + 1))
+    code, text = run(path, config)
+    assert code == 2, text
+    assert f"larger than {MAX_IMPORT_BYTES // 2**20} MiB" in text and "split the file" in text
+    assert stored(tmp_path) == []
+
+
+def test_a_nul_in_a_field_is_refused_with_its_row(tmp_path: Path, config: Path) -> None:
+    """A PostgreSQL backend refuses a NUL in a text: the punch would never be acknowledged."""
+    path = write(
+        tmp_path,
+        f"{HEADER}\n1042,lobby-1,{local(3)},in,ok\n1043,lobby-1,{local(3)},in,paper\x00sheet\n"
+        f"10\x0044,lobby-1,{local(3)},in,ok\n1045,lobby-1,{local(3)},in,a\x0cpage\n",
+    )
+    code, out = run(path, config)
+    assert code == 2, out
+    assert "row 3: the reason 'paper\\x00sheet' contains a control character" in out
+    assert "row 5: the reason 'a\\x0cpage' contains a control character" in out
+    assert "row 4: the employee id '10\\x0044' contains a control character" in out
+    assert stored(tmp_path) == []
