@@ -9,6 +9,7 @@ for terminals that were offline; an online terminal most likely has the punch it
 
 from __future__ import annotations
 
+import bisect
 import getpass
 import os
 import unicodedata
@@ -275,26 +276,35 @@ class ManualValidator:
         return Checked(request, punch, problems, notes)
 
     def check_batch(self, requests: Sequence[ManualRequest]) -> list[Checked]:
-        """Each row checked, plus rows of the same employee too close to each other."""
+        """Each row checked, plus rows of the same employee too close to each other.
+
+        One problem per row, naming the close row earliest in time and counting the others: a row
+        filled down a thousand times in a spreadsheet gives a thousand lines, not half a million.
+        """
         checked = [self.check(r) for r in requests]
         window = timedelta(seconds=self.settings.manual.duplicate_window)
-        seen: dict[str, list[tuple[datetime, ManualRequest]]] = {}
+        seen: dict[str, list[tuple[datetime, int]]] = {}  # earlier rows, by time, then order
         out = []
-        for item in checked:
+        for order, item in enumerate(checked):
             punch = item.punch
             if punch is None or punch.time_utc is None or punch.employee is None:
                 out.append(item)
                 continue
-            extra = [
-                Problem(
-                    f"employee {punch.employee} also has row {other.row} at {other.at} within "
-                    f"{_duration(window)} of this one",
-                    forceable=True,
+            times = seen.setdefault(punch.employee, [])
+            low = bisect.bisect_left(times, (punch.time_utc - window, -1))
+            high = bisect.bisect_right(times, (punch.time_utc + window, len(checked)))
+            extra = []
+            if high > low:
+                other = checked[times[low][1]].request
+                more = f" and {high - low - 1} more row(s)" if high - low > 1 else ""
+                extra.append(
+                    Problem(
+                        f"employee {punch.employee} also has row {other.row} at {other.at}"
+                        f"{more} within {_duration(window)} of this one",
+                        forceable=True,
+                    )
                 )
-                for when, other in seen.get(punch.employee, [])
-                if abs(when - punch.time_utc) <= window
-            ]
-            seen.setdefault(punch.employee, []).append((punch.time_utc, item.request))
+            bisect.insort(times, (punch.time_utc, order))
             out.append(Checked(item.request, punch, item.problems + extra, item.notes))
         return out
 

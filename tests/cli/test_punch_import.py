@@ -248,3 +248,17 @@ def test_a_nul_in_a_field_is_refused_with_its_row(tmp_path: Path, config: Path) 
     assert "row 5: the reason 'a\\x0cpage' contains a control character" in out
     assert "row 4: the employee id '10\\x0044' contains a control character" in out
     assert stored(tmp_path) == []
+
+
+def test_a_row_filled_down_a_thousand_times_gives_one_problem_per_row(
+    tmp_path: Path, config: Path
+) -> None:
+    """A spreadsheet fill-down accident: every row near every other must not print n² lines."""
+    path = write(tmp_path, HEADER + "\n" + f"1042,lobby-1,{local(3)},in,fill down\n" * 1000)
+    code, out = run(path, config)
+    assert code == 2
+    lines = out.splitlines()
+    assert len(lines) <= 1000 + 2, f"{len(lines)} lines for 999 duplicate rows"
+    assert "row 3: employee 1042 also has row 2 at " in out
+    assert "row 1001: employee 1042 also has row 2 at " in out and "and 998 more" in out
+    assert stored(tmp_path) == []
