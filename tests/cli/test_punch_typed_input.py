@@ -3,19 +3,26 @@
 from __future__ import annotations
 
 import json
+import tempfile
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
 
 from agent.localbroker import free_port
+from agent.manual import ManualRequest, ManualValidator, Online, operator_problem
+from agent.mqtt.contract import Contract, punch_payload
 from buffer.outbox import Outbox
+from config import load_settings
 from drivers.zk.simulator import ZkSimulator
-from tests.cli.conftest import GATEWAY, cli
+from tests.cli.conftest import GATEWAY, cli, write_config
 
 BERLIN = ZoneInfo("Europe/Berlin")
+CONTRACT = Contract.load()
 LATIN1_U_UMLAUT = "\udcfc"  # "ü" typed in a Latin-1 terminal: Python's argv keeps the byte so
 
 
@@ -150,3 +157,43 @@ def test_a_terminal_that_answers_but_refuses_the_comm_key_counts_as_online(
     assert refused.code == 2, refused
     assert "device lobby-1 is online" in refused.stderr and "comm key" in refused.stderr
     assert rows(tmp_path) == []
+
+
+class _Offline:
+    """No terminal answers: the online rule never applies in the property below."""
+
+    def __call__(self, device: object) -> Online:
+        return Online(False, "not probed in this test")
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    employee=st.text(min_size=1, max_size=140),
+    reason=st.text(min_size=1, max_size=60),
+    operator=st.text(min_size=1, max_size=30),
+)
+@example(employee="1042\x00", reason="x", operator="alice")
+@example(employee="１０４２", reason="x", operator="alice")
+@example(employee="1042", reason="M\udcfcller", operator="alice")
+@example(employee="10\u0301", reason="x", operator="alice")
+def test_text_a_validation_accepts_is_stored_found_and_within_the_contract(
+    employee: str, reason: str, operator: str
+) -> None:
+    """Whatever the rules let through reaches the backend unchanged, and its employee is found."""
+    with tempfile.TemporaryDirectory() as tmp:
+        config = write_config(
+            Path(tmp) / "punchgate.toml",
+            state_dir=Path(tmp) / "state",
+            devices=[{"id": "lobby-1", "kind": "zk", "host": "127.0.0.1", "port": 1}],
+        )
+        app_settings = load_settings(config)
+        with Outbox.open(Path(tmp) / "outbox.db", GATEWAY) as outbox:
+            validator = ManualValidator(app_settings, outbox, online=_Offline())
+            checked = validator.check(ManualRequest(employee, "lobby-1", local(2), "in", reason))
+            if checked.blocking(force=False) or operator_problem(operator) is not None:
+                return
+            assert checked.punch is not None
+            stored = outbox.add_manual(checked.punch, operator=operator, reason=reason.strip())
+            assert (stored.employee, stored.reason) == (employee.strip(), reason.strip())
+            assert [p.id for p in outbox.list(employee=employee.strip())] == [stored.id]
+            assert CONTRACT.errors("punch", punch_payload(stored, "site")) == []
