@@ -115,11 +115,14 @@ def receivers(broker: LocalMosquitto, db: str) -> Iterator[Callable[..., Receive
     stopped, then their stores closed."""
     made: list[Receiver] = []
 
-    def make(client_id: str = "receiver-1", store: PunchStore | None = None) -> Receiver:
+    def make(
+        client_id: str = "receiver-1", store: PunchStore | None = None, validate: bool = False
+    ) -> Receiver:
         options = MqttOptions(
             urls=(broker.url,), client_id=client_id, reconnect_min=0.02, reconnect_max=0.2
         )
-        receiver = Receiver(options, store or open_store(db), name=client_id).start()
+        store = store or open_store(db)
+        receiver = Receiver(options, store, name=client_id, validate=validate).start()
         wait_for(lambda: receiver.connection.subscribed, timeout=5, what="receiver subscribed")
         made.append(receiver)
         return receiver

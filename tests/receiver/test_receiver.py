@@ -18,6 +18,7 @@ import pytest
 
 from agent.localbroker import LocalMosquitto
 from agent.mqtt import Contract, DeliveryWorker
+from agent.mqtt.contract import encode, punch_payload
 from agent.receiver import Receiver
 from buffer.outbox import Outbox
 from drivers.base import Punch, PunchState, Source, Suspect, VerifyMethod
@@ -234,6 +235,32 @@ def test_a_punch_the_database_refuses_stays_unacknowledged_and_holds_up_nothing_
         wait_for(lambda: f"{GATEWAY}-7" in acked(), timeout=10, what="the next batch acked")
         assert receiver.stats.rejected == 2 * int(refused)
         assert receiver.store.count() == 7 - int(refused)
+    finally:
+        acks.stop()
+
+
+def test_with_contract_validation_one_broken_punch_does_not_take_its_batch_with_it(
+    broker: LocalMosquitto, receivers: Callable[..., Receiver], db: str, outbox: Outbox
+) -> None:
+    outbox.add_punches(make_punches(4))
+    sent = [punch_payload(r, "Berlin HQ") for r in outbox.next_batch(10)]
+    sent[1]["state"] = "sideways"  # not in the contract's enum
+    topic = f"{PREFIX}/{GATEWAY}/punches"
+    acks = Collector(broker.url, [f"{PREFIX}/+/ack"]).start()
+    try:
+        receiver = receivers(validate=True)
+        publish(broker.port, [(topic, encode({"gateway_id": GATEWAY, "punches": sent[:3]}))])
+        acked = lambda: {i for m in acks.messages for i in m.json()["ids"]}  # noqa: E731
+        kept = {sent[0]["id"], sent[2]["id"]}
+        wait_for(lambda: acked() >= kept, timeout=10, what="the valid punches acknowledged")
+        assert _stored_ids(db) == kept and sent[1]["id"] not in acked()
+        assert receiver.stats.rejected == 1
+        # A broken envelope still rejects the whole message; the next one is stored.
+        broken = {"gateway_id": GATEWAY, "punches": sent[3:], "extra": True}
+        publish(broker.port, [(topic, encode(broken))])
+        publish(broker.port, [(topic, encode({"gateway_id": GATEWAY, "punches": sent[2:3]}))])
+        wait_for(lambda: receiver.stats.messages == 3, timeout=10, what="three messages handled")
+        assert receiver.stats.rejected == 2 and _stored_ids(db) == kept
     finally:
         acks.stop()
 
