@@ -25,6 +25,7 @@ import structlog
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
+from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from agent.mqtt.diagnose import build_ssl_context, describe_connack, describe_connect_error
 from agent.mqtt.options import BrokerAddress, MqttOptions
@@ -392,7 +393,7 @@ class MqttConnection:
         packet_limit = state.get("maximum_packet_size")
         self._max_packet = packet_limit if isinstance(packet_limit, int) and packet_limit else None
         if self.subscriptions:
-            client.subscribe(self.subscriptions)
+            client.subscribe(self._subscribe_list())
         self._generation = generation
         self._client = client
         self._broker_url = broker.url
@@ -443,6 +444,22 @@ class MqttConnection:
             return False
         self._backoff.reset()
         return True
+
+    def _subscribe_list(self) -> list[tuple[str, Any]]:
+        """Our subscriptions; on MQTT 5 without the retained messages sent at subscribe time.
+
+        Acks and commands are events, not state: a retained one would be replayed at every
+        connect, and one paho cannot parse (a U+FEFF in a property: paho refuses what MQTT
+        allows) would end every connection before our code sees it, so the gateway would never
+        stay online. On MQTT 3.1.1 retained commands still arrive and are refused (commands.py).
+        """
+        if self.options.protocol != "5":
+            return list(self.subscriptions)
+        never = SubscribeOptions.RETAIN_DO_NOT_SEND
+        return [
+            (topic, SubscribeOptions(qos=qos, retainHandling=never))
+            for topic, qos in self.subscriptions
+        ]
 
     def _loop_once(self, client: mqtt.Client) -> MQTTErrorCode:
         try:
