@@ -52,7 +52,10 @@ def parse_since(text: str, tz: ZoneInfo, now: datetime | None = None) -> datetim
     value = text.strip()
     now = now or datetime.now(UTC)
     if _AGO.match(value):
-        return now - timedelta(seconds=parse_duration(value))
+        try:
+            return now - timedelta(seconds=parse_duration(value))
+        except ValueError as exc:
+            raise UsageError(f"--since {text!r}: {exc}") from None
     try:
         parsed = datetime.fromisoformat(value)
     except ValueError:
@@ -60,7 +63,12 @@ def parse_since(text: str, tz: ZoneInfo, now: datetime | None = None) -> datetim
             f"--since {text!r}: give a date '2026-11-22', a time '2026-11-22 08:00' or a "
             "duration back from now like '2h' or '7d'"
         ) from None
-    return parsed.replace(tzinfo=tz) if parsed.tzinfo is None else parsed
+    local = parsed.replace(tzinfo=tz) if parsed.tzinfo is None else parsed
+    try:
+        return local.astimezone(UTC)
+    except OverflowError:
+        # Year 1 or 9999 a few hours off UTC: before (or after) every punch there can be.
+        return (datetime.min if parsed.year == 1 else datetime.max).replace(tzinfo=UTC)
 
 
 @app.command("list")
