@@ -181,7 +181,7 @@ def export(
         if output is None:
             count = _write(rows, fmt, sys.stdout)
         else:
-            with output.open("w", encoding="utf-8", newline="") as stream:
+            with _create(output) as stream:
                 count = _write(rows, fmt, stream)
     if output is not None:
         typer.echo(f"exported {count} row(s) to {output}", err=True)
@@ -211,6 +211,16 @@ def redeliver(
     typer.echo(f"{count} delivered punch(es) from seq {from_seq} on are pending again")
 
 
+def _create(output: Path) -> TextIO:
+    try:
+        return output.open("w", encoding="utf-8", newline="")
+    except OSError as exc:
+        raise UsageError(
+            f"--output: cannot write {output} ({exc.strerror}); give a file name in a folder "
+            "that exists and that you may write to"
+        ) from None
+
+
 def _write(rows: Iterable[StoredPunch], fmt: ExportFormat, stream: TextIO) -> int:
     count = 0
     if fmt is ExportFormat.JSONL:
@@ -227,9 +237,15 @@ def _write(rows: Iterable[StoredPunch], fmt: ExportFormat, stream: TextIO) -> in
     return count
 
 
+# A spreadsheet runs a cell starting with one of these as a formula (CSV injection).
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
 def _cell(value: Any) -> Any:
     if isinstance(value, list):
-        return ",".join(str(v) for v in value)
+        value = ",".join(str(v) for v in value)
+    if isinstance(value, str) and value.startswith(_FORMULA_START):
+        return "'" + value  # shown as text, never evaluated
     return "" if value is None else value
 
 

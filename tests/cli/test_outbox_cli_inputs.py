@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import io
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -41,3 +43,33 @@ def test_since_year_one_means_everything_and_year_9999_nothing() -> None:
     now = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
     assert parse_since("0001-01-01", BERLIN, now) <= datetime(1, 1, 2, tzinfo=UTC)
     assert parse_since("9999-12-31T23:59-05:00", BERLIN, now) > now
+
+
+def test_export_to_a_directory_or_a_missing_folder_says_so_with_exit_2(
+    tmp_path: Path, config: Path
+) -> None:
+    for target in (tmp_path, tmp_path / "no-such-folder" / "punches.csv"):
+        result = cli("outbox", "export", "-o", str(target), "-c", str(config))
+        assert result.code == 2, result
+        assert f"cannot write {target}" in result.stderr
+
+
+def test_export_csv_neutralises_formula_text_but_keeps_numbers_and_odd_characters(
+    tmp_path: Path, make_config: Callable[..., Path]
+) -> None:
+    config = make_config()
+    reason = '=HYPERLINK("http://x","y"), "quoted"\nsecond line 😀'
+    with Outbox.open(tmp_path / "state" / "outbox.db", GATEWAY) as outbox:
+        outbox.add_punches(
+            [punch("lobby-1", e, 5) for e in ("=1+2", "+49", "-5", "@SUM(A1)", "\t=1", "7")]
+        )
+        outbox.add_manual(punch("lobby-1", "7", 2, Source.MANUAL), operator="al", reason=reason)
+    result = cli("outbox", "export", "--format", "csv", "-c", str(config))
+    assert result.code == 0, result
+    rows = list(csv.DictReader(io.StringIO(result.stdout)))
+    employees = [r["employee"] for r in rows]
+    assert employees == ["'=1+2", "'+49", "'-5", "'@SUM(A1)", "'\t=1", "7", "7"]
+    assert rows[-1]["reason"] == "'" + reason
+    assert rows[0]["utc_offset_minutes"] == "60"
+    jsonl = cli("outbox", "export", "--format", "jsonl", "-c", str(config))
+    assert '"employee": "=1+2"' in jsonl.stdout  # JSON lines are data for programs: unchanged
