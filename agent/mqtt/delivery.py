@@ -215,6 +215,14 @@ class DeliveryWorker:
 
     def on_message(self, generation: int, message: mqtt.MQTTMessage) -> None:
         if message.topic == self.topics.ack:
+            # A retained ack is old news the broker replays at every connect (MQTT 3.1.1 only:
+            # MQTT 5 subscribes with Retain Handling 2); it would mark rows a 'resend' put back.
+            if message.retain:
+                self._log.warning(
+                    "ignoring a retained backend ack; the backend must publish acks unretained",
+                    size=len(message.payload),
+                )
+                return
             self._events.put(("ack", bytes(message.payload)))
         else:
             self.commands.submit(message)
