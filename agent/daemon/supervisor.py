@@ -44,7 +44,7 @@ from agent.mqtt.status import next_boot_counter
 from agent.sdnotify import Notifier
 from buffer.outbox import Outbox
 from config import load_settings
-from config.errors import ConfigError
+from config.errors import PunchgateError
 from config.settings import Settings
 from drivers.base import Driver
 
@@ -137,7 +137,7 @@ class Supervisor:
                     backup_dir=outbox_policy(self.settings).backup_dir,
                 )
             self.boot = next_boot_counter(agent.state_dir)
-            self.delivery = self._build_delivery(self.settings).start()
+            self.delivery = self._start_delivery(self._build_delivery(self.settings))
             self.maintenance = Maintenance(
                 self.outbox,
                 outbox_policy(self.settings),
@@ -172,9 +172,12 @@ class Supervisor:
             options, self.outbox, settings.agent.gateway_id, settings.agent.site, boot=self.boot
         )
         worker.register_command("time-sync", "command-time-sync", self._time_sync.handle)
+        return worker
+
+    def _start_delivery(self, worker: DeliveryWorker) -> DeliveryWorker:
         for snapshot in self.pool.snapshots():
             worker.publish_device_status(snapshot.device_id, device_status_message(snapshot))
-        return worker
+        return worker.start()
 
     def _abort_start(self) -> None:
         self.pool.stop_all(2.0)
@@ -305,8 +308,11 @@ class Supervisor:
                 device = effective.device(device_id)
                 assert device is not None
                 self._factory(effective, device)  # a driver that cannot be built rejects it all
-        except ConfigError as exc:
-            problems = exc.problems or [str(exc)]
+            # Built (not started) before the running one stops: a CA file that cannot be
+            # loaded rejects the reload instead of leaving the daemon without delivery.
+            delivery = self._build_delivery(effective) if plan.mqtt_changed else None
+        except PunchgateError as exc:
+            problems = getattr(exc, "problems", None) or [str(exc)]
             self.log.error(
                 "config_reload_rejected",
                 error=str(exc),
@@ -326,9 +332,10 @@ class Supervisor:
             self.reporter.publish_device(gone)
             self.reporter.forget(snapshot.device_id)
         self.settings = effective
-        if plan.mqtt_changed and self.delivery is not None:
-            self.delivery.stop(timeout)
-            self.delivery = self._build_delivery(effective).start()
+        if delivery is not None:
+            if self.delivery is not None:
+                self.delivery.stop(timeout)
+            self.delivery = self._start_delivery(delivery)
         if plan.outbox_changed and self.maintenance is not None and self.outbox is not None:
             self.maintenance.policy = outbox_policy(effective)
             self.outbox.disk_reserve_bytes = int(effective.outbox.disk_reserve_mb * 2**20)
