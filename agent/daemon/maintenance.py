@@ -172,14 +172,16 @@ class Maintenance:
                 self.report.errors.pop(name, None)
 
     def _backup_due(self) -> bool:
-        backups = list_backups(self.policy.backup_dir)
-        if not backups:
-            return True
         try:
+            backups = list_backups(self.policy.backup_dir)
+            if not backups:
+                return True
             age = self._wall() - backups[0].stat().st_mtime
         except OSError:
-            return True
-        return age >= self.policy.backup_interval
+            return True  # the backup task then fails with its own message, and alone
+        # A backup from the future was written before the clock was set back: its age says
+        # nothing, and waiting for the clock to catch up would mean no backup for that long.
+        return age >= self.policy.backup_interval or age < -CLOCK_JUMP_S
 
     def _backup(self) -> None:
         path = self._outbox.backup_rotating(self.policy.backup_dir, self.policy.backup_keep)
