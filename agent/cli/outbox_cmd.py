@@ -12,7 +12,7 @@ from agent.cli.common import ConfigOption, JsonOption, load, print_json, print_t
 from buffer import Outbox, OutboxStats
 from buffer.integrity import BAD_MARKS
 from config import Settings
-from config.errors import CorruptOutboxError, OutboxError
+from config.errors import CorruptOutboxError, OutboxError, UsageError
 
 app = typer.Typer(
     help="Inspect, check, back up and restore the local outbox.", no_args_is_help=True
@@ -166,8 +166,39 @@ def backup(
             if path.is_dir():
                 stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
                 path = path / f"outbox-{settings.agent.gateway_id}-{stamp}.db"
+            _check_backup_target(path, settings.agent.outbox_path)
             written = outbox.backup(path)
     typer.echo(f"backup written and verified: {written}")
+
+
+_SQLITE_HEADER = b"SQLite format 3\x00"
+
+
+def _check_backup_target(path: Path, outbox_path: Path) -> None:
+    """Refuse a target whose replacement loses data: the live outbox, or a file of another kind.
+
+    The backup is renamed over ``path``: over the outbox the daemon would keep writing to the
+    unlinked old file, and a mistyped path (the config file) would be silently destroyed.
+    """
+    resolved = path.resolve()
+    live = outbox_path.resolve()
+    if resolved in {live, live.with_name(live.name + "-wal"), live.with_name(live.name + "-shm")}:
+        raise UsageError(
+            f"{path} is the outbox itself: give a file elsewhere, ideally on another disk "
+            "(punchgate outbox backup /media/usb/outbox.db)"
+        )
+    if not path.exists():
+        return
+    try:
+        with path.open("rb") as existing:
+            header = existing.read(len(_SQLITE_HEADER))
+    except OSError as exc:
+        raise UsageError(f"cannot read {path} before replacing it ({exc.strerror})") from None
+    if header and header != _SQLITE_HEADER:
+        raise UsageError(
+            f"{path} exists and is not an outbox backup: not replaced; give a new file name "
+            "or a directory"
+        )
 
 
 @app.command("restore")

@@ -73,3 +73,29 @@ def test_export_csv_neutralises_formula_text_but_keeps_numbers_and_odd_character
     assert rows[0]["utc_offset_minutes"] == "60"
     jsonl = cli("outbox", "export", "--format", "jsonl", "-c", str(config))
     assert '"employee": "=1+2"' in jsonl.stdout  # JSON lines are data for programs: unchanged
+
+
+def test_backup_refuses_to_overwrite_the_live_outbox_or_a_file_that_is_no_database(
+    tmp_path: Path, config: Path
+) -> None:
+    live = tmp_path / "state" / "outbox.db"
+    inode = live.stat().st_ino
+    result = cli("outbox", "backup", str(live), "-c", str(config))
+    assert result.code == 2, result
+    assert "is the outbox itself" in result.stderr
+    assert live.stat().st_ino == inode  # the daemon's open file was not replaced
+    before = config.read_bytes()
+    result = cli("outbox", "backup", str(config), "-c", str(config))
+    assert result.code == 2, result
+    assert "is not an outbox backup" in result.stderr
+    assert config.read_bytes() == before
+
+
+def test_backup_over_an_older_backup_replaces_it(tmp_path: Path, config: Path) -> None:
+    target = tmp_path / "usb" / "outbox-site1.db"
+    assert cli("outbox", "backup", str(target), "-c", str(config)).code == 0
+    with Outbox.open(tmp_path / "state" / "outbox.db", GATEWAY) as outbox:
+        outbox.add_punches([punch("dock-1", "9", 1)])
+    assert cli("outbox", "backup", str(target), "-c", str(config)).code == 0
+    with Outbox.open(target, GATEWAY, recover=False) as copy:
+        assert copy.stats().last_seq == 4
