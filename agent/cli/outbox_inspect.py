@@ -71,6 +71,19 @@ def parse_since(text: str, tz: ZoneInfo, now: datetime | None = None) -> datetim
         return (datetime.min if parsed.year == 1 else datetime.max).replace(tzinfo=UTC)
 
 
+def _utf8(value: str | None, name: str) -> str | None:
+    """``value`` if it is text SQLite can hold; argv bytes that were not UTF-8 are not."""
+    if value is not None:
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise UsageError(
+                f"{name} {value!r} is not UTF-8 text: set the terminal (or SSH client) to UTF-8 "
+                "and type it again"
+            ) from None
+    return value
+
+
 @app.command("list")
 def list_punches(
     pending: Annotated[bool, typer.Option("--pending", help="Only undelivered rows.")] = False,
@@ -98,7 +111,11 @@ def list_punches(
     when = None if since is None else parse_since(since, ZoneInfo(settings.agent.timezone))
     with opened_outbox(settings) as outbox:
         rows = outbox.list(
-            pending_only=pending, device=device, employee=employee, since=when, limit=limit
+            pending_only=pending,
+            device=_utf8(device, "--device"),
+            employee=_utf8(employee, "--employee"),
+            since=when,
+            limit=limit,
         )
     if as_json:
         print_json([r.as_dict() for r in rows])
@@ -137,7 +154,7 @@ def show(
     """
     settings = load(config)
     with opened_outbox(settings) as outbox:
-        row = outbox.get(punch_id)
+        row = outbox.get(_utf8(punch_id, "ID") or "")
         if row is None:
             raise UsageError(f"no punch with id {punch_id} in the outbox (see: outbox list)")
         voids = [
@@ -190,7 +207,10 @@ def export(
 @app.command("redeliver")
 def redeliver(
     from_seq: Annotated[
-        int, typer.Option("--from-seq", min=1, help="Re-send delivered rows with seq >= N.")
+        int,
+        typer.Option(
+            "--from-seq", min=1, max=2**63 - 1, help="Re-send delivered rows with seq >= N."
+        ),
     ],
     config: ConfigOption = None,
     as_json: JsonOption = False,

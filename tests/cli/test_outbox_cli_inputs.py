@@ -99,3 +99,20 @@ def test_backup_over_an_older_backup_replaces_it(tmp_path: Path, config: Path) -
     assert cli("outbox", "backup", str(target), "-c", str(config)).code == 0
     with Outbox.open(target, GATEWAY, recover=False) as copy:
         assert copy.stats().last_seq == 4
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["show", "M\udcfcller"],  # a Latin-1 terminal's ü reaches argv as a lone surrogate
+        ["list", "--employee", "M\udcfcller"],
+        ["list", "--device", "lobby-\udcfc"],
+        ["redeliver", "--from-seq", "99999999999999999999999"],
+    ],
+)
+def test_arguments_no_query_can_hold_are_usage_errors_with_exit_2(
+    config: Path, args: list[str]
+) -> None:
+    result = cli("outbox", *args, "-c", str(config))
+    assert result.code == 2, result
+    assert "Traceback" not in result.stderr
