@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import sqlite3
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import structlog
@@ -21,6 +21,13 @@ from config.errors import OutboxError, SchemaTooNewError
 log = structlog.get_logger("punchgate.outbox")
 
 _BACKUP_NAME = re.compile(r"^outbox-(\d{8}T\d{6}\d{6}Z)\.db$")
+_STAMP = "%Y%m%dT%H%M%S%fZ"
+
+# When the sequence counter of the file being replaced cannot be trusted (the tail may be lost,
+# or it is not there to read), the counter jumps by this much so that no number the backend
+# may already have seen is reused. It exceeds the rows a gateway writes between two daily
+# backups by orders of magnitude. Recovery (``buffer/recovery.py``) applies the same jump.
+SEQ_GAP_AFTER_LOSS = 1_000_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,20 +50,7 @@ def backup_to(src: Path, dest: Path) -> Path:
     tmp = dest.with_name(dest.name + ".partial")
     _remove_quietly(tmp)
     try:
-        source = sqlite3.connect(f"file:{src}?mode=ro", uri=True, timeout=10.0)
-        try:
-            target = sqlite3.connect(str(tmp))
-            try:
-                # One step, one read transaction: WAL writers carry on meanwhile, while a
-                # stepwise copy restarts on every concurrent write and may never finish.
-                source.backup(target)
-                # A single self-contained file: no WAL beside the backup.
-                target.execute("PRAGMA journal_mode=DELETE")
-            finally:
-                target.close()
-        finally:
-            source.close()
-        _fsync_file(tmp)
+        _copy_db(src, tmp)
         inspect_backup(tmp)
         os.replace(tmp, dest)
         fsync_dir(dest.parent)
@@ -74,19 +68,47 @@ def backup_rotating(src: Path, directory: Path, keep: int) -> Path:
     """Write ``outbox-<UTC time>.db`` in ``directory`` and delete all but the newest ``keep``."""
     if keep < 1:
         raise ValueError("keep at least one backup")
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
-    dest = backup_to(src, directory / f"outbox-{stamp}.db")
-    for old in list_backups(directory)[keep:]:
+    dest = backup_to(src, directory / f"outbox-{_next_stamp(directory)}.db")
+    # Never the file just written, whatever the names say.
+    for old in [p for p in list_backups(directory) if p != dest][keep - 1 :]:
         old.unlink()  # only our own dated backups, never the outbox or a quarantined file
         log.info("outbox_backup_rotated", removed=str(old))
     return dest
+
+
+def _next_stamp(directory: Path) -> str:
+    """The UTC time now, or just after the newest backup's name if the clock went back.
+
+    Names give the order (newest first is what recovery restores), so they must grow even
+    when the clock is set back (a gateway without RTC, a wrong NTP answer corrected later).
+    """
+    now = datetime.now(UTC)
+    newest = list_backups(directory)[:1]
+    if newest:
+        last = _stamp_of(newest[0])
+        if last is not None and last >= now:
+            try:
+                now = last + timedelta(microseconds=1)
+            except OverflowError:
+                pass  # a name at the end of year 9999: rotation still keeps the new file
+    return now.strftime(_STAMP)
+
+
+def _stamp_of(path: Path) -> datetime | None:
+    match = _BACKUP_NAME.match(path.name)
+    if match is None:
+        return None
+    try:
+        return datetime.strptime(match.group(1), _STAMP).replace(tzinfo=UTC)
+    except ValueError:
+        return None  # digits that are no time (month 13): not a name we wrote
 
 
 def list_backups(directory: Path) -> list[Path]:
     """Backups written by ``backup_rotating``, newest first."""
     if not directory.is_dir():
         return []
-    found = [p for p in directory.iterdir() if _BACKUP_NAME.match(p.name) and p.is_file()]
+    found = [p for p in directory.iterdir() if _stamp_of(p) is not None and p.is_file()]
     return sorted(found, key=lambda p: p.name, reverse=True)
 
 
@@ -147,12 +169,53 @@ def move_aside(db_path: Path, label: str) -> list[Path]:
     return moved
 
 
-def install_copy(src: Path, dest: Path) -> None:
-    """Copy ``src`` to ``dest`` via a fsynced temporary file and an atomic rename."""
-    tmp = dest.with_name(dest.name + ".restoring")
-    shutil.copyfile(src, tmp)
+def _copy_db(src: Path, tmp: Path, seq_at_least: int = 0) -> None:
+    """Copy the database ``src`` (with what its WAL holds) to the new file ``tmp``, fsynced.
+
+    The backup API, not a file copy: a file copy leaves behind the commits still in the WAL.
+    ``seq_at_least`` raises the copy's sequence counter.
+    """
+    source = sqlite3.connect(f"file:{src}?mode=ro", uri=True, timeout=10.0)
+    try:
+        target = sqlite3.connect(str(tmp), isolation_level=None)
+        try:
+            # One step, one read transaction: WAL writers carry on meanwhile, while a
+            # stepwise copy restarts on every concurrent write and may never finish.
+            source.backup(target)
+            # A single self-contained file: no WAL beside the copy.
+            target.execute("PRAGMA journal_mode=DELETE")
+            if seq_at_least:
+                target.execute(
+                    "UPDATE counters SET value = max(value, ?) WHERE name = 'seq'",
+                    (seq_at_least,),
+                )
+        finally:
+            target.close()
+    finally:
+        source.close()
     _fsync_file(tmp)
-    os.replace(tmp, dest)
+
+
+def install_copy(
+    src: Path, dest: Path, seq_at_least: int = 0, before: Callable[[], object] = lambda: None
+) -> None:
+    """Copy ``src`` to ``dest`` via a fsynced temporary file and an atomic rename.
+
+    ``before`` runs once the copy is complete, just before the rename (restore moves the old
+    file aside there, so a failed copy leaves the outbox where it was).
+    """
+    tmp = dest.with_name(dest.name + ".restoring")
+    _remove_quietly(tmp)
+    try:
+        _copy_db(src, tmp, seq_at_least)
+        before()
+        os.replace(tmp, dest)
+    except sqlite3.Error as exc:
+        _remove_quietly(tmp)
+        raise translate(exc, dest, f"restoring {src}") from exc
+    except BaseException:
+        _remove_quietly(tmp)
+        raise
     fsync_dir(dest.parent)
 
 
@@ -161,14 +224,25 @@ def restore_file(src: Path, dest: Path) -> Path:
 
     Refused while any process has ``dest`` open. An existing ``dest`` (and its WAL, which
     would otherwise be replayed onto the restored file) is moved aside, never deleted.
+    The sequence counter never goes back: it continues from the replaced file's counter, or
+    jumps by ``SEQ_GAP_AFTER_LOSS`` when that cannot be read (no file, a damaged one), since
+    the backend may have seen numbers given out after the backup was taken.
     """
     info = inspect_backup(src)
     dest.parent.mkdir(parents=True, exist_ok=True)
     lock = OutboxLock(dest)
     try:
         lock.try_exclusive("restore the outbox")
-        moved = move_aside(dest, "replaced") if dest.exists() else []
-        install_copy(src, dest)
+        given_out = _seq_counter(dest)
+        if given_out is None:
+            given_out = info.last_seq + SEQ_GAP_AFTER_LOSS
+        moved: list[Path] = []
+        install_copy(
+            src,
+            dest,
+            seq_at_least=given_out,
+            before=lambda: moved.extend(move_aside(dest, "replaced") if dest.exists() else []),
+        )
     finally:
         lock.close()
     inspect_backup(dest)
@@ -181,6 +255,30 @@ def restore_file(src: Path, dest: Path) -> Path:
         moved_aside=[str(p) for p in moved],
     )
     return dest
+
+
+def _seq_counter(db: Path) -> int | None:
+    """The sequence counter of an outbox file (with its WAL), None when it cannot be read.
+
+    The caller holds the exclusive lock. A read-only connection creates an empty WAL and
+    index where there were none: those are removed again, the file stays as it was found.
+    """
+    if not db.is_file():
+        return None
+    sidecars = [p for p in (wal_path(db), shm_path(db)) if not p.exists()]
+    row = None
+    try:
+        conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+        try:
+            row = conn.execute("SELECT value FROM counters WHERE name = 'seq'").fetchone()
+        finally:
+            conn.close()
+    except sqlite3.Error:
+        pass
+    finally:
+        for path in sidecars:
+            _remove_quietly(path)
+    return row[0] if row is not None and type(row[0]) is int else None
 
 
 def _fsync_file(path: Path) -> None:

@@ -14,7 +14,7 @@ from typing import Any
 import structlog
 
 from buffer import ledger
-from buffer.backup import install_copy, move_aside, newest_good_backup
+from buffer.backup import SEQ_GAP_AFTER_LOSS, install_copy, move_aside, newest_good_backup
 from buffer.database import connect, wal_path, write_transaction
 from buffer.integrity import sqlite_problems, wal_cut_short
 from buffer.lockfile import OutboxLock
@@ -24,11 +24,6 @@ from buffer.schema import migrate
 from config.errors import CorruptOutboxError
 
 log = structlog.get_logger("punchgate.outbox")
-
-# When the damaged file's sequence counter cannot be trusted (the tail may be lost), the
-# counter jumps by this much so that no number the backend may already have seen is reused.
-# It exceeds the rows a gateway writes between two daily backups by orders of magnitude.
-SEQ_GAP_AFTER_LOSS = 1_000_000
 
 RECOVERY_STEPS = (
     "To recover: stop every punchgate process using it, then start punchgate again (opening "

@@ -23,9 +23,12 @@ def prune(
     Each round is its own short transaction so the delivery worker and device workers are
     never blocked for long. The ``seq`` counter is untouched: numbers are never reused.
     """
-    if retention_days < 0 or batch < 1:
+    if not retention_days >= 0 or batch < 1:  # "not >=" also refuses NaN
         raise ValueError("retention_days must be >= 0 and batch >= 1")
-    cutoff = iso_utc(now - timedelta(days=retention_days))
+    try:
+        cutoff = iso_utc(now - timedelta(days=retention_days))
+    except OverflowError:
+        return 0  # "keep for a million days": the cutoff lies before year 1, nothing is older
     total = 0
     for _ in range(_MAX_ROUNDS):
         with write_transaction(conn, path, "pruning delivered punches"):
