@@ -380,9 +380,9 @@ class Drain:
         """Encode a page into batches of at most ``batch_size`` punches and about ``batch_bytes``.
 
         A broker that announced a smaller Maximum Packet Size caps the bytes: a larger batch
-        would get us disconnected and re-sent forever. A row that cannot be encoded is recorded
-        as failed and skipped (it stays pending, and shows as a gap) rather than blocking every
-        row behind it.
+        would get us disconnected and re-sent forever. A row that cannot be encoded, or that
+        alone is larger than the broker accepts, is recorded as failed and skipped (it stays
+        pending, and shows as a gap) rather than blocking every row behind it.
         """
         opts = self.options
         limit = self._payload_limit()
@@ -401,13 +401,18 @@ class Drain:
                 )
             else:
                 return out
-        return out + self._pack(seqs[start:], ids[start:], parts[start:], max_bytes)
+        return out + self._pack(seqs[start:], ids[start:], parts[start:], max_bytes, limit)
 
     def _body(self, parts: list[bytes]) -> bytes:
         return self._head + b",".join(parts) + b"]}"
 
     def _pack(
-        self, page_seqs: list[int], page_ids: list[str], page_parts: list[bytes], max_bytes: int
+        self,
+        page_seqs: list[int],
+        page_ids: list[str],
+        page_parts: list[bytes],
+        max_bytes: int,
+        limit: int | None,
     ) -> list[Batch]:
         """Rows into batches one by one: by bytes, and encoding in Python what SQL could not."""
         batch_size = self.options.batch_size
@@ -424,6 +429,16 @@ class Drain:
                     self._skip(seq, punch_id, f"cannot encode punch seq {seq}: {exc!r}")
                     continue
             length = len(part) + 1
+            if limit is not None and len(self._head) + 2 + length > limit:
+                # Alone in a batch it would still cost the connection at every attempt.
+                self._skip(
+                    seq,
+                    punch_id,
+                    f"punch seq {seq} ({length} bytes of JSON) is larger than the broker's "
+                    f"maximum packet size allows ({limit} bytes): raise max_packet_size on "
+                    "the broker",
+                )
+                continue
             if seqs and (len(seqs) >= batch_size or size + length > max_bytes):
                 out.append((seqs, ids, self._body(parts)))
                 seqs, ids, parts, size = [], [], [], len(self._head) + 2

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
@@ -11,7 +13,9 @@ from paho.mqtt.enums import CallbackAPIVersion
 from agent.localbroker import LocalMosquitto
 from agent.mqtt import DeliveryWorker
 from buffer.outbox import Outbox
+from drivers.base import Suspect
 from tests.mqtt.conftest import GATEWAY, PREFIX, fast_options, make_punches, punches_in
+from tests.mqtt.test_delivery import _SmallPacketMosquitto
 from tests.support.mqtt import Collector
 from tests.support.wait import wait_for
 
@@ -46,3 +50,31 @@ def test_a_retained_backend_ack_is_not_an_acknowledgement_on_mqtt_311(
     _publish(broker.port, f"{PREFIX}/{GATEWAY}/ack", {"ids": ids[:1]})
     wait_for(lambda: worker.status().delivered >= 1, timeout=5, what="the live ack recorded")
     assert outbox.stats().pending == 4, "only the live ack counts"
+
+
+def test_a_punch_larger_than_the_brokers_packet_limit_waits_alone_and_the_rest_arrive(
+    tmp_path: Path, outbox: Outbox, workers: Workers
+) -> None:
+    # A serial line of garbage kept as raw bytes: one punch bigger than the broker accepts.
+    # Sent, it would cost the connection every time and hold back every punch behind it.
+    punches = make_punches(5)
+    punches[1] = replace(punches[1], suspect=frozenset({Suspect.TIME_INVALID}), raw=b"x" * 5000)
+    outbox.add_punches(punches)
+    broker = _SmallPacketMosquitto(tmp_path / "small-broker").start()
+    try:
+        collector = Collector(broker.url, [f"{PREFIX}/{GATEWAY}/punches"]).start()
+        try:
+            worker = workers(fast_options(broker.url), outbox)
+            collector.wait(
+                lambda ms: {p["seq"] for p in punches_in(ms)} >= {1, 3, 4, 5},
+                what="the punches around the oversized one",
+            )
+            wait_for(lambda: outbox.stats().pending == 1, timeout=5, what="4 delivered")
+            (row,) = outbox.next_batch(5)
+            assert row.seq == 2
+            assert "packet" in (row.last_error or ""), row.last_error
+            assert worker.status().connects == 1, "the oversized punch cost a reconnect"
+        finally:
+            collector.stop()
+    finally:
+        broker.stop()
