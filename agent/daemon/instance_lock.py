@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import pwd
 from pathlib import Path
 
 from config.errors import UsageError
@@ -25,6 +26,7 @@ class InstanceLock:
 
     def acquire(self) -> InstanceLock:
         """Take the lock or raise ``UsageError`` naming the pid that holds it."""
+        refuse_root_in_foreign_dir(self.path.parent)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o640)
         try:
@@ -47,3 +49,28 @@ class InstanceLock:
         if fd is not None:
             with contextlib.suppress(OSError):
                 os.close(fd)
+
+
+def refuse_root_in_foreign_dir(state_dir: Path) -> None:
+    """Raise ``UsageError`` when root would run in a state dir that belongs to another user.
+
+    Everything root creates there (outbox and its WAL, lock, status, backups) would be owned by
+    root, and the service account could not open it: the service fails at its next start.
+    """
+    if os.geteuid() != 0:
+        return
+    try:
+        owner = Path(state_dir).stat().st_uid
+    except FileNotFoundError:
+        return
+    if owner == 0:
+        return
+    try:
+        name = pwd.getpwuid(owner).pw_name
+    except KeyError:
+        name = str(owner)
+    raise UsageError(
+        f"{state_dir} belongs to user {name}, and this daemon runs as root: the files it would "
+        f"create there could not be opened by {name}'s service; start the service "
+        f"(systemctl start punchgate) or run it as that user (sudo -u {name} punchgate run)"
+    )
