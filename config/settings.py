@@ -194,7 +194,7 @@ class MqttSettings(_Section):
 class OutboxSettings(_Section):
     """``[outbox]``: retention, backups and the free-disk reserve."""
 
-    retention_days: float = Field(default=30, ge=0)
+    retention_days: float = Field(default=30, ge=0, le=36500, allow_inf_nan=False)  # a century
     disk_reserve_mb: float = Field(default=100, ge=0)
     backup_dir: AbsolutePath | None = None  # default: {state_dir}/backups
     backup_keep: int = Field(default=7, ge=1, le=365)

@@ -187,3 +187,15 @@ def test_an_encoding_that_cannot_read_names_or_lines_is_refused_by_the_check(
 def test_ascii_compatible_encodings_are_accepted(tmp_path: Path, encoding: str) -> None:
     device = f'[[devices]]\nid = "d"\nkind = "zk"\nhost = "10.0.0.20"\nencoding = "{encoding}"\n'
     assert load_settings(write(tmp_path, MINIMAL + device), env={}).devices[0].encoding == encoding
+
+
+@pytest.mark.parametrize("value", ["inf", "nan", "1e9", "36501"])
+def test_retention_beyond_a_century_or_not_a_number_is_refused(tmp_path: Path, value: str) -> None:
+    """ "Keep forever" written as inf or a huge number crashed the daemon's pruning."""
+    (problem,) = problems_of(one_key(tmp_path, "outbox", f"retention_days = {value}"))
+    assert "outbox.retention_days" in problem
+
+
+def test_retention_of_a_century_is_accepted(tmp_path: Path) -> None:
+    path = one_key(tmp_path, "outbox", "retention_days = 36500")
+    assert load_settings(path, env={}).outbox.retention_days == 36500
