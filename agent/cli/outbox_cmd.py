@@ -9,6 +9,7 @@ from typing import Annotated, Any
 import typer
 
 from agent.cli.common import ConfigOption, JsonOption, load, print_json, print_table
+from agent.cli.outbox_access import explained_permissions
 from buffer import Outbox, OutboxStats
 from buffer.integrity import BAD_MARKS
 from config import Settings
@@ -25,19 +26,20 @@ _BUSY_TIMEOUT = 15.0
 def _open(settings: Settings) -> Outbox:
     """The configured outbox; CLI commands diagnose damage but leave repair to the service."""
     path = settings.agent.outbox_path
-    if not path.exists():
-        raise OutboxError(
-            f"no outbox at {path}: the service creates it when it first starts "
-            "(systemctl start punchgate); check agent.state_dir in the config"
+    with explained_permissions(path):
+        if not path.exists():
+            raise OutboxError(
+                f"no outbox at {path}: the service creates it when it first starts "
+                "(systemctl start punchgate); check agent.state_dir in the config"
+            )
+        return Outbox.open(
+            path,
+            settings.agent.gateway_id,
+            disk_reserve_bytes=int(settings.outbox.disk_reserve_mb * 2**20),
+            busy_timeout=_BUSY_TIMEOUT,
+            backup_dir=_backup_dir(settings),
+            recover=False,
         )
-    return Outbox.open(
-        path,
-        settings.agent.gateway_id,
-        disk_reserve_bytes=int(settings.outbox.disk_reserve_mb * 2**20),
-        busy_timeout=_BUSY_TIMEOUT,
-        backup_dir=_backup_dir(settings),
-        recover=False,
-    )
 
 
 def _backup_dir(settings: Settings) -> Path:

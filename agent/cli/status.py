@@ -7,6 +7,7 @@ from typing import Any
 import typer
 
 from agent.cli.common import ConfigOption, JsonOption, load, print_json, print_table
+from agent.cli.outbox_access import explained_permissions
 from agent.daemon.status_file import read_status, status_path
 from buffer.outbox import Outbox
 from config.errors import UsageError
@@ -56,11 +57,15 @@ def _why_not_running(settings: Settings, live: dict[str, Any] | None) -> str:
 
 def _outbox_view(settings: Settings) -> dict[str, Any]:
     path = settings.agent.outbox_path
-    if not path.exists():
-        return {"outbox": None, "message": f"no outbox at {path} yet: the daemon never ran here"}
-    # recover=False: a status command must never move files; a damaged outbox is reported.
-    with Outbox.open(path, settings.agent.gateway_id, recover=False) as box:
-        return {"outbox": box.stats().as_dict()}
+    with explained_permissions(path):
+        if not path.exists():
+            return {
+                "outbox": None,
+                "message": f"no outbox at {path} yet: the daemon never ran here",
+            }
+        # recover=False: a status command must never move files; a damaged outbox is reported.
+        with Outbox.open(path, settings.agent.gateway_id, recover=False) as box:
+            return {"outbox": box.stats().as_dict()}
 
 
 def _age(seconds: float | None) -> str:
