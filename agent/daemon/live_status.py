@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from agent.daemon.device_state import DeviceSnapshot, DeviceState
+from agent.daemon.status_file import process_start
 from agent.mqtt.status import DeviceStatus
 
 LAST_ERRORS = 20  # how many recent errors the status file keeps
@@ -119,6 +120,7 @@ def status_document(
     return {
         "state": state,
         "pid": os.getpid(),
+        "pid_start": process_start(os.getpid()),  # tells a reused pid from this process
         "started_at": started_at,
         "updated_at": datetime.fromtimestamp(now, UTC).isoformat(timespec="seconds"),
         "updated_unix": round(now, 3),

@@ -67,6 +67,28 @@ def pid_alive(pid: int) -> bool:
     return True
 
 
+def process_start(pid: int) -> int | None:
+    """When ``pid`` started, in clock ticks since boot (``/proc``); None when it cannot be read.
+
+    With the pid it names one process: a pid the kernel handed to another program after the
+    daemon died has another start time. Ticks since boot ignore wall clock jumps.
+    """
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text(encoding="ascii", errors="replace")
+        # Field 22; the command name (field 2, in parentheses) may itself hold spaces or ")".
+        return int(text[text.rindex(")") + 2 :].split()[19])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _same_process(pid: int, started: object) -> bool:
+    """False only when ``pid`` is known to belong to another process than the writer."""
+    if not isinstance(started, int):
+        return True  # written before pid_start existed, or /proc was not readable
+    now = process_start(pid)
+    return now is None or now == started
+
+
 def read_status(state_dir: Path, *, now: float | None = None) -> dict[str, Any] | None:
     """The last status written, with ``fresh``, ``pid_alive``, ``running`` and ``age_s`` added.
 
@@ -86,7 +108,8 @@ def read_status(state_dir: Path, *, now: float | None = None) -> dict[str, Any] 
     interval = float(data.get("interval_s") or 15.0)
     age = now - float(written) if isinstance(written, int | float) else None
     fresh = age is not None and age <= interval * STALE_AFTER_INTERVALS + STALE_SLACK_S
-    alive = isinstance(data.get("pid"), int) and pid_alive(int(data["pid"]))
+    pid = data.get("pid")
+    alive = isinstance(pid, int) and pid_alive(pid) and _same_process(pid, data.get("pid_start"))
     data["age_s"] = None if age is None else round(max(age, 0.0), 1)
     data["fresh"] = fresh
     data["pid_alive"] = alive
