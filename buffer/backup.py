@@ -16,7 +16,7 @@ from buffer.database import fsync_dir, shm_path, translate, wal_path
 from buffer.integrity import sqlite_problems
 from buffer.lockfile import OutboxLock
 from buffer.schema import SCHEMA_VERSION, too_new_message, user_version
-from config.errors import OutboxError, SchemaTooNewError
+from config.errors import OutboxError, SchemaTooNewError, UsageError
 
 log = structlog.get_logger("punchgate.outbox")
 
@@ -38,6 +38,7 @@ class BackupInfo:
     schema_version: int
     last_seq: int
     rows: int
+    gateways: tuple[str, ...] = ()  # the gateway ids its punches carry (none when empty)
 
 
 def backup_to(src: Path, dest: Path) -> Path:
@@ -131,11 +132,20 @@ def inspect_backup(path: Path) -> BackupInfo:
             raise OutboxError(f"{path} is not a punchgate outbox (no schema version)")
         last_seq = conn.execute("SELECT value FROM counters WHERE name = 'seq'").fetchone()[0]
         rows = conn.execute("SELECT count(*) FROM punches").fetchone()[0]
+        gateways = tuple(
+            str(r[0]) for r in conn.execute("SELECT DISTINCT gateway_id FROM punches ORDER BY 1")
+        )
     except sqlite3.Error as exc:
         raise OutboxError(f"backup {path} is not a readable punchgate outbox: {exc}") from exc
     finally:
         conn.close()
-    return BackupInfo(path=path, schema_version=version, last_seq=int(last_seq), rows=int(rows))
+    return BackupInfo(
+        path=path,
+        schema_version=version,
+        last_seq=int(last_seq),
+        rows=int(rows),
+        gateways=gateways,
+    )
 
 
 def newest_good_backup(directory: Path) -> BackupInfo | None:
@@ -219,7 +229,7 @@ def install_copy(
     fsync_dir(dest.parent)
 
 
-def restore_file(src: Path, dest: Path) -> Path:
+def restore_file(src: Path, dest: Path, gateway_id: str | None = None) -> Path:
     """Restore backup ``src`` as the outbox ``dest`` after verifying it.
 
     Refused while any process has ``dest`` open. An existing ``dest`` (and its WAL, which
@@ -229,6 +239,14 @@ def restore_file(src: Path, dest: Path) -> Path:
     the backend may have seen numbers given out after the backup was taken.
     """
     info = inspect_backup(src)
+    foreign = [g for g in info.gateways if g != gateway_id]
+    if gateway_id is not None and foreign:
+        # Its punches would be sent under this gateway's topic with another gateway's id: the
+        # backend refuses them, and they would stay pending here forever.
+        raise UsageError(
+            f"backup {src} holds punches of gateway {', '.join(foreign)}, not {gateway_id}: "
+            "restore a backup of this gateway (its backups are in the backup directory)"
+        )
     dest.parent.mkdir(parents=True, exist_ok=True)
     lock = OutboxLock(dest)
     try:

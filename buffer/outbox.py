@@ -373,9 +373,12 @@ class Outbox(DeliveryMethods):
         return backup_rotating(self.path, Path(directory), keep)
 
     @staticmethod
-    def restore(src: Path, dest: Path) -> Path:
-        """Replace ``dest`` by a verified copy of backup ``src``; the old file is moved aside."""
-        return restore_file(Path(src), Path(dest))
+    def restore(src: Path, dest: Path, gateway_id: str | None = None) -> Path:
+        """Replace ``dest`` by a verified copy of backup ``src``; the old file is moved aside.
+
+        With ``gateway_id``, a backup holding another gateway's punches is refused.
+        """
+        return restore_file(Path(src), Path(dest), gateway_id)
 
     def check(self, full: bool = True) -> builtins.list[str]:
         """Problems found by ``integrity_check`` (or ``quick_check``), counter and mark audits."""

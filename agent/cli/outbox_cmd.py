@@ -222,7 +222,7 @@ def restore(
             "current file, which is kept beside it.",
             abort=True,
         )
-    Outbox.restore(path, dest)
+    Outbox.restore(path, dest, settings.agent.gateway_id)
     typer.echo(
         f"restored {path} to {dest}; the previous file (if any) was kept as "
         f"{dest.name}.replaced-<time>. Start punchgate again: terminals are re-read from the "

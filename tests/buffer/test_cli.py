@@ -122,3 +122,18 @@ def test_restore_refuses_while_the_outbox_is_open(config: Path, db: Path, tmp_pa
         box.backup(copy)
         out = cli("outbox", "restore", str(copy), "--yes", "--config", str(config))
     assert out.code == 5 and "Stop it first" in out.stderr
+
+
+def test_restore_refuses_another_gateways_backup_and_keeps_the_outbox(
+    config: Path, db: Path, tmp_path: Path
+) -> None:
+    """Its punches would go out under this gateway's topic with another gateway's id: the
+    backend refuses them and they would stay pending forever."""
+    other = tmp_path / "other" / "outbox.db"
+    with Outbox.open(other, "gw-other") as box:
+        box.add_punches(punches(0, 3))
+        box.backup(tmp_path / "other.db")
+    before = db.read_bytes()
+    out = cli("outbox", "restore", str(tmp_path / "other.db"), "--yes", "--config", str(config))
+    assert out.code == 2 and "gw-other" in out.stderr and GATEWAY in out.stderr
+    assert db.read_bytes() == before and not list(db.parent.glob("outbox.db.replaced-*"))
