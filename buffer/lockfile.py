@@ -71,7 +71,13 @@ class OutboxLock:
 
     def _open(self) -> int:
         if self._fd is None:
-            self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+            try:
+                self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+            except OSError as exc:  # e.g. run as a user who may not write the state directory
+                raise OutboxError(
+                    f"{self.path}: cannot open the outbox lock: {exc.strerror}; run as the "
+                    "service user (sudo -u punchgate ...) or fix the state directory's owner"
+                ) from exc
             adopt_directory_owner(self._fd, self.path.parent)
         return self._fd
 

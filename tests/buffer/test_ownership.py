@@ -6,7 +6,10 @@ import os
 import pwd
 from pathlib import Path
 
+import pytest
+
 from buffer import Outbox
+from config.errors import OutboxError
 
 
 def test_new_outbox_files_belong_to_the_state_directory_owner(tmp_path: Path) -> None:
@@ -33,3 +36,13 @@ def test_files_in_a_root_owned_directory_stay_with_their_creator(tmp_path: Path)
         assert (tmp_path / "outbox.db").stat().st_uid == os.geteuid()
     finally:
         ob.close()
+
+
+def test_a_lock_file_that_cannot_be_opened_is_an_outbox_error_saying_what_to_do(
+    tmp_path: Path,
+) -> None:
+    """What a technician gets running as a user who may not write the state directory (here a
+    directory stands where the lock file goes: root ignores permissions)."""
+    (tmp_path / "outbox.db.lock").mkdir()
+    with pytest.raises(OutboxError, match=r"cannot open the outbox lock.*service user"):
+        Outbox.open(tmp_path / "outbox.db", "gw-1")
