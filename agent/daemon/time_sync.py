@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
+from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from typing import TYPE_CHECKING, Any
+from zoneinfo import ZoneInfo
 
 from agent.daemon.device_state import set_clock
 from agent.daemon.device_worker import LIVE_CHUNK_S, DeviceWorker
 from agent.mqtt.commands import CommandFailed
+from drivers.base import Driver
 
 if TYPE_CHECKING:
     from agent.daemon.device_pool import DevicePool
@@ -29,19 +34,26 @@ class TimeSync:
             workers = [worker]
         else:
             workers = self._pool.workers()
-        results = {w.device_id: self._one(w) for w in workers}
+        # Every job is queued before any is waited for: the devices set their clocks in
+        # parallel, and one that hangs costs its own bound once, not one bound per device.
+        started = time.monotonic()
+        pending = [(w, w.submit(self._job(w.tz))) for w in workers]
+        results = {w.device_id: self._wait(w, future, started) for w, future in pending}
         if target is not None and not results[target]["ok"]:
             raise CommandFailed(f"{target}: {results[target]['error']}")
         return {"devices": results}
 
     @staticmethod
-    def _one(worker: DeviceWorker) -> dict[str, Any]:
-        tz = worker.tz
-        future = worker.submit(lambda driver: set_clock(driver, tz))
+    def _job(tz: ZoneInfo) -> Callable[[Driver], dict[str, Any]]:
+        return lambda driver: set_clock(driver, tz)
+
+    @staticmethod
+    def _wait(worker: DeviceWorker, future: Future[Any], started: float) -> dict[str, Any]:
         # The worker may be mid-poll or mid-slice of live capture before it picks the job up.
         wait = worker.device.timeout * 3 + LIVE_CHUNK_S
         try:
-            result: dict[str, Any] = future.result(timeout=wait)
+            left = max(0.0, started + wait - time.monotonic())
+            result: dict[str, Any] = future.result(timeout=left)
         except FutureTimeout:
             return {"ok": False, "error": f"the device did not answer within {wait:.0f}s"}
         except Exception as exc:  # noqa: BLE001 - each device's outcome is reported, not raised

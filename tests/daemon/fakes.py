@@ -33,6 +33,7 @@ class FakeTerminal:
         self.auth_fails = False
         self.hang = threading.Event()  # set: read_new blocks until released
         self.release = threading.Event()
+        self.hanging = threading.Event()  # set while read_new is blocked by ``hang``
         self.opens = 0
         self.clock_offset = timedelta(0)
         self.clock_set_to: datetime | None = None
@@ -105,6 +106,7 @@ class FakeDriver:
     ) -> tuple[list[Punch], dict[str, object]]:
         self._check()
         if self.terminal.hang.is_set():
+            self.terminal.hanging.set()
             self.terminal.release.wait(30)
         start = int(watermark.get("n", 0)) if watermark else 0  # type: ignore[call-overload]
         log = list(self.terminal.log)
