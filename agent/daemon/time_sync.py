@@ -17,12 +17,15 @@ from drivers.base import Driver
 if TYPE_CHECKING:
     from agent.daemon.device_pool import DevicePool
 
+MAX_WAIT_S = 30.0  # the longest a time-sync command waits for the terminals
+
 
 class TimeSync:
     """Command handler: ``{"device_id": "lobby-1"}`` or ``{}`` for every running device."""
 
-    def __init__(self, pool: DevicePool) -> None:
+    def __init__(self, pool: DevicePool, *, max_wait: float = MAX_WAIT_S) -> None:
         self._pool = pool
+        self._max_wait = max_wait
 
     def handle(self, request: dict[str, Any]) -> dict[str, Any]:
         target = request.get("device_id")
@@ -47,15 +50,20 @@ class TimeSync:
     def _job(tz: ZoneInfo) -> Callable[[Driver], dict[str, Any]]:
         return lambda driver: set_clock(driver, tz)
 
-    @staticmethod
-    def _wait(worker: DeviceWorker, future: Future[Any], started: float) -> dict[str, Any]:
+    def _wait(self, worker: DeviceWorker, future: Future[Any], started: float) -> dict[str, Any]:
         # The worker may be mid-poll or mid-slice of live capture before it picks the job up.
-        wait = worker.device.timeout * 3 + LIVE_CHUNK_S
+        # Capped: commands run one at a time, and a slow link's timeout (up to 300 s) would
+        # hold every command behind this one for a quarter of an hour.
+        wait = min(worker.device.timeout * 3 + LIVE_CHUNK_S, self._max_wait)
         try:
             left = max(0.0, started + wait - time.monotonic())
             result: dict[str, Any] = future.result(timeout=left)
         except FutureTimeout:
-            return {"ok": False, "error": f"the device did not answer within {wait:.0f}s"}
+            return {
+                "ok": False,
+                "error": f"the device did not answer within {wait:g}s; its clock is set when "
+                "it answers (see its status), or send time-sync again",
+            }
         except Exception as exc:  # noqa: BLE001 - each device's outcome is reported, not raised
             return {"ok": False, "error": str(exc) or type(exc).__name__}
         return result

@@ -5,8 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from agent.daemon.device_state import DeviceState
+from agent.daemon.time_sync import MAX_WAIT_S, TimeSync
 from agent.localbroker import LocalMosquitto
+from agent.mqtt.commands import CommandFailed
 from tests.daemon.fakes import FakeFleet
 from tests.daemon.harness import GATEWAY, PREFIX, running, write_config, zk_device
 from tests.support.mqtt import Collector
@@ -57,3 +61,27 @@ def test_time_sync_of_every_device_sets_the_answering_ones_while_another_hangs(
             }
     finally:
         sub.stop()
+
+
+def test_time_sync_waits_at_most_its_cap_for_a_slow_link_and_the_clock_is_set_later(
+    tmp_path: Path, broker: LocalMosquitto
+) -> None:
+    fleet = FakeFleet()
+    # timeout 300 (a slow link): uncapped, one hung terminal held every command for 902 s.
+    devices = [zk_device("a-1", poll_interval=1, timeout=300)]
+    config = write_config(tmp_path / "pg.toml", tmp_path / "state", broker.url, devices)
+    with running(config, fleet.factory) as handle:
+        sup = handle.supervisor
+        wait_for(
+            lambda: (w := sup.pool.get("a-1")) and w.snapshot().state == DeviceState.ONLINE,
+            timeout=10,
+            what="a-1 online",
+        )
+        fleet.terminal("a-1").hang.set()
+        fleet.terminal("a-1").hanging.wait(10)
+        with pytest.raises(CommandFailed, match=r"did not answer within 0\.5s; its clock is set"):
+            TimeSync(sup.pool, max_wait=0.5).handle({"device_id": "a-1"})
+        assert fleet.terminal("a-1").clock_set_to is None
+        fleet.terminal("a-1").release.set()
+        wait_for(lambda: fleet.terminal("a-1").clock_set_to, timeout=10, what="the clock set")
+    assert MAX_WAIT_S <= 60  # a ping queued behind time-sync waits well under minutes
