@@ -52,6 +52,7 @@ log = structlog.get_logger("punchgate.daemon")
 
 DELIVERY_STATUS_INTERVAL_S = 60.0  # retained gateway status refresh on the broker
 MAX_TICK_S = 5.0  # the main loop looks at timers at least this often
+MAX_REQUESTS_PER_TICK = 10_000  # requests taken in one go (signals queue one word each)
 
 
 def _now_iso() -> str:
@@ -222,14 +223,11 @@ class Supervisor:
             wd = self.notifier.watchdog_interval
             due = [next_status] + ([next_ping] if wd else [])
             timeout = max(0.0, min(min(due) - now, MAX_TICK_S))
-            try:
-                request = self._requests.get(timeout=timeout)
-            except queue.Empty:
-                request = None
-            if request == "stop":
-                return
-            if request == "reload":
-                self.reload()
+            requests = self._next_requests(timeout)
+            if "stop" in requests:
+                return  # before any reload queued with it
+            if "reload" in requests:
+                self.reload()  # one reload reads the file as the last SIGHUP left it
             now = time.monotonic()
             if wd and now >= next_ping:
                 self._watchdog()
@@ -239,6 +237,19 @@ class Supervisor:
                 self.reporter.publish_changed_devices()
                 interval = self.settings.agent.status_interval
                 next_status = now + interval
+
+    def _next_requests(self, timeout: float) -> set[str]:
+        """The requests that arrived within ``timeout``; a SIGHUP storm is one reload."""
+        try:
+            requests = {self._requests.get(timeout=timeout)}
+        except queue.Empty:
+            return set()
+        for _ in range(MAX_REQUESTS_PER_TICK):
+            try:
+                requests.add(self._requests.get_nowait())
+            except queue.Empty:
+                break
+        return requests
 
     def _install_signals(self) -> None:
         if threading.current_thread() is not threading.main_thread():
