@@ -38,8 +38,11 @@ class InstanceLock:
                 f"another punchgate daemon (pid {holder}) already uses {self.path.parent}; "
                 "stop it first (systemctl stop punchgate) or give this one another state_dir"
             ) from None
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode())
+        try:
+            os.ftruncate(fd, 0)
+            os.write(fd, f"{os.getpid()}\n".encode())
+        except OSError:
+            pass  # a full disk: the flock is what counts; the pid only names us to a second one
         self._fd = fd
         return self
 

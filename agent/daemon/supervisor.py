@@ -137,7 +137,7 @@ class Supervisor:
                     disk_reserve_bytes=int(self.settings.outbox.disk_reserve_mb * 2**20),
                     backup_dir=outbox_policy(self.settings).backup_dir,
                 )
-            self.boot = next_boot_counter(agent.state_dir)
+            self.boot = self._next_boot()
             self.delivery = self._start_delivery(self._build_delivery(self.settings))
             self.maintenance = Maintenance(
                 self.outbox,
@@ -159,6 +159,18 @@ class Supervisor:
             version=__version__,
         )
         self.notifier.ready(self.reporter.refresh_status())
+
+    def _next_boot(self) -> int:
+        """The boot counter; 0 when it cannot be saved (a full disk must not stop delivery)."""
+        try:
+            return next_boot_counter(self.settings.agent.state_dir)
+        except OSError as exc:
+            self.log.warning(
+                "boot_counter_not_saved",
+                error=str(exc),
+                action="free space in the state directory; the gateway status says boot 0",
+            )
+            return 0
 
     def _build_delivery(self, settings: Settings) -> DeliveryWorker:
         assert self.outbox is not None
