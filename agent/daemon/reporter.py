@@ -30,6 +30,7 @@ class Reporter:
         self.sup = supervisor
         self._published: dict[str, tuple[Any, ...]] = {}
         self._broker_error: str | None = None
+        self._status_error: str | None = None  # logged when it starts and when it ends
 
     def write_status(self) -> str:
         """Write the status file and send STATUS=; returns the status line."""
@@ -75,7 +76,19 @@ class Reporter:
         try:
             write_status(agent.state_dir, doc)
         except OSError as exc:
-            log.warning("status_file_failed", error=str(exc), state_dir=str(agent.state_dir))
+            if self._status_error is None:
+                log.warning(
+                    "status_file_failed",
+                    error=str(exc),
+                    state_dir=str(agent.state_dir),
+                    action="punchgate status shows the daemon as stale until it can write; "
+                    "check free space and that the state directory is writable",
+                )
+            self._status_error = str(exc)
+        else:
+            if self._status_error is not None:
+                log.info("status_file_written_again", state_dir=str(agent.state_dir))
+            self._status_error = None
         return status_line(
             snapshots,
             None if outbox is None else outbox.get("pending"),
