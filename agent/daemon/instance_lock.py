@@ -27,8 +27,15 @@ class InstanceLock:
     def acquire(self) -> InstanceLock:
         """Take the lock or raise ``UsageError`` naming the pid that holds it."""
         refuse_root_in_foreign_dir(self.path.parent)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o640)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o640)
+        except OSError as exc:
+            raise UsageError(
+                f"cannot open the daemon lock {self.path}: {exc.strerror or exc}; run the daemon "
+                "as the service user (systemctl start punchgate, or sudo -u punchgate punchgate "
+                f"run) and check that {self.path.parent} is a directory that user owns"
+            ) from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
