@@ -238,8 +238,11 @@ class Supervisor:
             requests = self._next_requests(timeout)
             if "stop" in requests:
                 return  # before any reload queued with it
-            if "reload" in requests:
-                self.reload()  # one reload reads the file as the last SIGHUP left it
+            if "reload" in requests and self.reload():
+                # The status file now promises the new interval: keep it from the reload on.
+                next_status = min(
+                    next_status, time.monotonic() + self.settings.agent.status_interval
+                )
             now = time.monotonic()
             if wd and now >= next_ping:
                 self._watchdog()
