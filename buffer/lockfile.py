@@ -11,7 +11,7 @@ import fcntl
 import os
 from pathlib import Path
 
-from config.errors import OutboxError
+from config.errors import OutboxError, UsageError
 
 
 def adopt_directory_owner(fd: int, directory: Path) -> None:
@@ -73,10 +73,15 @@ class OutboxLock:
         if self._fd is None:
             try:
                 self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
-            except OSError as exc:  # e.g. run as a user who may not write the state directory
+            except PermissionError as exc:  # run as a user who may not write the state dir
+                raise UsageError(
+                    f"{self.path}: cannot open the outbox lock: permission denied; run as the "
+                    "service user (sudo -u punchgate ...) or as root"
+                ) from exc
+            except OSError as exc:
                 raise OutboxError(
-                    f"{self.path}: cannot open the outbox lock: {exc.strerror}; run as the "
-                    "service user (sudo -u punchgate ...) or fix the state directory's owner"
+                    f"{self.path}: cannot open the outbox lock: {exc.strerror}; check the "
+                    "state directory (its owner, free space, nothing else at that path)"
                 ) from exc
             adopt_directory_owner(self._fd, self.path.parent)
         return self._fd

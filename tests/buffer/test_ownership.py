@@ -44,5 +44,5 @@ def test_a_lock_file_that_cannot_be_opened_is_an_outbox_error_saying_what_to_do(
     """What a technician gets running as a user who may not write the state directory (here a
     directory stands where the lock file goes: root ignores permissions)."""
     (tmp_path / "outbox.db.lock").mkdir()
-    with pytest.raises(OutboxError, match=r"cannot open the outbox lock.*service user"):
+    with pytest.raises(OutboxError, match=r"cannot open the outbox lock.*state directory"):
         Outbox.open(tmp_path / "outbox.db", "gw-1")
