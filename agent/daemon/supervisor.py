@@ -52,6 +52,9 @@ log = structlog.get_logger("punchgate.daemon")
 
 DELIVERY_STATUS_INTERVAL_S = 60.0  # retained gateway status refresh on the broker
 MAX_TICK_S = 5.0  # the main loop looks at timers at least this often
+# Watchdog pings at half of WatchdogSec, but never more often than this: a tiny WATCHDOG_USEC
+# (a typo in a drop-in) made the main loop spin, pinging every half microsecond.
+MIN_PING_S = 0.01
 MAX_REQUESTS_PER_TICK = 10_000  # requests taken in one go (signals queue one word each)
 
 
@@ -238,15 +241,19 @@ class Supervisor:
             requests = self._next_requests(timeout)
             if "stop" in requests:
                 return  # before any reload queued with it
-            if "reload" in requests and self.reload():
-                # The status file now promises the new interval: keep it from the reload on.
-                next_status = min(
-                    next_status, time.monotonic() + self.settings.agent.status_interval
-                )
+            if "reload" in requests:
+                if wd:  # a reload blocks this loop (up to 2 x shutdown_timeout): ping first
+                    self._watchdog()
+                if self.reload():
+                    # The status file now promises the new interval: keep it from the reload on.
+                    next_status = min(
+                        next_status, time.monotonic() + self.settings.agent.status_interval
+                    )
+                next_ping = time.monotonic()  # and again right after it
             now = time.monotonic()
             if wd and now >= next_ping:
                 self._watchdog()
-                next_ping = now + wd / 2
+                next_ping = now + max(wd / 2, MIN_PING_S)
             if now >= next_status:
                 self.write_status()
                 self.reporter.publish_changed_devices()
