@@ -217,7 +217,7 @@ class _DeviceBase(_Section):
     enabled: bool = True
 
 
-_ASCII_SAMPLE = b"0123456789 ,;:/-ABCDEFINOUTabcdefinout\r\n"
+_ASCII_SAMPLE = b"0123456789 ,;:/-ABCDEFINOUTabcdefinout\r\n\x00"  # as drivers/textcodec.py
 
 
 def text_encoding(value: str) -> str:

@@ -12,6 +12,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from drivers.textcodec import check_text_encoding
+
 STX = 0x02
 ETX = 0x03
 PREVIEW = 64  # bytes of a rejected frame kept for the debug log
@@ -21,8 +23,6 @@ EM4100_BODY_MAX = 16  # 10 data + 2 checksum hex chars, plus CR LF some readers 
 _EM4100_IDLE = b"\r\n\x00 "  # between frames some readers send line ends or padding: not noise
 _LINE_PAD = b"\x00 \t\r\n\x0b\x0c"  # NUL fill (after CR/LF, at power-up) is padding, like spaces
 # What every line format needs its encoding to read as ASCII: digits, letters, separators.
-_ASCII_SAMPLE = b"0123456789 ,;:/-ABCDEFINOUTabcdefinout\r\n"
-
 WIEGAND_PATTERN = r"^(?P<card>[0-9A-Fa-f]{1,20})$"
 """Default line pattern of ``wiegand-ascii``: one card number per line, hex or decimal digits."""
 
@@ -81,7 +81,7 @@ class LineParser:
         if not {"employee", "card"} & groups:
             raise ValueError("the pattern needs a named group 'employee' or 'card'")
         self._groups = tuple(g for g in ("employee", "card", "time", "state") if g in groups)
-        _check_encoding(encoding)
+        check_text_encoding(encoding)
         self._encoding = encoding
         self._max_line = max_line
         self._preview = min(PREVIEW, max_line + 1)
@@ -154,24 +154,6 @@ class LineParser:
                 time=values.get("time"),
                 state=values.get("state"),
             )
-        )
-
-
-def _check_encoding(encoding: str) -> None:
-    """Refuse encodings a line parser cannot work with: lines are split at CR/LF bytes."""
-    try:
-        ascii_compatible = _ASCII_SAMPLE.decode(encoding) == _ASCII_SAMPLE.decode("ascii")
-    except LookupError:  # a bytes-to-bytes codec such as 'hex' or 'base64'
-        raise ValueError(
-            f"{encoding!r} is not a text encoding: use e.g. 'ascii', 'utf-8' or 'latin-1'"
-        ) from None
-    except ValueError:  # UnicodeDecodeError, as UTF-16 and UTF-32 give
-        ascii_compatible = False
-    if not ascii_compatible:
-        raise ValueError(
-            f"encoding {encoding!r} does not read ASCII digits and line ends as ASCII: "
-            "lines are split at CR/LF bytes; use an ASCII-compatible encoding "
-            "(e.g. 'ascii', 'utf-8', 'latin-1', 'cp1252')"
         )
 
 

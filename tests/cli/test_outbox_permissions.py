@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import codecs
 import os
 import shutil
 import tempfile
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -15,11 +13,7 @@ import pytest
 from buffer.outbox import Outbox
 from tests.cli.conftest import GATEWAY, cli, write_config
 from tests.cli.test_outbox_inspect import punch
-
-NOBODY = 65534
-# Acting as nobody, this process cannot read the interpreter's own files (they are under
-# root's home here): load the codec the config loader needs while we still can.
-codecs.lookup("utf-8-sig")
+from tests.support.users import other_user
 
 
 @pytest.fixture
@@ -37,24 +31,6 @@ def site() -> Iterator[Path]:
     finally:
         (root / "state").chmod(0o700)
         shutil.rmtree(root)
-
-
-@contextmanager
-def other_user() -> Iterator[None]:
-    """Inside, this process acts as a user without access: nobody when we are root."""
-    if os.geteuid() != 0:
-        yield  # the test's chmod 000 already shuts us out
-        return
-    groups = os.getgroups()
-    os.setgroups([])
-    os.setegid(NOBODY)
-    os.seteuid(NOBODY)
-    try:
-        yield
-    finally:
-        os.seteuid(0)
-        os.setegid(0)
-        os.setgroups(groups)
 
 
 @pytest.mark.parametrize("state_mode", [0o700, 0o755])

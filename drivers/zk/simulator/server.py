@@ -14,6 +14,7 @@ from types import TracebackType
 
 import structlog
 
+from drivers.textcodec import check_text_encoding
 from drivers.zk import protocol as p
 from drivers.zk.records import (
     EVENT_SIZES,
@@ -58,7 +59,7 @@ class ZkSimulator:
         direct_data_max: int | None = None,
         name_encoding: str = "utf-8",
     ) -> None:
-        _check_name_encoding(name_encoding)
+        check_text_encoding(name_encoding)
         for name, value, allowed in (
             ("record_size", record_size, RECORD_SIZES),
             ("user_size", user_size, USER_SIZES),
@@ -290,18 +291,3 @@ class ZkSimulator:
     def _numeric_ids(self) -> bool:
         prof = self.profile
         return prof.user_size == 28 or prof.record_size == 16 or prof.event_size == 12
-
-
-def _check_name_encoding(encoding: str) -> None:
-    """A code page Python knows, and ASCII-compatible: names are NUL-terminated on terminals."""
-    try:
-        ascii_compatible = "Ab 1\0".encode(encoding) == b"Ab 1\0"
-    except LookupError:
-        raise ValueError(
-            f"name_encoding {encoding!r} is no encoding Python knows (e.g. utf-8, cp1251, gbk)"
-        ) from None
-    if not ascii_compatible:
-        raise ValueError(
-            f"name_encoding must be an ASCII-compatible code page (e.g. utf-8, cp1251, gbk), "
-            f"not {encoding!r}: terminals end names with a NUL byte"
-        )
