@@ -237,10 +237,19 @@ class Contract:
                 return {"allOf": [resolved, self._inline(rest, depth + 1)]}
         return {k: self._inline(v, depth + 1) for k, v in node.items()}
 
+    def violations(
+        self, schema: str | dict[str, Any], payload: Any
+    ) -> list[tuple[tuple[Any, ...], str]]:
+        """Every violation as (path in the payload, ``path: message``), in path order."""
+        found = sorted(self.validator(schema).iter_errors(payload), key=lambda e: list(e.path))
+        return [
+            (tuple(e.path), f"{'.'.join(str(p) for p in e.path) or '(root)'}: {e.message}")
+            for e in found
+        ]
+
     def errors(self, schema: str | dict[str, Any], payload: Any) -> list[str]:
         """Every violation as ``path: message``; empty when the payload is valid."""
-        found = sorted(self.validator(schema).iter_errors(payload), key=lambda e: list(e.path))
-        return [f"{'.'.join(str(p) for p in e.path) or '(root)'}: {e.message}" for e in found]
+        return [text for _path, text in self.violations(schema, payload)]
 
     def validate(self, schema: str | dict[str, Any], payload: Any) -> None:
         """Raise ``ContractViolation`` listing the first few violations."""

@@ -46,15 +46,11 @@ log = structlog.get_logger("receiver")
 _MAX_MESSAGES_PER_COMMIT = 500
 
 
-def _in_one_punch(problem: str) -> bool:
-    """Whether a contract problem (``path: message``) lies inside one punch of the batch."""
-    parts = problem.split(":", 1)[0].split(".")
-    return len(parts) >= 2 and parts[0] == "punches" and parts[1].isdecimal()
-
-
-def _index(problem: str) -> int:
-    """The batch index of the punch a problem of ``_in_one_punch`` is about."""
-    return int(problem.split(":", 1)[0].split(".")[1])
+def _punch_index(path: tuple[Any, ...]) -> int | None:
+    """The batch index of the punch a contract violation at ``path`` lies in, if one."""
+    if len(path) >= 2 and path[0] == "punches" and isinstance(path[1], int):
+        return path[1]
+    return None
 
 
 @dataclass
@@ -263,21 +259,25 @@ class Receiver:
             body = json.loads(item.payload)
         except ValueError:
             return self._reject(item, "not JSON")
-        invalid: set[int] = set()
+        invalid: dict[int, list[str]] = {}
         if self.contract is not None:
-            problems = self.contract.errors("punches", body)
             # A punch that breaks the contract must not take the valid ones of its batch with
             # it (they would never be acknowledged): only a broken envelope rejects it whole.
-            invalid = {_index(p) for p in problems if _in_one_punch(p)}
-            envelope = [p for p in problems if not _in_one_punch(p)]
+            envelope = []
+            for path, problem in self.contract.violations("punches", body):
+                index = _punch_index(path)
+                if index is None:
+                    envelope.append(problem)
+                else:
+                    invalid.setdefault(index, []).append(problem)
             if envelope:
                 return self._reject(item, "; ".join(envelope[:3]))
-            for index in sorted(invalid):
+            for index, problems in invalid.items():
                 self._log.warning(
                     "rejected a punch that breaks the contract; not acknowledged",
                     topic=item.topic,
                     index=index,
-                    problems=[p for p in problems if _in_one_punch(p) and _index(p) == index][:3],
+                    problems=problems[:3],
                 )
         if not isinstance(body, dict) or not isinstance(body.get("punches"), list):
             return self._reject(item, "no 'punches' list")
