@@ -183,15 +183,19 @@ class Gap:
     def recovery_jump(self) -> bool:
         """The jump a gateway's numbering makes after it recovered its outbox (the contract).
 
-        Those numbers are never used. The gap can be larger: numbers used just before the
-        damage whose punches were lost with the file; they come back with new seqs.
+        Those numbers are never used. The jump is counted from the restored backup's numbers,
+        so the gap seen here can be larger (numbers used just before the damage whose punches
+        were lost with the file; they come back with new seqs) or smaller (punches stored after
+        the backup that had already arrived here, and that no terminal gives back, such as
+        manual corrections). A real gap is at most a gateway's in-flight window wide, so half
+        the jump tells them apart.
         """
-        return self.count >= SEQ_GAP_AFTER_LOSS
+        return self.count > SEQ_GAP_AFTER_LOSS // 2
 
     @property
     def missing(self) -> int:
         """Numbers that really stand for punches not (yet) received."""
-        return self.count - SEQ_GAP_AFTER_LOSS if self.recovery_jump else self.count
+        return max(self.count - SEQ_GAP_AFTER_LOSS, 0) if self.recovery_jump else self.count
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,70 @@
+"""A fleet's sequence numbers at the receiver: a gateway whose outbox was restored from a backup
+(its numbering jumps ahead) and one re-installed from scratch (its numbering starts again),
+with real outboxes and delivery workers publishing to a real broker."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from agent.cli import app
+from agent.localbroker import LocalMosquitto
+from agent.mqtt import DeliveryWorker
+from agent.receiver import Receiver
+from buffer.outbox import Outbox
+from tests.mqtt.conftest import GATEWAY, fast_options, make_punches
+from tests.receiver.conftest import rows
+
+Workers = Callable[..., DeliveryWorker]
+
+
+def _deliver(broker: LocalMosquitto, workers: Workers, outbox: Outbox) -> None:
+    worker = workers(fast_options(broker.url, ack="backend", batch_size=50, ack_timeout=2), outbox)
+    assert worker.flush(20), worker.status()
+    assert outbox.stats().pending == 0
+    worker.stop(timeout=2)
+
+
+def test_a_restored_gateway_whose_newest_punches_had_arrived_shows_a_recovery_not_a_gap(
+    broker: LocalMosquitto,
+    workers: Workers,
+    receivers: Callable[..., Receiver],
+    db: str,
+    tmp_path: Path,
+) -> None:
+    """The gateway's outbox is restored from last night's backup after the disk failed; the
+    punches stored after that backup had already reached the receiver, among them corrections a
+    technician typed in, which no terminal can give back. The numbering jumps 1,000,000 past the
+    backup's, so the receiver sees a jump a little smaller than 1,000,000 (by those
+    corrections): that is the recovery, not 999,990 punches to ask the gateway for, forever."""
+    receiver = receivers()
+    path = tmp_path / "gw" / "outbox.db"
+    outbox = Outbox.open(path, GATEWAY)
+    outbox.add_punches(make_punches(100))
+    backup = outbox.backup(tmp_path / "nightly.db")
+    outbox.add_punches(make_punches(50, start=100))  # seq 101-150: delivered, then lost
+    for punch in make_punches(10, start=900, device="keypad"):  # seq 151-160: the same
+        outbox.add_manual(punch, operator="tech", reason="terminal was offline")
+    _deliver(broker, workers, outbox)
+    outbox.close()
+    path.rename(tmp_path / "damaged.db")  # the failed disk: the counter cannot be read
+    Outbox.restore(backup, path, GATEWAY)
+    outbox = Outbox.open(path, GATEWAY)
+    try:
+        # The terminals are read again (the same punches: the same ids), and new ones arrive.
+        outbox.add_punches(make_punches(150 + 40))
+        _deliver(broker, workers, outbox)
+    finally:
+        outbox.close()
+    assert rows(db, "SELECT count(*), count(DISTINCT id) FROM punches") == [(200, 200)]
+    gaps = receiver.store.gaps()
+    assert len(gaps) == 1, gaps
+    assert gaps[0].first_missing == 161 and gaps[0].recovery_jump, gaps
+    assert gaps[0].missing == 0
+    assert [s.missing for s in receiver.store.summary()] == [0]
+    result = CliRunner().invoke(app, ["receive", "--db", db, "--gaps"])
+    assert result.exit_code == 0, result.output
+    assert f"recovery: {GATEWAY} jumped from seq 160" in result.output
+    assert "gap:" not in result.output and "ask it to re-send" not in result.output
