@@ -72,7 +72,6 @@ class ZkDriver:
         # next open. True at start too: a previous process may have died mid-clear.
         self._may_be_disabled = options.clear_after_read
         self._builder: PunchBuilder | None = None
-        self._uid_map: tuple[int, dict[int, str]] | None = None
         self._drift_alarm = False
         self._events_generation = -1  # the connection generation events are registered on
         self.live_state = LiveState(options.reconnect_min, options.reconnect_max)
@@ -95,7 +94,6 @@ class ZkDriver:
             raise
         if serial != self.serial:
             self._builder = PunchBuilder(self.device_id, serial, self.tz)
-            self._uid_map = None
         self.serial = self._pinned = serial
         log.debug("zk_opened", device=self.device_id, serial=serial)
         if self._may_be_disabled:
@@ -240,13 +238,11 @@ class ZkDriver:
             encoding=self.options.encoding,
             **fields,  # type: ignore[arg-type]
         )
-        self._uid_map = None
         return user
 
     def delete_user(self, user_id: str) -> bool:
         """Delete a user; False when the terminal had none with this id."""
         self.ensure_open()
-        self._uid_map = None
         return delete_user(self.conn, user_id)
 
     def clear_log_if_due(self, durable_count: int) -> bool:
@@ -397,9 +393,11 @@ class ZkDriver:
         return True
 
     def _uids(self) -> dict[int, str]:
-        """Slot -> user id, for 8-byte records (cached until the user count changes)."""
-        count = free_sizes(self.conn).users
-        if self._uid_map is None or self._uid_map[0] != count:
-            users, _size = list_users(self.conn, self.options.encoding)
-            self._uid_map = (count, {u.uid: u.user_id for u in users})
-        return self._uid_map[1]
+        """Slot -> user id, for 8-byte records, read afresh for every read that needs it.
+
+        Not cached: a user deleted and another enrolled (at the terminal or by the CLI's own
+        connection) leaves the count unchanged but gives the slot to someone else, and a stale
+        map put the new hire's punches on the leaver. Only reads with new records pay for it.
+        """
+        users, _size = list_users(self.conn, self.options.encoding)
+        return {u.uid: u.user_id for u in users}
