@@ -95,6 +95,11 @@ class Drain:
         # always do). At most one window's worth.
         self._dropped: list[InFlight] = []
         self.window = Window()
+        # Learned from a broker that drops large messages unannounced (see _shrink_batches):
+        # a cap on batch bytes for the life of this drain, and the largest batch sent on the
+        # current connection.
+        self._size_cap: int | None = None
+        self._largest_sent = 0
         self.generation = 0  # the connection rows are published on; 0 while disconnected
         self.cursor = 0  # highest seq read (staged or published) on this connection
         self.more = True  # the last read filled its page: there may be more rows
@@ -121,7 +126,37 @@ class Drain:
     def disconnected(self, generation: int, reason: str) -> None:
         if generation == self.generation:
             self.generation = 0
-        self.drop_window(f"connection lost: {reason}")
+        why = f"connection lost: {reason}"
+        if self.window and "protocol error" in reason.lower():
+            why += self._shrink_batches()
+        self._largest_sent = 0
+        self.drop_window(why)
+
+    def _shrink_batches(self) -> str:
+        """Halve the batch size after the broker dropped us while batches were in flight.
+
+        Mosquitto 2.0 does not announce its ``message_size_limit``; over MQTT 5 it answers a
+        larger message with PUBACK reason 0x95, not a PUBACK reason code, and paho drops the
+        connection as a protocol error before we see the PUBACK. Re-sending the same batch
+        would fail the same way at every reconnect, forever. So the batches of this process
+        get smaller each time, down to one punch; only bytes per message change, nothing is
+        skipped. Returns the explanation recorded on the re-sent rows.
+        """
+        old = self.options.batch_bytes if self._size_cap is None else self._size_cap
+        cap = max(1, min(old, self._largest_sent) // 2)
+        self._size_cap = cap
+        hint = (
+            "the broker dropped the connection with batches in flight; Mosquitto does that "
+            "when a message is larger than its message_size_limit: raise message_size_limit "
+            f"above mqtt.batch_bytes ({self.options.batch_bytes}) or lower batch_bytes"
+        )
+        self._log.warning(
+            "broker dropped a batch; sending smaller batches",
+            largest_batch_bytes=self._largest_sent,
+            batch_bytes_now=cap,
+            hint=hint,
+        )
+        return f" ({hint}; batches now at most {cap} bytes)"
 
     def on_puback(self, generation: int, mid: int, ok: bool, reason: str) -> None:
         batch = self.window.get((generation, mid))
@@ -368,6 +403,7 @@ class Drain:
             if published is None:
                 return  # disconnected meanwhile: the disconnect event drops and rewinds
             self.staged.popleft()
+            self._largest_sent = max(self._largest_sent, len(body))
             self.window.add(
                 InFlight(
                     mid=(published.generation, published.mid), seqs=seqs, ids=ids, sent_at=now
@@ -387,6 +423,8 @@ class Drain:
         opts = self.options
         limit = self._payload_limit()
         max_bytes = opts.batch_bytes if limit is None else min(opts.batch_bytes, limit)
+        if self._size_cap is not None:
+            max_bytes = min(max_bytes, self._size_cap)
         seqs, ids, parts = page
         size, head = opts.batch_size, self._head
         out: list[Batch] = []
