@@ -426,9 +426,11 @@ class PostgresStore:
                 "a postgresql:// database needs psycopg: pip install 'punchgate[receiver-pg]'"
             ) from exc
         self._psycopg = psycopg
+        self._url = url
         self._lock = threading.Lock()
+        self._closed = False
         try:
-            self._conn = psycopg.connect(url, autocommit=False, connect_timeout=10)
+            self._conn = self._connect()
             with self._conn.cursor() as cur:
                 cur.execute(PG_CREATE)
                 cur.execute(
@@ -440,6 +442,31 @@ class PostgresStore:
             raise StoreError(f"cannot open the receiver database: {exc}") from exc
         self._insert = PG_INSERT  # the whole batch in one statement; rowcount = inserted
 
+    def _connect(self) -> Any:
+        return self._psycopg.connect(self._url, autocommit=False, connect_timeout=10)
+
+    def _live(self) -> Any:
+        """The connection, made again if the server ended it (a restart, a failover, an idle
+        connection reaper): psycopg never reconnects by itself, and without this every later
+        batch failed until the receiver was restarted. Called with the lock held."""
+        if self._closed:
+            raise StoreError("the receiver database (PostgreSQL) is closed")
+        if self._conn.closed:
+            try:
+                self._conn = self._connect()
+            except self._psycopg.Error as exc:
+                raise StoreError(f"cannot reconnect to PostgreSQL: {exc}") from exc
+            log.info("receiver_database_reconnected")
+        return self._conn
+
+    def _rollback(self) -> None:
+        """Roll back after a failed statement; on a lost connection there is nothing to undo."""
+        if not self._conn.closed:
+            try:
+                self._conn.rollback()
+            except self._psycopg.Error:
+                pass  # the connection broke under us: the next call makes a new one
+
     def store(self, punches: Sequence[dict[str, Any]]) -> int:
         stored_at = now_text()
         rows = [row_of(p, stored_at) for p in punches]
@@ -450,13 +477,14 @@ class PostgresStore:
             return self._insert_columns(columns)
 
     def _insert_columns(self, columns: list[list[Any]]) -> int:
+        conn = self._live()
         try:
-            with self._conn.cursor() as cur:
+            with conn.cursor() as cur:
                 cur.execute(self._insert, columns)
                 inserted = cur.rowcount
-            self._conn.commit()
+            conn.commit()
         except (self._psycopg.Error, *_UNSTORABLE) as exc:
-            self._conn.rollback()
+            self._rollback()
             message = f"cannot store punches in PostgreSQL: {exc}"
             # Data (class 22: e.g. a NUL in a text), integrity and adaptation errors are about
             # the values; connection and server trouble (OperationalError, ...) are not.
@@ -473,13 +501,14 @@ class PostgresStore:
 
     def _query(self, sql: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
         with self._lock:
+            conn = self._live()
             try:
-                with self._conn.cursor() as cur:
+                with conn.cursor() as cur:
                     cur.execute(sql, params)
                     rows = cur.fetchall()
-                self._conn.commit()
+                conn.commit()
             except self._psycopg.Error as exc:
-                self._conn.rollback()
+                self._rollback()
                 raise StoreError(f"cannot read from PostgreSQL: {exc}") from exc
         return rows
 
@@ -498,6 +527,7 @@ class PostgresStore:
 
     def close(self) -> None:
         with self._lock:
+            self._closed = True
             self._conn.close()
 
 

@@ -1,0 +1,64 @@
+"""The receiver's database going away and coming back under a fleet's stream: a PostgreSQL
+connection the server ended, a database the receiver cannot write for a while."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from agent.localbroker import LocalMosquitto
+from agent.mqtt import MqttOptions
+from agent.mqtt.contract import encode_batch
+from agent.receiver import Receiver, open_store
+from tests.receiver.conftest import publish
+from tests.support.postgres import import_psycopg
+from tests.support.wait import wait_for
+
+PREFIX = "punchgate/v1"
+
+
+def _batch(gateway: str, first: int, count: int) -> tuple[str, bytes]:
+    punches = [
+        {"id": f"{gateway}-{seq}", "gateway_id": gateway, "seq": seq, "replayed": False}
+        for seq in range(first, first + count)
+    ]
+    return f"{PREFIX}/{gateway}/punches", encode_batch(gateway, punches)
+
+
+@pytest.fixture
+def pg_receiver(broker: LocalMosquitto, pg_url: str) -> Iterator[Receiver]:
+    options = MqttOptions(
+        urls=(broker.url,), client_id="receiver-pg", reconnect_min=0.02, reconnect_max=0.2
+    )
+    receiver = Receiver(options, open_store(pg_url), name="receiver-pg").start()
+    try:
+        wait_for(lambda: receiver.connection.subscribed, timeout=5, what="receiver subscribed")
+        yield receiver
+    finally:
+        receiver.stop(2)
+        receiver.store.close()
+
+
+def _end_other_sessions(url: str) -> int:
+    """What a PostgreSQL restart, a failover or an idle-connection reaper does to the receiver."""
+    psycopg = import_psycopg()
+    with psycopg.connect(url, autocommit=True, connect_timeout=10) as conn:
+        ended = conn.execute(
+            "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) FROM pg_stat_activity"
+            " WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()"
+        ).fetchone()
+    assert ended is not None
+    return int(ended[0])
+
+
+def test_the_receiver_stores_again_after_postgresql_ended_its_connection(
+    broker: LocalMosquitto, pg_receiver: Receiver, pg_url: str
+) -> None:
+    publish(broker.port, [_batch("gw-a", 1, 10)])
+    wait_for(lambda: pg_receiver.stats.inserted == 10, timeout=10, what="first batch stored")
+    assert _end_other_sessions(pg_url) >= 1
+    publish(broker.port, [_batch("gw-a", 11, 10), _batch("gw-b", 1, 5)])
+    wait_for(lambda: pg_receiver.stats.inserted == 25, timeout=10, what="batches after the cut")
+    assert pg_receiver.store.count() == 25
+    assert pg_receiver.store.gaps() == []
