@@ -13,7 +13,6 @@ never block, and never call ``publish`` while holding a lock that their callback
 
 from __future__ import annotations
 
-import ssl
 import threading
 import time
 from collections.abc import Sequence
@@ -27,7 +26,12 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
-from agent.mqtt.diagnose import build_ssl_context, describe_connack, describe_connect_error
+from agent.mqtt.diagnose import (
+    RenewableSslContext,
+    describe_connack,
+    describe_connect_error,
+)
+from agent.mqtt.diagnose import build_ssl_context as build_ssl_context  # the doctor's import
 from agent.mqtt.options import BrokerAddress, MqttOptions
 from config.errors import BrokerError
 from drivers.backoff import Backoff
@@ -123,9 +127,9 @@ class MqttConnection:
         # not by paho as soon as on_message returns.
         self.manual_ack = manual_ack
         self._brokers = options.brokers
-        self._ssl_context: ssl.SSLContext | None = None
+        self._ssl_context: RenewableSslContext | None = None
         if any(b.tls for b in self._brokers):
-            self._ssl_context = build_ssl_context(options)
+            self._ssl_context = RenewableSslContext(options)
         self._backoff = Backoff(options.reconnect_min, options.reconnect_max)
         # A connection must last this long (seconds) before the backoff starts over.
         self.stable_after = stable_after
@@ -337,7 +341,10 @@ class MqttConnection:
         state: dict[str, Any] = client.user_data_get()
         if broker.tls:
             assert self._ssl_context is not None
-            client.tls_set_context(self._ssl_context)
+            context, change = self._ssl_context.current()
+            if change is not None:
+                self._log.warning("tls files changed", outcome=change)
+            client.tls_set_context(context)
             if self.options.tls_insecure:
                 client.tls_insecure_set(True)
         extra: dict[str, Any] = {}

@@ -34,6 +34,53 @@ def build_ssl_context(options: MqttOptions) -> ssl.SSLContext:
     return context
 
 
+Stamp = tuple[tuple[str, int, int, int], ...]
+
+
+def tls_files_stamp(options: MqttOptions) -> Stamp:
+    """Which CA, certificate and key files are there now (inode, size, mtime of each)."""
+    stamp = []
+    for path in (options.ca_file, options.cert_file, options.key_file):
+        if path is None:
+            continue
+        try:
+            st = path.stat()
+        except OSError:
+            stamp.append((str(path), -1, -1, -1))
+        else:
+            stamp.append((str(path), st.st_ino, st.st_size, st.st_mtime_ns))
+    return tuple(stamp)
+
+
+class RenewableSslContext:
+    """The TLS client context, rebuilt when its files were replaced on disk since it was built.
+
+    A gateway runs for months while its client certificate is renewed before it expires, or the
+    CA bundle is replaced when the broker's CA changes, by copying the new files over the
+    configured paths: a context built once at start would present or trust the old ones until
+    a restart. A file caught half-written (or broken) keeps the previous context.
+    """
+
+    def __init__(self, options: MqttOptions) -> None:
+        self._options = options
+        self._stamp = tls_files_stamp(options)
+        self._context = build_ssl_context(options)  # unloadable files fail here, at start
+        self._refused: Stamp | None = None
+
+    def current(self) -> tuple[ssl.SSLContext, str | None]:
+        """The context to connect with, and what happened if the files changed (else None)."""
+        stamp = tls_files_stamp(self._options)
+        if stamp == self._stamp or stamp == self._refused:
+            return self._context, None
+        try:
+            context = build_ssl_context(self._options)
+        except BrokerError as exc:
+            self._refused = stamp  # said once per version of the files, not at every retry
+            return self._context, f"{exc}; connecting with the files loaded before"
+        self._context, self._stamp, self._refused = context, stamp, None
+        return context, "TLS files changed on disk: loaded again"
+
+
 def describe_connect_error(broker: BrokerAddress, exc: BaseException) -> str:
     """A one-line, actionable reason why the TCP/TLS part of a connect failed."""
     where = f"{broker.url}"
