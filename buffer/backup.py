@@ -14,7 +14,7 @@ import structlog
 
 from buffer.database import fsync_dir, shm_path, translate, wal_path
 from buffer.integrity import sqlite_problems
-from buffer.lockfile import OutboxLock
+from buffer.lockfile import OutboxLock, held_exclusive
 from buffer.schema import SCHEMA_VERSION, too_new_message, user_version
 from config.errors import OutboxError, SchemaTooNewError, UsageError
 
@@ -48,7 +48,9 @@ def backup_to(src: Path, dest: Path) -> Path:
     never block writers) and a partial file never carries the final name.
     """
     dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_name(dest.name + ".partial")
+    # A name of its own per process: two backups to one path at once (the daemon's and a
+    # technician's, two technicians) each deleted and wrote the other's ".partial" and failed.
+    tmp = dest.with_name(f"{dest.name}.partial-{os.getpid()}")
     _remove_quietly(tmp)
     try:
         _copy_db(src, tmp)
@@ -69,11 +71,15 @@ def backup_rotating(src: Path, directory: Path, keep: int) -> Path:
     """Write ``outbox-<UTC time>.db`` in ``directory`` and delete all but the newest ``keep``."""
     if keep < 1:
         raise ValueError("keep at least one backup")
-    dest = backup_to(src, directory / f"outbox-{_next_stamp(directory)}.db")
-    # Never the file just written, whatever the names say.
-    for old in [p for p in list_backups(directory) if p != dest][keep - 1 :]:
-        old.unlink()  # only our own dated backups, never the outbox or a quarantined file
-        log.info("outbox_backup_rotated", removed=str(old))
+    # One rotation at a time (the daemon's daily backup and a technician's): two at once each
+    # deleted the other's new copy (keep=1 left none) or failed on an old copy already gone.
+    # The lock lives beside the outbox: the backup directory may hold only backups.
+    with held_exclusive(src.with_name(src.name + ".backup-lock")):
+        dest = backup_to(src, directory / f"outbox-{_next_stamp(directory)}.db")
+        # Never the file just written, whatever the names say.
+        for old in [p for p in list_backups(directory) if p != dest][keep - 1 :]:
+            old.unlink()  # only our own dated backups, never the outbox or a quarantined file
+            log.info("outbox_backup_rotated", removed=str(old))
     return dest
 
 

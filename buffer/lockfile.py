@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import fcntl
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from config.errors import OutboxError, UsageError
@@ -88,3 +90,21 @@ class OutboxLock:
 
     def _take(self, mode: int) -> None:
         fcntl.flock(self._open(), mode)
+
+
+@contextmanager
+def held_exclusive(path: Path) -> Iterator[None]:
+    """``flock`` ``path`` exclusively inside, waiting for another process that holds it."""
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    except OSError as exc:
+        raise OutboxError(
+            f"{path}: cannot open the lock: {exc.strerror}; check that directory (its owner, "
+            "free space) or run as the service user"
+        ) from exc
+    try:
+        adopt_directory_owner(fd, path.parent)  # the daemon must open it after a root CLI run
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
