@@ -24,16 +24,16 @@ import structlog
 from agent.mqtt.connection import Published
 from agent.mqtt.encoding import PunchEncoder
 from agent.mqtt.options import MqttOptions
+from agent.mqtt.packing import Batch, Packer
 from agent.mqtt.prefetch import Prefetcher
 from agent.mqtt.window import InFlight, Window
 from buffer.outbox import Outbox
 from buffer.payload import Page
-from config.errors import OutboxError, PunchgateError
+from config.errors import PunchgateError
 from drivers.backoff import Backoff
 
 Publish = Callable[[bytes], Published | None]
 Limit = Callable[[], int | None]
-Batch = tuple[list[int], list[str], bytes]  # seqs, ids, the message body
 COMMIT_DELAY = 0.05  # s: longest an ack waits to be recorded while batches are in flight
 COMMIT_ROWS = 2000  # punches: or as soon as this many acks are waiting
 READERS = 2  # pages read at once (see agent/mqtt/prefetch.py)
@@ -66,7 +66,7 @@ class Drain:
         self._backend = options.ack == "backend"
         self._site = site
         self._encoder = PunchEncoder(site)
-        self._head = b'{"gateway_id":' + json.dumps(gateway_id).encode() + b',"punches":['
+        self._packer = Packer(options.batch_size, gateway_id, self._encode_row, self._skip)
         # Staged batches: read and encoded, below the sent mark, not yet published. Refilled
         # when half empty, so one read covers several batches. At most 8
         # whatever the window: a wide window (backend acks) needs no deeper read-ahead, and
@@ -416,77 +416,17 @@ class Drain:
         """Encode a page into batches of at most ``batch_size`` punches and about ``batch_bytes``.
 
         A broker that announced a smaller Maximum Packet Size caps the bytes: a larger batch
-        would get us disconnected and re-sent forever. A row that cannot be encoded, or that
-        alone is larger than the broker accepts, is recorded as failed and skipped (it stays
-        pending, and shows as a gap) rather than blocking every row behind it.
+        would get us disconnected and re-sent forever (so does a cap learned from a broker that
+        drops large messages unannounced). A row that cannot be encoded, or that alone is
+        larger than the broker's announced maximum, is recorded as failed and skipped (it
+        stays pending, and shows as a gap) rather than blocking every row behind it.
         """
-        opts = self.options
         limit = self._payload_limit()
-        max_bytes = opts.batch_bytes if limit is None else min(opts.batch_bytes, limit)
+        batch_bytes = self.options.batch_bytes
+        max_bytes = batch_bytes if limit is None else min(batch_bytes, limit)
         if self._size_cap is not None:
             max_bytes = min(max_bytes, self._size_cap)
-        seqs, ids, parts = page
-        size, head = opts.batch_size, self._head
-        out: list[Batch] = []
-        start = 0
-        if b"" not in parts:  # every row written by SQLite (the usual page): slices and joins
-            for start in range(0, len(parts), size):
-                chunk = parts[start : start + size]
-                if len(head) + 2 + sum(map(len, chunk)) + len(chunk) > max_bytes:
-                    break  # this one needs packing by bytes: from here on, row by row
-                out.append(
-                    (seqs[start : start + size], ids[start : start + size], self._body(chunk))
-                )
-            else:
-                return out
-        return out + self._pack(seqs[start:], ids[start:], parts[start:], max_bytes, limit)
-
-    def _body(self, parts: list[bytes]) -> bytes:
-        return self._head + b",".join(parts) + b"]}"
-
-    def _pack(
-        self,
-        page_seqs: list[int],
-        page_ids: list[str],
-        page_parts: list[bytes],
-        max_bytes: int,
-        limit: int | None,
-    ) -> list[Batch]:
-        """Rows into batches one by one: by bytes, and encoding in Python what SQL could not."""
-        batch_size = self.options.batch_size
-        out: list[Batch] = []
-        seqs: list[int] = []
-        ids: list[str] = []
-        parts: list[bytes] = []
-        size = len(self._head) + 2
-        for seq, punch_id, part in zip(page_seqs, page_ids, page_parts, strict=True):
-            if not part:  # SQLite wrote the JSON of ordinary rows; the rare others here
-                try:
-                    part = self._encode_row(punch_id)
-                except (TypeError, ValueError, AttributeError, LookupError, OutboxError) as exc:
-                    self._skip(seq, punch_id, f"cannot encode punch seq {seq}: {exc!r}")
-                    continue
-            length = len(part) + 1
-            if limit is not None and len(self._head) + 2 + length > limit:
-                # Alone in a batch it would still cost the connection at every attempt.
-                self._skip(
-                    seq,
-                    punch_id,
-                    f"punch seq {seq} ({length} bytes of JSON) is larger than the broker's "
-                    f"maximum packet size allows ({limit} bytes): raise max_packet_size on "
-                    "the broker",
-                )
-                continue
-            if seqs and (len(seqs) >= batch_size or size + length > max_bytes):
-                out.append((seqs, ids, self._body(parts)))
-                seqs, ids, parts, size = [], [], [], len(self._head) + 2
-            seqs.append(seq)
-            ids.append(punch_id)
-            parts.append(part)
-            size += length
-        if seqs:
-            out.append((seqs, ids, self._body(parts)))
-        return out
+        return self._packer.split(page, max_bytes, limit)
 
     def _encode_row(self, punch_id: str) -> bytes:
         row = self.outbox.get(punch_id)
