@@ -1,10 +1,11 @@
 """Manual correction punches: turn what a technician typed into a ``Punch``, or say what is wrong.
 
 Rules (``[manual]`` in the config): the device must be configured; the time is read in the
-device's timezone and may be neither in the future nor older than ``max_age``. Two rules can be
-overridden with ``--force``, because a person may know better: a punch of the same employee
-within ``duplicate_window`` already exists, and the device is online right now (corrections are
-for terminals that were offline; an online terminal most likely has the punch itself).
+device's timezone and may be neither in the future nor older than ``max_age``. Three rules can
+be overridden with ``--force``, because a person may know better: a punch of the same employee
+within ``duplicate_window`` already exists; the device is online right now (corrections are for
+terminals that were offline; an online terminal most likely has the punch itself); the outbox
+never saw the employee id but has a look-alike (``7`` for ``007``, ``AB12`` for ``ab12``).
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ STATES = tuple(s.value for s in PunchState)
 _MAX_EMPLOYEE = 128  # the MQTT contract's limits
 _MAX_OPERATOR = 200
 _MAX_REASON = 2000
+_SPELLING_ROWS = 10_000  # the newest punches whose employee ids the spelling check knows
 
 
 @dataclass(frozen=True)
@@ -173,6 +175,12 @@ def employee_problem(employee: str) -> Problem | None:
     return None
 
 
+def loose_employee(employee: str) -> str:
+    """What two spellings of one employee id share: no spaces, case or leading zeros."""
+    text = "".join(employee.split()).casefold()
+    return (text.lstrip("0") or "0") if text.isdecimal() else text
+
+
 def parse_local_time(text: str) -> datetime:
     """A naive wall-clock time from ``YYYY-MM-DD HH:MM[:SS]``; ``ValueError`` says the format."""
     value = text.strip()
@@ -203,6 +211,7 @@ class ManualValidator:
         self._probe = online
         self.now = now or datetime.now(UTC)
         self._online: dict[str, Online] = {}  # one probe per device, also for a whole import
+        self._spellings: dict[str, set[str]] | None = None  # read once, also for an import
 
     def check(self, request: ManualRequest) -> Checked:
         """Every problem with one request, not just the first."""
@@ -247,6 +256,7 @@ class ManualValidator:
             )
         if employee_bad is None:
             problems += self._duplicates(employee, utc)
+            problems += self._spelling(employee)
         # Probing can take seconds: only worth it when nothing else refuses the punch already.
         online = (
             self.online(device)
@@ -361,6 +371,31 @@ class ManualValidator:
                 )
             )
         return problems
+
+    def _spelling(self, employee: str) -> list[Problem]:
+        """An id the outbox never saw, whose look-alike ("7" for "007", "AB12" for "ab12") it has.
+
+        Stored as typed, the correction would belong to nobody the backend knows, and the
+        duplicate check against the terminal's own punch of that person would miss it.
+        """
+        if self.outbox.list(employee=employee, limit=1):
+            return []
+        if self._spellings is None:  # only for an id never seen, once per command
+            self._spellings = {}
+            for row in self.outbox.list(limit=_SPELLING_ROWS):
+                known = getattr(row, "employee", None)
+                if known:
+                    self._spellings.setdefault(loose_employee(known), set()).add(known)
+        others = sorted(self._spellings.get(loose_employee(employee), set()) - {employee})
+        if not others:
+            return []
+        return [
+            Problem(
+                f"employee {employee} has no punches here, but {' or '.join(others)} has: type "
+                "the id as the terminals write it",
+                forceable=True,
+            )
+        ]
 
     def _serial(self, device: DeviceConfig) -> str:
         known = self.outbox.device_serial(device.id)
