@@ -166,6 +166,14 @@ def too_new_message(found: int) -> str:
 def migrate(conn: sqlite3.Connection, target: int = SCHEMA_VERSION) -> int:
     """Upgrade to ``target`` in one transaction and return the version found before."""
     db = sqlite_utils.Database(conn)
+    # Up to date (every open but the first after an upgrade): no write lock. Taking it each
+    # time made every reading command (stats, status, list) fail to open while the daemon
+    # held a write transaction longer than the busy timeout, though WAL readers never wait.
+    found = user_version(conn)
+    if found > SCHEMA_VERSION:
+        raise SchemaTooNewError(too_new_message(found))
+    if found >= target:
+        return found
     # IMMEDIATE takes the write lock before reading user_version, so two processes opening a
     # new file at once cannot both run the steps: the second waits, then finds nothing to do.
     conn.execute("BEGIN IMMEDIATE")

@@ -1,0 +1,56 @@
+"""A technician's command opening the outbox while the daemon holds a long write transaction."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from subprocess import Popen
+
+import pytest
+
+from buffer import Outbox
+from config.errors import OutboxError
+from tests.buffer.children import read_line, start
+from tests.buffer.conftest import GATEWAY
+from tests.buffer.factory import punch, punches
+
+
+@pytest.fixture
+def held(outbox_path: Path) -> Iterator[Popen[str]]:
+    """An outbox with 10 punches whose write lock another process holds (for up to 60 s)."""
+    with Outbox.open(outbox_path, GATEWAY, disk_reserve_bytes=0) as box:
+        box.add_punches(punches(0, 10), watermark={"next": 10})
+    holder = start("hold-lock", str(outbox_path), "--seconds", "60")
+    try:
+        assert read_line(holder, timeout=30) == "locked"
+        yield holder
+    finally:
+        holder.kill()
+        holder.communicate(timeout=30)
+
+
+def test_reading_commands_work_while_another_process_holds_the_write_lock(
+    outbox_path: Path, held: Popen[str]
+) -> None:
+    """WAL readers never wait for a writer: stats, list, check and status must answer at once,
+    not fail on opening with 'migrating the schema failed ... database is locked'."""
+    with Outbox.open(outbox_path, GATEWAY, busy_timeout=0.3, recover=False) as box:
+        assert box.stats().pending == 10
+        assert len(box.list()) == 10 and len(box.next_batch(100)) == 10
+        assert box.watermark("lobby-1") == {"next": 10}
+        assert box.check() == []
+
+
+def test_a_write_past_the_busy_timeout_says_what_held_it_and_what_to_do(
+    outbox_path: Path, held: Popen[str]
+) -> None:
+    with Outbox.open(outbox_path, GATEWAY, busy_timeout=0.3, recover=False) as box:
+        with pytest.raises(OutboxError) as info:
+            box.add_manual(punch(99, device="desk"), operator="tech", reason="forgot badge")
+        message = str(info.value)
+        assert message.startswith("storing a manual punch failed")
+        assert "locked by another process" in message and "retry" in message
+        held.kill()  # the daemon's transaction ends: the technician's retry goes through
+        held.communicate(timeout=30)
+        box.add_manual(punch(99, device="desk"), operator="tech", reason="forgot badge")
+        assert box.stats().pending == 11
