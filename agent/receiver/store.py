@@ -487,11 +487,14 @@ class PostgresStore:
             self._rollback()
             message = f"cannot store punches in PostgreSQL: {exc}"
             # Data (class 22: e.g. a NUL in a text), integrity and adaptation errors are about
-            # the values; connection and server trouble (OperationalError, ...) are not.
+            # the values; connection and server trouble (OperationalError, ...) are not, except
+            # a program limit (54000: a value too large for its index entry), which a punch's
+            # text causes and which storing it again cannot help.
             values = (
                 self._psycopg.DataError,
                 self._psycopg.IntegrityError,
                 self._psycopg.ProgrammingError,
+                self._psycopg.errors.ProgramLimitExceeded,
                 *_UNSTORABLE,
             )
             if isinstance(exc, values):

@@ -3,6 +3,7 @@ connection the server ended, a database the receiver cannot write for a while.""
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator
 
 import pytest
@@ -62,3 +63,22 @@ def test_the_receiver_stores_again_after_postgresql_ended_its_connection(
     wait_for(lambda: pg_receiver.stats.inserted == 25, timeout=10, what="batches after the cut")
     assert pg_receiver.store.count() == 25
     assert pg_receiver.store.gaps() == []
+
+
+def test_a_punch_too_large_for_the_postgresql_index_holds_up_no_other_punch(
+    broker: LocalMosquitto, pg_receiver: Receiver
+) -> None:
+    """PostgreSQL refuses an index entry over ~2,700 bytes as a 'program limit' (54000), not a
+    data error: that is still the punch's value, and must not hold up the others with it."""
+    topic, _ = _batch("gw-b", 1, 1)
+    punches = [{"id": f"gw-b-{seq}", "gateway_id": "gw-b", "seq": seq} for seq in range(1, 6)]
+    # Incompressible (a repeated letter is compressed into the index entry and fits).
+    huge = "".join(hashlib.sha256(bytes([n])).hexdigest() for n in range(100))
+    punches.insert(2, {"id": huge, "gateway_id": "gw-b", "seq": 6})
+    publish(broker.port, [_batch("gw-a", 1, 10), (topic, encode_batch("gw-b", punches))])
+    wait_for(lambda: pg_receiver.stats.inserted == 15, timeout=10, what="the other punches")
+    assert pg_receiver.stats.rejected == 1
+    assert {(s.gateway_id, s.punches) for s in pg_receiver.store.summary()} == {
+        ("gw-a", 10),
+        ("gw-b", 5),
+    }
