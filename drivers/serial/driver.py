@@ -110,7 +110,7 @@ class SerialDriver:
             CardTable(options.cards),
             aliases_for(options.format),
         )
-        self._roster_mtime: float | None = None
+        self._roster_seen: _FileSignature | None = None
         self._port: serial.SerialBase | None = None
         self._backoff = Backoff(
             options.reconnect_min, max(options.reconnect_min, options.reconnect_max)
@@ -307,20 +307,21 @@ class SerialDriver:
 
     def _load_cards(self) -> None:
         roster = self.options.roster_file
-        mtime = _mtime(roster) if roster is not None else None
+        # Taken before reading: a write still going on while we read changes it again.
+        seen = _signature(roster) if roster is not None else None
         table = load_card_table(self.options.cards, roster, self.device_id)
         self._builder.cards = table
-        self._roster_mtime = mtime
+        self._roster_seen = seen
 
     def _refresh_roster(self) -> None:
         """Pick up an edited roster file; a broken edit keeps the previous table."""
         roster = self.options.roster_file
-        if roster is None or _mtime(roster) == self._roster_mtime:
+        if roster is None or _signature(roster) == self._roster_seen:
             return
         try:
             self._load_cards()
         except ConfigError as exc:
-            self._roster_mtime = _mtime(roster)  # do not re-read the same broken file each call
+            self._roster_seen = _signature(roster)  # do not re-read the same broken file each call
             self._log.error(
                 "roster file not reloaded; keeping the previous cards",
                 error=str(exc),
@@ -330,11 +331,21 @@ class SerialDriver:
         self._log.info("roster file reloaded", cards=len(self._builder.cards))
 
 
-def _mtime(path: Path) -> float | None:
+_FileSignature = tuple[int, int, int, int]
+
+
+def _signature(path: Path) -> _FileSignature | None:
+    """What changes when a file is edited: inode, size, mtime and ctime.
+
+    The mtime alone missed edits within the file system's timestamp resolution (a coarse tick,
+    1-2 s on network shares and FAT), such as the end of a write whose start we had read, and a
+    replacement carrying an old mtime (``rsync -t``, ``cp -p``).
+    """
     try:
-        return path.stat().st_mtime
+        stat = path.stat()
     except OSError:
         return None
+    return (stat.st_ino, stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns)
 
 
 def _close_quietly(port: serial.SerialBase) -> None:
