@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from typing import Annotated
 
@@ -81,17 +82,56 @@ def root(
 
 
 def main() -> None:
-    """Entry point: expected errors become one line and an exit code; tracebacks need --debug."""
-    debug = "--debug" in sys.argv[1:]
+    """Entry point: expected errors become one line and an exit code; tracebacks need --debug.
+
+    With ``--json`` the error is also printed on stdout as one JSON document, so a script piping
+    the output into a JSON parser gets the facts instead of an empty stream.
+    """
+    argv = sys.argv[1:]
+    debug = "--debug" in argv
     try:
         app()
     except PunchgateError as exc:
         if debug:
             raise
+        problems = [str(p) for p in getattr(exc, "problems", [])]
+        if "--json" in argv:
+            _print_error_json(type(exc).__name__, exc.exit_code, str(exc), problems)
         typer.echo(f"error: {exc}", err=True)
-        for problem in getattr(exc, "problems", [])[:50]:
+        for problem in problems[:50]:
             typer.echo(f"  {problem}", err=True)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
-        typer.echo("interrupted", err=True)
-        sys.exit(130)
+        _interrupted("--json" in argv)
+    except SystemExit as exc:
+        # typer turns Ctrl-C inside a command into a silent exit 130: say what happened.
+        if exc.code == INTERRUPTED and _caused_by_ctrl_c(exc):
+            _interrupted("--json" in argv)
+        raise
+
+
+INTERRUPTED = 130
+
+
+def _interrupted(as_json: bool) -> None:
+    if as_json:
+        _print_error_json("Interrupted", INTERRUPTED, "interrupted (Ctrl-C)", [])
+    typer.echo("interrupted", err=True)
+    sys.exit(INTERRUPTED)
+
+
+def _caused_by_ctrl_c(exc: BaseException) -> bool:
+    seen: BaseException | None = exc
+    for _ in range(5):  # SystemExit <- typer.Exit <- KeyboardInterrupt; bounded walk
+        if seen is None:
+            return False
+        if isinstance(seen, KeyboardInterrupt):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+def _print_error_json(kind: str, code: int, message: str, problems: list[str]) -> None:
+    error = {"type": kind, "exit_code": code, "message": message, "problems": problems}
+    sys.stdout.write(json.dumps({"ok": False, "error": error}, ensure_ascii=False) + "\n")
+    sys.stdout.flush()
