@@ -122,5 +122,7 @@ class Reporter:
                 self.publish_device(snapshot)
 
     def forget(self, device_id: str) -> None:
-        """A removed device: its next appearance is published afresh."""
+        """A removed device: out of the gateway status; its next appearance is published afresh."""
         self._published.pop(device_id, None)
+        if self.sup.delivery is not None:
+            self.sup.delivery.forget_device(device_id)

@@ -120,6 +120,7 @@ class DeliveryWorker:
         )
         # Worker-thread state (no lock: only the worker thread touches it).
         self._devices: dict[str, dict[str, Any]] = {}
+        self._removed: dict[str, dict[str, Any]] = {}  # last status of removed terminals
         self._flush_waiters: list[Future[bool]] = []
         self._next_status = 0.0
         self._stop_deadline: float | None = None
@@ -197,6 +198,14 @@ class DeliveryWorker:
             )
         self.contract.validate("device-status", payload)
         self._events.put(("device", device_id, payload))
+
+    def forget_device(self, device_id: str) -> None:
+        """A terminal removed from the configuration: no longer listed in the gateway status.
+
+        Its last status (published before this call) is still sent on the next connect if it
+        could not be sent yet, so that the backend does not keep its old retained one.
+        """
+        self._events.put(("forget", device_id))
 
     def register_command(self, name: str, schema: str | dict[str, Any], handler: Handler) -> None:
         """Accept ``{prefix}/{gw}/cmd/{name}``; ``schema`` is a contract schema name or a schema."""
@@ -328,7 +337,7 @@ class DeliveryWorker:
         elif kind == "connected":
             drain.connected(event[1])
             self._publish_birth()
-            for payload in self._devices.values():
+            for payload in [*self._removed.values(), *self._devices.values()]:
                 self._publish_device(payload)
         elif kind == "disconnected":
             drain.disconnected(event[1], event[2])
@@ -338,8 +347,12 @@ class DeliveryWorker:
             drain.request_rewind()
         elif kind == "device":
             self._devices[event[1]] = event[2]
+            self._removed.pop(event[1], None)
             if drain.generation:
                 self._publish_device(event[2])
+        elif kind == "forget":
+            if event[1] in self._devices:
+                self._removed[event[1]] = self._devices.pop(event[1])
         elif kind == "flush":
             self._flush_waiters.append(event[1])
             drain.wake()

@@ -1,0 +1,68 @@
+"""Months of config edits: reloads that add and remove terminals must not accumulate anything."""
+
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+
+import structlog
+
+from agent.daemon.device_state import DeviceState
+from agent.localbroker import LocalMosquitto
+from tests.daemon.fakes import FakeFleet
+from tests.daemon.harness import GATEWAY, PREFIX, running, write_config, zk_device
+from tests.support.mqtt import Collector, Message
+from tests.support.wait import wait_for
+
+CYCLES = 10
+
+
+def _birth_devices(message: Message) -> list[str]:
+    return [d["device_id"] for d in message.json()["devices"]]
+
+
+def test_terminals_removed_by_reloads_leave_the_gateway_status_and_nothing_piles_up(
+    tmp_path: Path, broker: LocalMosquitto
+) -> None:
+    # A technician tries a spare terminal and takes it out again, week after week.
+    fleet = FakeFleet()
+    state = tmp_path / "state"
+    keep = zk_device("a-1", poll_interval=1)
+    config = write_config(tmp_path / "pg.toml", state, broker.url, [keep])
+    status_topic = f"{PREFIX}/{GATEWAY}/status"
+    sub = Collector(broker.url, [status_topic]).start()
+    try:
+        with running(config, fleet.factory, mqtt_overrides={"status_interval": 0.2}) as handle:
+            sup = handle.supervisor
+            wait_for(
+                lambda: (w := sup.pool.get("a-1")) and w.snapshot().state == DeviceState.ONLINE,
+                timeout=10,
+                what="a-1 online",
+            )
+            fds = threads = 0
+            for cycle in range(CYCLES):
+                spare = zk_device(f"spare-{cycle}", poll_interval=1)
+                for devices in ([keep, spare], [keep]):
+                    write_config(config, state, broker.url, devices)
+                    with structlog.testing.capture_logs() as logs:
+                        sup.request_reload()  # what SIGHUP does
+                        wait_for(
+                            lambda: any(e["event"] == "config_reloaded" for e in list(logs)),
+                            timeout=10,
+                            what=f"reload {cycle}",
+                        )
+                if cycle == 1:
+                    fds, threads = len(os.listdir("/proc/self/fd")), threading.active_count()
+            assert sup.pool.ids == ["a-1"]
+            seen = len(sub.messages)
+            births = sub.wait(
+                lambda ms: len(ms) > seen + 1, timeout=10, what="two more gateway statuses"
+            )
+            assert _birth_devices(births[-1]) == ["a-1"], (
+                "the gateway status still lists terminals removed from the configuration"
+            )
+            assert len(os.listdir("/proc/self/fd")) <= fds
+            assert threading.active_count() <= threads
+    finally:
+        sub.stop()
