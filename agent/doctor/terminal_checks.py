@@ -129,8 +129,9 @@ def check_device(
                 ),
                 *_skipped(target, _NAMES[1:], "reachable"),
             ]
+        step = _refused_step(device) if _refused(exc) else _unreachable_step(device)
         return [
-            fail(FAMILY, target, "reachable", f"{exc}{seen_by_daemon}", _unreachable_step(device)),
+            fail(FAMILY, target, "reachable", f"{exc}{seen_by_daemon}", step),
             *_skipped(target, _NAMES[1:], "reachable"),
         ]
     except DeviceIdentityError as exc:
@@ -282,6 +283,24 @@ def _unreachable_step(device: DeviceConfig) -> str:
         f"check the terminal's power and network cable, then: ping {device.host}; compare its "
         f"IP (terminal menu: Comm. > Ethernet) with host/port of {device.id} in the config"
     )
+
+
+def _refused(exc: DeviceUnavailable) -> bool:
+    # A refusal is an answer: the address is up, so power and cabling are not the problem.
+    return isinstance(exc.__cause__, ConnectionRefusedError)
+
+
+def _refused_step(device: ZkDeviceSettings) -> str:
+    step = (
+        f"{device.host} is up but nothing serves port {device.port}/{device.transport}: "
+        f"compare host/port of {device.id} in the config with the terminal's own "
+        "(menu: Comm. > Ethernet)"
+    )
+    if device.transport == "tcp":
+        step += (
+            '; check that its TCP service is on; old firmware speaks UDP only: transport = "udp"'
+        )
+    return step
 
 
 def _swapped_step(target: str, serial: str | None = None) -> str:

@@ -134,7 +134,9 @@ def test_silent_and_dead_terminals_fail_within_their_timeout_concurrently(
     assert all(r.verdict == Verdict.FAIL for r in reachable.values())
     assert "within 1s" in reachable["dead-0"].detail
     assert "refused" in reachable["gone"].detail
-    assert "ping 127.0.0.1" in reachable["gone"].next_step
+    # A refusal is an answer from 127.0.0.1: the step names it and its port, not power/cable.
+    assert "127.0.0.1 is up" in reachable["gone"].next_step
+    assert "power" in reachable["dead-0"].next_step and "power" not in reachable["gone"].next_step
     assert took < 15, f"dead terminals held the doctor for {took:.1f}s"
 
 
