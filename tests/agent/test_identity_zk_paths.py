@@ -6,21 +6,26 @@ into a real outbox; the outbox's content-derived id is what the backend de-dupli
 
 from __future__ import annotations
 
+import json
 import time
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
 
+from agent.mqtt.contract import Contract, punch_payload
 from buffer import Outbox
 from buffer.identity import punch_id
+from buffer.payload import PayloadReader
 from drivers.base import Punch, Source
 from drivers.zk import ZkDriver, ZkOptions
 from drivers.zk.simulator import ZkSimulator
 from tests.drivers.zk.driver_support import VARIANTS, simulator
 
 GATEWAY = "gw-identity"
+CONTRACT = Contract.load()
 
 # Device-local times a terminal records in each zone: the DST fold and gap of 2026 (a time in
 # the gap is what a clock that missed the change shows), plus clocks far off.
@@ -82,6 +87,7 @@ def test_a_punch_seen_live_then_pulled_after_a_restart_is_stored_once(
             assert stored.inserted == (10 if _restart == 0 else 0)
 
         rows = outbox.list(limit=100)
+        payloads = _payloads(outbox, tmp_path / "outbox.db")
     live_ids = [punch_id(GATEWAY, p) for p in live]
     pulled_by_id = {punch_id(GATEWAY, p): p for p in pulled}
     assert len(rows) == 10 + len(times) == len(pulled)
@@ -93,3 +99,32 @@ def test_a_punch_seen_live_then_pulled_after_a_restart_is_stored_once(
             punch.time_utc,
         )
         assert twin.suspect == punch.suspect
+        # What the backend receives: the same employee and instant, the wall time it recorded.
+        sent = payloads[pid]
+        assert CONTRACT.errors("punch", sent) == []
+        assert sent["employee"] == punch.employee
+        assert sent["device_time"] == punch.device_time.isoformat()
+        assert punch.time_utc is not None and punch.utc_offset_minutes is not None
+        assert datetime.fromisoformat(sent["time_utc"]) == punch.time_utc
+        local = datetime.fromisoformat(sent["time"])
+        assert local.replace(tzinfo=None) == punch.device_time
+        assert local.utcoffset() == timedelta(minutes=punch.utc_offset_minutes)
+        assert sorted(sent["suspect"]) == sorted(flag.value for flag in punch.suspect)
+
+
+def _payloads(outbox: Outbox, path: Path) -> dict[str, dict[str, Any]]:
+    """Contract JSON of every pending row, as the delivery worker reads it (SQL or Python)."""
+    reader = PayloadReader(path, 5.0, "site-1")
+    try:
+        _seqs, ids, parts = reader.read(1000, 0)
+    finally:
+        reader.close()
+    out: dict[str, dict[str, Any]] = {}
+    for pid, part in zip(ids, parts, strict=True):
+        if part:
+            out[pid] = json.loads(part)
+        else:
+            stored = outbox.get(pid)
+            assert stored is not None
+            out[pid] = json.loads(json.dumps(punch_payload(stored, "site-1")))
+    return out
