@@ -58,10 +58,6 @@ MIN_PING_S = 0.01
 MAX_REQUESTS_PER_TICK = 10_000  # requests taken in one go (signals queue one word each)
 
 
-def _now_iso() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds")
-
-
 def build_driver(settings: Settings, device: DeviceConfig) -> Driver:
     """``agent.wiring.build_driver``, imported on first use (it pulls in every driver family)."""
     from agent.wiring import build_driver as build
@@ -105,7 +101,8 @@ class Supervisor:
         self._requests: queue.SimpleQueue[str] = queue.SimpleQueue()
         self.errors = ErrorLog()
         self.state = "new"
-        self.started_at = _now_iso()
+        self._started = (datetime.now(UTC), time.monotonic())  # kept by reloaded delivery
+        self.started_at = self._started[0].isoformat(timespec="seconds")
         self.boot = 0
         self.outbox: Outbox | None = None
         self.delivery: DeliveryWorker | None = None
@@ -185,7 +182,12 @@ class Supervisor:
         if self._mqtt_overrides:
             options = options.with_(**self._mqtt_overrides)
         worker = DeliveryWorker(
-            options, self.outbox, settings.agent.gateway_id, settings.agent.site, boot=self.boot
+            options,
+            self.outbox,
+            settings.agent.gateway_id,
+            settings.agent.site,
+            boot=self.boot,
+            started=self._started,
         )
         worker.register_command("time-sync", "command-time-sync", self._time_sync.handle)
         return worker

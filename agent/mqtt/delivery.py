@@ -74,15 +74,18 @@ class DeliveryWorker:
         version: str = __version__,
         clock: Clock = time.monotonic,
         contract: Contract | None = None,
+        started: tuple[datetime, float] | None = None,
     ) -> None:
+        # ``started``: when the agent started (wall time, and ``clock()`` then). A worker built
+        # by a reload keeps the agent's: started_at and uptime_s are not the reload's.
         self.options = options
         self.outbox = outbox
         self.topics = Topics(options.topic_prefix, gateway_id)
         self.site = site
         self.clock = clock
         self.contract = contract or Contract.load()
-        self.identity = GatewayIdentity(gateway_id, site, version, boot, datetime.now(UTC))
-        self._started_mono = clock()
+        started_at, self._started_mono = started or (datetime.now(UTC), clock())
+        self.identity = GatewayIdentity(gateway_id, site, version, boot, started_at)
         self._backend = options.ack == "backend"
         subscriptions: list[tuple[str, int]] = []
         if self._backend:

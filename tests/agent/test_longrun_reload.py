@@ -66,3 +66,31 @@ def test_terminals_removed_by_reloads_leave_the_gateway_status_and_nothing_piles
             assert threading.active_count() <= threads
     finally:
         sub.stop()
+
+
+def test_a_reload_of_the_mqtt_section_keeps_the_gateway_start_time_and_boot(
+    tmp_path: Path, broker: LocalMosquitto
+) -> None:
+    # A backend computes the gateway's uptime from started_at, and tells restarts by boot.
+    fleet = FakeFleet()
+    state = tmp_path / "state"
+    devices = [zk_device("a-1", poll_interval=1)]
+    config = write_config(tmp_path / "pg.toml", state, broker.url, devices)
+    sub = Collector(broker.url, [f"{PREFIX}/{GATEWAY}/status"]).start()
+    try:
+        with running(config, fleet.factory) as handle:
+            sup = handle.supervisor
+            first = sub.wait(lambda ms: ms, timeout=10, what="the first birth")[0].json()
+            old = sup.delivery
+            write_config(config, state, broker.url, devices, mqtt={"keepalive": 45})
+            sup.request_reload()
+            wait_for(lambda: sup.delivery is not old, timeout=10, what="the new delivery worker")
+            births = sub.wait(
+                lambda ms: any(m.json()["state"] == "online" for m in ms[1:]),
+                timeout=10,
+                what="the birth after the reload",
+            )
+            again = next(m.json() for m in births[1:] if m.json()["state"] == "online")
+            assert (again["boot"], again["started_at"]) == (first["boot"], first["started_at"])
+    finally:
+        sub.stop()
