@@ -270,17 +270,19 @@ def _login(
         return fail(FAMILY, broker.url, name, f"cannot connect {who}: {exc}", "see the steps above")
     try:
         deadline = time.monotonic() + timeout
+        lost = False
         while not connack and time.monotonic() < deadline:
             if client.loop(0.05) != MQTTErrorCode.MQTT_ERR_SUCCESS:
+                lost = not connack
                 break
         if not connack:
-            return fail(
-                FAMILY,
-                broker.url,
-                name,
-                f"no CONNACK within {timeout:g}s {who}",
-                "the port does not answer like an MQTT broker: check the URL scheme and port",
-            )
+            step = "the port does not answer like an MQTT broker: check the URL scheme and port"
+            if not lost:
+                detail = f"no CONNACK within {timeout:g}s {who}"
+            else:
+                detail = f"the broker closed the connection without a CONNACK {who}"
+                step += "" if broker.tls else " (a TLS port, usually 8883, needs mqtts://)"
+            return fail(FAMILY, broker.url, name, detail, step)
         reason = connack[0]
         if getattr(reason, "is_failure", False):
             text = describe_connack(broker, reason)

@@ -11,8 +11,9 @@ from pathlib import Path
 
 from agent.doctor import run_doctor
 from agent.doctor.result import CheckResult, Verdict
-from agent.localbroker import free_port
+from agent.localbroker import BrokerTls, LocalMosquitto, free_port
 from agent.wiring import build_driver
+from tests.cli.conftest import Pki
 
 
 def device_results(config: Path, device: str) -> dict[str, CheckResult]:
@@ -34,3 +35,19 @@ def test_refused_terminal_port_points_at_the_port_not_at_power_and_cable(
     assert "power" not in reachable.next_step
     assert f"port ({port})" in reachable.next_step or "port" in reachable.next_step
     assert 'transport = "udp"' in reachable.next_step
+
+
+def test_plain_url_on_a_tls_port_says_the_broker_hung_up_not_that_it_timed_out(
+    tmp_path: Path, pki: Pki, make_config: Callable[..., Path]
+) -> None:
+    """Mosquitto's TLS listener drops a plain CONNECT at once: no "within 20s" when it took 0.1."""
+    tls = BrokerTls(pki.ca_file, pki.cert_file, pki.key_file)
+    with LocalMosquitto(tmp_path / "tls-broker", tls=tls) as server:
+        config = make_config(mqtt={"url": f"mqtt://127.0.0.1:{server.port}"})
+        report = run_doctor(config, build=build_driver, only=["broker"], timeout=20.0)
+    login = next(r for r in report.results if r.name == "MQTT login")
+    assert login.verdict == Verdict.FAIL
+    assert "within 20s" not in login.detail
+    assert "closed the connection" in login.detail
+    assert "mqtts://" in login.next_step
+    assert login.elapsed < 10
