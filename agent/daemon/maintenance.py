@@ -162,14 +162,18 @@ class Maintenance:
             func()
         except Exception as exc:  # noqa: BLE001 - one task failing must not stop the others
             message = str(exc) or type(exc).__name__
-            log.error("maintenance_failed", task=name, error=message)
             with self._lock:
-                self.report.errors[name] = message
+                previous, self.report.errors[name] = self.report.errors.get(name), message
+            if message == previous:
+                return  # failing at every tick for days: said when it starts, not every minute
+            log.error("maintenance_failed", task=name, error=message)
             if self._on_error is not None:
                 self._on_error(f"maintenance {name}", message)
         else:
             with self._lock:
-                self.report.errors.pop(name, None)
+                previous = self.report.errors.pop(name, None)
+            if previous is not None:
+                log.info("maintenance_recovered", task=name, was=previous)
 
     def _backup_due(self) -> bool:
         try:
