@@ -109,6 +109,7 @@ class SerialDriver:
             options.time_format,
             CardTable(options.cards),
             aliases_for(options.format),
+            options.max_drift,
         )
         self._roster_seen: _FileSignature | None = None
         self._port: serial.SerialBase | None = None

@@ -26,6 +26,7 @@ class SerialOptions:
     roster_file: Path | None = None
     dedup_window: float = 3.0
     serial: str | None = None
+    max_drift: float = 60.0  # seconds a printed time may be ahead of its arrival, unflagged
     timeout: float = 10.0  # open and write timeout
     read_timeout: float = 0.1  # how long one read waits; bounds how late live() returns
     batch_delay: float = 0.05  # after the first byte, wait this long and read the whole burst

@@ -69,6 +69,7 @@ class PunchBuilder:
         time_format: str,
         cards: CardTable,
         card_aliases: Callable[[str], tuple[str, ...]] | None = None,
+        max_drift: float = 60.0,
     ) -> None:
         self.device_id = device_id
         self.device_serial = device_serial
@@ -76,6 +77,7 @@ class PunchBuilder:
         self.time_format = time_format
         self.cards = cards
         self._aliases = card_aliases or _no_aliases
+        self._max_drift = timedelta(seconds=max_drift)
         self._has_date = any(d in time_format for d in _DATE_DIRECTIVES)
         self._has_year = any(d in time_format for d in _YEAR_DIRECTIVES)
         self._iso = time_format == ISO_FORMAT
@@ -130,6 +132,10 @@ class PunchBuilder:
             suspect.add(Suspect.TIME_INVALID)
             return received_local, None, None
         suspect.update(flags)
+        if utc - received_utc > self._max_drift:
+            # Printed before that time came: the clock is ahead (reset to 2100, a wrong year).
+            # A time in the past is not flagged: a clock replays its stored punches on reconnect.
+            suspect.add(Suspect.CLOCK_DRIFT)
         return naive, utc, offset_minutes
 
     def _receive_time(self, received: datetime) -> tuple[datetime, datetime, int]:
