@@ -144,6 +144,8 @@ class MqttConnection:
         self._connects = 0
         self._subscribed_generation = 0
         self._max_packet: int | None = None  # the broker's MQTT 5 Maximum Packet Size, if any
+        self._attempting = ""  # the broker URL of the current attempt (network thread only)
+        self._said: dict[str, str] = {}  # broker URL -> failure last logged (until connected)
         self._log = log.bind(client_id=options.client_id)
 
     # -- public API ---------------------------------------------------------------------------
@@ -337,6 +339,7 @@ class MqttConnection:
     def _session(self, broker: BrokerAddress) -> bool:
         """Connect to ``broker`` and run until the connection ends; True if it held long enough."""
         generation = self._generation + 1
+        self._attempting = broker.url
         client = self._new_client(generation)
         state: dict[str, Any] = client.user_data_get()
         if broker.tls:
@@ -405,6 +408,7 @@ class MqttConnection:
         self._client = client
         self._broker_url = broker.url
         self._connects += 1
+        self._said.clear()  # the next failure is news again
         self._connected_event.set()
         self._log.info("connected to broker", url=broker.url, generation=generation)
         started = time.monotonic()
@@ -476,6 +480,9 @@ class MqttConnection:
             return MQTTErrorCode.MQTT_ERR_UNKNOWN
 
     def _fail(self, message: str) -> None:
-        if message != self._last_error:
+        # Logged once per broker until a connection succeeds: with failover between two brokers
+        # that are both down, comparing with the last error alone warned at every retry.
+        if self._said.get(self._attempting) != message:
             self._log.warning("broker connect failed", error=message)
+            self._said[self._attempting] = message
         self._last_error = message
