@@ -142,39 +142,67 @@ class Receiver:
     # -- store thread -------------------------------------------------------------------------
 
     def _run(self) -> None:
+        # A batch the database could not take is held and tried again with the next messages,
+        # never dropped: its messages stay unacknowledged until the commit, and the broker
+        # re-sends unacknowledged messages only after a reconnect, which a database outage does
+        # not cause. Left behind, they filled the broker's window for this receiver (20 on a
+        # stock Mosquitto) and it was sent nothing more until restarted.
+        held: list[_Incoming] = []
+        failures = 0
         while True:
-            first = self._queue.get()
-            batch = [first] if first is not None else []
-            stop = first is None
-            while not stop and len(batch) < _MAX_MESSAGES_PER_COMMIT:
-                try:
-                    item = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if item is None:
-                    stop = True
-                else:
-                    batch.append(item)
+            batch, stop = self._take(held, failures)
             if batch:
-                try:
-                    self._handle(batch)
-                except Exception as exc:  # noqa: BLE001 - the store thread must outlive any batch
-                    # Nothing of this batch was acknowledged: the broker re-sends it after the
-                    # next reconnect, the gateway after its ack timeout.
-                    self._log.error(
-                        "handling a batch failed", error=str(exc), kind=type(exc).__name__
-                    )
+                if self._handle(batch):
+                    held, failures = [], 0
+                else:
+                    held, failures = batch, failures + 1
             if stop:
                 return
 
-    def _handle(self, batch: list[_Incoming]) -> None:
+    def _take(self, held: list[_Incoming], failures: int) -> tuple[list[_Incoming], bool]:
+        """(``held`` and the messages that arrived, up to one commit's worth; stop?).
+
+        With nothing held, waits for a message; else at most a backoff (0.5 s, doubling up
+        to 10 s) before trying ``held`` again.
+        """
+        try:
+            if held:
+                first = self._queue.get(timeout=min(0.5 * 2**failures, 10.0))
+            else:
+                first = self._queue.get()
+        except queue.Empty:
+            return held, False
+        batch = held + ([first] if first is not None else [])
+        stop = first is None
+        while not stop and len(batch) < _MAX_MESSAGES_PER_COMMIT:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if item is None:
+                stop = True
+            else:
+                batch.append(item)
+        self.stats.messages += len(batch) - len(held)
+        return batch, stop
+
+    def _handle(self, batch: list[_Incoming]) -> bool:
+        """Store ``batch`` and acknowledge it; False when the database could not take it."""
+        try:
+            return self._store_and_ack(batch)
+        except Exception as exc:  # noqa: BLE001 - the store thread must outlive any batch
+            # Nothing of this batch was acknowledged: the broker re-sends it after the next
+            # reconnect, the gateway after its ack timeout.
+            self._log.error("handling a batch failed", error=str(exc), kind=type(exc).__name__)
+            return True
+
+    def _store_and_ack(self, batch: list[_Incoming]) -> bool:
         punches: list[dict[str, Any]] = []
         for item in batch:
-            self.stats.messages += 1
             punches.extend(self._punches_of(item))
         stored = self._store(punches)
         if stored is None:
-            return
+            return self._stopping.is_set()  # stopping: the broker re-sends to the next session
         inserted, refused = stored
         if refused:
             # Unacknowledged, these stay pending at their gateways, which send them again.
@@ -198,6 +226,7 @@ class Receiver:
             # this call, as on a broker restart. The punches are committed; the broker re-sends
             # the unacknowledged messages after the reconnect and the store ignores them by id.
             self._log.warning("acknowledging failed; the broker will re-send", error=str(exc))
+        return True
 
     def _store(self, punches: list[dict[str, Any]]) -> tuple[int, list[dict[str, Any]]] | None:
         """Store ``punches``: (rows inserted, punches refused for their values), or None when

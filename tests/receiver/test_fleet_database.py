@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -82,3 +83,61 @@ def test_a_punch_too_large_for_the_postgresql_index_holds_up_no_other_punch(
         ("gw-a", 10),
         ("gw-b", 5),
     }
+
+
+class DefaultWindowMosquitto(LocalMosquitto):
+    """Mosquitto with its stock window: at most 20 unacknowledged messages out to a client
+    (the test broker's is unlimited; EMQX's default is 32, HiveMQ's 10)."""
+
+    def _write_config(self) -> None:
+        super()._write_config()
+        with self.config_path.open("a", encoding="utf-8") as config:
+            config.write("max_inflight_messages 20\n")
+
+
+def _sql(url: str, statement: str) -> None:
+    psycopg = import_psycopg()
+    with psycopg.connect(url, autocommit=True, connect_timeout=10) as conn:
+        conn.execute(statement)
+
+
+DISK_FULL = """
+CREATE FUNCTION disk_full() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN
+    RAISE EXCEPTION 'could not extend file: No space left on device' USING ERRCODE = 'disk_full';
+END $$;
+CREATE TRIGGER disk_full BEFORE INSERT ON punches EXECUTE FUNCTION disk_full();
+"""
+
+
+def test_the_receiver_takes_every_punch_again_once_its_database_is_back(
+    tmp_path: Path, pg_url: str
+) -> None:
+    """The database is full for a while under a fleet's stream: nothing can be committed, so
+    nothing is acknowledged. Once space is freed, the punches that arrived meanwhile and the
+    ones sent since are all stored: the unacknowledged messages must not fill the broker's
+    window for good (then it sends this receiver nothing more until it is restarted)."""
+    broker = DefaultWindowMosquitto(tmp_path / "mosquitto").start()
+    # MQTT 3.1.1: the broker applies the same window, and the MQTT 5 CONNACK's Receive Maximum
+    # (which a window makes Mosquitto send) is not what this test is about.
+    options = MqttOptions(
+        urls=(broker.url,),
+        client_id="receiver-pg",
+        reconnect_min=0.02,
+        reconnect_max=0.2,
+        protocol="3.1.1",
+    )
+    receiver = Receiver(options, open_store(pg_url), name="receiver-pg").start()
+    try:
+        wait_for(lambda: receiver.connection.subscribed, timeout=5, what="receiver subscribed")
+        _sql(pg_url, DISK_FULL)
+        publish(broker.port, [_batch(f"gw-{n}", 1, 3) for n in range(25)])
+        wait_for(lambda: receiver.stats.messages >= 20, timeout=10, what="20 messages taken")
+        _sql(pg_url, "DROP TRIGGER disk_full ON punches")  # space freed
+        publish(broker.port, [_batch(f"gw-{n}", 4, 3) for n in range(25)])
+        wait_for(lambda: receiver.store.count() == 150, timeout=20, what="every punch stored")
+        assert receiver.store.gaps() == []
+        assert receiver.stats.inserted == 150
+    finally:
+        receiver.stop(2)
+        receiver.store.close()
+        broker.stop()
