@@ -41,6 +41,13 @@ def _user_size(conn: ZkConnection, total: int, count: int) -> int:
     )
 
 
+def stored_user_id(user_id: str, size: int | None) -> str:
+    """The id as the terminal keeps it: a number in 28-byte user records ("007" is user 7)."""
+    if size == 28 and user_id.isdecimal():
+        return str(int(user_id))
+    return user_id
+
+
 def default_user_size(conn: ZkConnection) -> int:
     """The user layout when the terminal has no users to measure it by (pyzk's rule)."""
     return 28 if conn.endpoint.udp else 72
@@ -60,6 +67,7 @@ def upsert_user(
     """Create the user or update it in place (same slot); return what was written."""
     users, size = list_users(conn, encoding)
     size = size or default_user_size(conn)
+    user_id = stored_user_id(user_id, size)
     existing = next((u for u in users if u.user_id == user_id), None)
     if existing is not None:
         uid = existing.uid
@@ -86,8 +94,9 @@ def upsert_user(
 
 def delete_user(conn: ZkConnection, user_id: str) -> bool:
     """Delete the user with this id; False when there was none."""
-    users, _size = list_users(conn)
-    found = next((u for u in users if u.user_id == user_id), None)
+    users, size = list_users(conn)
+    wanted = stored_user_id(user_id, size)
+    found = next((u for u in users if u.user_id == wanted), None)
     if found is None:
         return False
     reply = conn.request(p.CMD_DELETE_USER, struct.pack("<h", found.uid))

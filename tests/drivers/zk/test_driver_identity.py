@@ -33,3 +33,26 @@ def test_eight_byte_records_follow_a_user_re_enrolled_into_a_freed_slot_between_
         finally:
             daemon.close()
     assert [p.employee for p in tail] == ["2001"]
+
+
+def test_numeric_id_firmware_updates_and_deletes_a_user_typed_with_leading_zeros() -> None:
+    """Badges print "0001001"; a terminal storing user ids as numbers knows the user as 1001.
+
+    Enrolling "0001001" must update user 1001 in its slot, not add a second user 1001 in
+    another slot (two users with one badge number: punches go to either), and deleting it must
+    delete user 1001, not answer that there is no such user.
+    """
+    with simulator(users=2, variant="old-fw-16") as sim:
+        existing = sim.users[0]
+        assert existing.user_id == "1001"
+        driver = driver_for(sim, "udp")
+        driver.open()
+        try:
+            written = driver.upsert_user("0001001", "Ana C.")
+            assert [u.user_id for u in sim.users] == ["1001", "1002"]
+            assert written.uid == existing.uid and written.user_id == "1001"
+            assert sim.users[0].name == "Ana C."
+            assert driver.delete_user("01001") is True
+            assert [u.user_id for u in sim.users] == ["1002"]
+        finally:
+            driver.close()
