@@ -22,6 +22,8 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger("punchgate.daemon")
 
+MAX_BROKER_ERRORS = 64  # distinct broker errors remembered between two connections
+
 
 class Reporter:
     """Reads the supervisor's parts and says how they are; never raises into the caller."""
@@ -29,7 +31,11 @@ class Reporter:
     def __init__(self, supervisor: Supervisor) -> None:
         self.sup = supervisor
         self._published: dict[str, tuple[Any, ...]] = {}
-        self._broker_error: str | None = None
+        # Broker errors already in the recent errors since the broker was last reached: with
+        # two brokers down their messages alternate, and recording every change filled all
+        # the slots within minutes, pushing a terminal's error out of the status file.
+        self._broker_errors: set[str | None] = set()
+        self._broker_connected = False
         self._status_error: str | None = None  # logged when it starts and when it ends
 
     def write_status(self) -> str:
@@ -50,10 +56,8 @@ class Reporter:
         except PunchgateError as exc:
             self.sup.errors.add("outbox", str(exc))
         broker = None if self.sup.delivery is None else self.sup.delivery.status().as_dict()
-        if broker is not None and broker.get("last_error") != self._broker_error:
-            self._broker_error = broker.get("last_error")
-            if self._broker_error:
-                self.sup.errors.add("broker", str(self._broker_error))
+        if broker is not None:
+            self._note_broker_error(bool(broker.get("connected")), broker.get("last_error"))
         bad = self.sup.unhealthy() if self.sup.state == "running" else []
         agent = self.sup.settings.agent
         doc = status_document(
@@ -95,6 +99,16 @@ class Reporter:
             None if outbox is None else outbox.get("oldest_pending_age_s"),
             bool(broker and broker.get("connected")),
         )
+
+    def _note_broker_error(self, connected: bool, error: str | None) -> None:
+        if connected and not self._broker_connected:
+            self._broker_errors = {error}  # reached again: the next failures are news
+        self._broker_connected = connected
+        if error and error not in self._broker_errors:
+            if len(self._broker_errors) >= MAX_BROKER_ERRORS:
+                self._broker_errors.clear()
+            self._broker_errors.add(error)
+            self.sup.errors.add("broker", str(error))
 
     def device_changed(self, snapshot: DeviceSnapshot) -> None:
         """A worker changed state (its thread): record errors, publish the device status."""
