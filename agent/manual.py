@@ -163,6 +163,15 @@ def employee_problem(employee: str) -> Problem | None:
     problem = text_problem("employee id", employee)
     if problem is not None:
         return problem
+    # Format characters (bidi marks from a right-to-left screen, zero-width spaces, a BOM) are
+    # invisible: the id looks right and is stored as one that belongs to nobody.
+    invisible = [c for c in employee if unicodedata.category(c) == "Cf"]
+    if invisible:
+        shown = "".join(c for c in employee if c not in invisible)
+        return Problem(
+            f"the employee id {employee!r} contains an invisible character "
+            f"(U+{ord(invisible[0]):04X}): type it as on the terminal: {shown}"
+        )
     plain = "".join(
         str(unicodedata.decimal(c)) if c.isdecimal() else c
         for c in unicodedata.normalize("NFKC", employee)

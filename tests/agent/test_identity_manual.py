@@ -104,3 +104,23 @@ def test_a_look_alike_id_is_stored_as_typed_with_force(settings: Settings, outbo
     )
     assert checked.blocking(force=True) == [] and checked.punch is not None
     assert checked.punch.employee == "007"
+
+
+@pytest.mark.parametrize(
+    "typed",
+    [
+        "1042\u200f",  # right-to-left mark, copied from an Arabic or Hebrew HR screen
+        "\u200e1042",  # left-to-right mark
+        "10\u200b42",  # zero-width space, from a web page
+        "1042\u00ad",  # soft hyphen
+        "\ufeff1042",  # a byte order mark pasted with the first cell of a file
+        "10\u2060" + "42",  # word joiner
+    ],
+)
+def test_an_id_with_an_invisible_format_character_is_refused(
+    settings: Settings, outbox: Outbox, typed: str
+) -> None:
+    """It looks like 1042 on screen, but is stored as another id that belongs to nobody."""
+    problems = _check(settings, outbox, typed)
+    assert len(problems) == 1 and "invisible" in problems[0] and "1042" in problems[0]
+    assert "--force" not in problems[0]
