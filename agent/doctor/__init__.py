@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from agent.doctor.broker_checks import broker_jobs
+from agent.doctor.broker_checks import broker_jobs, daemon_connection
 from agent.doctor.config_checks import check_config_files, load_config, skipped_without_config
 from agent.doctor.daemon_view import daemon_view
 from agent.doctor.outbox_checks import outbox_jobs
@@ -21,7 +21,7 @@ from agent.doctor.systemd_checks import check_service, systemd_available
 from agent.doctor.terminal_checks import DriverFactory, device_jobs
 from buffer.outbox import Outbox
 from config import Settings
-from config.errors import OutboxError
+from config.errors import PunchgateError
 
 FAMILIES = ("config", "outbox", "broker", "devices", "systemd")
 
@@ -69,17 +69,22 @@ def run_doctor(
     if "config" in selected:
         results += check_config_files(settings, config)
     jobs: list[Job] = []
+    daemon = daemon_view(settings.agent.state_dir)
     if "outbox" in selected:
         jobs += outbox_jobs(settings, timeout)
     if "broker" in selected:
         jobs += broker_jobs(settings, timeout)
+        if (connection := daemon_connection(settings, daemon)) is not None:
+            jobs.append(
+                Job("broker", connection.target, connection.name, 1.0, lambda: [connection])
+            )
     if "devices" in selected:
         jobs += device_jobs(
             settings,
             timeout=timeout,
             build=build,
             known_serials=known_serials(settings, timeout),
-            daemon=daemon_view(settings.agent.state_dir),
+            daemon=daemon,
             only=set(devices) or None,
         )
     if "systemd" in selected:
@@ -100,12 +105,12 @@ def run_doctor(
 def known_serials(settings: Settings, timeout: float) -> dict[str, str | None]:
     """The serial last seen per device, from the outbox; empty when there is no outbox yet."""
     path = settings.agent.outbox_path
-    if not path.exists():
-        return {}
     try:
+        if not path.exists():
+            return {}
         with Outbox.open(
             path, settings.agent.gateway_id, busy_timeout=max(1.0, timeout / 2), recover=False
         ) as outbox:
             return {d.id: outbox.device_serial(d.id) for d in settings.devices}
-    except OutboxError:
-        return {}  # the outbox checks report why
+    except (PunchgateError, PermissionError):
+        return {}  # the outbox checks report why (damage, or a user without access)

@@ -19,6 +19,7 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from agent.doctor.daemon_view import DaemonView
 from agent.doctor.result import CheckResult, Job, fail, ok, skip, warn
 from agent.mqtt.connection import build_ssl_context, describe_connack
 from agent.mqtt.options import BrokerAddress, MqttOptions
@@ -299,6 +300,34 @@ def _login(
         return ok(FAMILY, broker.url, name, f"CONNACK {who}: {reason}, MQTT {options.protocol}")
     finally:
         client._reset_sockets()
+
+
+def daemon_connection(settings: Settings, daemon: DaemonView) -> CheckResult | None:
+    """The running daemon's own broker connection; None when no daemon runs (or says nothing).
+
+    The checks above probe the broker with a connection of the doctor's own; the service's
+    connection can still fail (its TLS files, client id or state), and then nothing is delivered.
+    """
+    state = daemon.broker
+    if not daemon.running or "connected" not in state:
+        return None
+    name = "daemon connection"
+    url = str(state.get("broker_url") or settings.mqtt.url)
+    if state["connected"]:
+        delivered = state.get("delivered")
+        detail = f"the running daemon (pid {daemon.pid}) is connected to {url}"
+        return ok(FAMILY, url, name, detail + (f", {delivered} delivered" if delivered else ""))
+    attempts = state.get("reconnect_attempts") or 0
+    return fail(
+        FAMILY,
+        url,
+        name,
+        f"the running daemon (pid {daemon.pid}) is not connected, attempt {attempts}: "
+        f"{state.get('last_error') or 'no error recorded'}",
+        "punches are not being delivered. Where the doctor's own login above passed, the "
+        "service's connection differs: read 'punchgate status' and journalctl -u punchgate, "
+        "then restart the service (sudo systemctl restart punchgate)",
+    )
 
 
 def _verify_fix(reason: str) -> str:

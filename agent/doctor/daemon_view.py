@@ -17,6 +17,7 @@ class DaemonView:
     pid: int | None = None
     age_s: float | None = None
     devices: dict[str, dict[str, Any]] = field(default_factory=dict)
+    broker: dict[str, Any] = field(default_factory=dict)  # its connection: connected, last_error
 
     def device_state(self, device_id: str) -> str | None:
         """The daemon's state for a device ("online", "unreachable", ...), None when unknown."""
@@ -28,7 +29,11 @@ class DaemonView:
 
 def daemon_view(state_dir: Path) -> DaemonView:
     """The daemon's view, or ``DaemonView(running=False)`` when it is not running."""
-    status = read_status(state_dir)
+    try:
+        status = read_status(state_dir)
+    except PermissionError:
+        # Run without sudo: the outbox checks say so and what to do; the doctor goes on.
+        return DaemonView(running=False)
     if not status or not status.get("running"):
         return DaemonView(running=False, pid=None if not status else status.get("pid"))
     return DaemonView(
@@ -36,6 +41,7 @@ def daemon_view(state_dir: Path) -> DaemonView:
         pid=status.get("pid"),
         age_s=status.get("age_s"),
         devices=_devices(status.get("devices")),
+        broker=status["broker"] if isinstance(status.get("broker"), dict) else {},
     )
 
 

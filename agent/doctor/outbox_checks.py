@@ -12,7 +12,7 @@ from agent.doctor.result import CheckResult, Job, fail, ok, skip, warn
 from buffer.integrity import BAD_MARKS
 from buffer.outbox import Outbox
 from config import Settings
-from config.errors import CorruptOutboxError, OutboxError, SchemaTooNewError
+from config.errors import CorruptOutboxError, OutboxError, SchemaTooNewError, UsageError
 
 FAMILY = "outbox"
 PENDING_WARN_S = 15 * 60.0  # delivery normally takes seconds; this much backlog needs a look
@@ -40,6 +40,29 @@ def outbox_jobs(settings: Settings, timeout: float) -> list[Job]:
 
 def check_outbox(settings: Settings, timeout: float) -> list[CheckResult]:
     """Integrity, free disk and pending age of the configured outbox."""
+    path = settings.agent.outbox_path
+    where = str(path)
+    names = ("integrity", "free disk", "pending punches")
+    try:
+        return _check_outbox(settings, timeout)
+    except PermissionError as exc:
+        detail = f"cannot open {exc.filename or path}: permission denied"
+    except UsageError as exc:  # the outbox's own refusal of a user without access to its lock
+        detail = str(exc)
+    return [
+        fail(
+            FAMILY,
+            where,
+            "open",
+            detail,
+            "run the doctor as root or as the service user: sudo /opt/punchgate/bin/punchgate "
+            "doctor",
+        ),
+        *(skip(FAMILY, where, n, "not run: cannot open the outbox") for n in names),
+    ]
+
+
+def _check_outbox(settings: Settings, timeout: float) -> list[CheckResult]:
     path = settings.agent.outbox_path
     where = str(path)
     names = ("integrity", "free disk", "pending punches")

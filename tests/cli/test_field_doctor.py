@@ -6,14 +6,23 @@ TCP service is off, or the port is a typo), and the doctor's own report as the t
 
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
+import time
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+
+from agent.daemon.status_file import write_status
 from agent.doctor import run_doctor
 from agent.doctor.result import CheckResult, Verdict
 from agent.localbroker import BrokerTls, LocalMosquitto, free_port
 from agent.wiring import build_driver
-from tests.cli.conftest import Pki
+from buffer.outbox import Outbox
+from tests.cli.conftest import GATEWAY, Pki, cli, write_config
+from tests.support.users import other_user
 
 
 def device_results(config: Path, device: str) -> dict[str, CheckResult]:
@@ -51,3 +60,89 @@ def test_plain_url_on_a_tls_port_says_the_broker_hung_up_not_that_it_timed_out(
     assert "closed the connection" in login.detail
     assert "mqtts://" in login.next_step
     assert login.elapsed < 10
+
+
+def daemon_status(state_dir: Path, broker: dict[str, object]) -> None:
+    """A fresh status file of a running daemon (this process stands in for it)."""
+    write_status(
+        state_dir,
+        {
+            "pid": os.getpid(),
+            "updated_unix": time.time(),
+            "interval_s": 15,
+            "state": "running",
+            "devices": [],
+            "broker": broker,
+        },
+    )
+
+
+def test_doctor_fails_the_broker_when_the_running_daemon_cannot_connect_though_its_probe_can(
+    tmp_path: Path, broker: LocalMosquitto, make_config: Callable[..., Path]
+) -> None:
+    """The doctor's own login works; the service's does not: punches are not delivered."""
+    error = "mqtt connection failed unexpectedly: RuntimeError('...')"
+    daemon_status(
+        tmp_path / "state",
+        {"connected": False, "broker_url": None, "last_error": error, "reconnect_attempts": 7},
+    )
+    config = make_config(mqtt={"url": broker.url})
+    report = run_doctor(config, build=build_driver, only=["broker"], timeout=2.0)
+    by_name = {r.name: r for r in report.results}
+    assert by_name["MQTT login"].verdict == Verdict.OK
+    daemon = by_name["daemon connection"]
+    assert daemon.verdict == Verdict.FAIL and report.failed
+    assert error in daemon.detail
+    assert "punchgate status" in daemon.next_step
+
+
+def test_doctor_reports_the_running_daemons_broker_connection_as_ok_when_connected(
+    tmp_path: Path, broker: LocalMosquitto, make_config: Callable[..., Path]
+) -> None:
+    daemon_status(
+        tmp_path / "state",
+        {"connected": True, "broker_url": broker.url, "last_error": None, "delivered": 12},
+    )
+    report = run_doctor(
+        make_config(mqtt={"url": broker.url}), build=build_driver, only=["broker"], timeout=2.0
+    )
+    daemon = next(r for r in report.results if r.name == "daemon connection")
+    assert daemon.verdict == Verdict.OK and broker.url in daemon.detail
+    assert not report.failed
+
+
+@pytest.mark.parametrize("state_mode", [0o700, 0o755])
+def test_doctor_as_a_user_without_access_to_the_state_reports_it_instead_of_crashing(
+    state_mode: int,
+) -> None:
+    """sudo forgotten while the service runs: its status file and outbox are not readable."""
+    root = Path(tempfile.mkdtemp(prefix="punchgate-doctor-perm-"))
+    try:
+        root.chmod(0o755)
+        state = root / "state"
+        config = write_config(root / "punchgate.toml", state_dir=state)
+        config.chmod(0o644)
+        with Outbox.open(state / "outbox.db", GATEWAY):
+            pass
+        daemon_status(state, {"connected": True, "broker_url": "mqtt://127.0.0.1:1"})
+        for path in state.iterdir():
+            path.chmod(0o600 if path.is_file() else 0o700)
+        state.chmod(state_mode)
+        with other_user():
+            result = cli(
+                "doctor",
+                "--only",
+                "outbox",
+                "--only",
+                "broker",
+                "--only",
+                "devices",
+                "-c",
+                str(config),
+            )
+    finally:
+        (root / "state").chmod(0o700)
+        shutil.rmtree(root)
+    assert result.code == 6, result
+    assert "permission denied" in result.stdout
+    assert "sudo" in result.stdout or "service user" in result.stdout
