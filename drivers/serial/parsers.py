@@ -22,6 +22,9 @@ _HEX = frozenset(b"0123456789abcdefABCDEF")
 EM4100_BODY_MAX = 16  # 10 data + 2 checksum hex chars, plus CR LF some readers put before ETX
 _EM4100_IDLE = b"\r\n\x00 "  # between frames some readers send line ends or padding: not noise
 _LINE_PAD = b"\x00 \t\r\n\x0b\x0c"  # NUL fill (after CR/LF, at power-up) is padding, like spaces
+# A control character inside a field is line noise: an id like "10\x0042" belongs to nobody,
+# and a NUL is refused by PostgreSQL backends (the punch would stay pending forever).
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
 # What every line format needs its encoding to read as ASCII: digits, letters, separators.
 WIEGAND_PATTERN = r"^(?P<card>[0-9A-Fa-f]{1,20})$"
 """Default line pattern of ``wiegand-ascii``: one card number per line, hex or decimal digits."""
@@ -145,6 +148,9 @@ class LineParser:
             values[name] = (value.strip() or None) if value is not None else None
         if values.get("employee") is None and values.get("card") is None:
             result.rejects.append(Reject("no_id", line[:PREVIEW]))
+            return
+        if any(value is not None and _CONTROL.search(value) for value in values.values()):
+            result.rejects.append(Reject("malformed", line[:PREVIEW]))
             return
         result.frames.append(
             Frame(

@@ -7,7 +7,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+import pytest
+
 from drivers.serial import SerialDriver, SerialOptions, build_serial_driver
+from drivers.serial.parsers import LineParser
 from tests.drivers.serial.helpers import take
 
 BERLIN = ZoneInfo("Europe/Berlin")
@@ -71,3 +74,16 @@ def test_a_roster_replaced_by_rename_with_its_old_mtime_is_picked_up(tmp_path: P
         assert _employee(driver, b"1234") == "2999"
     finally:
         driver.close()
+
+
+HALL_PATTERN = r"^(?P<employee>\S+)\s+(?P<time>\d{2}:\d{2})\s+(?P<state>\S+)$"  # docs/serial.md
+
+
+@pytest.mark.parametrize("noise", [b"\x00", b"\x01", b"\x1b", b"\x7f"])
+def test_a_control_character_inside_an_employee_id_rejects_the_line(noise: bytes) -> None:
+    """Line noise inside a field that the pattern accepts (``\\S+``) made an id like "10\\x0042":
+    bound to nobody, and with a NUL refused by PostgreSQL backends, so pending forever."""
+    parser = LineParser(HALL_PATTERN, "latin-1", 128)
+    result = parser.feed(b"10" + noise + b"42  08:01  C/IN\r\n0042  08:02  C/OUT\r\n")
+    assert [f.employee for f in result.frames] == ["0042"]
+    assert [r.reason for r in result.rejects] == ["malformed"]
