@@ -86,3 +86,38 @@ def test_every_cli_command_appears_in_the_readme() -> None:
 
     walk(typer.main.get_command(app), [])
     assert missing == []
+
+
+def test_the_readmes_json_error_example_is_what_a_failing_command_prints(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The README's ``--json`` failure document: same keys, type and exit code as the real one."""
+    import json
+    import socket
+    import sys
+
+    import structlog
+
+    from agent.cli import main
+
+    (example,) = [json.loads(t) for where, t in blocks("json") if where.startswith("README")]
+    with socket.socket() as probe:  # a port on 127.0.0.1 where nothing listens
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    config = tmp_path / "punchgate.toml"
+    config.write_text(
+        f'[agent]\ngateway_id = "doc-gw"\nstate_dir = "{tmp_path}"\n\n[[devices]]\n'
+        f'id = "lobby-1"\nkind = "zk"\nhost = "127.0.0.1"\nport = {port}\ntimeout = 2\n',
+        encoding="utf-8",
+    )
+    monkeypatch.setattr(sys, "argv", ["punchgate", "devices", "ping", "lobby-1", "--json",
+                                      "--config", str(config)])  # fmt: skip
+    with pytest.raises(SystemExit) as exited:
+        main()
+    structlog.reset_defaults()
+    real = json.loads(capsys.readouterr().out)
+    assert exited.value.code == example["error"]["exit_code"]
+    assert real.keys() == example.keys() and real["error"].keys() == example["error"].keys()
+    assert real["error"]["type"] == example["error"]["type"]
+    assert "refused the connection" in real["error"]["message"]
+    assert "refused the connection" in example["error"]["message"]
