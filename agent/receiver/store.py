@@ -11,7 +11,6 @@ import operator
 import sqlite3
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from itertools import chain
 from pathlib import Path
@@ -19,7 +18,17 @@ from typing import Any, Protocol
 
 import structlog
 
-from buffer.recovery import SEQ_GAP_AFTER_LOSS
+from agent.receiver.gaps import (
+    COPIES_CREATE,
+    PG_COPIES,
+    SQLITE_COPIES,
+    Gap,
+    GatewaySummary,
+    gaps_of,
+    gaps_sql,
+    summary_of,
+    summary_sql,
+)
 from config.errors import ConfigError, PunchgateError
 
 log = structlog.get_logger("receiver.store")
@@ -126,22 +135,6 @@ PG_INSERT = (
     + ") ON CONFLICT (id) DO NOTHING"
 )
 
-# LAG() finds holes between stored seqs; the second part finds a hole before the first one.
-GAPS_SQL = """
-SELECT gateway_id, prev + 1 AS first_missing, seq - 1 AS last_missing FROM (
-    SELECT gateway_id, seq, LAG(seq) OVER (PARTITION BY gateway_id ORDER BY seq) AS prev
-    FROM punches {where}
-) AS ordered WHERE prev IS NOT NULL AND seq > prev + 1
-UNION ALL
-SELECT gateway_id, 1, min(seq) - 1 FROM punches {where} GROUP BY gateway_id HAVING min(seq) > 1
-ORDER BY 1, 2
-"""
-
-SUMMARY_SQL = """
-SELECT gateway_id, count(*), min(seq), max(seq) FROM punches {where}
-GROUP BY gateway_id ORDER BY gateway_id
-"""
-
 
 class StoreError(PunchgateError):
     """The receiver's database cannot be used; the message says which and why."""
@@ -165,48 +158,6 @@ _SQLITE_VALUE_ERRORS = (
     sqlite3.InterfaceError,
     *_UNSTORABLE,
 )
-
-
-@dataclass(frozen=True)
-class Gap:
-    """Sequence numbers of one gateway that the store has never seen."""
-
-    gateway_id: str
-    first_missing: int
-    last_missing: int
-
-    @property
-    def count(self) -> int:
-        return self.last_missing - self.first_missing + 1
-
-    @property
-    def recovery_jump(self) -> bool:
-        """The jump a gateway's numbering makes after it recovered its outbox (the contract).
-
-        Those numbers are never used. The jump is counted from the restored backup's numbers,
-        so the gap seen here can be larger (numbers used just before the damage whose punches
-        were lost with the file; they come back with new seqs) or smaller (punches stored after
-        the backup that had already arrived here, and that no terminal gives back, such as
-        manual corrections). A real gap is at most a gateway's in-flight window wide, so half
-        the jump tells them apart.
-        """
-        return self.count > SEQ_GAP_AFTER_LOSS // 2
-
-    @property
-    def missing(self) -> int:
-        """Numbers that really stand for punches not (yet) received."""
-        return max(self.count - SEQ_GAP_AFTER_LOSS, 0) if self.recovery_jump else self.count
-
-
-@dataclass(frozen=True)
-class GatewaySummary:
-    """What the store holds for one gateway."""
-
-    gateway_id: str
-    punches: int
-    first_seq: int
-    last_seq: int
-    missing: int
 
 
 class PunchStore(Protocol):
@@ -288,20 +239,6 @@ def now_text() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds")
 
 
-def _gaps(rows: list[tuple[Any, ...]]) -> list[Gap]:
-    return [Gap(str(g), int(a), int(b)) for g, a, b in rows]
-
-
-def _summary(rows: list[tuple[Any, ...]], gaps: list[Gap]) -> list[GatewaySummary]:
-    missing: dict[str, int] = {}
-    for gap in gaps:
-        missing[gap.gateway_id] = missing.get(gap.gateway_id, 0) + gap.missing
-    return [
-        GatewaySummary(str(g), int(n), int(lo), int(hi), missing.get(str(g), 0))
-        for g, n, lo, hi in rows
-    ]
-
-
 class SqliteStore:
     """Punches in a SQLite file: WAL, ``synchronous=FULL`` (an ack promises durability)."""
 
@@ -321,6 +258,7 @@ class SqliteStore:
             self._conn.execute(
                 "CREATE INDEX IF NOT EXISTS punches_gateway_seq ON punches(gateway_id, seq)"
             )
+            self._conn.execute(COPIES_CREATE)
         except (OSError, sqlite3.Error) as exc:
             raise StoreError(f"cannot open the receiver database {path}: {exc}") from exc
 
@@ -344,6 +282,10 @@ class SqliteStore:
                 self._insert_rows(ordinary, _ORDINARY_STATEMENTS)
                 self._insert_rows(full, _FULL_STATEMENTS)
                 inserted = self._conn.total_changes - before
+                if inserted < len(rows):  # copies: their numbers are no gap (gaps.py)
+                    self._conn.executemany(
+                        SQLITE_COPIES, [(r[1], r[2], r[0], r[1], r[2]) for r in rows]
+                    )
                 self._conn.execute("COMMIT")
             except BaseException:
                 self._conn.execute("ROLLBACK")
@@ -376,10 +318,10 @@ class SqliteStore:
 
     def gaps(self, gateway_id: str | None = None) -> list[Gap]:
         where, params = self._where(gateway_id)
-        return _gaps(self._read(GAPS_SQL.format(where=where), params * 2))
+        return gaps_of(self._read(gaps_sql(where), params * 4))
 
     def summary(self) -> list[GatewaySummary]:
-        return _summary(self._read(SUMMARY_SQL.format(where="")), self.gaps())
+        return summary_of(self._read(summary_sql()), self.gaps())
 
     def count(self) -> int:
         return int(self._read("SELECT count(*) FROM punches")[0][0])
@@ -436,6 +378,7 @@ class PostgresStore:
                 cur.execute(
                     "CREATE INDEX IF NOT EXISTS punches_gateway_seq ON punches(gateway_id, seq)"
                 )
+                cur.execute(COPIES_CREATE)
                 _widen_integers(cur)
             self._conn.commit()
         except psycopg.Error as exc:
@@ -482,6 +425,8 @@ class PostgresStore:
             with conn.cursor() as cur:
                 cur.execute(self._insert, columns)
                 inserted = cur.rowcount
+                if inserted < len(columns[0]):  # copies: their numbers are no gap (gaps.py)
+                    cur.execute(PG_COPIES, (columns[1], columns[2], columns[0]))
             conn.commit()
         except (self._psycopg.Error, *_UNSTORABLE) as exc:
             self._rollback()
@@ -517,10 +462,10 @@ class PostgresStore:
 
     def gaps(self, gateway_id: str | None = None) -> list[Gap]:
         where, params = ("WHERE gateway_id = %s", (gateway_id,)) if gateway_id else ("", ())
-        return _gaps(self._query(GAPS_SQL.format(where=where), params * 2))
+        return gaps_of(self._query(gaps_sql(where), params * 4))
 
     def summary(self) -> list[GatewaySummary]:
-        return _summary(self._query(SUMMARY_SQL.format(where=""), ()), self.gaps())
+        return summary_of(self._query(summary_sql(), ()), self.gaps())
 
     def count(self) -> int:
         return int(self._query("SELECT count(*) FROM punches", ())[0][0])

@@ -27,6 +27,15 @@ def _deliver(broker: LocalMosquitto, workers: Workers, outbox: Outbox) -> None:
     worker.stop(timeout=2)
 
 
+def _restored(outbox: Outbox, backup: Path) -> Outbox:
+    """``outbox`` lost with its disk (its counter unreadable) and restored from ``backup``."""
+    path = outbox.path
+    outbox.close()
+    path.rename(path.with_name("damaged.db"))
+    Outbox.restore(backup, path, GATEWAY)
+    return Outbox.open(path, GATEWAY)
+
+
 def test_a_restored_gateway_whose_newest_punches_had_arrived_shows_a_recovery_not_a_gap(
     broker: LocalMosquitto,
     workers: Workers,
@@ -48,10 +57,7 @@ def test_a_restored_gateway_whose_newest_punches_had_arrived_shows_a_recovery_no
     for punch in make_punches(10, start=900, device="keypad"):  # seq 151-160: the same
         outbox.add_manual(punch, operator="tech", reason="terminal was offline")
     _deliver(broker, workers, outbox)
-    outbox.close()
-    path.rename(tmp_path / "damaged.db")  # the failed disk: the counter cannot be read
-    Outbox.restore(backup, path, GATEWAY)
-    outbox = Outbox.open(path, GATEWAY)
+    outbox = _restored(outbox, backup)
     try:
         # The terminals are read again (the same punches: the same ids), and new ones arrive.
         outbox.add_punches(make_punches(150 + 40))
@@ -68,3 +74,73 @@ def test_a_restored_gateway_whose_newest_punches_had_arrived_shows_a_recovery_no
     assert result.exit_code == 0, result.output
     assert f"recovery: {GATEWAY} jumped from seq 160" in result.output
     assert "gap:" not in result.output and "ask it to re-send" not in result.output
+
+
+def _gaps_text(db: str) -> str:
+    result = CliRunner().invoke(app, ["receive", "--db", db, "--gaps"])
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def test_punches_read_again_after_a_recovery_with_new_seqs_leave_no_gap_between_new_ones(
+    broker: LocalMosquitto,
+    workers: Workers,
+    receivers: Callable[..., Receiver],
+    db: str,
+    tmp_path: Path,
+) -> None:
+    """After the restore, terminal A's punches lost with the file are read again: they get new
+    seqs, between new punches of terminal B. The receiver has them (same ids) and ignores the
+    copies, but their new numbers were sent to it: they are no gap (asking the gateway to
+    re-send them only brings the same copies again, so the gap stayed forever)."""
+    receiver = receivers()
+    path = tmp_path / "gw" / "outbox.db"
+    outbox = Outbox.open(path, GATEWAY)
+    outbox.add_punches(make_punches(100, device="a"))
+    backup = outbox.backup(tmp_path / "nightly.db")
+    outbox.add_punches(make_punches(50, start=100, device="a"))  # seq 101-150
+    _deliver(broker, workers, outbox)
+    outbox = _restored(outbox, backup)
+    try:
+        outbox.add_punches(make_punches(5, device="b"))
+        outbox.add_punches(make_punches(150, device="a"))  # 50 read again: new seqs
+        outbox.add_punches(make_punches(5, start=5, device="b"))
+        _deliver(broker, workers, outbox)
+        newest = outbox.stats().last_delivered_seq
+    finally:
+        outbox.close()
+    assert rows(db, "SELECT count(*), count(DISTINCT id) FROM punches") == [(160, 160)]
+    gaps = receiver.store.gaps()
+    assert [(g.first_missing, g.recovery_jump, g.missing) for g in gaps] == [(151, True, 0)]
+    assert [(s.missing, s.last_seq) for s in receiver.store.summary()] == [(0, newest)]
+    assert "gap:" not in _gaps_text(db)
+
+
+def test_a_reinstalled_gateway_reading_old_punches_again_leaves_no_gap(
+    broker: LocalMosquitto,
+    workers: Workers,
+    receivers: Callable[..., Receiver],
+    db: str,
+    tmp_path: Path,
+) -> None:
+    """The gateway is re-installed with the same gateway_id and an empty outbox: its numbering
+    starts at 1 again. Terminal A's old punches, read again, are copies the receiver has;
+    terminal B (added now) brings new ones around them. Nothing is missing."""
+    receiver = receivers()
+    old = Outbox.open(tmp_path / "old" / "outbox.db", GATEWAY)
+    try:
+        old.add_punches(make_punches(10, device="a"))  # seq 1-10
+        _deliver(broker, workers, old)
+    finally:
+        old.close()
+    new = Outbox.open(tmp_path / "new" / "outbox.db", GATEWAY)
+    try:
+        new.add_punches(make_punches(20, device="b"))  # seq 1-20: new punches
+        new.add_punches(make_punches(10, device="a"))  # seq 21-30: copies
+        new.add_punches(make_punches(5, start=20, device="b"))  # seq 31-35
+        _deliver(broker, workers, new)
+    finally:
+        new.close()
+    assert rows(db, "SELECT count(*), count(DISTINCT id) FROM punches") == [(35, 35)]
+    assert receiver.store.gaps() == []
+    assert "gap:" not in _gaps_text(db)
