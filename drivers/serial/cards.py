@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import io
+import unicodedata
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
@@ -23,8 +24,12 @@ log = structlog.get_logger("drivers.serial")
 
 
 def normalize_card(card: str) -> str:
-    """The comparable form of a card number: no spaces, upper case, no leading zeros."""
-    text = "".join(card.split()).upper()
+    """The comparable form of a card number: no spaces, upper case, no leading zeros.
+
+    Digits of any script (full-width from an IME, Arabic-Indic) are the ASCII digits a reader
+    sends: a roster typed with them named a card that no reader could match.
+    """
+    text = _ascii_digits(unicodedata.normalize("NFKC", "".join(card.split()))).upper()
     for separator in (",", ":", "/"):
         if separator in text:
             facility, _, number = text.partition(separator)
@@ -34,6 +39,12 @@ def normalize_card(card: str) -> str:
     if text and _HEX.issuperset(text):
         return text.lstrip("0") or "0"
     return text
+
+
+def _ascii_digits(text: str) -> str:
+    if text.isascii():
+        return text
+    return "".join(str(unicodedata.decimal(c)) if c.isdecimal() else c for c in text)
 
 
 def em4100_aliases(card_hex: str) -> tuple[str, ...]:
@@ -120,6 +131,15 @@ def read_roster(path: Path, device_id: str = "") -> dict[str, str]:
             continue
         if len(cells) < 2 or not cells[0] or not cells[1]:
             problems.append(f"{where}: line {number}: expected 'card,employee', got {line!r}")
+            continue
+        plain = _ascii_digits(unicodedata.normalize("NFKC", cells[1]))
+        if plain != cells[1]:
+            # Terminals and HR write ids in ASCII digits: as written, the card's punches would
+            # belong to an id nobody has (the manual punch check refuses it the same way).
+            problems.append(
+                f"{where}: line {number}: employee id {cells[1]!r} is not written as terminals "
+                f"write it: write {plain}"
+            )
             continue
         key = normalize_card(cells[0])
         if key in roster and roster[key] != cells[1]:

@@ -9,7 +9,9 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from config.errors import ConfigError
 from drivers.serial import SerialDriver, SerialOptions, build_serial_driver
+from drivers.serial.cards import read_roster
 from drivers.serial.parsers import LineParser
 from tests.drivers.serial.helpers import take
 
@@ -87,3 +89,34 @@ def test_a_control_character_inside_an_employee_id_rejects_the_line(noise: bytes
     result = parser.feed(b"10" + noise + b"42  08:01  C/IN\r\n0042  08:02  C/OUT\r\n")
     assert [f.employee for f in result.frames] == ["0042"]
     assert [r.reason for r in result.rejects] == ["malformed"]
+
+
+@pytest.mark.parametrize(
+    "written",
+    [
+        "４５２１８３７",  # full-width digits: a roster typed with a Japanese or Chinese IME
+        "٤٥٢١٨٣٧",  # Arabic-Indic digits
+        "００４５２１８３７",
+    ],
+)
+def test_a_roster_card_number_in_non_ascii_digits_matches_the_card(
+    tmp_path: Path, written: str
+) -> None:
+    """The reader sends ASCII; the card table compares numbers, so both are the same card."""
+    roster = tmp_path / "cards.csv"
+    roster.write_text(f"card,employee\n{written},1042\n", encoding="utf-8")
+    driver = _driver(roster)
+    try:
+        assert _employee(driver, b"0004521837") == "1042"
+    finally:
+        driver.close()
+
+
+def test_a_roster_employee_id_in_non_ascii_digits_is_named_not_loaded(tmp_path: Path) -> None:
+    """Stored as written, every punch of that card would belong to an id HR does not have."""
+    roster = tmp_path / "cards.csv"
+    roster.write_text("card,employee\n4521837,１０４２\n4521838,1043\n", encoding="utf-8")
+    with pytest.raises(ConfigError) as caught:
+        read_roster(roster, "dock-1")
+    (problem,) = caught.value.problems
+    assert "line 2" in problem and "'１０４２'" in problem and "1042" in problem
