@@ -9,12 +9,15 @@ from __future__ import annotations
 import csv
 import enum
 import json
+import os
 import re
 import sys
-from collections.abc import Iterable
+import tempfile
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager, suppress
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Annotated, Any, TextIO
+from typing import Annotated, Any, TextIO, TypeVar
 from zoneinfo import ZoneInfo
 
 import typer
@@ -198,7 +201,7 @@ def export(
         if output is None:
             count = _write(rows, fmt, sys.stdout)
         else:
-            with _create(output) as stream:
+            with _replacing(output) as stream:
                 count = _write(rows, fmt, stream)
     if output is not None:
         typer.echo(f"exported {count} row(s) to {output}", err=True)
@@ -231,9 +234,42 @@ def redeliver(
     typer.echo(f"{count} delivered punch(es) from seq {from_seq} on are pending again")
 
 
-def _create(output: Path) -> TextIO:
+@contextmanager
+def _replacing(output: Path) -> Iterator[TextIO]:
+    """A stream whose content replaces ``output`` only when complete (Ctrl-C, a failure: never).
+
+    Written to a temporary file beside it and renamed: a half-written export looks complete to
+    whoever opens it, and the previous export at that name would be lost. A FIFO or device
+    (``/dev/stdout``) is written directly.
+    """
+    if output.exists() and not output.is_file():
+        with _open(output, lambda: output.open("w", encoding="utf-8", newline="")) as stream:
+            yield stream
+        return
+    target = output.resolve()  # a symlink to a file: replace the file, keep the link
+    fd, part = _open(
+        output,
+        lambda: tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent),
+    )
     try:
-        return output.open("w", encoding="utf-8", newline="")
+        umask = os.umask(0)
+        os.umask(umask)
+        os.fchmod(fd, 0o666 & ~umask)  # as open() would have created it, not mkstemp's 0600
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as stream:
+            yield stream
+        os.replace(part, target)
+    except BaseException:
+        with suppress(OSError):
+            os.unlink(part)
+        raise
+
+
+T = TypeVar("T")
+
+
+def _open(output: Path, create: Callable[[], T]) -> T:
+    try:
+        return create()
     except OSError as exc:
         raise UsageError(
             f"--output: cannot write {output} ({exc.strerror}); give a file name in a folder "

@@ -18,6 +18,9 @@ from pathlib import Path
 
 import pytest
 
+from buffer.outbox import Outbox
+from tests.cli.conftest import GATEWAY
+from tests.cli.test_outbox_inspect import punch
 from tests.support.wait import wait_for
 
 
@@ -91,3 +94,41 @@ def test_ctrl_c_during_the_doctor_with_json_prints_json_and_exits_130(
     assert code == 130, err
     assert "Traceback" not in err and "interrupted" in err
     assert json.loads(out)["error"]["exit_code"] == 130
+
+
+def test_ctrl_c_during_an_export_keeps_the_previous_file_and_leaves_no_partial_one(
+    tmp_path: Path, make_config: Callable[..., Path]
+) -> None:
+    """A half-written punches.csv looks complete to HR; the earlier export must survive."""
+    config = make_config()
+    with Outbox.open(tmp_path / "state" / "outbox.db", GATEWAY) as outbox:
+        outbox.add_punches([punch("lobby-1", str(i % 300), 900 - i / 30) for i in range(20000)])
+    exports = tmp_path / "exports"
+    exports.mkdir()
+    target = exports / "punches.csv"
+    target.write_text("the export HR already has\n", encoding="utf-8")
+    previous = target.read_bytes()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "agent.cli", "outbox", "export", "--output", str(target),
+         "--config", str(config)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+
+    def writing() -> bool:
+        others = [p for p in exports.iterdir() if p != target and p.stat().st_size > 0]
+        return bool(others) or target.read_bytes() != previous
+
+    try:
+        wait_for(writing, timeout=30, interval=0.005, what="the export to start writing")
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=15)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate(timeout=5)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err and err.strip().endswith("interrupted")
+    assert target.read_bytes() == previous
+    assert sorted(p.name for p in exports.iterdir()) == ["punches.csv"]
