@@ -85,10 +85,14 @@ class PunchBuilder:
         """Punches of every ``record_size``-byte record in ``body`` (log order kept).
 
         ``uid_map`` maps terminal slots to user ids for 8-byte records, which carry only the
-        slot; ``flags`` are added to every punch (e.g. ``clock_drift``).
+        slot; a slot nobody is enrolled in any more (a deleted user) gives ``uid:<slot>``, never
+        the slot number itself, which may be another person's user id. ``flags`` are added to
+        every punch (e.g. ``clock_drift``).
         """
+        unmapped = None
         if uid_map is not None:
             users: dict[bytes | int, str] = dict(uid_map.items())
+            unmapped = "uid:"
         else:  # decoded user ids, kept across the chunks of a read (keys differ per layout)
             users = self._users.setdefault(record_size, {})
         hours = self._hours
@@ -108,7 +112,8 @@ class PunchBuilder:
                 offset += record_size
                 employee = users.get(key)
                 if employee is None:
-                    employee = users[key] = user_key_text(key)
+                    text = user_key_text(key)
+                    employee = users[key] = text if unmapped is None else unmapped + text
                 hour, second = divmod(value, 3600)
                 entry = hours.get(hour)
                 if entry is None and hour not in hours:

@@ -56,3 +56,34 @@ def test_numeric_id_firmware_updates_and_deletes_a_user_typed_with_leading_zeros
             assert [u.user_id for u in sim.users] == ["1002"]
         finally:
             driver.close()
+
+
+def test_eight_byte_records_of_a_deleted_user_are_not_given_to_the_user_whose_id_is_the_slot() -> (
+    None
+):
+    """A leaver in slot 2 punched, then was deleted; user "2" (another person, in slot 3) stays.
+
+    The record carries only the slot: with nobody enrolled there, the punch must not become
+    user "2"'s punch (pyzk's fallback, the slot number as the user id, did exactly that).
+    """
+    with simulator(variant="old-fw-8") as sim:
+        sim.add_user("1001")
+        leaver = sim.add_user("1002")
+        other = sim.add_user(str(leaver.uid))
+        assert other.uid != leaver.uid and other.user_id == "2"
+        sim.punch("1002", state=0)
+        sim.punch("2", state=0)
+        admin = driver_for(sim, "udp")
+        admin.open()
+        try:
+            assert admin.delete_user("1002")
+        finally:
+            admin.close()
+        daemon = driver_for(sim, "udp")
+        daemon.open()
+        try:
+            punches, _mark = daemon.read_new(None)
+        finally:
+            daemon.close()
+    employees = [p.employee for p in punches]
+    assert employees == [f"uid:{leaver.uid}", "2"]
