@@ -11,6 +11,7 @@ from typing import Any
 from agent.doctor.result import CheckResult, Job, fail, ok, skip, warn
 from buffer.integrity import BAD_MARKS
 from buffer.outbox import Outbox
+from buffer.records import StoredPunch
 from config import Settings
 from config.errors import CorruptOutboxError, OutboxError, SchemaTooNewError, UsageError
 
@@ -158,27 +159,47 @@ def _stats(outbox: Outbox) -> list[CheckResult]:
         disk = warn(FAMILY, where, "free disk", disk_detail, "free some space soon")
     else:
         disk = ok(FAMILY, where, "free disk", disk_detail)
-    return [disk, _pending(where, stats.as_dict())]
+    return [disk, _pending(where, stats.as_dict(), outbox)]
 
 
-def _pending(where: str, stats: dict[str, Any]) -> CheckResult:
+def _pending(where: str, stats: dict[str, Any], outbox: Outbox) -> CheckResult:
     pending, age = int(stats["pending"]), stats["oldest_pending_age_s"]
     name = "pending punches"
     if not pending or age is None:
         return ok(FAMILY, where, name, f"nothing waiting; {stats['delivered']} delivered so far")
-    detail = (
-        f"{pending} waiting for delivery, the oldest (seq {stats['oldest_pending_seq']}) "
-        f"stored {_age(age)} ago"
-    )
+    oldest, last_delivered = stats["oldest_pending_seq"], stats["last_delivered_seq"]
+    detail = f"{pending} waiting for delivery, the oldest (seq {oldest}) stored {_age(age)} ago"
     step = (
         "delivery is stuck: see the broker checks, and 'punchgate status' for the daemon's "
         "last delivery error"
     )
+    if age >= PENDING_WARN_S and last_delivered and last_delivered > oldest:
+        # Later punches went through: the path to the backend works, this punch does not.
+        detail += f", while later punches up to seq {last_delivered} were delivered"
+        row = _oldest_pending(outbox, pending, oldest)
+        if row is not None and row.last_error:
+            detail += f"; it failed {row.attempts} time(s), last: {row.last_error[:200]}"
+        show = f"punchgate outbox show {row.id}" if row else "punchgate outbox list --pending"
+        step = (
+            "later punches were delivered, so the connection works and this punch is refused "
+            f"on its way: read its last error ({show}) and give its id and that error to the "
+            "HR system's team, or report it"
+        )
     if age >= PENDING_FAIL_S:
         return fail(FAMILY, where, name, detail, step)
     if age >= PENDING_WARN_S:
         return warn(FAMILY, where, name, detail, step)
     return ok(FAMILY, where, name, detail)
+
+
+def _oldest_pending(outbox: Outbox, pending: int, seq: int) -> StoredPunch | None:
+    if pending > _FEW:
+        return None  # a large backlog is not one bad punch; do not read it all
+    rows = outbox.list(pending_only=True, limit=_FEW)
+    return rows[0] if rows and rows[0].seq == seq else None
+
+
+_FEW = 100  # pending rows read to find the oldest one's error
 
 
 def _mib(count: int) -> str:

@@ -11,6 +11,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -22,6 +23,7 @@ from agent.localbroker import BrokerTls, LocalMosquitto, free_port
 from agent.wiring import build_driver
 from buffer.outbox import Outbox
 from tests.cli.conftest import GATEWAY, Pki, cli, write_config
+from tests.cli.test_doctor_local import device_punch
 from tests.support.users import other_user
 
 
@@ -146,3 +148,23 @@ def test_doctor_as_a_user_without_access_to_the_state_reports_it_instead_of_cras
     assert result.code == 6, result
     assert "permission denied" in result.stdout
     assert "sudo" in result.stdout or "service user" in result.stdout
+
+
+def test_one_punch_the_backend_never_takes_is_not_blamed_on_the_broker(
+    tmp_path: Path, make_config: Callable[..., Path]
+) -> None:
+    """Later punches are delivered, one old one keeps failing: a poison punch, not the broker."""
+    an_hour_ago = datetime.now(UTC) - timedelta(hours=1)
+    with Outbox.open(tmp_path / "state" / "outbox.db", GATEWAY) as outbox:
+        outbox.add_punches([device_punch(1)], received_at=an_hour_ago)
+        outbox.add_punches([device_punch(2), device_punch(3), device_punch(4)])
+        outbox.mark_failed_seqs([1], "no acknowledgement from the backend within ack_timeout")
+        outbox.mark_delivered_seqs([2, 3, 4])
+        (poison,) = outbox.list(pending_only=True)
+    report = run_doctor(make_config(), build=build_driver, only=["outbox"], timeout=2.0)
+    pending = next(r for r in report.results if r.name == "pending punches")
+    assert pending.verdict == Verdict.WARN
+    assert "(seq 1)" in pending.detail and "up to seq 4" in pending.detail
+    assert "no acknowledgement from the backend" in pending.detail
+    assert "broker checks" not in pending.next_step
+    assert f"punchgate outbox show {poison.id}" in pending.next_step
