@@ -65,6 +65,11 @@ def upsert_user(
     encoding: str = "utf-8",
 ) -> UserRecord:
     """Create the user or update it in place (same slot); return what was written."""
+    if not 0 <= card <= 0xFFFFFFFF:
+        raise UsageError(
+            f"card number {card} does not fit the terminal's 32-bit card field: give the "
+            "number printed on the card (10 digits at most), not a wider reading"
+        )
     users, size = list_users(conn, encoding)
     size = size or default_user_size(conn)
     user_id = stored_user_id(user_id, size)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import pytest
+
+from config.errors import UsageError
 from tests.drivers.zk.driver_support import driver_for, simulator
 
 
@@ -87,3 +90,19 @@ def test_eight_byte_records_of_a_deleted_user_are_not_given_to_the_user_whose_id
             daemon.close()
     employees = [p.employee for p in punches]
     assert employees == [f"uid:{leaver.uid}", "2"]
+
+
+@pytest.mark.parametrize("card", [2**32, 12_345_678_901, -1])
+def test_a_card_number_wider_than_the_terminals_32_bits_is_refused_before_sending(
+    card: int,
+) -> None:
+    """A 40-bit EM4100 number does not fit the user record's card field (a struct.error)."""
+    with simulator(users=1) as sim:
+        driver = driver_for(sim)
+        driver.open()
+        try:
+            with pytest.raises(UsageError, match=f"card number {card} .*32-bit"):
+                driver.upsert_user("4711", "Ana", card=card)
+            assert [u.user_id for u in sim.users] == ["1001"]
+        finally:
+            driver.close()
