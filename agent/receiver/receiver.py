@@ -148,14 +148,16 @@ class Receiver:
         # not cause. Left behind, they filled the broker's window for this receiver (20 on a
         # stock Mosquitto) and it was sent nothing more until restarted.
         held: list[_Incoming] = []
+        held_punches: list[dict[str, Any]] = []  # parsed once: rejects are counted once
         failures = 0
         while True:
             batch, stop = self._take(held, failures)
+            punches = held_punches + [p for i in batch[len(held) :] for p in self._parse(i)]
             if batch:
-                if self._handle(batch):
-                    held, failures = [], 0
+                if self._handle(batch, punches):
+                    held, held_punches, failures = [], [], 0
                 else:
-                    held, failures = batch, failures + 1
+                    held, held_punches, failures = batch, punches, failures + 1
             if stop:
                 return
 
@@ -186,20 +188,18 @@ class Receiver:
         self.stats.messages += len(batch) - len(held)
         return batch, stop
 
-    def _handle(self, batch: list[_Incoming]) -> bool:
-        """Store ``batch`` and acknowledge it; False when the database could not take it."""
+    def _handle(self, batch: list[_Incoming], punches: list[dict[str, Any]]) -> bool:
+        """Store the ``punches`` of ``batch`` and acknowledge it; False when the database could
+        not take them."""
         try:
-            return self._store_and_ack(batch)
+            return self._store_and_ack(batch, punches)
         except Exception as exc:  # noqa: BLE001 - the store thread must outlive any batch
             # Nothing of this batch was acknowledged: the broker re-sends it after the next
             # reconnect, the gateway after its ack timeout.
             self._log.error("handling a batch failed", error=str(exc), kind=type(exc).__name__)
             return True
 
-    def _store_and_ack(self, batch: list[_Incoming]) -> bool:
-        punches: list[dict[str, Any]] = []
-        for item in batch:
-            punches.extend(self._punches_of(item))
+    def _store_and_ack(self, batch: list[_Incoming], punches: list[dict[str, Any]]) -> bool:
         stored = self._store(punches)
         if stored is None:
             return self._stopping.is_set()  # stopping: the broker re-sends to the next session
@@ -281,12 +281,19 @@ class Receiver:
                 return None
         return inserted, refused
 
+    def _parse(self, item: _Incoming) -> list[dict[str, Any]]:
+        """``_punches_of``, and a message that breaks it is rejected alone (never the thread)."""
+        try:
+            return self._punches_of(item)
+        except Exception as exc:  # noqa: BLE001 - one message must not stop every gateway's
+            return self._reject(item, f"{type(exc).__name__}: {exc}")
+
     def _punches_of(self, item: _Incoming) -> list[dict[str, Any]]:
         """The punches of one message that may be stored; anything else is logged and dropped."""
         gateway = gateway_of(self.prefix, item.topic)
         try:
             body = json.loads(item.payload)
-        except ValueError:
+        except (ValueError, RecursionError):  # nested too deep: RecursionError
             return self._reject(item, "not JSON")
         invalid: dict[int, list[str]] = {}
         if self.contract is not None:

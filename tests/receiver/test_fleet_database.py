@@ -130,14 +130,27 @@ def test_the_receiver_takes_every_punch_again_once_its_database_is_back(
     try:
         wait_for(lambda: receiver.connection.subscribed, timeout=5, what="receiver subscribed")
         _sql(pg_url, DISK_FULL)
-        publish(broker.port, [_batch(f"gw-{n}", 1, 3) for n in range(25)])
+        broken = (f"{PREFIX}/gw-x/punches", b"{not json")  # rejected once, however often held
+        publish(broker.port, [broken] + [_batch(f"gw-{n}", 1, 3) for n in range(25)])
         wait_for(lambda: receiver.stats.messages >= 20, timeout=10, what="20 messages taken")
         _sql(pg_url, "DROP TRIGGER disk_full ON punches")  # space freed
         publish(broker.port, [_batch(f"gw-{n}", 4, 3) for n in range(25)])
         wait_for(lambda: receiver.store.count() == 150, timeout=20, what="every punch stored")
         assert receiver.store.gaps() == []
         assert receiver.stats.inserted == 150
+        assert receiver.stats.messages == 51 and receiver.stats.rejected == 1
     finally:
         receiver.stop(2)
         receiver.store.close()
         broker.stop()
+
+
+def test_a_message_nested_too_deep_for_json_is_rejected_and_holds_up_no_other_gateway(
+    broker: LocalMosquitto, pg_receiver: Receiver
+) -> None:
+    """``[[[[...`` 100,000 deep is what a fuzzer or a broken client sends; json.loads raises
+    RecursionError, not ValueError, and it took every gateway's batch handled with it."""
+    deep = (f"{PREFIX}/gw-x/punches", b"[" * 100_000 + b"]" * 100_000)
+    publish(broker.port, [deep, _batch("gw-a", 1, 10), deep, _batch("gw-b", 1, 5)])
+    wait_for(lambda: pg_receiver.stats.inserted == 15, timeout=10, what="the other batches")
+    wait_for(lambda: pg_receiver.stats.rejected == 2, timeout=5, what="both deep ones rejected")
