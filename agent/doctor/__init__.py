@@ -21,7 +21,7 @@ from agent.doctor.systemd_checks import check_service, systemd_available
 from agent.doctor.terminal_checks import DriverFactory, device_jobs
 from buffer.outbox import Outbox
 from config import Settings
-from config.errors import PunchgateError
+from config.errors import PunchgateError, UsageError
 
 FAMILIES = ("config", "outbox", "broker", "devices", "systemd")
 
@@ -57,7 +57,10 @@ def run_doctor(
     systemctl: str | None = None,
     on_done: Callable[[Job, list[CheckResult]], None] | None = None,
 ) -> DoctorReport:
-    """Run the selected families (all by default); ``devices`` limits the terminals checked."""
+    """Run the selected families (all by default); ``devices`` limits the terminals checked.
+
+    A device id not in the config is a ``UsageError``: checking nothing is no all-clear.
+    """
     selected = set(only) or set(FAMILIES)
     unknown = selected - set(FAMILIES)
     if unknown:
@@ -66,6 +69,12 @@ def run_doctor(
     if settings is None:
         results += [skipped_without_config(f) for f in FAMILIES[1:] if f in selected]
         return DoctorReport(results)
+    unknown_devices = sorted(set(devices) - {d.id for d in settings.devices})
+    if unknown_devices:
+        known = ", ".join(d.id for d in settings.devices) or "none configured"
+        raise UsageError(
+            f"--device {', '.join(unknown_devices)}: not in the config; configured devices: {known}"
+        )
     if "config" in selected:
         results += check_config_files(settings, config)
     jobs: list[Job] = []

@@ -168,3 +168,16 @@ def test_one_punch_the_backend_never_takes_is_not_blamed_on_the_broker(
     assert "no acknowledgement from the backend" in pending.detail
     assert "broker checks" not in pending.next_step
     assert f"punchgate outbox show {poison.id}" in pending.next_step
+
+
+def test_doctor_for_a_mistyped_device_is_a_usage_error_not_an_all_clear(
+    make_config: Callable[..., Path],
+) -> None:
+    """`--device lobby-2` for lobby-1 checked nothing and said '1 ok', exit 0."""
+    config = make_config(
+        devices=[{"id": "lobby-1", "kind": "zk", "host": "127.0.0.1", "port": free_port()}]
+    )
+    result = cli("doctor", "--only", "devices", "--device", "lobby-2", "-c", str(config))
+    assert result.code == 2, result
+    assert "lobby-2" in result.stderr and "lobby-1" in result.stderr
+    assert "0 failed" not in result.stdout
