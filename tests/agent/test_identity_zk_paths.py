@@ -34,6 +34,9 @@ ZONES = {
     "America/Santiago": [datetime(2026, 4, 4, 23, 30, 7), datetime(2026, 9, 6, 0, 30, 7)],
     "Australia/Lord_Howe": [datetime(2026, 4, 5, 1, 45, 7), datetime(2026, 10, 4, 2, 15, 7)],
     "Asia/Kathmandu": [datetime(2026, 6, 1, 23, 59, 59), datetime(2026, 6, 2, 0, 0, 0)],
+    # Negative and quarter-hour offsets in the contract's "time" (-02:30, +13:45).
+    "America/St_Johns": [datetime(2026, 11, 1, 1, 30, 7), datetime(2026, 3, 8, 2, 30, 7)],
+    "Pacific/Chatham": [datetime(2026, 4, 5, 3, 15, 7), datetime(2026, 9, 27, 3, 15, 7)],
 }
 FAR_OFF = [datetime(2000, 1, 1, 0, 0, 5), datetime(2038, 1, 19, 3, 14, 8), datetime(2099, 12, 31)]
 
