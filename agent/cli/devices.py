@@ -301,6 +301,8 @@ def clock(
     """
     settings = load(config)
     device = _device(settings, device_id)
+    if isinstance(device, SerialDeviceSettings):  # before opening: an unplugged port is moot
+        raise UsageError(f"device {device.id} is a serial device: it has no clock")
     with _opened(build_driver(settings, device)) as opened:
         driver = _zk(opened, device, "clock")
         before = driver.clock()

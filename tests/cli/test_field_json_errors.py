@@ -139,3 +139,19 @@ def test_without_json_stdout_stays_empty_on_errors(
     )
     assert (code, out) == (3, "")
     assert err.startswith("error: lobby-1 (127.0.0.1:") and "refused the connection" in err
+
+
+def test_time_of_a_serial_device_says_it_has_no_clock_without_opening_its_port(
+    make_config: Callable[..., Path],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Its port unplugged or not: the answer is that the command does not apply (exit 2)."""
+    device = {"id": "dock-1", "kind": "serial", "url": str(tmp_path / "ttyUSB7")}
+    config = make_config(devices=[{**device, "format": "em4100"}])
+    code, out, err = run_main(
+        ["devices", "time", "dock-1", "--json", "--config", str(config)], capsys, monkeypatch
+    )
+    assert code == 2, err
+    assert "has no clock" in json.loads(out)["error"]["message"]
