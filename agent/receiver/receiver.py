@@ -44,6 +44,7 @@ from config.errors import PunchgateError
 log = structlog.get_logger("receiver")
 
 _MAX_MESSAGES_PER_COMMIT = 500
+_MAX_IDS_PER_ACK = 100_000  # the ack schema's maxItems
 
 
 def _punch_index(path: tuple[Any, ...]) -> int | None:
@@ -216,9 +217,9 @@ class Receiver:
         self.stats.duplicates += len(punches) - inserted
         try:
             for gateway, ids in ids_by_gateway.items():
-                body = ack_payload(ids, gateway_id=gateway, receiver=self.name)
-                self.connection.publish(f"{self.prefix}/{gateway}/ack", encode(body), qos=1)
-                self.stats.acks += 1
+                for body in self._ack_bodies(gateway, ids):
+                    self.connection.publish(f"{self.prefix}/{gateway}/ack", body, qos=1)
+                    self.stats.acks += 1
             for item in batch:
                 self.connection.ack(item.generation, item.mid, item.qos)
         except OSError as exc:
@@ -227,6 +228,34 @@ class Receiver:
             # the unacknowledged messages after the reconnect and the store ignores them by id.
             self._log.warning("acknowledging failed; the broker will re-send", error=str(exc))
         return True
+
+    def _ack_bodies(self, gateway: str, ids: list[str]) -> list[bytes]:
+        """The ack messages for ``ids``: one, or as many as it takes to fit the broker's limit.
+
+        A commit takes whatever has arrived (up to 500 messages, more after a database outage),
+        so one gateway's ack can hold thousands of ids; a broker drops a client that sends a
+        packet over its limit, and the same ack was too large again after the re-delivery.
+        """
+        body = encode(ack_payload(ids, gateway_id=gateway, receiver=self.name))
+        limit = self.connection.max_payload
+        if (limit is None or len(body) <= limit) and len(ids) <= _MAX_IDS_PER_ACK:
+            return [body]
+        empty = len(encode(ack_payload([], gateway_id=gateway, receiver=self.name)))
+        chunks: list[list[str]] = [[]]
+        size = empty
+        for punch_id in ids:  # bounded by len(ids)
+            cost = len(encode(punch_id)) + 1  # the id and its comma
+            chunk = chunks[-1]
+            if chunk and (
+                (limit is not None and size + cost > limit) or len(chunk) >= _MAX_IDS_PER_ACK
+            ):
+                chunks.append([])
+                size = empty
+            chunks[-1].append(punch_id)
+            size += cost
+        return [
+            encode(ack_payload(chunk, gateway_id=gateway, receiver=self.name)) for chunk in chunks
+        ]
 
     def _store(self, punches: list[dict[str, Any]]) -> tuple[int, list[dict[str, Any]]] | None:
         """Store ``punches``: (rows inserted, punches refused for their values), or None when
