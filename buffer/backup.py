@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import glob
 import os
 import re
 import sqlite3
@@ -51,7 +52,9 @@ def backup_to(src: Path, dest: Path) -> Path:
     # A name of its own per process: two backups to one path at once (the daemon's and a
     # technician's, two technicians) each deleted and wrote the other's ".partial" and failed.
     tmp = dest.with_name(f"{dest.name}.partial-{os.getpid()}")
-    _remove_quietly(tmp)
+    for left in dest.parent.glob(f"{glob.escape(dest.name)}.partial-*"):
+        if left == tmp or not _alive(left.name.rsplit("-", 1)[1]):
+            _remove_quietly(left)  # left by a backup that was killed (SIGKILL, power cut)
     try:
         _copy_db(src, tmp)
         inspect_backup(tmp)
@@ -303,6 +306,19 @@ def _seq_counter(db: Path) -> int | None:
         for path in sidecars:
             _remove_quietly(path)
     return row[0] if row is not None and type(row[0]) is int else None
+
+
+def _alive(pid: str) -> bool:
+    """Whether process ``pid`` (text from a file name) still runs; True when unsure."""
+    if not pid.isdigit():
+        return True  # not a name we wrote: leave it alone
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError, ValueError):
+        return True
+    return True
 
 
 def _fsync_file(path: Path) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import multiprocessing
 import multiprocessing.synchronize
+import os
 from collections.abc import Callable
 from functools import partial
 from multiprocessing.queues import Queue
@@ -80,3 +81,23 @@ def test_two_rotating_backups_at_once_keep_the_newest_and_remove_the_old_ones(
         assert kept[0] == max(Path(r[1]) for r in results), f"round {round_}: {kept}"
         assert len(kept) == keep and not set(old) & set(kept)
         assert inspect_backup(kept[0]).rows == ROWS
+
+
+def test_a_backup_killed_half_way_leaves_nothing_behind_after_the_next_one(
+    outbox_path: Path,
+) -> None:
+    """Each process copies to ``<dest>.partial-<pid>``: one SIGKILLed is cleaned up later."""
+    db = _filled(outbox_path)
+    dest = outbox_path.parent / "usb" / "outbox-site.db"
+    gone = _FORK.Process(target=os.getpid)
+    gone.start()
+    gone.join(timeout=30)
+    dest.parent.mkdir()
+    stale = dest.with_name(f"{dest.name}.partial-{gone.pid}")
+    stale.write_bytes(b"SQLite format 3\x00 cut short by a power cut")
+    other = dest.with_name(f"{dest.name}.partial-{os.getpid()}x")  # not ours: left alone
+    other.write_text("a technician's file")
+    with Outbox.open(db, GATEWAY, disk_reserve_bytes=0) as box:
+        box.backup(dest)
+    assert sorted(p.name for p in dest.parent.iterdir()) == sorted([dest.name, other.name])
+    assert inspect_backup(dest).rows == ROWS
