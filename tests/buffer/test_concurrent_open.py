@@ -54,3 +54,30 @@ def test_a_write_past_the_busy_timeout_says_what_held_it_and_what_to_do(
         held.communicate(timeout=30)
         box.add_manual(punch(99, device="desk"), operator="tech", reason="forgot badge")
         assert box.stats().pending == 11
+
+
+def test_restore_is_refused_while_another_process_writes_and_allowed_once_it_is_killed(
+    outbox_path: Path,
+) -> None:
+    backup = outbox_path.parent / "site.db"
+    with Outbox.open(outbox_path, GATEWAY, disk_reserve_bytes=0) as box:
+        box.add_punches(punches(0, 10), watermark={"next": 10})
+        box.backup(backup)
+    daemon = start("insert", str(outbox_path), "--start", "10", "--batches", "100000")
+    try:
+        assert read_line(daemon, timeout=30) == "open"
+        assert (read_line(daemon, timeout=30) or "").startswith("committed")
+        with pytest.raises(OutboxError, match=r"open in another process.*Stop it first"):
+            Outbox.restore(backup, outbox_path, GATEWAY)
+        line = read_line(daemon, timeout=30) or ""
+        assert line.startswith("committed"), line  # the writer never noticed
+    finally:
+        daemon.kill()  # SIGKILL: its lock goes with it, no close() ran
+        daemon.communicate(timeout=30)
+    with Outbox.open(outbox_path, GATEWAY, recover=False) as box:
+        given_out = box.stats().last_seq
+    Outbox.restore(backup, outbox_path, GATEWAY)
+    with Outbox.open(outbox_path, GATEWAY) as box:
+        assert len(box.list()) == 10 and box.watermark("lobby-1") == {"next": 10}
+        stored = box.add_punches(punches(10, 1))
+        assert box.get(stored.ids[0]).seq > given_out  # type: ignore[union-attr]
