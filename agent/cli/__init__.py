@@ -22,7 +22,7 @@ from agent.cli import (
 from agent.cli import demo as demo_cmd
 from agent.cli import run as run_cmd
 from agent.cli import status as status_cmd
-from config.errors import EXIT_CODES, PunchgateError
+from config.errors import EXIT_CODES, PunchgateError, UsageError
 
 app = typer.Typer(
     help="punchgate: biometric time clocks -> durable outbox -> MQTT.\n\n"
@@ -107,6 +107,11 @@ def main() -> None:
         # typer turns Ctrl-C inside a command into a silent exit 130: say what happened.
         if exc.code == INTERRUPTED and _caused_by_ctrl_c(exc):
             _interrupted("--json" in argv)
+        bad_usage = exc.__context__  # typer's own (vendored) click: its usage errors
+        if "--json" in argv and isinstance(bad_usage, typer.TyperException):
+            message = getattr(bad_usage, "format_message", bad_usage.__str__)()
+            code = exc.code if isinstance(exc.code, int) else UsageError.exit_code
+            _print_error_json("UsageError", code, message, [])
         raise
 
 

@@ -155,3 +155,20 @@ def test_time_of_a_serial_device_says_it_has_no_clock_without_opening_its_port(
     )
     assert code == 2, err
     assert "has no clock" in json.loads(out)["error"]["message"]
+
+
+def test_a_bad_option_value_with_json_is_a_json_usage_error(
+    make_config: Callable[..., Path],
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    config = make_config(devices=[zk("lobby-1", free_port())])
+    code, out, err = run_main(
+        ["devices", "ping", "lobby-1", "--count", "0", "--json", "--config", str(config)],
+        capsys,
+        monkeypatch,
+    )
+    assert code == 2
+    error = json.loads(out)["error"]
+    assert error["exit_code"] == 2 and "--count" in error["message"]
+    assert "--count" in err  # the usual usage message for a person stays
