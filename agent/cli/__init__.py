@@ -2,27 +2,34 @@
 
 from __future__ import annotations
 
-import json
 import sys
-from typing import Annotated
 
-import typer
+# Loading takes seconds on a small gateway: a Ctrl-C meanwhile ends with one line, as later on.
+try:
+    import json
+    from typing import Annotated
 
-from agent import __version__, logs
-from agent.cli import (
-    config_cmd,
-    devices,
-    doctor,
-    outbox_cmd,
-    outbox_inspect,  # noqa: F401  (adds list/show/export/redeliver to outbox)
-    punch,
-    receive,
-    simulate,
-)
-from agent.cli import demo as demo_cmd
-from agent.cli import run as run_cmd
-from agent.cli import status as status_cmd
-from config.errors import EXIT_CODES, PunchgateError, UsageError
+    import typer
+
+    from agent import __version__, logs
+    from agent.cli import (
+        config_cmd,
+        devices,
+        doctor,
+        outbox_cmd,
+        outbox_inspect,  # noqa: F401  (adds list/show/export/redeliver to outbox)
+        punch,
+        receive,
+        simulate,
+    )
+    from agent.cli import demo as demo_cmd
+    from agent.cli import run as run_cmd
+    from agent.cli import status as status_cmd
+    from config.errors import EXIT_CODES, PunchgateError, UsageError
+except KeyboardInterrupt:
+    sys.stderr.write("interrupted\n")
+    raise SystemExit(130) from None
+
 
 app = typer.Typer(
     help="punchgate: biometric time clocks -> durable outbox -> MQTT.\n\n"

@@ -132,3 +132,28 @@ def test_ctrl_c_during_an_export_keeps_the_previous_file_and_leaves_no_partial_o
     assert "Traceback" not in err and err.strip().endswith("interrupted")
     assert target.read_bytes() == previous
     assert sorted(p.name for p in exports.iterdir()) == ["punches.csv"]
+
+
+def test_ctrl_c_while_the_command_is_still_loading_says_interrupted_not_a_traceback() -> None:
+    """Loading takes seconds on a Raspberry Pi: Ctrl-C then (a typo seen) printed 30 lines.
+
+    The interrupt is made to land inside the imports by a finder that raises it when the
+    devices command module is loaded; the rest is the entry script's own code.
+    """
+    script = (
+        "import sys\n"
+        "class CtrlC:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name == 'agent.cli.devices':\n"
+        "            raise KeyboardInterrupt\n"
+        "sys.meta_path.insert(0, CtrlC())\n"
+        "sys.argv = ['punchgate', '--version']\n"
+        "from agent.cli import main\n"
+        "sys.exit(main())\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == 130, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert proc.stderr.strip() == "interrupted"
