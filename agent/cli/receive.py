@@ -15,7 +15,7 @@ from agent.cli.common import print_json, print_table, stop_on_signals
 from agent.mqtt.options import MqttOptions
 from agent.receiver import Receiver, open_store
 from agent.receiver.store import PunchStore
-from config.errors import ConfigError
+from config.errors import ConfigError, UsageError
 from config.loader import PASSWORD_ENV
 
 
@@ -96,6 +96,12 @@ def receive(
 
     Example: punchgate receive --url mqtt://127.0.0.1:1883 --db /var/lib/hr/punches.db
     """
+    if report_interval <= 0:
+        # 0 printed the report in a busy loop: a core spinning, the database read each time.
+        raise UsageError(
+            f"--report-interval must be more than 0 seconds (got {report_interval:g}): it is "
+            "how often the stats and the gap report are printed"
+        )
     store = open_store(db)
     try:
         if gaps:
