@@ -167,14 +167,21 @@ def newest_good_backup(directory: Path) -> BackupInfo | None:
     return None
 
 
-def move_aside(db_path: Path, label: str) -> list[Path]:
-    """Rename the database and its WAL/index to ``<db>.<label>-<UTC time>[-wal|-shm]``."""
+def aside_name(db_path: Path, label: str) -> Path:
+    """A free name ``<db>.<label>-<UTC time>[.n]`` to move the database to."""
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     base = db_path.with_name(f"{db_path.name}.{label}-{stamp}")
     n = 1
     while base.exists():
         n += 1
         base = db_path.with_name(f"{db_path.name}.{label}-{stamp}.{n}")
+    return base
+
+
+def move_aside(db_path: Path, label: str, base: Path | None = None) -> list[Path]:
+    """Rename the database and its WAL/index to ``base`` (default: ``aside_name``)[-wal|-shm]."""
+    if base is None:
+        base = aside_name(db_path, label)
     moved = []
     for src, dst in (
         (db_path, base),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import sqlite3
 import tempfile
@@ -14,8 +15,14 @@ from typing import Any
 import structlog
 
 from buffer import ledger
-from buffer.backup import SEQ_GAP_AFTER_LOSS, install_copy, move_aside, newest_good_backup
-from buffer.database import connect, wal_path, write_transaction
+from buffer.backup import (
+    SEQ_GAP_AFTER_LOSS,
+    aside_name,
+    install_copy,
+    move_aside,
+    newest_good_backup,
+)
+from buffer.database import connect, fsync_dir, shm_path, wal_path, write_transaction
 from buffer.integrity import sqlite_problems, wal_cut_short
 from buffer.lockfile import OutboxLock
 from buffer.records import STORED_COLUMNS, iso_utc, utc_now
@@ -100,7 +107,16 @@ def open_checked(
     return conn, report
 
 
+def _marker(path: Path) -> Path:
+    """Present from the moment recovery moves the damaged file aside until it is complete."""
+    return path.with_name(path.name + ".recovering")
+
+
 def _find_problem(path: Path, first: bool, busy_timeout: float) -> str | None:
+    if _marker(path).exists():
+        # Killed half-way (start timeout, power cut): whatever is at ``path`` now is an empty
+        # or a restored file without the salvaged rows, and its seq counter is behind.
+        return f"a recovery of the outbox was interrupted ({_marker(path)} is still there)"
     if not path.exists():
         if first and wal_path(path).exists():
             return f"the database file is missing but its WAL {wal_path(path)} is present"
@@ -128,8 +144,16 @@ def recover_outbox(
     """Quarantine ``path``, restore the newest good backup, merge salvaged rows, report."""
     detected = utc_now()
     log.error("outbox_damaged", outbox=str(path), problem=problem)
-    quarantined = move_aside(path, "corrupt")
-    damaged_mtime = max((p.stat().st_mtime for p in quarantined), default=None)
+    marker = _marker(path)
+    if marker.exists():  # done again from the damaged file the interrupted run moved aside
+        problem, damaged = _read_marker(marker)
+        quarantined = damaged + move_aside(path, "interrupted")  # nothing of its own in it
+    else:
+        base = aside_name(path, "corrupt")
+        damaged = [base, wal_path(base), shm_path(base)]
+        _write_marker(marker, problem, damaged)
+        quarantined = damaged = move_aside(path, "corrupt", base)
+    damaged_mtime = max((p.stat().st_mtime for p in damaged), default=None)
     salvaged = _salvage_copy(quarantined, path.parent)
     backup = newest_good_backup(backup_dir)
     if backup is not None:
@@ -171,8 +195,31 @@ def recover_outbox(
             )
     finally:
         conn.close()
+    marker.unlink()
+    fsync_dir(path.parent)
     log.error("outbox_recovered", outbox=str(path), summary=report.summary())
     return report
+
+
+def _write_marker(marker: Path, problem: str, damaged: list[Path]) -> None:
+    """Durably note the problem and where the damaged files go, before moving them."""
+    tmp = marker.with_name(marker.name + ".tmp")
+    with tmp.open("w", encoding="utf-8") as fh:
+        json.dump({"problem": problem, "damaged": [str(p) for p in damaged]}, fh)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, marker)
+    fsync_dir(marker.parent)
+
+
+def _read_marker(marker: Path) -> tuple[str, list[Path]]:
+    """The first run's problem and its damaged files (those still there)."""
+    try:
+        noted = json.loads(marker.read_text(encoding="utf-8"))
+        problem, damaged = str(noted["problem"]), [Path(p) for p in noted["damaged"]]
+    except (OSError, ValueError, KeyError, TypeError):
+        return f"a recovery was interrupted; its note {marker} is unreadable", []
+    return f"{problem} (recovery interrupted, done again)", [p for p in damaged if p.exists()]
 
 
 def _salvage_copy(quarantined: list[Path], workdir: Path) -> SalvageResult:
