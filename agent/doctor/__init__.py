@@ -13,6 +13,7 @@ from pathlib import Path
 
 from agent.doctor.broker_checks import broker_jobs, daemon_connection
 from agent.doctor.config_checks import check_config_files, load_config, skipped_without_config
+from agent.doctor.daemon_checks import check_live_status
 from agent.doctor.daemon_view import daemon_view
 from agent.doctor.outbox_checks import outbox_jobs
 from agent.doctor.result import CheckResult, Job, Verdict
@@ -106,6 +107,9 @@ def run_doctor(
                 timeout + 1.0,
                 lambda: check_service(path, timeout),
             )
+        )
+        jobs.append(
+            Job("systemd", "punchgate", "live status", timeout, lambda: check_live_status(settings))
         )
     results += run_jobs(jobs, workers=workers, on_done=on_done)
     return DoctorReport(results)

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -181,3 +183,61 @@ def test_doctor_for_a_mistyped_device_is_a_usage_error_not_an_all_clear(
     assert result.code == 2, result
     assert "lobby-2" in result.stderr and "lobby-1" in result.stderr
     assert "0 failed" not in result.stdout
+
+
+def live_status(state_dir: Path, **fields: object) -> None:
+    status: dict[str, object] = {
+        "pid": os.getpid(),
+        "updated_unix": time.time(),
+        "updated_at": "2026-11-22T08:00:00+00:00",
+        "interval_s": 15,
+        "state": "running",
+        "healthy": True,
+        "unhealthy": [],
+        "devices": [],
+    }
+    write_status(state_dir, {**status, **fields})
+
+
+def daemon_check(config: Path) -> CheckResult:
+    report = run_doctor(config, build=build_driver, only=["systemd"], timeout=2.0)
+    return next(r for r in report.results if r.name == "live status")
+
+
+def test_doctor_without_systemd_reports_a_crashed_daemon(
+    tmp_path: Path, make_config: Callable[..., Path]
+) -> None:
+    """A gateway without systemd (a container, run by hand): the doctor said nothing of it."""
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True, timeout=30)  # fmt: skip
+    live_status(tmp_path / "state", pid=int(gone.stdout))
+    check = daemon_check(make_config())
+    assert check.verdict == Verdict.FAIL
+    assert f"pid {int(gone.stdout)} is gone" in check.detail
+    assert "punchgate run" in check.next_step or "systemctl" in check.next_step
+
+
+def test_doctor_reports_a_hung_daemon_from_its_stale_status(
+    tmp_path: Path, make_config: Callable[..., Path]
+) -> None:
+    live_status(tmp_path / "state", updated_unix=time.time() - 3600)
+    check = daemon_check(make_config())
+    assert check.verdict == Verdict.FAIL and "may be hung" in check.detail
+
+
+def test_doctor_reports_an_unhealthy_daemon_and_a_healthy_one(
+    tmp_path: Path, make_config: Callable[..., Path]
+) -> None:
+    config = make_config()
+    live_status(tmp_path / "state", healthy=False, unhealthy=["delivery"])
+    sick = daemon_check(config)
+    assert sick.verdict == Verdict.FAIL and "delivery" in sick.detail
+    live_status(tmp_path / "state")
+    assert daemon_check(config).verdict == Verdict.OK
+
+
+def test_doctor_with_no_live_status_warns_that_the_daemon_never_ran_here(
+    make_config: Callable[..., Path],
+) -> None:
+    check = daemon_check(make_config())
+    assert check.verdict == Verdict.WARN and "status.json" in check.detail
