@@ -81,3 +81,19 @@ def test_the_sheet_example_reads_as_three_rows(tmp_path: Path) -> None:
         ("1043", "in", 3),
         ("1042", "out", 4),
     ]
+
+
+def test_every_command_in_the_guide_has_json_unless_the_guide_says_it_has_not() -> None:
+    intro = GUIDE.read_text("utf-8").split("\n## ", 1)[0]
+    exceptions = re.search(r"all but (.*?)\s+have `--json`", intro, re.S)
+    assert exceptions, "the intro names the commands without --json"
+    without = set(re.findall(r"`(outbox \w+|punch \w+|devices \w+|\w+)`", exceptions.group(1)))
+    root: Any = typer.main.get_command(app)
+    for line in guide_commands():
+        words = shlex.split(line)[1:]
+        command, path = root, []
+        while hasattr(command, "commands") and words and words[0] in command.commands:
+            path.append(words.pop(0))
+            command = command.commands[path[-1]]
+        options = {o for p in command.params for o in p.opts}
+        assert ("--json" in options) != (" ".join(path) in without), line
