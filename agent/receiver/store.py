@@ -360,7 +360,7 @@ def _widen_integers(cur: Any) -> None:
 class PostgresStore:
     """Punches in PostgreSQL through psycopg 3 (the optional ``receiver-pg`` extra)."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, lock_timeout: float = 10.0) -> None:
         try:
             import psycopg  # optional dependency, only for postgresql:// URLs
         except ImportError as exc:
@@ -369,6 +369,9 @@ class PostgresStore:
             ) from exc
         self._psycopg = psycopg
         self._url = url
+        # Like SQLite's busy timeout: an insert waiting on another session's lock fails after
+        # this long (logged, the batch held and tried again) instead of waiting unseen forever.
+        self._lock_timeout_ms = max(1, int(lock_timeout * 1000))
         self._lock = threading.Lock()
         self._closed = False
         try:
@@ -386,7 +389,10 @@ class PostgresStore:
         self._insert = PG_INSERT  # the whole batch in one statement; rowcount = inserted
 
     def _connect(self) -> Any:
-        return self._psycopg.connect(self._url, autocommit=False, connect_timeout=10)
+        conn = self._psycopg.connect(self._url, autocommit=False, connect_timeout=10)
+        conn.execute(f"SET lock_timeout = {self._lock_timeout_ms}")  # an int: no injection
+        conn.commit()
+        return conn
 
     def _live(self) -> Any:
         """The connection, made again if the server ended it (a restart, a failover, an idle
@@ -474,8 +480,14 @@ class PostgresStore:
         return [r[0] for r in self._query("SELECT id FROM punches ORDER BY gateway_id, seq", ())]
 
     def close(self) -> None:
+        # Cancel a statement in progress first: waiting on the lock while it waits on the
+        # server (a table lock) kept a stopping receiver from ever exiting.
+        self._closed = True
+        try:
+            self._conn.cancel()
+        except self._psycopg.Error:
+            pass  # nothing running, or the connection is gone: close() below is enough
         with self._lock:
-            self._closed = True
             self._conn.close()
 
 

@@ -4,15 +4,20 @@ connection the server ended, a database the receiver cannot write for a while.""
 from __future__ import annotations
 
 import hashlib
+import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+import structlog
+import structlog.testing
 
 from agent.localbroker import LocalMosquitto
 from agent.mqtt import MqttOptions
 from agent.mqtt.contract import encode_batch
 from agent.receiver import Receiver, open_store
+from agent.receiver.store import PostgresStore
 from tests.receiver.conftest import publish
 from tests.support.postgres import import_psycopg
 from tests.support.wait import wait_for
@@ -154,3 +159,61 @@ def test_a_message_nested_too_deep_for_json_is_rejected_and_holds_up_no_other_ga
     publish(broker.port, [deep, _batch("gw-a", 1, 10), deep, _batch("gw-b", 1, 5)])
     wait_for(lambda: pg_receiver.stats.inserted == 15, timeout=10, what="the other batches")
     wait_for(lambda: pg_receiver.stats.rejected == 2, timeout=5, what="both deep ones rejected")
+
+
+def _locked(url: str) -> Any:
+    """A backend session holding the punches table (a migration, a long report's lock)."""
+    psycopg = import_psycopg()
+    conn = psycopg.connect(url, connect_timeout=10)
+    conn.execute("LOCK TABLE punches IN ACCESS EXCLUSIVE MODE")
+    return conn
+
+
+def test_stopping_the_receiver_while_postgresql_blocks_its_insert_ends_in_bounded_time(
+    broker: LocalMosquitto, pg_url: str
+) -> None:
+    """SIGTERM while a lock holds the insert: the store's close waited for the statement,
+    which waited for the lock, so the receiver never exited (systemd had to kill it)."""
+    options = MqttOptions(urls=(broker.url,), client_id="receiver-pg", reconnect_min=0.02)
+    receiver = Receiver(options, open_store(pg_url), name="receiver-pg").start()
+    wait_for(lambda: receiver.connection.subscribed, timeout=5, what="receiver subscribed")
+    lock = _locked(pg_url)
+    try:
+        publish(broker.port, [_batch("gw-a", 1, 3)])
+        wait_for(lambda: receiver.stats.messages == 1, timeout=5, what="the batch taken")
+        closing = threading.Thread(target=lambda: (receiver.stop(1), receiver.store.close()))
+        closing.start()
+        closing.join(8)
+        assert not closing.is_alive(), "the receiver did not stop while its insert was blocked"
+    finally:
+        lock.rollback()
+        lock.close()
+        closing.join(5)
+
+
+def test_an_insert_blocked_by_a_lock_fails_after_the_lock_timeout_and_is_stored_later(
+    broker: LocalMosquitto, pg_url: str
+) -> None:
+    """Blocked without a limit, the receiver stored nothing and said nothing; with a lock
+    timeout it says why, holds the batch and stores it once the lock is gone."""
+    options = MqttOptions(urls=(broker.url,), client_id="receiver-pg", reconnect_min=0.02)
+    store = PostgresStore(pg_url, lock_timeout=0.3)
+    receiver = Receiver(options, store, name="receiver-pg").start()
+    try:
+        wait_for(lambda: receiver.connection.subscribed, timeout=5, what="receiver subscribed")
+        lock = _locked(pg_url)
+        try:
+            with structlog.testing.capture_logs() as logs:
+                publish(broker.port, [_batch("gw-a", 1, 3)])
+                wait_for(
+                    lambda: any("lock timeout" in str(e.get("error")) for e in logs),
+                    timeout=5,
+                    what="the lock timeout logged",
+                )
+        finally:
+            lock.rollback()
+            lock.close()
+        wait_for(lambda: receiver.store.count() == 3, timeout=10, what="the batch stored")
+    finally:
+        receiver.stop(2)
+        store.close()
