@@ -337,8 +337,18 @@ class Outbox(DeliveryMethods):
         self, retention_days: float, *, batch: int = 1000, now: datetime | None = None
     ) -> int:
         """Delete delivered rows delivered more than N days ago; never a pending row."""
-        with self._lock:
-            count = retention.prune(self._db(), self.path, retention_days, batch, now or utc_now())
+        before = retention.cutoff(retention_days, batch, now or utc_now())
+        count = 0
+        for _ in range(retention.MAX_ROUNDS):
+            if before is None:
+                break
+            # The lock per round, not for the whole prune: a month's backlog is a thousand
+            # rounds, and the device and delivery workers of this process wait on this lock.
+            with self._lock:
+                deleted = retention.prune_round(self._db(), self.path, before, batch)
+            if deleted is None:
+                break
+            count += deleted
         if count:
             self._log.info("outbox_pruned", rows=count, retention_days=retention_days)
         return count
