@@ -6,6 +6,7 @@ import re
 import shlex
 import tomllib
 from pathlib import Path
+from typing import Any
 
 import pytest
 from typer.testing import CliRunner
@@ -121,3 +122,43 @@ def test_the_readmes_json_error_example_is_what_a_failing_command_prints(
     assert real["error"]["type"] == example["error"]["type"]
     assert "refused the connection" in real["error"]["message"]
     assert "refused the connection" in example["error"]["message"]
+
+
+def full_commands_in_docs() -> list[str]:
+    """Whole ``punchgate ...`` invocations of shell blocks (options included, comments cut)."""
+    found = []
+    for doc in DOCS:
+        text = doc.read_text(encoding="utf-8")
+        for match in FENCE.finditer(text):
+            if match.group(1) not in ("sh", "bash"):
+                continue
+            for line in match.group(2).splitlines():
+                for part in line.split("&&"):
+                    words = shlex.split(part, comments=True)
+                    # `punchgate ...`, `sudo [-u punchgate] /opt/punchgate/bin/punchgate ...`
+                    while words[:1] == ["sudo"] or words[:1] == ["-u"]:
+                        words = words[2:] if words[0] == "-u" else words[1:]
+                    if words and words[0].split("/")[-1] == "punchgate":
+                        found.append(f"{doc.name}: {shlex.join(words)}")
+    return found
+
+
+@pytest.mark.parametrize("line", full_commands_in_docs())
+def test_every_shell_example_in_the_docs_parses_with_its_options(line: str) -> None:
+    """Options and values too: a renamed or mistyped option in a doc fails here."""
+    import typer
+
+    args = shlex.split(line.split(": ", 1)[1])[1:]
+    root_options = {"--log-level": 2, "--debug": 1}
+    while args and args[0] in root_options:
+        args = args[root_options[args[0]] :]
+    if args == ["--version"]:
+        return
+    command: Any = typer.main.get_command(app)
+    context = command.make_context("punchgate", [], resilient_parsing=True)
+    while hasattr(command, "commands") and args and args[0] in command.commands:
+        name, args = args[0], args[1:]
+        command = command.commands[name]
+        context = command.make_context(name, list(args), parent=context, resilient_parsing=True)
+    assert not hasattr(command, "commands"), f"{line!r} does not name a leaf command"
+    command.make_context(context.info_name, list(args), parent=context.parent)
