@@ -152,6 +152,14 @@ def receive(
         store.close()
 
 
+def _say_if_disconnected(receiver: Receiver) -> None:
+    """With every report: a broker out of reach looks like a quiet fleet otherwise."""
+    status = receiver.connection.status()
+    if not status.connected:
+        reason = status.last_error or "no answer yet"
+        typer.echo(f"not connected to the broker: {reason} (still retrying)")
+
+
 def _run(
     options: MqttOptions,
     store: PunchStore,
@@ -178,6 +186,7 @@ def _run(
                 if done.wait(max(wait, 0.0)):
                     break
                 typer.echo(f"stats: {receiver.stats.as_dict()}")
+                _say_if_disconnected(receiver)
                 _report(store)
         except KeyboardInterrupt:
             pass  # a second Ctrl-C, or no signal handlers (not the main thread)

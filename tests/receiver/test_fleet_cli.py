@@ -8,6 +8,7 @@ import pytest
 from typer.testing import CliRunner
 
 from agent.cli import app
+from agent.localbroker import free_port
 from config.errors import UsageError
 
 
@@ -23,3 +24,17 @@ def test_a_report_interval_that_is_not_positive_is_refused_before_receiving(
     assert isinstance(result.exception, UsageError), result.output  # exit code 2 in main()
     assert "--report-interval must be more than 0 seconds" in str(result.exception)
     assert "receiving" not in result.output
+
+
+def test_each_report_says_when_the_receiver_cannot_reach_its_broker(tmp_path: Path) -> None:
+    """The broker is down: the reports said only 'messages: 0' (the reason was logged once, at
+    the first attempt), so an operator watching saw a quiet fleet, not a dead link."""
+    port = free_port()
+    args = ["receive", "--db", str(tmp_path / "hr.db"), "--url", f"mqtt://127.0.0.1:{port}"]
+    result = CliRunner().invoke(app, [*args, "--report-interval", "0.3", "--duration", "1"])
+    assert result.exit_code == 0, result.output
+    reports = [line for line in result.output.splitlines() if line.startswith("stats:")]
+    assert reports, result.output
+    warnings = [line for line in result.output.splitlines() if "not connected" in line]
+    assert len(warnings) >= len(reports), result.output
+    assert f"127.0.0.1:{port}" in warnings[-1] and "refused" in warnings[-1]
