@@ -92,9 +92,11 @@ def _print_live(live: dict[str, Any]) -> None:
         f", in flight {broker.get('in_flight', 0)}"
         + (f", last error: {broker['last_error']}" if broker.get("last_error") else "")
     )
+    disk_low = bool((live.get("outbox") or {}).get("disk_alarm"))
     typer.echo(
         f"outbox   backlog {live.get('backlog')}, oldest pending "
         f"{_age(live.get('oldest_pending_age_s'))}"
+        + (", DISK LOW: free space on the state directory now" if disk_low else "")
     )
     devices = live.get("devices") or []
     if devices:
