@@ -288,3 +288,76 @@ def test_a_whole_site_writing_at_once_loses_nothing_and_keeps_its_books(tmp_path
             assert mine == expected, f"{device}: stored punches differ from its watermark"
             newest = max(seq for seq, punch in id_of.items() if punch in wanted)
             assert by_device[device].last_seq == newest
+
+
+def _rewinder(db: Path, rounds: int, out: Queue) -> None:
+    """A technician's ``outbox redeliver`` and the daemon's pruning, again and again."""
+    rng = random.Random(7)
+    with _open(db) as box:
+        done = 0
+        for _ in range(10_000):
+            top = box.stats().last_delivered_seq
+            if not top:
+                time.sleep(0.002)  # nothing delivered yet: wait for the delivery loop
+                continue
+            out.put(("redelivered", box.redeliver_from(rng.randint(1, top))))
+            out.put(("pruned", box.prune(0.0, batch=rng.randint(1, 60))))
+            done += 1
+            if done == rounds:
+                return
+        raise AssertionError("the delivery loop delivered nothing")
+
+
+def test_redelivery_and_pruning_racing_the_delivery_loop_keep_the_counters_true(
+    tmp_path: Path,
+) -> None:
+    db = tmp_path / "outbox.db"
+    _open(db).close()
+    deadline = time.monotonic() + DEADLINE_S
+    out: Queue = _FORK.Queue()
+    stop = _FORK.Event()
+    bodies: dict[str, Callable[[], None]] = {
+        device: partial(_device, db, device, BATCHES, False, out) for device in DEVICES[:2]
+    }
+    bodies["rewinder"] = partial(_rewinder, db, 30, out)
+    bodies["delivery"] = partial(_delivery, db, stop, out)
+    procs = [
+        _FORK.Process(target=_reporting, args=(name, out, body), daemon=True)
+        for name, body in bodies.items()
+    ]
+    for proc in procs:
+        proc.start()
+    counts: dict[str, int] = {"redelivered": 0, "pruned": 0}
+    failures: list[str] = []
+    waiting = set(bodies) - {"delivery"}
+    try:
+        while waiting or "delivery" in bodies:
+            assert time.monotonic() < deadline, f"children still running: {sorted(waiting)}"
+            if not waiting:
+                stop.set()
+                waiting = {"delivery"}
+                bodies.pop("delivery")
+            try:
+                message = out.get(timeout=0.2)
+            except queue.Empty:
+                continue
+            if message[0] in counts:
+                counts[message[0]] += message[1]
+            elif message[0] == "done":
+                waiting.discard(message[1])
+                failures += [f"{message[1]}: {message[2]}"] if message[2] else []
+    finally:
+        stop.set()
+        for proc in procs:
+            proc.join(timeout=max(0.1, deadline - time.monotonic()))
+            if proc.is_alive():
+                proc.kill()
+                proc.join(timeout=30)
+    assert failures == []
+    assert counts["redelivered"] > 0 and counts["pruned"] > 0
+    with _open(db) as box:
+        assert box.check() == []  # the counters and delivered ranges audited against the rows
+        stats = box.stats()
+        rows = box.list(limit=1_000_000)
+        assert stats.pending == sum(r.delivered_at is None for r in rows) == 0
+        assert stats.delivered == len(rows)
