@@ -24,15 +24,12 @@ def load_config(path: Path | None) -> tuple[Settings | None, list[CheckResult]]:
         shown = "; ".join(problems[:5]) + (
             f" (+{len(problems) - 5} more)" if len(problems) > 5 else ""
         )
-        return None, [
-            fail(
-                FAMILY,
-                where,
-                "config file",
-                shown,
-                f"fix the file, then check it with: punchgate config check --config {where}",
-            )
-        ]
+        step = f"fix the file, then check it with: punchgate config check --config {where}"
+        if isinstance(exc.__cause__ or exc.__context__, PermissionError):
+            # The file is fine; this user may not read it (or the password file it names).
+            step = "run the doctor as root or as the service user: sudo /opt/punchgate/bin/"
+            step += f"punchgate doctor --config {where}"
+        return None, [fail(FAMILY, where, "config file", shown, step)]
     devices = len(settings.devices)
     return settings, [
         ok(

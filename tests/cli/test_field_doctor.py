@@ -241,3 +241,32 @@ def test_doctor_with_no_live_status_warns_that_the_daemon_never_ran_here(
 ) -> None:
     check = daemon_check(make_config())
     assert check.verdict == Verdict.WARN and "status.json" in check.detail
+
+
+@pytest.mark.parametrize("locked", ["config", "password"])
+def test_doctor_without_sudo_on_a_private_config_says_run_with_sudo_not_fix_the_file(
+    locked: str,
+) -> None:
+    """The config (0640 root:punchgate) and password file are fine; the user lacks access."""
+    root = Path(tempfile.mkdtemp(prefix="punchgate-doctor-conf-"))
+    try:
+        root.chmod(0o755)
+        secret = root / "mqtt-password"
+        secret.write_text("s3cret\n", encoding="utf-8")
+        secret.chmod(0o600 if locked == "password" else 0o644)
+        config = write_config(
+            root / "punchgate.toml",
+            state_dir=root / "state",
+            mqtt={"url": "mqtt://127.0.0.1:1", "username": "gw", "password_file": str(secret)},
+        )
+        config.chmod(0o600 if locked == "config" else 0o644)
+        if os.geteuid() != 0:
+            (secret if locked == "password" else config).chmod(0)
+        with other_user():
+            result = cli("doctor", "-c", str(config))
+    finally:
+        shutil.rmtree(root)
+    assert result.code == 6, result
+    assert "Permission denied" in result.stdout
+    assert "sudo" in result.stdout
+    assert "fix the file" not in result.stdout
