@@ -101,10 +101,13 @@ def main() -> None:
     except PunchgateError as exc:
         if debug:
             raise
-        problems = [str(p) for p in getattr(exc, "problems", [])]
+        message = str(exc)
+        problems = [str(p) for p in getattr(exc, "problems", []) if str(p) != message]
+        if isinstance(exc.__cause__ or exc.__context__, PermissionError) and "sudo" not in message:
+            message += f"; run as root or as the service user: {SUDO} ..."
         if "--json" in argv:
-            _print_error_json(type(exc).__name__, exc.exit_code, str(exc), problems)
-        typer.echo(f"error: {exc}", err=True)
+            _print_error_json(type(exc).__name__, exc.exit_code, message, problems)
+        typer.echo(f"error: {message}", err=True)
         for problem in problems[:50]:
             typer.echo(f"  {problem}", err=True)
         sys.exit(exc.exit_code)
@@ -123,6 +126,7 @@ def main() -> None:
 
 
 INTERRUPTED = 130
+SUDO = "sudo /opt/punchgate/bin/punchgate"
 
 
 def _interrupted(as_json: bool) -> None:

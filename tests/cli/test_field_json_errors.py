@@ -8,8 +8,11 @@ never answers.
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import socket
 import sys
+import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -19,6 +22,8 @@ import structlog
 from agent.cli import main
 from agent.localbroker import free_port
 from drivers.zk.simulator import ZkSimulator
+from tests.cli.conftest import write_config
+from tests.support.users import other_user
 
 
 def run_main(
@@ -172,3 +177,23 @@ def test_a_bad_option_value_with_json_is_a_json_usage_error(
     error = json.loads(out)["error"]
     assert error["exit_code"] == 2 and "--count" in error["message"]
     assert "--count" in err  # the usual usage message for a person stays
+
+
+def test_a_command_without_sudo_on_a_private_config_says_to_use_sudo(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """'cannot read: Permission denied' alone sent technicians to fix a file that was fine."""
+    root = Path(tempfile.mkdtemp(prefix="punchgate-private-"))
+    try:
+        root.chmod(0o755)
+        config = write_config(root / "punchgate.toml", state_dir=root / "state")
+        config.chmod(0o600 if os.geteuid() == 0 else 0)
+        with other_user():
+            code, out, err = run_main(
+                ["status", "--json", "--config", str(config)], capsys, monkeypatch
+            )
+    finally:
+        shutil.rmtree(root)
+    assert code == 2
+    assert "Permission denied" in err and "sudo" in err
+    assert "sudo" in json.loads(out)["error"]["message"]
