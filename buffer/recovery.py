@@ -147,7 +147,13 @@ def recover_outbox(
     marker = _marker(path)
     if marker.exists():  # done again from the damaged file the interrupted run moved aside
         problem, damaged = _read_marker(marker)
-        quarantined = damaged + move_aside(path, "interrupted")  # nothing of its own in it
+        quarantined = damaged
+        # What that run left at ``path`` holds nothing of its own (a copy of the backup, rows
+        # salvaged from the damaged file: both kept), and nothing was stored in it since.
+        # Removed, not kept: a recovery failing at every restart (a full disk) would keep a
+        # copy per attempt.
+        for leftover in (path, wal_path(path), shm_path(path)):
+            leftover.unlink(missing_ok=True)
     else:
         base = aside_name(path, "corrupt")
         damaged = [base, wal_path(base), shm_path(base)]

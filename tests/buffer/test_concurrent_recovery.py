@@ -74,3 +74,20 @@ def test_a_recovery_killed_half_way_is_done_again_at_the_next_start(
         assert min(r.seq for r in new if r is not None) > ROWS  # no seq given out again
     kept = sorted(p.name for p in outbox_path.parent.glob("outbox.db.*-*"))
     assert any(name.startswith("outbox.db.corrupt-") for name in kept), kept
+
+
+def test_a_recovery_killed_at_every_start_keeps_no_copy_per_attempt(outbox_path: Path) -> None:
+    """systemd restarts a daemon killed during recovery every few seconds: the damaged file is
+    kept once, and what each attempt left behind (a copy of the backup) is not piled up."""
+    _damaged(outbox_path)
+    for _ in range(3):
+        _recover_until(outbox_path, "_merge")
+    with Outbox.open(outbox_path, GATEWAY, disk_reserve_bytes=0) as box:
+        assert box.recovery is not None and box.check() == []
+        assert ROWS - 100 < len(box.list(limit=100_000)) < ROWS
+    left = sorted(p.name for p in outbox_path.parent.iterdir() if p.name != "backups")
+    assert [n for n in left if not n.startswith("outbox.db.corrupt-")] == [
+        "outbox.db",
+        "outbox.db.backup-lock",
+        "outbox.db.lock",
+    ]
