@@ -320,6 +320,8 @@ class Receiver:
     def _punches_of(self, item: _Incoming) -> list[dict[str, Any]]:
         """The punches of one message that may be stored; anything else is logged and dropped."""
         gateway = gateway_of(self.prefix, item.topic)
+        if gateway is None:  # ``{prefix}//punches``: '+' matches an empty level
+            return self._reject(item, "no gateway id in the topic")
         try:
             body = json.loads(item.payload)
         except (ValueError, RecursionError):  # nested too deep: RecursionError

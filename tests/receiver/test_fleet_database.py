@@ -217,3 +217,15 @@ def test_an_insert_blocked_by_a_lock_fails_after_the_lock_timeout_and_is_stored_
     finally:
         receiver.stop(2)
         store.close()
+
+
+def test_a_batch_on_a_topic_without_a_gateway_is_rejected_and_holds_up_no_other_gateway(
+    broker: LocalMosquitto, pg_receiver: Receiver
+) -> None:
+    """``punchgate/v1//punches`` matches the subscription's ``+``; its punches, without a
+    gateway_id, 'matched' the missing gateway and broke the store of every gateway's batch
+    handled with them (a KeyError, not a store error)."""
+    nobody = [{"id": "x-1", "seq": 1}]
+    publish(broker.port, [(f"{PREFIX}//punches", encode_batch("", nobody)), _batch("gw-a", 1, 5)])
+    wait_for(lambda: pg_receiver.stats.inserted == 5, timeout=10, what="gw-a's batch stored")
+    wait_for(lambda: pg_receiver.stats.rejected == 1, timeout=5, what="the batch rejected")
