@@ -5,6 +5,7 @@ from __future__ import annotations
 import multiprocessing
 import multiprocessing.synchronize
 import os
+import pwd
 from collections.abc import Callable
 from functools import partial
 from multiprocessing.queues import Queue
@@ -101,3 +102,17 @@ def test_a_backup_killed_half_way_leaves_nothing_behind_after_the_next_one(
         box.backup(dest)
     assert sorted(p.name for p in dest.parent.iterdir()) == sorted([dest.name, other.name])
     assert inspect_backup(dest).rows == ROWS
+
+
+def test_the_rotation_lock_a_root_cli_creates_belongs_to_the_service_user(tmp_path: Path) -> None:
+    """``sudo punchgate outbox backup`` must not leave a lock the daemon cannot open."""
+    state = tmp_path / "state"
+    state.mkdir()
+    expected = os.geteuid()
+    if expected == 0:  # as root (technicians use sudo), files go to the directory's owner
+        nobody = pwd.getpwnam("nobody")
+        os.chown(state, nobody.pw_uid, nobody.pw_gid)
+        expected = nobody.pw_uid
+    with Outbox.open(state / "outbox.db", GATEWAY, disk_reserve_bytes=0) as box:
+        box.backup_rotating(tmp_path / "backups", keep=1)
+    assert (state / "outbox.db.backup-lock").stat().st_uid == expected
