@@ -321,7 +321,9 @@ def _operator_problems(operator: str) -> list[Problem]:
 
 def _refuse(messages: list[str], as_json: bool, what: str = "nothing stored") -> None:
     if as_json:
-        print_json({"ok": False, "problems": messages})
+        # "error" as every --json failure has it; "problems" as scripts read it before.
+        error = {"type": "UsageError", "exit_code": USAGE_ERROR, "message": what}
+        print_json({"ok": False, "problems": messages, "error": {**error, "problems": messages}})
     else:
         typer.echo(f"error: {what}:", err=True)
         for message in messages:

@@ -197,3 +197,20 @@ def test_a_command_without_sudo_on_a_private_config_says_to_use_sudo(
     assert code == 2
     assert "Permission denied" in err and "sudo" in err
     assert "sudo" in json.loads(out)["error"]["message"]
+
+
+def test_a_refused_manual_punch_with_json_has_the_same_error_document(
+    make_config: Callable[..., Path],
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Scripts read `error` from every failure; a refusal had only `problems`."""
+    config = make_config(devices=[zk("lobby-1", free_port())])
+    args = ["punch", "add", "-e", "1042", "-d", "lobby-1", "--at", "2999-01-01 08:00", "-r", "x"]
+    code, out, _ = run_main([*args, "--json", "--config", str(config)], capsys, monkeypatch)
+    assert code == 2
+    data = json.loads(out)
+    assert data["ok"] is False and data["problems"]  # the shape scripts already read
+    assert data["error"]["exit_code"] == 2 and data["error"]["type"] == "UsageError"
+    assert data["error"]["problems"] == data["problems"]
+    assert "nothing stored" in data["error"]["message"]
