@@ -6,6 +6,7 @@ bounded by the device's timeout capped to the doctor's, so a dead terminal costs
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Callable
 from datetime import datetime
 
@@ -129,7 +130,14 @@ def check_device(
                 ),
                 *_skipped(target, _NAMES[1:], "reachable"),
             ]
-        step = _refused_step(device) if _refused(exc) else _unreachable_step(device)
+        step = _unreachable_step(device)
+        if isinstance(exc.__cause__, socket.gaierror):
+            step = (
+                f"check host of {target} in the config and the gateway's DNS "
+                f"(getent hosts {device.host})"
+            )
+        elif _refused(exc):
+            step = _refused_step(device)
         return [
             fail(FAMILY, target, "reachable", f"{exc}{seen_by_daemon}", step),
             *_skipped(target, _NAMES[1:], "reachable"),

@@ -270,3 +270,15 @@ def test_doctor_without_sudo_on_a_private_config_says_run_with_sudo_not_fix_the_
     assert "Permission denied" in result.stdout
     assert "sudo" in result.stdout
     assert "fix the file" not in result.stdout
+
+
+def test_terminal_host_name_that_does_not_resolve_points_at_dns_not_at_power_and_cable(
+    make_config: Callable[..., Path],
+) -> None:
+    config = make_config(
+        devices=[{"id": "lobby-1", "kind": "zk", "host": "lobby-1.invalid", "port": 4370}]
+    )
+    reachable = device_results(config, "lobby-1")["reachable"]
+    assert reachable.verdict == Verdict.FAIL and "cannot be resolved" in reachable.detail
+    assert "power" not in reachable.next_step
+    assert "getent hosts lobby-1.invalid" in reachable.next_step
