@@ -138,6 +138,13 @@ def check_device(
             )
         elif _refused(exc):
             step = _refused_step(device)
+        elif _dropped(exc):
+            step = (
+                f"{device.host}:{device.port} accepted the connection and dropped it: another "
+                "program may hold the terminal's only session (vendor software; the service: "
+                "punchgate status), it may be rebooting, or port "
+                f"{device.port} is not the terminal's (menu: Comm. > Ethernet)"
+            )
         return [
             fail(FAMILY, target, "reachable", f"{exc}{seen_by_daemon}", step),
             *_skipped(target, _NAMES[1:], "reachable"),
@@ -296,6 +303,12 @@ def _unreachable_step(device: DeviceConfig) -> str:
 def _refused(exc: DeviceUnavailable) -> bool:
     # A refusal is an answer: the address is up, so power and cabling are not the problem.
     return isinstance(exc.__cause__, ConnectionRefusedError)
+
+
+def _dropped(exc: DeviceUnavailable) -> bool:
+    # Accepted, then reset or closed: something listens there, so power and cabling are fine.
+    reset = ConnectionResetError | BrokenPipeError | ConnectionAbortedError
+    return isinstance(exc.__cause__, reset) or isinstance(exc.__context__, EOFError)
 
 
 def _refused_step(device: ZkDeviceSettings) -> str:

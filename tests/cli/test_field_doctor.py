@@ -282,3 +282,17 @@ def test_terminal_host_name_that_does_not_resolve_points_at_dns_not_at_power_and
     assert reachable.verdict == Verdict.FAIL and "cannot be resolved" in reachable.detail
     assert "power" not in reachable.next_step
     assert "getent hosts lobby-1.invalid" in reachable.next_step
+
+
+def test_terminal_port_that_accepts_and_drops_the_connection_is_not_blamed_on_power(
+    broker: LocalMosquitto, make_config: Callable[..., Path]
+) -> None:
+    """A typo'd port where another service listens (here the MQTT broker) drops our CONNECT."""
+    config = make_config(
+        devices=[{"id": "lobby-1", "kind": "zk", "host": "127.0.0.1", "port": broker.port}]
+    )
+    reachable = device_results(config, "lobby-1")["reachable"]
+    assert reachable.verdict == Verdict.FAIL
+    assert "power" not in reachable.next_step
+    assert f"port {broker.port}" in reachable.next_step
+    assert "only session" in reachable.next_step
