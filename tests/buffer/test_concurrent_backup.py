@@ -18,7 +18,7 @@ from tests.buffer.conftest import GATEWAY
 from tests.buffer.factory import punches
 
 ROUNDS = 4
-ROWS = 20_000  # enough that one copy takes a few milliseconds: the two copies overlap
+ROWS = 10_000  # enough that one copy takes a few milliseconds: the two copies overlap
 
 _FORK = multiprocessing.get_context("fork")
 

@@ -15,17 +15,17 @@ from tests.buffer.conftest import GATEWAY
 from tests.buffer.factory import punches
 from tests.buffer.test_corruption import _smash_page_holding
 
-ROWS, BACKED_UP = 20_000, 15_000
+ROWS, BACKED_UP = 10_000, 7_500
 
 
 def _damaged(path: Path) -> None:
     """ROWS punches of which BACKED_UP are in a backup; then a page of the newer ones smashed."""
     with Outbox.open(path, GATEWAY, disk_reserve_bytes=0) as box:
-        for n in range(0, ROWS, 5000):
+        for n in range(0, ROWS, 2500):
             if n == BACKED_UP:
                 box.backup_rotating(path.parent / "backups", keep=3)
-            box.add_punches(punches(n, 5000), watermark={"next": n + 5000})
-    _smash_page_holding(path, 17_000)
+            box.add_punches(punches(n, 2500), watermark={"next": n + 2500})
+    _smash_page_holding(path, 8_500)
 
 
 def _recover_until(path: Path, step: str) -> None:
