@@ -312,7 +312,7 @@ def daemon_connection(settings: Settings, daemon: DaemonView) -> CheckResult | N
     if not daemon.running or "connected" not in state:
         return None
     name = "daemon connection"
-    url = str(state.get("broker_url") or settings.mqtt.url)
+    url = str(state.get("broker_url") or settings.mqtt.urls[0])
     if state["connected"]:
         delivered = state.get("delivered")
         detail = f"the running daemon (pid {daemon.pid}) is connected to {url}"

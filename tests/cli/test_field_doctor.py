@@ -296,3 +296,13 @@ def test_terminal_port_that_accepts_and_drops_the_connection_is_not_blamed_on_po
     assert "power" not in reachable.next_step
     assert f"port {broker.port}" in reachable.next_step
     assert "only session" in reachable.next_step
+
+
+def test_daemon_connection_of_a_failover_config_names_one_broker_url(
+    tmp_path: Path, make_config: Callable[..., Path]
+) -> None:
+    urls = [f"mqtt://127.0.0.1:{free_port()}", f"mqtt://127.0.0.1:{free_port()}"]
+    daemon_status(tmp_path / "state", {"connected": False, "last_error": "refused"})
+    report = run_doctor(make_config(mqtt={"url": urls}), build=build_driver, only=["broker"])
+    daemon = next(r for r in report.results if r.name == "daemon connection")
+    assert daemon.target == urls[0]
