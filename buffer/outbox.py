@@ -11,7 +11,9 @@ Opening (see :meth:`Outbox.open`):
    in a scratch copy of the damaged file and merge it back by id, rewind device watermarks to
    the backup's (so terminals are re-read and lost device punches come back as the ids dedupe),
    and report what happened and the loss window in ``Outbox.recovery`` and the ``recoveries``
-   table. With ``recover=False`` it raises ``CorruptOutboxError`` listing these steps;
+   table. A recovery killed half-way is done again at the next open (``<db>.recovering``
+   names the damaged files until it is complete). With ``recover=False`` it raises
+   ``CorruptOutboxError`` listing these steps;
 4. migrate the schema in one transaction (refusing a newer one with ``SchemaTooNewError``).
 
 One connection per ``Outbox``, serialised by a lock, so the daemon's threads can share it;
