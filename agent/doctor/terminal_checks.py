@@ -231,7 +231,15 @@ def _serial(target: str, info: DeviceInfo, known: str | None) -> CheckResult:
 def _clock(settings: Settings, device: ZkDeviceSettings, info: DeviceInfo) -> CheckResult:
     name = "clock"
     if info.clock is None:
-        return skip(FAMILY, device.id, name, "the terminal did not report its clock")
+        # A ZK terminal always answers GET_TIME; no clock means it decoded to no real date.
+        return fail(
+            FAMILY,
+            device.id,
+            name,
+            "the terminal's clock holds an impossible date: its punches get one too",
+            f"set it: punchgate devices time {device.id} --set; if it is wrong again after a "
+            "power cut, the terminal's clock battery is dead",
+        )
     tz = settings.device_timezone(device)
     now = datetime.now(tz).replace(tzinfo=None)
     drift = (info.clock - now).total_seconds()

@@ -306,3 +306,21 @@ def test_daemon_connection_of_a_failover_config_names_one_broker_url(
     report = run_doctor(make_config(mqtt={"url": urls}), build=build_driver, only=["broker"])
     daemon = next(r for r in report.results if r.name == "daemon connection")
     assert daemon.target == urls[0]
+
+
+def test_a_terminal_clock_with_an_impossible_date_fails_the_clock_check(
+    make_config: Callable[..., Path],
+) -> None:
+    """The ZK driver reports clock=None exactly when GET_TIME decodes to no real date (a dead
+    clock battery, a corrupt RTC); every punch then gets that date. It was a quiet 'skip'."""
+    from agent.doctor.terminal_checks import _clock
+    from config import load_settings
+    from drivers.base import DeviceInfo
+
+    config = make_config(devices=[{"id": "lobby-1", "kind": "zk", "host": "127.0.0.1"}])
+    settings = load_settings(config)
+    info = DeviceInfo(serial="SIM-A", clock=None, extra={"drift_seconds": None})
+    check = _clock(settings, settings.devices[0], info)  # type: ignore[arg-type]
+    assert check.verdict == Verdict.FAIL
+    assert "impossible" in check.detail
+    assert "punchgate devices time lobby-1 --set" in check.next_step
