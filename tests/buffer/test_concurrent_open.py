@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from subprocess import Popen
@@ -10,7 +13,7 @@ import pytest
 
 from buffer import Outbox
 from config.errors import OutboxError
-from tests.buffer.children import read_line, start
+from tests.buffer.children import ROOT, read_line, start
 from tests.buffer.conftest import GATEWAY
 from tests.buffer.factory import punch, punches
 
@@ -39,6 +42,21 @@ def test_reading_commands_work_while_another_process_holds_the_write_lock(
         assert len(box.list()) == 10 and len(box.next_batch(100)) == 10
         assert box.watermark("lobby-1") == {"next": 10}
         assert box.check() == []
+
+
+def test_outbox_stats_answers_while_the_daemon_holds_a_long_write_transaction(
+    outbox_path: Path, held: Popen[str], tmp_path: Path
+) -> None:
+    """What the technician sees: the numbers at once, not a 15 s wait and 'database is locked'."""
+    config = tmp_path / "punchgate.toml"
+    config.write_text(
+        f'[agent]\ngateway_id = "{GATEWAY}"\nstate_dir = "{outbox_path.parent}"\n\n'
+        "[outbox]\ndisk_reserve_mb = 0\n"
+    )
+    command = [sys.executable, "-m", "agent.cli", "outbox", "stats", "--json", "-c", str(config)]
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["pending"] == 10
 
 
 def test_a_write_past_the_busy_timeout_says_what_held_it_and_what_to_do(
