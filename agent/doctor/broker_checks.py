@@ -324,9 +324,10 @@ def daemon_connection(settings: Settings, daemon: DaemonView) -> CheckResult | N
         name,
         f"the running daemon (pid {daemon.pid}) is not connected, attempt {attempts}: "
         f"{state.get('last_error') or 'no error recorded'}",
-        "punches are not being delivered. Where the doctor's own login above passed, the "
-        "service's connection differs: read 'punchgate status' and journalctl -u punchgate, "
-        "then restart the service (sudo systemctl restart punchgate)",
+        "punches are not being delivered: fix what the broker checks above report (the "
+        "service reconnects by itself); if they all pass, the service's connection differs: "
+        "read 'punchgate status' and journalctl -u punchgate, then restart the service "
+        "(sudo systemctl restart punchgate)",
     )
 
 
