@@ -16,7 +16,7 @@ from agent.doctor.config_checks import check_config_files, load_config, skipped_
 from agent.doctor.daemon_checks import check_live_status
 from agent.doctor.daemon_view import daemon_view
 from agent.doctor.outbox_checks import outbox_jobs
-from agent.doctor.result import CheckResult, Job, Verdict
+from agent.doctor.result import CheckResult, Job, Verdict, warn
 from agent.doctor.runner import run_jobs
 from agent.doctor.systemd_checks import check_service, systemd_available
 from agent.doctor.terminal_checks import DriverFactory, device_jobs
@@ -88,6 +88,17 @@ def run_doctor(
             jobs.append(
                 Job("broker", connection.target, connection.name, 1.0, lambda: [connection])
             )
+    # (with the config family, its "devices" check says it already)
+    if "devices" in selected and "config" not in selected and not settings.devices:
+        results.append(
+            warn(
+                "devices",
+                "-",
+                "devices",
+                "no terminals configured: nothing to check, nothing is read",
+                "add a [[devices]] section to the config (see config/punchgate.example.toml)",
+            )
+        )
     if "devices" in selected:
         jobs += device_jobs(
             settings,

@@ -324,3 +324,12 @@ def test_a_terminal_clock_with_an_impossible_date_fails_the_clock_check(
     assert check.verdict == Verdict.FAIL
     assert "impossible" in check.detail
     assert "punchgate devices time lobby-1 --set" in check.next_step
+
+
+def test_doctor_for_devices_with_none_configured_warns_instead_of_an_empty_all_clear(
+    make_config: Callable[..., Path],
+) -> None:
+    report = run_doctor(make_config(), build=build_driver, only=["devices"], timeout=2.0)
+    devices = [r for r in report.results if r.family == "devices"]
+    assert [r.verdict for r in devices] == [Verdict.WARN]
+    assert "[[devices]]" in devices[0].next_step
