@@ -201,6 +201,17 @@ def row_of(punch: dict[str, Any], stored_at: str) -> tuple[Any, ...]:
     return _row_of_partial(punch, stored_at)
 
 
+def rows_of(punches: Sequence[dict[str, Any]], stored_at: str) -> list[tuple[Any, ...]]:
+    """The rows of ``punches``; ``UnstorablePunches`` if a field has a type no column takes.
+
+    (``"suspect": [1]``: a TypeError here failed every punch stored with it, of every gateway.)
+    """
+    try:
+        return [row_of(p, stored_at) for p in punches]
+    except TypeError as exc:
+        raise UnstorablePunches(f"cannot store punches: a field has the wrong type: {exc}") from exc
+
+
 def _row_of_partial(punch: dict[str, Any], stored_at: str) -> tuple[Any, ...]:
     get = punch.get
     suspect = get("suspect")
@@ -264,7 +275,7 @@ class SqliteStore:
 
     def store(self, punches: Sequence[dict[str, Any]]) -> int:
         stored_at = now_text()
-        rows = [row_of(p, stored_at) for p in punches]
+        rows = rows_of(punches, stored_at)
         with self._lock:
             self._check_open()
             return self._store_rows(rows)
@@ -418,7 +429,7 @@ class PostgresStore:
 
     def store(self, punches: Sequence[dict[str, Any]]) -> int:
         stored_at = now_text()
-        rows = [row_of(p, stored_at) for p in punches]
+        rows = rows_of(punches, stored_at)
         if not rows:
             return 0
         columns = [list(column) for column in zip(*rows, strict=True)]

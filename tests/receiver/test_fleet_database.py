@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -229,3 +229,18 @@ def test_a_batch_on_a_topic_without_a_gateway_is_rejected_and_holds_up_no_other_
     publish(broker.port, [(f"{PREFIX}//punches", encode_batch("", nobody)), _batch("gw-a", 1, 5)])
     wait_for(lambda: pg_receiver.stats.inserted == 5, timeout=10, what="gw-a's batch stored")
     wait_for(lambda: pg_receiver.stats.rejected == 1, timeout=5, what="the batch rejected")
+
+
+def test_a_punch_whose_suspect_flags_are_not_text_is_refused_alone(
+    broker: LocalMosquitto, receivers: Callable[..., Receiver]
+) -> None:
+    """``"suspect": [1]`` broke the row conversion with a TypeError before the database saw
+    anything: every punch of every gateway handled with it failed, on every re-send."""
+    receiver = receivers()
+    punches = [{"id": f"gw-b-{seq}", "gateway_id": "gw-b", "seq": seq} for seq in range(1, 5)]
+    punches[1]["suspect"] = [1, ["x"]]
+    topic = f"{PREFIX}/gw-b/punches"
+    publish(broker.port, [(topic, encode_batch("gw-b", punches)), _batch("gw-a", 1, 5)])
+    wait_for(lambda: receiver.stats.inserted == 8, timeout=10, what="the other punches")
+    wait_for(lambda: receiver.stats.rejected == 1, timeout=5, what="the odd punch refused")
+    assert [(g.gateway_id, g.first_missing) for g in receiver.store.gaps()] == [("gw-b", 2)]
