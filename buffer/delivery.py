@@ -234,4 +234,18 @@ def redeliver_from(conn: sqlite3.Connection, path: Path, seq: int) -> int:
                 "UPDATE counters SET value = ? WHERE name = 'last_delivered_seq'",
                 (ledger.last_delivered_seq(conn),),
             )
+            conn.execute(
+                "INSERT INTO counters(name, value) VALUES ('rewinds', 1) "
+                "ON CONFLICT(name) DO UPDATE SET value = value + 1"
+            )
     return count
+
+
+def rewinds(conn: sqlite3.Connection) -> int:
+    """How often rows were made pending again behind the delivery worker (any process).
+
+    The worker reads forward from a cursor; a technician's ``outbox redeliver`` in another
+    process puts rows back below it, which only this count tells the worker about.
+    """
+    row = conn.execute("SELECT value FROM counters WHERE name = 'rewinds'").fetchone()
+    return 0 if row is None else int(row[0])

@@ -64,6 +64,11 @@ class DeliveryMethods:
         with self._lock:
             return delivery.sent_mark(self._db())
 
+    def rewinds(self) -> int:
+        """A count that changes when rows behind the delivery worker became pending again."""
+        with self._lock:
+            return delivery.rewinds(self._db())
+
     def mark_sent_ahead(self, seq: int, ahead: int) -> int:
         """Raise the sent mark to ``seq + ahead`` (capped at the newest row); returns it."""
         with self._lock:

@@ -86,6 +86,7 @@ class Drain:
         # found stored (which an earlier process may have raised ahead of what it sent).
         self._sent = outbox.sent_mark()
         self._sent_stored = self._sent
+        self._rewinds = outbox.rewinds()  # see _rewound_elsewhere
         self._retry = Backoff(options.reconnect_min, options.reconnect_max)
         self._silent = 0  # ack timeouts in a row, without any acknowledgement in between
         self._silence_hold = 0.0  # until when re-sending waits because of that silence
@@ -364,8 +365,23 @@ class Drain:
             self.more = True
         self._publish_staged(now)
         if self._can_stage(now) and (self.more or now >= self.next_poll):
+            if not self.more and self._rewound_elsewhere():
+                return  # start again from the lowest pending row once the window is empty
             self._stage(now)
             self._publish_staged(now)
+
+    def _rewound_elsewhere(self) -> bool:
+        """Whether another process made rows pending again below the cursor (a poll's check).
+
+        ``punchgate outbox redeliver`` does that from the technician's shell; only a rewind
+        finds those rows, as the cursor only moves forward.
+        """
+        count = self.outbox.rewinds()
+        if count == self._rewinds:
+            return False
+        self._rewinds = count
+        self.request_rewind()
+        return True
 
     def _stage(self, now: float) -> None:
         free = self._stage_max - len(self.staged)
