@@ -399,7 +399,7 @@ class MqttConnection:
         if isinstance(receive_maximum, int) and receive_maximum > 0:
             # paho does not apply the broker's MQTT 5 Receive Maximum itself; exceeding it makes
             # brokers such as HiveMQ (10) disconnect us. paho queues what does not fit.
-            client.max_inflight_messages_set(min(self.options.inflight + 32, receive_maximum))
+            _limit_inflight(client, min(self.options.inflight + 32, receive_maximum))
         packet_limit = state.get("maximum_packet_size")
         self._max_packet = packet_limit if isinstance(packet_limit, int) and packet_limit else None
         if self.subscriptions:
@@ -486,3 +486,15 @@ class MqttConnection:
             self._log.warning("broker connect failed", error=message)
             self._said[self._attempting] = message
         self._last_error = message
+
+
+def _limit_inflight(client: mqtt.Client, limit: int) -> None:
+    """Lower paho's in-flight limit on a connection that is open (at CONNACK, nothing sent yet).
+
+    paho 2.x refuses ``max_inflight_messages_set`` once connected (RuntimeError), and every
+    broker that announces a Receive Maximum (stock Mosquitto: 20) then cost the connection
+    at once, forever. paho's doubt is about switching between 0 (no limit) and a limit; here
+    both the old and the new value are positive, and the client is fresh for this connection.
+    """
+    if limit > 0 and client._max_inflight_messages > 0:
+        client._max_inflight_messages = limit
