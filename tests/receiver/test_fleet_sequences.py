@@ -12,10 +12,12 @@ from typer.testing import CliRunner
 from agent.cli import app
 from agent.localbroker import LocalMosquitto
 from agent.mqtt import DeliveryWorker
+from agent.mqtt.contract import encode
 from agent.receiver import Receiver
 from buffer.outbox import Outbox
-from tests.mqtt.conftest import GATEWAY, fast_options, make_punches
-from tests.receiver.conftest import rows
+from tests.mqtt.conftest import GATEWAY, PREFIX, fast_options, make_punches
+from tests.receiver.conftest import publish, rows
+from tests.support.wait import wait_for
 
 Workers = Callable[..., DeliveryWorker]
 
@@ -144,3 +146,29 @@ def test_a_reinstalled_gateway_reading_old_punches_again_leaves_no_gap(
     assert rows(db, "SELECT count(*), count(DISTINCT id) FROM punches") == [(35, 35)]
     assert receiver.store.gaps() == []
     assert "gap:" not in _gaps_text(db)
+
+
+def test_a_resend_of_ten_thousand_punches_adds_no_row_and_no_gap(
+    broker: LocalMosquitto,
+    outbox: Outbox,
+    workers: Workers,
+    receivers: Callable[..., Receiver],
+    db: str,
+) -> None:
+    """The backend asks for everything again (``resend`` from seq 1): the copies come back
+    ``replayed`` under their own seqs; the store keeps the first copy of each, and no
+    number counts as a copy under another one."""
+    receiver = receivers()
+    outbox.add_punches(make_punches(10_000))
+    options = fast_options(broker.url, ack="backend", batch_size=100, ack_timeout=5)
+    worker = workers(options, outbox)
+    assert worker.flush(20), worker.status()
+    request = encode({"request_id": "r1", "from_seq": 1})
+    publish(broker.port, [(f"{PREFIX}/{GATEWAY}/cmd/resend", request)])
+    wait_for(lambda: receiver.stats.duplicates == 10_000, timeout=20, what="the resend stored")
+    assert worker.flush(20), worker.status()
+    assert rows(db, "SELECT count(*), sum(replayed), min(seq), max(seq) FROM punches") == [
+        (10_000, 0, 1, 10_000)
+    ]
+    assert rows(db, "SELECT count(*) FROM seq_copies") == [(0,)]
+    assert receiver.store.gaps() == []
