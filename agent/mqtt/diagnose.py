@@ -85,8 +85,9 @@ def describe_connect_error(broker: BrokerAddress, exc: BaseException) -> str:
     """A one-line, actionable reason why the TCP/TLS part of a connect failed."""
     where = f"{broker.url}"
     if isinstance(exc, ssl.SSLCertVerificationError):
+        detail = str(exc.verify_message or exc).rstrip(".")  # OpenSSL's may end a sentence
         return (
-            f"TLS certificate verification failed for {where}: {exc.verify_message or exc}; "
+            f"TLS certificate verification failed for {where}: {detail}; "
             "check that mqtt.ca_file is the CA that signed the broker certificate and that the "
             "URL host matches the certificate (tls_insecure skips only the host name check)"
         )

@@ -226,3 +226,15 @@ def test_backoff_spreads_many_gateways_over_the_whole_interval() -> None:
     delays = sorted(Backoff(1.0, 120.0, rng).next_delay() for _ in range(1000))
     assert delays[0] < 0.01 and delays[-1] > 0.99
     assert 0.4 < delays[500] < 0.6  # uniform: the median sits mid-interval
+
+
+def test_a_verification_message_ending_in_a_full_stop_reads_as_one_sentence() -> None:
+    import ssl
+
+    from agent.mqtt.diagnose import describe_connect_error
+    from agent.mqtt.options import BrokerAddress
+
+    error = ssl.SSLCertVerificationError(1, "certificate verify failed")
+    error.verify_message = "IP address mismatch, certificate is not valid for '127.0.0.1'."
+    text = describe_connect_error(BrokerAddress.parse("mqtts://127.0.0.1:8883"), error)
+    assert "for '127.0.0.1'; check that mqtt.ca_file" in text
