@@ -358,6 +358,31 @@ _NARROW_COLUMNS_SQL = (
 )
 
 
+# Each object, and how to make it. CREATE ... IF NOT EXISTS needs the CREATE privilege even
+# when the object exists: a role the DBA allowed only to read and insert could not even open
+# the database (nor an analyst's --gaps), so only what is missing is created.
+_SCHEMA_OBJECTS = (
+    ("punches", PG_CREATE),
+    (
+        "punches_gateway_seq",
+        "CREATE INDEX IF NOT EXISTS punches_gateway_seq ON punches(gateway_id, seq)",
+    ),
+    ("seq_copies", COPIES_CREATE),
+)
+
+
+def _create_missing(cur: Any) -> None:
+    """Create the tables and index that do not exist yet (in the connection's search path)."""
+    cur.execute(
+        "SELECT " + ", ".join("to_regclass(%s) IS NULL" for _ in _SCHEMA_OBJECTS),
+        [name for name, _ in _SCHEMA_OBJECTS],
+    )
+    missing = cur.fetchone()
+    for (_, create), absent in zip(_SCHEMA_OBJECTS, missing, strict=True):
+        if absent:
+            cur.execute(create)  # constants only
+
+
 def _widen_integers(cur: Any) -> None:
     """``ALTER`` the narrow integer columns of an older table to BIGINT (one statement)."""
     cur.execute(_NARROW_COLUMNS_SQL, (list(_BIGINT_COLUMNS),))
@@ -388,11 +413,7 @@ class PostgresStore:
         try:
             self._conn = self._connect()
             with self._conn.cursor() as cur:
-                cur.execute(PG_CREATE)
-                cur.execute(
-                    "CREATE INDEX IF NOT EXISTS punches_gateway_seq ON punches(gateway_id, seq)"
-                )
-                cur.execute(COPIES_CREATE)
+                _create_missing(cur)
                 _widen_integers(cur)
             self._conn.commit()
         except psycopg.Error as exc:
