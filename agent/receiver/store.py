@@ -271,7 +271,10 @@ class SqliteStore:
             )
             self._conn.execute(COPIES_CREATE)
         except (OSError, sqlite3.Error) as exc:
-            raise StoreError(f"cannot open the receiver database {path}: {exc}") from exc
+            raise StoreError(
+                f"cannot open the receiver database {path}: {exc}; the user running the "
+                "receiver must be able to write it, its -wal and -shm files and its directory"
+            ) from exc
 
     def store(self, punches: Sequence[dict[str, Any]]) -> int:
         stored_at = now_text()

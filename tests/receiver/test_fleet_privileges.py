@@ -1,15 +1,20 @@
-"""The receiver under a least-privilege PostgreSQL role: the DBA made the tables, the
-receiver's role may read and insert (and the HR analyst's ``--gaps`` only read)."""
+"""The receiver under least privilege: a PostgreSQL role the DBA allowed to read and insert
+(an analyst's ``--gaps`` only to read), a service user and a SQLite file it cannot write."""
 
 from __future__ import annotations
 
+import tempfile
 import uuid
+from pathlib import Path
 
+import pytest
 from psycopg import sql
 
+from agent.receiver import open_store
 from agent.receiver.gaps import COPIES_CREATE
-from agent.receiver.store import PG_CREATE, PostgresStore
+from agent.receiver.store import PG_CREATE, PostgresStore, StoreError
 from tests.support.postgres import SERVER_USER, LocalPostgres, import_psycopg
+from tests.support.users import other_user
 
 
 def _least_privilege_url(postgres: LocalPostgres, privileges: str) -> str:
@@ -52,3 +57,20 @@ def test_a_read_only_role_prints_the_gap_report(postgres: LocalPostgres) -> None
         assert store.count() == 0 and store.gaps() == [] and store.summary() == []
     finally:
         store.close()
+
+
+def test_a_sqlite_database_this_user_cannot_write_says_what_to_fix() -> None:
+    """The receiver runs as a service user; the file was made by root. SQLite says only
+    'attempt to write a readonly database' / 'unable to open database file'."""
+    # Not tmp_path: its parents are private to root, and the other user must reach the file.
+    with tempfile.TemporaryDirectory(prefix="punchgate-receiver-") as folder:
+        root = Path(folder)
+        open_store(str(root / "hr.db")).close()
+        root.chmod(0o755)
+        (root / "hr.db").chmod(0o644)
+        for name in ("hr.db", "new.db"):
+            with other_user(), pytest.raises(StoreError) as caught:
+                open_store(str(root / name))
+            message = str(caught.value)
+            assert str(root / name) in message
+            assert "must be able to write it" in message and "-wal" in message, message
