@@ -528,6 +528,10 @@ class PostgresStore:
 
 def open_store(db: str) -> SqliteStore | PostgresStore:
     """A store for ``db``: ``postgresql://...`` (or ``postgres://``), else a SQLite file path."""
+    if not db.strip():  # "$HR_DB" unset: '' opened "." and failed obscurely
+        raise ConfigError("--db is empty: give a SQLite file path or a postgresql:// URL")
+    if db != db.strip():  # "  " made a database file named two spaces
+        raise ConfigError(f"--db {db!r} has spaces or line breaks around it: remove them")
     if db.startswith(("postgresql://", "postgres://")):
         return PostgresStore(db)
     path = db.removeprefix("sqlite:///") if db.startswith("sqlite:///") else db

@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 
 from agent.cli import app
 from agent.localbroker import free_port
-from config.errors import UsageError
+from config.errors import ConfigError, UsageError
 
 
 @pytest.mark.parametrize("interval", ["0", "-5"])
@@ -38,3 +38,16 @@ def test_each_report_says_when_the_receiver_cannot_reach_its_broker(tmp_path: Pa
     warnings = [line for line in result.output.splitlines() if "not connected" in line]
     assert len(warnings) >= len(reports), result.output
     assert f"127.0.0.1:{port}" in warnings[-1] and "refused" in warnings[-1]
+
+
+@pytest.mark.parametrize("value", ["", "  ", " hr.db", "hr.db\n"])
+def test_a_blank_or_space_padded_db_is_refused_and_creates_no_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, value: str
+) -> None:
+    """``--db "$HR_DB"`` with the variable unset or pasted with a space: '' failed as 'cannot
+    open the receiver database .', and '  ' quietly made a database file named two spaces."""
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(app, ["receive", "--db", value, "--gaps"])
+    assert isinstance(result.exception, ConfigError), result.output
+    assert "--db" in str(result.exception)
+    assert list(tmp_path.iterdir()) == []
