@@ -1,9 +1,10 @@
 """A site's broker as IT installs it: Mosquitto with its stock limits.
 
 Stock Mosquitto 2.0 announces Receive Maximum 20 in its MQTT 5 CONNACK. The harness's broker
-(``LocalMosquitto``) lifts that limit (``max_inflight_messages 0``) and so announces none, which
-hid that paho 2.x refuses to change its in-flight limit on an open connection: every connection
-to a stock Mosquitto was dropped right after CONNACK, and nothing was ever delivered.
+(``LocalMosquitto``) used to lift that limit (``max_inflight_messages 0``) and so announced none,
+which hid that paho 2.x refuses to change its in-flight limit on an open connection: every
+connection to a stock Mosquitto was dropped right after CONNACK, and nothing was delivered.
+It now keeps the stock in-flight limit; this test also takes the stock queue limit.
 """
 
 from __future__ import annotations
