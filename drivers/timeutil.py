@@ -7,6 +7,8 @@ from zoneinfo import ZoneInfo
 
 from drivers.base import Suspect
 
+EARLIEST_PLAUSIBLE_YEAR = 2024  # a gateway without RTC boots in 1970 until NTP answers
+
 
 def localize(naive: datetime, tz: ZoneInfo) -> tuple[datetime, int, frozenset[Suspect]]:
     """Return (UTC time, offset in minutes, flags) for a device-local wall-clock time.
@@ -35,3 +37,14 @@ def localize(naive: datetime, tz: ZoneInfo) -> tuple[datetime, int, frozenset[Su
 def to_device_local(utc: datetime, tz: ZoneInfo) -> datetime:
     """Naive device-local wall-clock time for an aware instant."""
     return utc.astimezone(tz).replace(tzinfo=None)
+
+
+def gateway_clock_problem(now: datetime) -> str | None:
+    """Why the gateway clock (aware ``now``) cannot be trusted, or None when it is plausible."""
+    if now.astimezone(UTC).year < EARLIEST_PLAUSIBLE_YEAR:
+        return (
+            f"the gateway clock reads {now.astimezone(UTC):%Y-%m-%d %H:%M} UTC, before "
+            f"{EARLIEST_PLAUSIBLE_YEAR}: it is not set (no RTC, NTP not answered yet); enable "
+            "NTP (timedatectl) and wait for it to sync"
+        )
+    return None

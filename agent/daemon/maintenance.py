@@ -20,13 +20,13 @@ import structlog
 
 from buffer.backup import list_backups
 from buffer.integrity import BAD_MARKS
+from drivers.timeutil import EARLIEST_PLAUSIBLE_YEAR
 
 log = structlog.get_logger("punchgate.maintenance")
 
 PRUNE_EVERY_S = 3600.0
 CHECK_EVERY_S = 86400.0
 CLOCK_JUMP_S = 60.0  # wall clock moving this much more or less than the monotonic clock: a jump
-EARLIEST_PLAUSIBLE_YEAR = 2024  # a gateway without RTC boots in 1970 until NTP answers
 
 
 class MaintainedOutbox(Protocol):

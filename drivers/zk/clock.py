@@ -8,8 +8,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from config.errors import ProtocolError
-from drivers.timeutil import to_device_local
+from config.errors import ProtocolError, UsageError
+from drivers.timeutil import gateway_clock_problem, to_device_local
 from drivers.zk import protocol as p
 from drivers.zk.transport import ZkConnection
 
@@ -67,6 +67,12 @@ def set_clock(conn: ZkConnection, when: datetime) -> None:
     """SET_TIME to a naive device-local time."""
     if when.tzinfo is not None:
         raise ValueError("set_clock() takes a naive device-local time")
+    if not 2000 <= when.year <= 2099:
+        # The 4-byte time keeps only the year's last two digits: 1970 would become 2070.
+        raise UsageError(
+            f"cannot set {conn.endpoint.label} to {when:%Y-%m-%d %H:%M:%S}: the terminal "
+            "holds only years 2000 to 2099"
+        )
     value = p.encode_time(when.replace(microsecond=0))
     reply = conn.request(p.CMD_SET_TIME, struct.pack("<I", value))
     if reply.command != p.ACK_OK:
@@ -77,7 +83,14 @@ def set_clock(conn: ZkConnection, when: datetime) -> None:
 
 
 def sync_clock(conn: ZkConnection, tz: ZoneInfo, now: Now = utc_now) -> ClockReading:
-    """Set the terminal to the gateway's time (device-local) and return a fresh reading."""
+    """Set the terminal to the gateway's time (device-local) and return a fresh reading.
+
+    Refused (``UsageError``) while the gateway clock is not set: its time would be wrong on
+    every punch the terminal records afterwards.
+    """
+    problem = gateway_clock_problem(now())
+    if problem is not None:
+        raise UsageError(f"not setting the clock of {conn.endpoint.label}: {problem}")
     # Half a second ahead: the terminal truncates, so this lands nearest to the true second.
     set_clock(conn, to_device_local(now() + timedelta(milliseconds=500), tz))
     return read_clock(conn, tz, now)

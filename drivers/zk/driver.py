@@ -12,6 +12,7 @@ import structlog
 
 from config.errors import DeviceError, DeviceIdentityError, ProtocolError
 from drivers.base import DeviceInfo, Punch, Suspect
+from drivers.timeutil import gateway_clock_problem
 from drivers.zk import protocol as p
 from drivers.zk.clock import ClockReading, Now, read_clock, set_clock, sync_clock, utc_now
 from drivers.zk.live import LiveState, capture
@@ -374,7 +375,8 @@ class ZkDriver:
                 log.info("zk_clock_ok", device=self.device_id, drift=reading.drift_seconds)
             self._drift_alarm = False
             return False
-        if not self._drift_alarm:
+        first = not self._drift_alarm
+        if first:
             log.warning(
                 "zk_clock_drift",
                 device=self.device_id,
@@ -383,7 +385,11 @@ class ZkDriver:
                 sync=self.options.clock_sync,
             )
         self._drift_alarm = True
-        if self.options.clock_sync:
+        problem = gateway_clock_problem(self.now()) if self.options.clock_sync else None
+        if problem is not None:
+            if first:
+                log.warning("zk_clock_sync_refused", device=self.device_id, reason=problem)
+        elif self.options.clock_sync:
             after = sync_clock(self.conn, self.tz, self.now)
             log.info(
                 "zk_clock_set", device=self.device_id, before=reading.drift_seconds,
