@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -17,6 +18,7 @@ from config.errors import (
 )
 from config.settings import SerialDeviceSettings, ZkDeviceSettings
 from drivers.base import Driver
+from drivers.timeutil import gateway_clock_problem, to_device_local
 
 DeviceConfig = ZkDeviceSettings | SerialDeviceSettings
 
@@ -71,12 +73,18 @@ def now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
-def set_clock(driver: Driver, tz: ZoneInfo) -> dict[str, Any]:
+def set_clock(
+    driver: Driver, tz: ZoneInfo, now: Callable[[], datetime] | None = None
+) -> dict[str, Any]:
     """Set a terminal's clock to now in its timezone; call it on the device's own thread."""
     setter = getattr(driver, "set_time", None)
     if setter is None:
         raise UsageError("this kind of device has no clock to set")
-    local = datetime.now(UTC).astimezone(tz).replace(tzinfo=None)
+    gateway = now() if now is not None else datetime.now(UTC)
+    problem = gateway_clock_problem(gateway)
+    if problem is not None:  # the terminal's own clock is the better one until NTP answers
+        raise UsageError(f"terminal clock left as it is: {problem}")
+    local = to_device_local(gateway, tz)
     reading = setter(local)
     result: dict[str, Any] = {"ok": True, "set_to": local.isoformat(timespec="seconds")}
     drift = getattr(reading, "drift_seconds", None)  # ZK drivers read the clock back
