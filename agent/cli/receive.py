@@ -14,6 +14,7 @@ import typer
 from agent.cli.common import print_json, print_table, stop_on_signals
 from agent.mqtt.options import MqttOptions
 from agent.receiver import Receiver, open_store
+from agent.receiver.dburl import redact_url
 from agent.receiver.store import PunchStore
 from config.errors import ConfigError, UsageError
 from config.loader import PASSWORD_ENV
@@ -102,6 +103,8 @@ def receive(
             f"--report-interval must be more than 0 seconds (got {report_interval:g}): it is "
             "how often the stats and the gap report are printed"
         )
+    for broker in url or []:
+        _refuse_credentials_in(broker)
     store = open_store(db)
     try:
         if gaps:
@@ -150,6 +153,16 @@ def receive(
         _run(options, store, group, validate, report_interval, duration)
     finally:
         store.close()
+
+
+def _refuse_credentials_in(broker: str) -> None:
+    """A user or password in ``--url`` is never sent (paho takes them apart), yet it was shown
+    in the banner, in every report and in the logs: refuse it, masked, saying where they go."""
+    if "@" in broker.partition("://")[2]:  # also past an unencoded '/' in the password
+        raise UsageError(
+            f"--url {redact_url(broker)!r}: no user or password in the URL; use --username and "
+            f"--password-file (or ${PASSWORD_ENV})"
+        )
 
 
 def _say_if_disconnected(receiver: Receiver) -> None:

@@ -18,6 +18,7 @@ from typing import Any, Protocol
 
 import structlog
 
+from agent.receiver.dburl import redact_url, scrub
 from agent.receiver.gaps import (
     COPIES_CREATE,
     PG_COPIES,
@@ -420,8 +421,16 @@ class PostgresStore:
                 _widen_integers(cur)
             self._conn.commit()
         except psycopg.Error as exc:
-            raise StoreError(f"cannot open the receiver database: {exc}") from exc
+            raise self._error("cannot open the receiver database", exc) from self._cause(exc)
         self._insert = PG_INSERT  # the whole batch in one statement; rowcount = inserted
+
+    def _error(self, what: str, exc: Exception) -> StoreError:
+        """``what: exc`` without the URL's password: libpq quotes URLs it cannot parse."""
+        return StoreError(f"{what}: {scrub(str(exc), self._url)}")
+
+    def _cause(self, exc: Exception) -> Exception | None:
+        """``exc`` to chain, or None when its text holds the password (--debug prints it)."""
+        return None if scrub(str(exc), self._url) != str(exc) else exc
 
     def _connect(self) -> Any:
         conn = self._psycopg.connect(self._url, autocommit=False, connect_timeout=10)
@@ -439,7 +448,7 @@ class PostgresStore:
             try:
                 self._conn = self._connect()
             except self._psycopg.Error as exc:
-                raise StoreError(f"cannot reconnect to PostgreSQL: {exc}") from exc
+                raise self._error("cannot reconnect to PostgreSQL", exc) from self._cause(exc)
             log.info("receiver_database_reconnected")
         return self._conn
 
@@ -531,10 +540,11 @@ def open_store(db: str) -> SqliteStore | PostgresStore:
     if not db.strip():  # "$HR_DB" unset: '' opened "." and failed obscurely
         raise ConfigError("--db is empty: give a SQLite file path or a postgresql:// URL")
     if db != db.strip():  # "  " made a database file named two spaces
-        raise ConfigError(f"--db {db!r} has spaces or line breaks around it: remove them")
+        shown = redact_url(db)
+        raise ConfigError(f"--db {shown!r} has spaces or line breaks around it: remove them")
     if db.startswith(("postgresql://", "postgres://")):
         return PostgresStore(db)
     path = db.removeprefix("sqlite:///") if db.startswith("sqlite:///") else db
     if "://" in path:
-        raise ConfigError(f"--db {db!r}: give a file path or a postgresql:// URL")
+        raise ConfigError(f"--db {redact_url(db)!r}: give a file path or a postgresql:// URL")
     return SqliteStore(Path(path))

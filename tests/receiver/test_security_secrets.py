@@ -1,0 +1,88 @@
+"""The receiver never shows a password from its ``--db`` URL or its ``--url``: not in an error
+line, not in a ``--debug`` traceback, not in its reports."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import traceback
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from agent.cli import app
+from agent.localbroker import free_port
+from agent.receiver import open_store
+from agent.receiver.store import PostgresStore, StoreError
+from config.errors import ConfigError, UsageError
+
+SECRET = "Hr-S3cret"  # a test password, searched for in every output
+
+
+@pytest.mark.parametrize(
+    "db",
+    [
+        # $(cat db-url) of a file saved on Windows keeps the CR.
+        f"postgresql://hr:{SECRET}@127.0.0.1:1/hr\r",
+        f" postgresql://hr:{SECRET}@127.0.0.1:1/hr",
+        # The URL the HR team's SQLAlchemy tools use, and an upper-case scheme.
+        f"postgresql+psycopg://hr:{SECRET}@127.0.0.1:1/hr",
+        f"PostgreSQL://hr:{SECRET}@127.0.0.1:1/hr",
+        f"mysql://hr:{SECRET}@db/hr",
+    ],
+)
+def test_a_refused_db_url_is_named_without_its_password(db: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        open_store(db)
+    assert "--db" in str(caught.value)
+    assert SECRET not in str(caught.value)
+    assert "hr:***@127.0.0.1" in str(caught.value) or "hr:***@db" in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        # A password with a '%' pasted as it is: libpq echoes the "percent-encoded token".
+        f"postgresql://hr:{SECRET}%@127.0.0.1:1/hr",
+        # A typo in a bracketed IPv6 address: libpq echoes the whole URI.
+        f"postgresql://hr:{SECRET}@[::1/hr",
+        f"postgresql://hr@127.0.0.1:1/hr?password={SECRET}%&x",
+    ],
+)
+def test_postgres_errors_about_the_url_never_show_its_password(url: str) -> None:
+    with pytest.raises(StoreError, match="cannot open the receiver database") as caught:
+        PostgresStore(url)
+    # What --debug prints: the error and every exception chained to it.
+    assert SECRET not in "".join(traceback.format_exception(caught.value))
+
+
+def test_debug_traceback_of_a_bad_db_url_does_not_show_the_password(tmp_path: Path) -> None:
+    """--debug prints the traceback with every chained exception: psycopg's names the token."""
+    db = f"postgresql://hr:{SECRET}%@127.0.0.1:1/hr"
+    proc = subprocess.run(
+        [sys.executable, "-m", "agent.cli", "--debug", "receive", "--db", db, "--duration", "1"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+    )
+    assert proc.returncode != 0
+    assert "StoreError" in proc.stderr and "percent-encoded" in proc.stderr
+    assert SECRET not in proc.stdout + proc.stderr
+
+
+@pytest.mark.parametrize("userinfo", [f"hr:{SECRET}", f"hr:{SECRET}/x", f"hr:x/{SECRET}"])
+def test_a_broker_url_with_a_password_is_refused_without_showing_it(
+    tmp_path: Path, userinfo: str
+) -> None:
+    """The password in --url was never sent (paho takes --username and --password-file) and
+    was printed in the banner, in every 'not connected' report and in the logs."""
+    url = f"mqtt://{userinfo}@127.0.0.1:{free_port()}"
+    args = ["receive", "--db", str(tmp_path / "hr.db"), "--url", url, "--duration", "0.5"]
+    result = CliRunner().invoke(app, args)
+    assert isinstance(result.exception, UsageError), result.output
+    message = str(result.exception)
+    assert "--url" in message and "--username" in message and "--password-file" in message
+    assert SECRET not in message + result.output
+    assert "receiving" not in result.output
