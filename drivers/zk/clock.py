@@ -14,6 +14,10 @@ from drivers.zk import protocol as p
 from drivers.zk.transport import ZkConnection
 
 Now = Callable[[], datetime]  # aware UTC "now"; injectable so tests and drift math agree
+# The most clock_sync corrects on its own: a terminal that missed a DST change, or months of
+# drift. Beyond it one of the two clocks is wrong (a gateway booted with its shutdown time
+# before NTP answered, a reset terminal), and setting the terminal could make it the wrong one.
+AUTO_SYNC_LIMIT_S = 3600.0
 
 
 def utc_now() -> datetime:
@@ -61,6 +65,24 @@ def read_clock(conn: ZkConnection, tz: ZoneInfo, now: Now = utc_now) -> ClockRea
     gateway = gateway.replace(microsecond=0)
     drift = None if device is None else (device - gateway).total_seconds()
     return ClockReading(device, gateway, drift)
+
+
+def auto_sync_refusal(
+    label: str, device_id: str, reading: ClockReading, max_drift: float, now: Now
+) -> str | None:
+    """Why ``clock_sync`` must not set this terminal on its own now, or None when it may."""
+    problem = gateway_clock_problem(now())
+    if problem is not None:
+        return problem
+    drift = reading.drift_seconds
+    if drift is not None and abs(drift) > AUTO_SYNC_LIMIT_S + max_drift:
+        return (
+            f"{label} is {abs(drift):.0f}s {'ahead of' if drift > 0 else 'behind'} the gateway, "
+            f"more than clock_sync corrects on its own ({AUTO_SYNC_LIMIT_S:.0f}s): check the "
+            "gateway clock (timedatectl: NTP synchronized?) and the terminal's, then run "
+            f"`punchgate devices time {device_id} --set` if the gateway is right"
+        )
+    return None
 
 
 def set_clock(conn: ZkConnection, when: datetime) -> None:

@@ -12,9 +12,16 @@ import structlog
 
 from config.errors import DeviceError, DeviceIdentityError, ProtocolError
 from drivers.base import DeviceInfo, Punch, Suspect
-from drivers.timeutil import gateway_clock_problem
 from drivers.zk import protocol as p
-from drivers.zk.clock import ClockReading, Now, read_clock, set_clock, sync_clock, utc_now
+from drivers.zk.clock import (
+    ClockReading,
+    Now,
+    auto_sync_refusal,
+    read_clock,
+    set_clock,
+    sync_clock,
+    utc_now,
+)
 from drivers.zk.live import LiveState, capture
 from drivers.zk.options import ZkOptions
 from drivers.zk.punches import PunchBuilder, no_gc
@@ -385,7 +392,11 @@ class ZkDriver:
                 sync=self.options.clock_sync,
             )
         self._drift_alarm = True
-        problem = gateway_clock_problem(self.now()) if self.options.clock_sync else None
+        problem = (
+            auto_sync_refusal(self.label, self.device_id, reading, self.options.max_drift, self.now)
+            if self.options.clock_sync
+            else None
+        )
         if problem is not None:
             if first:
                 log.warning("zk_clock_sync_refused", device=self.device_id, reason=problem)

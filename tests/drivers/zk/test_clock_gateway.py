@@ -73,3 +73,35 @@ def test_a_time_the_terminal_cannot_hold_is_refused_not_wrapped_to_another_centu
             driver.set_time(datetime(year, 1, 1, 0, 3, 12))
         driver.close()
         assert_terminal_still_right(sim.clock)
+
+
+def stale_driver(port: int, behind: timedelta, **options: object) -> ZkDriver:
+    """A driver whose gateway clock runs ``behind`` (fake-hwclock restored the shutdown time)."""
+    opts = ZkOptions(host="127.0.0.1", port=port, timeout=2.0, **options)  # type: ignore[arg-type]
+    return ZkDriver("lobby-1", opts, TZ, now=lambda: datetime.now(UTC) - behind)
+
+
+def test_clock_sync_does_not_set_terminals_back_to_a_gateway_clock_stale_after_a_reboot() -> None:
+    # Shut down on Friday, booted on Monday with Friday's time, NTP not answered yet.
+    with simulator(users=2, records=1) as sim:
+        driver = stale_driver(sim.port, timedelta(days=2, hours=14), clock_sync=True)
+        driver.open()
+        with capture_logs() as logs:
+            _, mark = driver.read_new(None)
+            sim.punch(sim.users[0].user_id)
+            tail, _ = driver.read_new(mark)
+        driver.close()
+        assert_terminal_still_right(sim.clock)
+    assert tail and tail[0].suspect == {Suspect.CLOCK_DRIFT}  # one of the clocks is wrong
+    refused = [e for e in logs if e["event"] == "zk_clock_sync_refused"]
+    assert len(refused) == 1 and "devices time lobby-1 --set" in refused[0]["reason"]
+
+
+def test_clock_sync_still_corrects_a_terminal_that_missed_the_daylight_saving_change() -> None:
+    with simulator() as sim:
+        sim.jump_clock(timedelta(hours=-1))
+        driver = stale_driver(sim.port, timedelta(0), clock_sync=True, max_drift=60)
+        driver.open()
+        driver.read_new(None)
+        driver.close()
+        assert_terminal_still_right(sim.clock)
