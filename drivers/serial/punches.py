@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo
 from drivers.base import Punch, PunchState, Source, Suspect, VerifyMethod
 from drivers.serial.cards import CardTable, em4100_aliases
 from drivers.serial.parsers import Frame
-from drivers.timeutil import localize
+from drivers.timeutil import EARLIEST_PLAUSIBLE_YEAR, localize
 
 _IN, _OUT = PunchState.IN, PunchState.OUT
 _STATE_WORDS = {
@@ -119,6 +119,9 @@ class PunchBuilder:
         self, text: str | None, received: datetime, suspect: set[Suspect]
     ) -> tuple[datetime, datetime | None, int | None]:
         received_local, received_utc, received_offset = self._receive_time(received)
+        if (text is None or not self._has_year) and received_utc.year < EARLIEST_PLAUSIBLE_YEAR:
+            # The gateway's clock dates this punch, and it is not set yet (no RTC, no NTP).
+            suspect.add(Suspect.CLOCK_DRIFT)
         if text is None:
             return received_local, received_utc, received_offset
         try:
