@@ -22,6 +22,7 @@ from paho.mqtt.properties import Properties
 from agent.doctor.daemon_view import DaemonView
 from agent.doctor.result import CheckResult, Job, fail, ok, skip, warn
 from agent.mqtt.connection import build_ssl_context, describe_connack
+from agent.mqtt.diagnose import QOS0_HINT
 from agent.mqtt.options import BrokerAddress, MqttOptions
 from config import Settings
 from config.errors import BrokerError
@@ -258,7 +259,13 @@ def _login(
         if options.tls_insecure:
             client.tls_insecure_set(True)
     connack: list[Any] = []
-    client.on_connect = lambda _c, _u, _f, reason, _p: connack.append(reason)
+    announced: list[Any] = []
+
+    def on_connect(_c: Any, _u: Any, _f: Any, reason: Any, properties: Any) -> None:
+        announced.append(properties)
+        connack.append(reason)
+
+    client.on_connect = on_connect
     extra: dict[str, Any] = {}
     if v5:
         props = Properties(PacketTypes.CONNECT)
@@ -297,7 +304,26 @@ def _login(
         end = time.monotonic() + min(1.0, timeout)
         while client.want_write() and time.monotonic() < end:
             client.loop(0.05)
-        return ok(FAMILY, broker.url, name, f"CONNACK {who}: {reason}, MQTT {options.protocol}")
+        detail = f"CONNACK {who}: {reason}, MQTT {options.protocol}"
+        # The doctor registers no will; the daemon's (QoS 1, retained) meets these limits.
+        if getattr(announced[0], "MaximumQoS", 1) == 0:
+            return fail(
+                FAMILY,
+                broker.url,
+                name,
+                detail + ", but the broker allows only QoS 0: punches cannot be delivered",
+                f"the broker limits QoS (Mosquitto: {QOS0_HINT}",
+            )
+        if getattr(announced[0], "RetainAvailable", 1) == 0:
+            return warn(
+                FAMILY,
+                broker.url,
+                name,
+                detail + ", but the broker keeps no retained messages: the gateway status is "
+                "published unretained, so the backend only sees it when it changes",
+                "set retain_available true on the broker",
+            )
+        return ok(FAMILY, broker.url, name, detail)
     finally:
         client._reset_sockets()
 

@@ -144,6 +144,10 @@ class MqttConnection:
         self._connects = 0
         self._subscribed_generation = 0
         self._max_packet: int | None = None  # the broker's MQTT 5 Maximum Packet Size, if any
+        # Brokers that refuse retained messages (Mosquitto ``retain_available false``): their
+        # CONNECT carries an unretained will and retained publishes go out unretained.
+        self._unretained: set[str] = set()
+        self._retain_ok = True  # the current connection's broker takes retained messages
         self._attempting = ""  # the broker URL of the current attempt (network thread only)
         self._said: dict[str, str] = {}  # broker URL -> failure last logged (until connected)
         self._log = log.bind(client_id=options.client_id)
@@ -217,6 +221,8 @@ class MqttConnection:
         client, generation = self._client, self._generation
         if client is None or not self._connected_event.is_set():
             return None
+        # A retained publish to a broker without retain support costs the connection (0x9A).
+        retain = retain and self._retain_ok
         try:
             info = client.publish(topic, payload, qos=qos, retain=retain, properties=properties)
         except OSError:
@@ -273,7 +279,7 @@ class MqttConnection:
                 )
             self._stopping.wait(delay)
 
-    def _new_client(self, generation: int) -> mqtt.Client:
+    def _new_client(self, generation: int, broker: BrokerAddress) -> mqtt.Client:
         opts = self.options
         v5 = opts.protocol == "5"
         client = mqtt.Client(
@@ -290,12 +296,14 @@ class MqttConnection:
         if opts.username is not None:
             client.username_pw_set(opts.username, opts.password)
         if self.will is not None:
-            client.will_set(self.will.topic, self.will.payload, self.will.qos, self.will.retain)
+            retain = self.will.retain and broker.url not in self._unretained
+            client.will_set(self.will.topic, self.will.payload, self.will.qos, retain)
         state: dict[str, Any] = {"connack": None}
 
         def on_connect(_c: mqtt.Client, _u: Any, _f: Any, reason: Any, props: Any) -> None:
             state["receive_maximum"] = getattr(props, "ReceiveMaximum", None)
             state["maximum_packet_size"] = getattr(props, "MaximumPacketSize", None)
+            state["retain_available"] = getattr(props, "RetainAvailable", 1)
             state["connack"] = reason
 
         def on_disconnect(_c: mqtt.Client, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
@@ -340,7 +348,7 @@ class MqttConnection:
         """Connect to ``broker`` and run until the connection ends; True if it held long enough."""
         generation = self._generation + 1
         self._attempting = broker.url
-        client = self._new_client(generation)
+        client = self._new_client(generation, broker)
         state: dict[str, Any] = client.user_data_get()
         if broker.tls:
             assert self._ssl_context is not None
@@ -375,12 +383,22 @@ class MqttConnection:
         if reason is None or getattr(reason, "is_failure", True):
             if reason is not None:
                 self._fail(describe_connack(broker, reason))
+                if getattr(reason, "value", None) == _RETAIN_NOT_SUPPORTED:
+                    # Punches need no retain: connect again with an unretained will.
+                    self._unretained.add(broker.url)
             elif closed:
                 hint = (
                     "the broker may require a client certificate (mqtt.cert_file/key_file) "
                     "or refused the TLS session"
                     if broker.tls
                     else "is it an MQTT broker, and not a TLS-only port (then use mqtts://)?"
+                )
+                # MQTT 3.1.1 has no reason codes: Mosquitto just closes on a will it refuses
+                # (and over MQTT 5 the close can overtake the CONNACK that gave the reason).
+                hint += (
+                    "; or the broker refuses our last will (QoS 1, retained): Mosquitto's log "
+                    "then says 'QoS too high or retain not supported', so set max_qos 1 and "
+                    "retain_available true on the broker"
                 )
                 self._fail(f"{broker.url} closed the connection before its CONNACK: {hint}")
             elif not self._stopping.is_set():
@@ -400,6 +418,15 @@ class MqttConnection:
             # paho does not apply the broker's MQTT 5 Receive Maximum itself; exceeding it makes
             # brokers such as HiveMQ (10) disconnect us. paho queues what does not fit.
             _limit_inflight(client, min(self.options.inflight + 32, receive_maximum))
+        self._retain_ok = state.get("retain_available") != 0
+        if not self._retain_ok and broker.url not in self._unretained:
+            self._unretained.add(broker.url)
+            self._log.warning(
+                "broker does not keep retained messages; gateway status is published unretained",
+                url=broker.url,
+                hint="set retain_available true on the broker so that the backend sees the "
+                "gateway and terminal status when it subscribes",
+            )
         packet_limit = state.get("maximum_packet_size")
         self._max_packet = packet_limit if isinstance(packet_limit, int) and packet_limit else None
         if self.subscriptions:
@@ -486,6 +513,9 @@ class MqttConnection:
             self._log.warning("broker connect failed", error=message)
             self._said[self._attempting] = message
         self._last_error = message
+
+
+_RETAIN_NOT_SUPPORTED = 0x9A  # MQTT 5 CONNACK reason: the broker refused our retained will
 
 
 def _limit_inflight(client: mqtt.Client, limit: int) -> None:

@@ -103,6 +103,12 @@ def describe_connect_error(broker: BrokerAddress, exc: BaseException) -> str:
     return f"cannot connect to {where}: {exc}"
 
 
+QOS0_HINT = (
+    "max_qos 0), and punches are only delivered at least once with QoS 1: set max_qos 1 "
+    "(or remove the line) on the broker listener the gateway uses"
+)
+
+
 def describe_connack(broker: BrokerAddress, reason: Any) -> str:
     """A one-line reason for a refused CONNACK."""
     text = str(reason)
@@ -111,5 +117,17 @@ def describe_connack(broker: BrokerAddress, reason: Any) -> str:
         return (
             f"broker {broker.url} refused the connection: {text}; check mqtt.username and the "
             "password (mqtt.password_file or $PUNCHGATE_MQTT_PASSWORD)"
+        )
+    if value == 0x9A:
+        return (
+            f"broker {broker.url} refused the connection: {text}; it does not keep retained "
+            "messages (Mosquitto: retain_available false), which the gateway's last will and "
+            "status are: the gateway connects again without retaining them; set "
+            "retain_available true on the broker so the backend sees the gateway status"
+        )
+    if value == 0x9B:
+        return (
+            f"broker {broker.url} refused the connection: {text}; it allows only QoS 0 "
+            f"(Mosquitto: {QOS0_HINT})"
         )
     return f"broker {broker.url} refused the connection: {text}"
