@@ -8,7 +8,7 @@ from pathlib import Path
 from agent.doctor.result import CheckResult, fail, ok, skip, warn
 from config import Settings, load_settings
 from config.errors import ConfigError
-from config.loader import resolve_path
+from config.loader import PASSWORD_ENV, resolve_path
 from config.secrets import exposure, private_step
 
 FAMILY = "config"
@@ -46,6 +46,9 @@ def check_config_files(settings: Settings, path: Path | None) -> list[CheckResul
     where = str(resolve_path(path))
     results = [_devices(settings, where), _state_dir(settings.agent.state_dir)]
     mqtt = settings.mqtt
+    held = _secrets_in_file(settings)
+    if held:
+        results.append(_secret_file(Path(where), "config secrets", f" (it holds {held})"))
     if mqtt.password_file is not None:
         results.append(_secret_file(mqtt.password_file, "mqtt.password_file"))
     if mqtt.key_file is not None:
@@ -108,7 +111,19 @@ def _state_dir(state_dir: Path) -> CheckResult:
     return ok(FAMILY, str(state_dir), name, f"{state_dir} is writable")
 
 
-def _secret_file(file: Path, key: str) -> CheckResult:
+def _secrets_in_file(settings: Settings) -> str:
+    """What secrets the config file itself holds ('' if none), named, never their values."""
+    held = [f"the comm_key of {d.id}" for d in settings.devices if getattr(d, "comm_key", 0)]
+    password = settings.mqtt.password
+    # The loader puts a password from password_file or the environment there too.
+    env = os.environ.get(PASSWORD_ENV)
+    if password is not None and settings.mqtt.password_file is None:
+        if env is None or password.get_secret_value() != env:
+            held.insert(0, "mqtt.password")
+    return ", ".join(held)
+
+
+def _secret_file(file: Path, key: str, held: str = "") -> CheckResult:
     try:
         st = file.stat()
     except OSError as exc:
@@ -117,8 +132,9 @@ def _secret_file(file: Path, key: str) -> CheckResult:
         )
     exposed = exposure(st)
     if exposed:
-        return warn(FAMILY, str(file), key, f"{file} is {exposed}", private_step(file))
-    return ok(FAMILY, str(file), key, f"{file} is private (mode {oct(st.st_mode & 0o777)})")
+        return warn(FAMILY, str(file), key, f"{file}{held} is {exposed}", private_step(file))
+    mode = oct(st.st_mode & 0o777)
+    return ok(FAMILY, str(file), key, f"{file}{held} is private (mode {mode})")
 
 
 def skipped_without_config(family: str) -> CheckResult:
