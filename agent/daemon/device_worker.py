@@ -34,7 +34,7 @@ from agent.daemon.device_state import (
 from config.errors import DeviceError, DeviceUnavailable, PunchgateError
 from drivers.backoff import Backoff
 from drivers.base import DeviceInfo, Driver, Punch
-from drivers.timeutil import localize
+from drivers.timeutil import to_device_local
 
 log = structlog.get_logger("punchgate.daemon")
 
@@ -286,10 +286,12 @@ class DeviceWorker:
 
     def _observe(self, info: DeviceInfo) -> None:
         """Record what the terminal says; drift is reported, the driver alarms and corrects it."""
-        drift = None
-        if info.clock is not None:
-            device_utc, _offset, _flags = localize(info.clock, self.tz)
-            drift = round((device_utc - datetime.now(UTC)).total_seconds(), 1)
+        drift = info.extra.get("drift_seconds")  # the driver's own reading, when it has one
+        if not isinstance(drift, int | float) and info.clock is not None:
+            # Wall clock against wall clock, as the driver measures: an instant via localize()
+            # read a right terminal as an hour behind in the repeated hour of autumn.
+            drift = (info.clock - to_device_local(datetime.now(UTC), self.tz)).total_seconds()
+        drift = None if not isinstance(drift, int | float) else round(float(drift), 1)
         with self._lock:
             self._snapshot = replace(
                 self._snapshot,

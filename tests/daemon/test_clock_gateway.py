@@ -3,13 +3,22 @@ answered): the terminals keep their own clocks, and the reply says why."""
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
 from agent.daemon.device_state import set_clock
+from agent.daemon.device_worker import DeviceWorker
+from agent.wiring import zk_options
+from buffer.outbox import Outbox
 from config.errors import UsageError
+from config.settings import ZkDeviceSettings
+from drivers.backoff import Backoff
+from drivers.zk import ZkDriver
 from tests.drivers.zk.driver_support import TZ, driver_for, local_now, simulator
+from tests.support.wait import wait_for
 
 
 def test_time_sync_refuses_to_push_an_unset_gateway_clock_onto_a_terminal() -> None:
@@ -32,3 +41,39 @@ def test_time_sync_sets_the_terminal_from_a_plausible_gateway_clock() -> None:
         expected = local_now() + timedelta(minutes=7)
         assert abs(sim.clock - expected) < timedelta(seconds=5), sim.clock
     assert result["ok"] and result["set_to"].startswith(f"{expected:%Y-%m-%d}")
+
+
+# 25 October 2026, 02:30 in Berlin happens twice; this is the second time (CET, UTC+1).
+SECOND_0230 = datetime(2026, 10, 25, 1, 30, tzinfo=UTC)
+
+
+def test_the_status_drift_of_a_right_terminal_is_zero_in_the_repeated_dst_hour(
+    tmp_path: Path,
+) -> None:
+    with (
+        Outbox.open(tmp_path / "outbox.db", "gw-test", disk_reserve_bytes=0) as outbox,
+        simulator() as sim,
+    ):
+        started = time.monotonic()
+        gateway = lambda: SECOND_0230 + timedelta(seconds=time.monotonic() - started)  # noqa: E731
+        sim.set_clock(datetime(2026, 10, 25, 2, 30))  # the terminal shows the right wall time
+        device = ZkDeviceSettings(
+            id="lobby-1", kind="zk", host="127.0.0.1", port=sim.port, poll_interval=1, timeout=2
+        )
+        worker = DeviceWorker(
+            device,
+            lambda: ZkDriver(device.id, zk_options(device), TZ, now=gateway),
+            outbox,
+            TZ,
+            backoff=Backoff(0.01, 0.05),
+        ).start()
+        try:
+            seen = wait_for(
+                lambda: (s := worker.snapshot()).drift_s is not None and s,
+                timeout=10,
+                what="the terminal's drift",
+            )
+        finally:
+            worker.stop()
+            assert worker.join(10)
+    assert abs(seen.drift_s) <= 2  # not -3600: the terminal shows what the wall clock shows
