@@ -28,6 +28,7 @@ from config.errors import PunchgateError
 log = structlog.get_logger("mqtt.commands")
 
 NAME = re.compile(r"^[a-z][a-z0-9-]{0,63}$")
+_AWAITED = 64  # replies on a response topic whose PUBACK is awaited (older ones are forgotten)
 Handler = Callable[[dict[str, Any]], dict[str, Any]]
 """A command handler: the validated request in, a JSON-ready result out; raise to fail."""
 
@@ -93,6 +94,11 @@ class CommandDispatcher:
         self._queue: queue.Queue[Request | None] = queue.Queue(maxsize=queue_size)
         self._thread = threading.Thread(target=self._run, name="mqtt-commands", daemon=True)
         self._log = log.bind(gateway=topics.gateway_id)
+        # (generation, mid) -> a reply sent to a request's response topic, until its PUBACK.
+        # Taken by the command thread and the delivery worker thread, never by paho callbacks.
+        self._awaited: dict[tuple[int, int], tuple[str, str, bytes, Properties | None]] = {}
+        self._awaited_lock = threading.Lock()
+        self._refused_topics: set[str] = set()  # response topics already warned about
 
     def register(self, name: str, schema: str | dict[str, Any], handler: Handler) -> None:
         """Add (or replace) a command; ``schema`` is a contract schema name or a JSON Schema."""
@@ -242,7 +248,42 @@ class CommandDispatcher:
             if request.correlation is not None:
                 properties = Properties(PacketTypes.PUBLISH)
                 properties.CorrelationData = request.correlation
-        self.publisher.publish(topic, encode(payload), qos=1, properties=properties)
+        body = encode(payload)
+        fallback = self.topics.reply(request.name or "unknown")
+        with self._awaited_lock:  # recorded before its PUBACK can be handled
+            sent = self.publisher.publish(topic, body, qos=1, properties=properties)
+            key = (getattr(sent, "generation", None), getattr(sent, "mid", None))
+            if topic != fallback and isinstance(key[0], int) and isinstance(key[1], int):
+                if len(self._awaited) >= _AWAITED:
+                    self._awaited.pop(next(iter(self._awaited)))
+                self._awaited[(key[0], key[1])] = (topic, fallback, body, properties)
+
+    def on_published(self, generation: int, mid: int, ok: bool, reason: str) -> bool:
+        """A PUBACK; True if it answered a reply on a response topic (sent again if refused).
+
+        A broker ACL that lets the gateway write only its own topics refuses a backend's
+        response topic elsewhere: the reply then goes to ``{prefix}/{gw}/reply/{name}``.
+        """
+        with self._awaited_lock:
+            entry = self._awaited.pop((generation, mid), None)
+        if entry is None:
+            return False
+        if ok:
+            return True
+        topic, fallback, body, properties = entry
+        if topic not in self._refused_topics:
+            self._refused_topics.add(topic)
+            self._log.warning(
+                "broker refused a command reply on its response topic; replying on the "
+                "gateway's reply topic",
+                response_topic=topic,
+                reason=reason,
+                reply_topic=fallback,
+                hint=f"let the gateway write to {topic} in the broker ACL, or have the backend "
+                f"use a response topic under {self.topics.base}/reply/",
+            )
+        self.publisher.publish(fallback, body, qos=1, properties=properties)
+        return True
 
     def _allowed_response_topic(self, topic: str) -> bool:
         """No wildcards, no ``$`` topics, nothing under the prefix but this gateway's reply tree.

@@ -333,7 +333,7 @@ class DeliveryWorker:
         if kind == "puback":
             if self._offline_mid == (event[1], event[2]):
                 self._offline_acked = True
-            else:
+            elif not self.commands.on_published(*event[1:]):
                 drain.on_puback(*event[1:])
         elif kind == "ack":
             drain.on_backend_ack(event[1])

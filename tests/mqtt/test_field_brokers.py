@@ -21,6 +21,7 @@ from agent.localbroker import LocalMosquitto
 from agent.mqtt import DeliveryWorker
 from buffer.outbox import Outbox
 from tests.mqtt.conftest import GATEWAY, PREFIX, fast_options, make_punches, punches_in
+from tests.mqtt.test_commands import Backend
 from tests.support.mqtt import Collector
 from tests.support.wait import wait_for
 
@@ -97,5 +98,39 @@ def test_doctor_login_reports_a_broker_limit_the_daemon_trips_over_on_mqtt5(
         login = results["MQTT login"]
         assert login.verdict == verdict, login
         assert setting in login.detail + login.next_step, login
+    finally:
+        broker.stop()
+
+
+PER_GATEWAY_ACL = f"""topic readwrite #
+pattern write {PREFIX}/%u/#
+pattern read {PREFIX}/%u/cmd/#
+pattern read {PREFIX}/%u/ack
+"""
+
+
+def test_a_reply_the_acl_refuses_on_the_response_topic_arrives_on_the_gateways_reply_topic(
+    tmp_path: Path, outbox: Outbox, workers: Workers
+) -> None:
+    # IT's per-gateway ACL lets a gateway write only under its own topics; a backend's MQTT 5
+    # response topic lies elsewhere. The broker refused the reply (PUBACK 0x87) and the
+    # backend's command timed out with nothing said anywhere.
+    (tmp_path / "acl").write_text(PER_GATEWAY_ACL, encoding="utf-8")
+    broker = _ConfiguredMosquitto(tmp_path / "broker", f"acl_file {tmp_path / 'acl'}").start()
+    try:
+        backend = Backend(broker.port)
+        try:
+            with structlog.testing.capture_logs() as logs:
+                worker = workers(fast_options(broker.url, username=GATEWAY), outbox)
+                wait_for(lambda: worker.connection.subscribed, timeout=5, what="subscribed")
+                backend.send("ping", {"request_id": "r-1"}, correlation=b"c-1")
+                topic, body, correlation = backend.reply_to("r-1")
+            assert topic == f"{PREFIX}/{GATEWAY}/reply/ping"
+            assert body["ok"] is True and correlation == b"c-1"
+            said = [e for e in logs if backend.response_topic in str(e)]
+            assert said and said[0]["log_level"] == "warning", logs
+        finally:
+            backend.client.disconnect()
+            backend.client.loop_stop()
     finally:
         broker.stop()
