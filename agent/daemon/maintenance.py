@@ -20,7 +20,7 @@ import structlog
 
 from buffer.backup import list_backups
 from buffer.integrity import BAD_MARKS
-from drivers.timeutil import EARLIEST_PLAUSIBLE_YEAR
+from drivers.timeutil import gateway_clock_problem
 
 log = structlog.get_logger("punchgate.maintenance")
 
@@ -228,7 +228,8 @@ class Maintenance:
     def _check_clock(self) -> None:
         wall, mono = self._wall(), self._monotonic()
         state = "ok"
-        if datetime.fromtimestamp(wall, UTC).year < EARLIEST_PLAUSIBLE_YEAR:
+        problem = gateway_clock_problem(datetime.fromtimestamp(wall, UTC))
+        if problem is not None:
             state = "unset"
         elif self._clock_ref is not None:
             jump = (wall - self._clock_ref[0]) - (mono - self._clock_ref[1])
@@ -247,5 +248,9 @@ class Maintenance:
                     "gateway_clock_unset",
                     action="the gateway clock is before 2024: enable NTP (timedatectl)",
                 )
+                if self._on_error is not None:
+                    # Also in `punchgate status`: every terminal then shows a drift of decades,
+                    # and setting their clocks is refused until the gateway's is set.
+                    self._on_error("gateway clock", problem or "")
             else:
                 log.info("gateway_clock_ok")

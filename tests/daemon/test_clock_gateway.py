@@ -11,6 +11,7 @@ import pytest
 
 from agent.daemon.device_state import set_clock
 from agent.daemon.device_worker import DeviceWorker
+from agent.daemon.maintenance import Maintenance, MaintenancePolicy
 from agent.wiring import zk_options
 from buffer.outbox import Outbox
 from config.errors import UsageError
@@ -77,3 +78,22 @@ def test_the_status_drift_of_a_right_terminal_is_zero_in_the_repeated_dst_hour(
             worker.stop()
             assert worker.join(10)
     assert abs(seen.drift_s) <= 2  # not -3600: the terminal shows what the wall clock shows
+
+
+def test_an_unset_gateway_clock_shows_among_the_recent_errors_of_the_status(
+    tmp_path: Path,
+) -> None:
+    policy = MaintenancePolicy(tmp_path / "b", 1, 3600, 30)
+    errors: list[tuple[str, str]] = []
+    wall = [86400.0 * 365]  # 1971: booted without RTC, NTP not answered yet
+    with Outbox.open(tmp_path / "outbox.db", "gw-1", disk_reserve_bytes=0) as box:
+        maintenance = Maintenance(
+            box, policy, on_error=lambda s, e: errors.append((s, e)), wall=lambda: wall[0]
+        )
+        maintenance.run_due()
+        maintenance.run_due()  # said once, not every minute
+        wall[0] = time.time()  # NTP answered
+        maintenance.run_due()
+    assert [s for s, _ in errors] == ["gateway clock"]
+    assert "1971" in errors[0][1] and "NTP" in errors[0][1]
+    assert maintenance.snapshot()["clock"] == "ok"
