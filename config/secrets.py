@@ -11,8 +11,15 @@ from __future__ import annotations
 import grp
 import os
 import stat
+from pathlib import Path
+
+import structlog
+
+from config.errors import ConfigError
 
 SERVICE_GROUP = "punchgate"
+
+log = structlog.get_logger("config")
 
 
 def _group_name(gid: int) -> str:
@@ -38,3 +45,33 @@ def exposure(st: os.stat_result) -> str | None:
 def private_step(path: os.PathLike[str] | str) -> str:
     """The command that makes ``path`` readable by the service only."""
     return f"chown root:{SERVICE_GROUP} {path} && chmod 640 {path}"
+
+
+def read_secret_file(path: Path, where: str) -> str:
+    """The secret in ``path`` (UTF-8, stripped), never echoed; a warning if others can read it.
+
+    ``where`` names the setting in messages (``"--password-file"``); ``ConfigError`` if the
+    file cannot be read, is not UTF-8 or is empty (an empty password is refused forever).
+    """
+    try:
+        st = path.stat()
+        text = path.read_bytes().decode("utf-8").strip()
+    except OSError as exc:
+        msg = f"{where}: cannot read {path}: {exc.strerror}"
+        raise ConfigError(msg, [msg]) from exc
+    except UnicodeDecodeError:
+        # Never echo the bytes: they are the secret.
+        msg = f"{where}: {path} is not UTF-8 text; save the password as UTF-8"
+        raise ConfigError(msg, [msg]) from None
+    if not text:
+        msg = f"{where}: {path} is empty; write the broker password into it"
+        raise ConfigError(msg, [msg])
+    exposed = exposure(st)
+    if exposed:
+        log.warning(
+            "secret file is readable by other users",
+            path=str(path),
+            why=exposed,
+            action=private_step(path),
+        )
+    return text

@@ -18,6 +18,7 @@ from agent.receiver.dburl import redact_url
 from agent.receiver.store import PunchStore
 from config.errors import ConfigError, UsageError
 from config.loader import PASSWORD_ENV
+from config.secrets import read_secret_file
 
 
 def _report(store: PunchStore) -> None:
@@ -128,10 +129,7 @@ def receive(
             return
         password = None
         if password_file is not None:
-            try:
-                password = password_file.read_text(encoding="utf-8").strip()
-            except OSError as exc:
-                raise ConfigError(f"--password-file {password_file}: {exc.strerror}") from exc
+            password = read_secret_file(password_file, "--password-file")
         elif os.environ.get(PASSWORD_ENV):
             password = os.environ[PASSWORD_ENV]
         if (cert_file is None) != (key_file is None):

@@ -9,6 +9,8 @@ import traceback
 from pathlib import Path
 
 import pytest
+import structlog
+from click.testing import Result
 from typer.testing import CliRunner
 
 from agent.cli import app
@@ -86,3 +88,51 @@ def test_a_broker_url_with_a_password_is_refused_without_showing_it(
     assert "--url" in message and "--username" in message and "--password-file" in message
     assert SECRET not in message + result.output
     assert "receiving" not in result.output
+
+
+def receive_with_password_file(tmp_path: Path, secret: Path) -> Result:
+    url = f"mqtt://127.0.0.1:{free_port()}"
+    args = ["receive", "--db", str(tmp_path / "hr.db"), "--url", url, "--username", "hr"]
+    return CliRunner().invoke(app, [*args, "--password-file", str(secret), "--duration", "0.3"])
+
+
+@pytest.mark.parametrize(
+    ("content", "says"),
+    [
+        # "Passwört" saved as Latin-1 by a Windows editor: a UnicodeDecodeError traceback.
+        ("Passw\xf6rt-Geheim\r\n".encode("latin-1"), "is not UTF-8 text"),
+        # An empty file: the receiver logged in with an empty password, refused forever.
+        (b"", "is empty"),
+        (b" \r\n", "is empty"),
+    ],
+)
+def test_an_unusable_password_file_is_refused_in_one_line_without_its_content(
+    tmp_path: Path, content: bytes, says: str
+) -> None:
+    secret = tmp_path / "mqtt-password"
+    secret.write_bytes(content)
+    secret.chmod(0o600)
+    result = receive_with_password_file(tmp_path, secret)
+    assert isinstance(result.exception, ConfigError), result.output
+    message = str(result.exception)
+    assert "--password-file" in message and str(secret) in message and says in message
+    assert "Passw" not in message + result.output
+    assert "receiving" not in result.output
+
+
+def test_a_password_file_every_user_can_read_is_warned_about_naming_the_fix(
+    tmp_path: Path,
+) -> None:
+    """The gateway warns about its own password file; the receiver read any file silently."""
+    secret = tmp_path / "mqtt-password"
+    secret.write_text(f"{SECRET}\n")
+    secret.chmod(0o644)
+    try:
+        result = receive_with_password_file(tmp_path, secret)
+    finally:
+        structlog.reset_defaults()  # the CLI logged to the runner's stream, closed now
+    assert result.exit_code == 0, result.output
+    logged = result.output  # the runner's stdout and stderr: the banner, reports and logs
+    assert "secret file is readable by other users" in logged
+    assert f"chmod 640 {secret}" in logged
+    assert SECRET not in logged
