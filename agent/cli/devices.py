@@ -11,12 +11,14 @@ from typing import Annotated, Any
 import typer
 
 from agent.cli.common import ConfigOption, JsonOption, load, print_json, print_table
+from agent.daemon.device_state import format_duration
 from agent.wiring import build_driver
 from buffer import Outbox
 from config.errors import UsageError
 from config.settings import SerialDeviceSettings, Settings, ZkDeviceSettings
 from drivers.base import DeviceInfo, Driver
 from drivers.zk import ZkDriver
+from drivers.zk.clock import AUTO_SYNC_LIMIT_S
 
 app = typer.Typer(
     help="Terminals: list, inspect, ping, pull into the outbox, read or set the clock.",
@@ -292,10 +294,15 @@ def clock(
     set_: Annotated[
         bool, typer.Option("--set", help="Set the terminal clock to the gateway's time.")
     ] = False,
+    force: Annotated[
+        bool,
+        typer.Option("--force", help="With --set: also correct by more than an hour."),
+    ] = False,
 ) -> None:
     """Show the terminal clock and its drift from the gateway; --set corrects it.
 
-    Times are the device's local wall-clock time (its configured timezone).
+    Times are the device's local wall-clock time (its configured timezone). A correction of
+    more than an hour needs --force: one of the two clocks is wrong then, often the gateway's.
 
     Example: punchgate devices time lobby-1 --set
     """
@@ -306,6 +313,8 @@ def clock(
     with _opened(build_driver(settings, device)) as opened:
         driver = _zk(opened, device, "clock")
         before = driver.clock()
+        if set_ and not force:
+            _check_correction(device.id, before.drift_seconds, device.max_drift)
         after = driver.set_time() if set_ else None
     data: dict[str, Any] = {"device": device.id, **before.to_dict()}
     if after is not None:
@@ -319,6 +328,19 @@ def clock(
     typer.echo(f"drift     {_drift(before.drift_seconds)}")
     if after is not None:
         typer.echo(f"set; now  {after.device_time} (drift {_drift(after.drift_seconds)})")
+
+
+def _check_correction(device_id: str, drift: float | None, max_drift: float) -> None:
+    """Refuse a --set that would move the terminal by more than clock_sync would on its own."""
+    if drift is None or abs(drift) <= AUTO_SYNC_LIMIT_S + max_drift:
+        return
+    raise UsageError(
+        f"{device_id} is {format_duration(abs(drift))} "
+        f"{'ahead of' if drift > 0 else 'behind'} the gateway, more than an hour: check the "
+        "gateway clock first (timedatectl: 'System clock synchronized: yes'; a gateway without "
+        "RTC boots with the time it was shut down), then the terminal's; if the gateway is "
+        f"right, run again with --force: punchgate devices time {device_id} --set --force"
+    )
 
 
 def _drift(seconds: float | None) -> str:

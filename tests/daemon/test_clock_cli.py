@@ -1,0 +1,69 @@
+"""``punchgate devices time --set`` against a terminal days away from the gateway clock: one of
+the two clocks is wrong (often the gateway, booted with its shutdown time before NTP answered),
+so the technician is asked to check first instead of the terminal being moved by days."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from drivers.zk.simulator import ZkSimulator
+from tests.agent.test_cli_devices import run
+from tests.drivers.zk.driver_support import local_now, simulator
+
+
+@pytest.fixture
+def sim() -> Iterator[ZkSimulator]:
+    with simulator() as running:
+        yield running
+
+
+@pytest.fixture
+def config(tmp_path: Path, sim: ZkSimulator) -> Path:
+    path = tmp_path / "punchgate.toml"
+    path.write_text(
+        f"""
+[agent]
+gateway_id = "gw-test"
+state_dir = "{tmp_path / "state"}"
+timezone = "Europe/Berlin"
+
+[[devices]]
+id = "lobby-1"
+kind = "zk"
+host = "127.0.0.1"
+port = {sim.port}
+timeout = 2
+""",
+        encoding="utf-8",
+    )
+    return path
+
+
+def test_set_refuses_to_move_a_terminal_by_days_without_force(
+    config: Path, sim: ZkSimulator
+) -> None:
+    sim.jump_clock(timedelta(days=2, hours=14))
+    code, out, err = run(config, "devices", "time", "lobby-1", "--set")
+    assert code == 2, (out, err)
+    last = err.strip().splitlines()[-1]
+    assert "2d14h ahead of the gateway" in last and "timedatectl" in last and "--force" in last
+    assert abs(sim.clock - local_now() - timedelta(days=2, hours=14)) < timedelta(seconds=5)
+
+
+def test_set_with_force_moves_a_terminal_by_days(config: Path, sim: ZkSimulator) -> None:
+    sim.jump_clock(timedelta(days=-400))  # a terminal whose battery died
+    code, out, err = run(config, "devices", "time", "lobby-1", "--set", "--force", "--json")
+    assert code == 0, err
+    assert json.loads(out)["set"] and abs(sim.clock - local_now()) < timedelta(seconds=5)
+
+
+def test_set_still_corrects_an_hour_without_force(config: Path, sim: ZkSimulator) -> None:
+    sim.jump_clock(timedelta(hours=-1))  # a terminal that missed the DST change
+    code, _, err = run(config, "devices", "time", "lobby-1", "--set")
+    assert code == 0, err
+    assert abs(sim.clock - local_now()) < timedelta(seconds=5)
