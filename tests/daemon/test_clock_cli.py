@@ -5,43 +5,14 @@ so the technician is asked to check first instead of the terminal being moved by
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
-import pytest
-
 from drivers.zk.simulator import ZkSimulator
-from tests.agent.test_cli_devices import run
-from tests.drivers.zk.driver_support import local_now, simulator
+from tests.agent.test_cli_devices import config, run, sim
+from tests.drivers.zk.driver_support import local_now
 
-
-@pytest.fixture
-def sim() -> Iterator[ZkSimulator]:
-    with simulator() as running:
-        yield running
-
-
-@pytest.fixture
-def config(tmp_path: Path, sim: ZkSimulator) -> Path:
-    path = tmp_path / "punchgate.toml"
-    path.write_text(
-        f"""
-[agent]
-gateway_id = "gw-test"
-state_dir = "{tmp_path / "state"}"
-timezone = "Europe/Berlin"
-
-[[devices]]
-id = "lobby-1"
-kind = "zk"
-host = "127.0.0.1"
-port = {sim.port}
-timeout = 2
-""",
-        encoding="utf-8",
-    )
-    return path
+__all__ = ["config", "sim"]  # the fixtures: a simulator and a config naming it as lobby-1
 
 
 def test_set_refuses_to_move_a_terminal_by_days_without_force(
