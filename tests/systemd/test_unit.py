@@ -79,3 +79,11 @@ def test_systemd_analyze_verify_is_clean(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout.strip() == "" and result.stderr.strip() == "", result.stderr
+
+
+def test_unit_lets_the_service_open_every_serial_port_family_of_the_supported_gateways() -> None:
+    """Raspberry Pi OS: the GPIO UART (/dev/ttyAMA0, /dev/serial0 on most models) is the
+    'ttyAMA' device group; DevicePolicy=closed refused it (EPERM) while dialout could open it."""
+    allowed = set(unit_options()["Service.DeviceAllow"])
+    for family in ("ttyS", "ttyUSB", "ttyACM", "ttyAMA"):
+        assert f"char-{family} rw" in allowed, family
