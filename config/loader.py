@@ -105,6 +105,15 @@ def _read_secret_file(path: Path, source: str) -> str:
     return text
 
 
+def _not_utf8(raw: bytes, start: int) -> str:
+    """Where a file that is not UTF-8 goes wrong, and how to save it (Windows editors)."""
+    fix = "save it as UTF-8 (Notepad: Save As, Encoding UTF-8)"
+    if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
+        return f"saved as UTF-16 (Notepad's 'Unicode'); {fix}"
+    line = raw.count(b"\n", 0, start) + 1
+    return f"line {line}: not UTF-8 text (byte {start}: 0x{raw[start]:02x}); {fix}"
+
+
 def load_settings(path: Path | None = None, env: Mapping[str, str] | None = None) -> Settings:
     """Load and validate the config file; secrets come from files or the environment."""
     env = os.environ if env is None else env
@@ -123,7 +132,9 @@ def load_settings(path: Path | None = None, env: Mapping[str, str] | None = None
     try:
         data = tomllib.loads(raw.decode("utf-8-sig"))  # Windows Notepad writes a BOM
     except UnicodeDecodeError as exc:
-        msg = f"{source}: not UTF-8 text (byte {exc.start})"
+        # utf-8-sig counts from after a BOM: the offset in the file is 3 bytes further.
+        start = exc.start + (3 if raw.startswith(b"\xef\xbb\xbf") else 0)
+        msg = f"{source}: {_not_utf8(raw, start)}"
         raise ConfigError(msg, [msg]) from None
     except tomllib.TOMLDecodeError as exc:
         msg = f"{source}: TOML syntax error: {exc}"

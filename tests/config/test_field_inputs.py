@@ -199,3 +199,28 @@ def test_retention_beyond_a_century_or_not_a_number_is_refused(tmp_path: Path, v
 def test_retention_of_a_century_is_accepted(tmp_path: Path) -> None:
     path = one_key(tmp_path, "outbox", "retention_days = 36500")
     assert load_settings(path, env={}).outbox.retention_days == 36500
+
+
+@pytest.mark.parametrize("bom", [b"", b"\xef\xbb\xbf"])
+def test_config_saved_as_windows_1252_names_the_line_and_says_to_save_it_as_utf8(
+    tmp_path: Path, bom: bytes
+) -> None:
+    """A site name typed on Windows (cp1252 'Café – Nord') said only 'not UTF-8 text (byte 41)':
+    no line to look at and no way out."""
+    path = tmp_path / "punchgate.toml"
+    text = '[agent]\r\ngateway_id = "gw-1"\r\nsite = "Café – Nord"\r\n'
+    path.write_bytes(bom + text.encode("cp1252"))
+    (problem,) = problems_of(path)
+    assert problem.startswith(f"{path}: line 3: ") and "save it as UTF-8" in problem
+    assert f"byte {len(bom) + 41}: 0xe9" in problem
+
+
+@pytest.mark.parametrize("codec", ["utf-16", "utf-16-be"])
+def test_config_saved_as_utf16_says_so_and_how_to_fix_it(tmp_path: Path, codec: str) -> None:
+    """Notepad's 'Unicode' is UTF-16: the first byte was reported as 'not UTF-8 (byte 0)'."""
+    path = tmp_path / "punchgate.toml"
+    path.write_bytes(
+        ("\ufeff" if codec.endswith("be") else "").encode(codec) + MINIMAL.encode(codec)
+    )
+    (problem,) = problems_of(path)
+    assert "UTF-16" in problem and "save it as UTF-8" in problem
