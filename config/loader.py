@@ -86,6 +86,8 @@ def _read_secret_file(path: Path, source: str) -> str:
         text = path.read_bytes().decode("utf-8").strip()
     except OSError as exc:
         msg = f"{where}: cannot read {path}: {exc.strerror}"
+        if isinstance(exc, PermissionError):
+            msg += f"; the service reads it through its group: {private_step(path)}"
         raise ConfigError(msg, [msg]) from exc
     except UnicodeDecodeError:
         # Never echo the bytes: they are the password.

@@ -224,3 +224,25 @@ def test_config_saved_as_utf16_says_so_and_how_to_fix_it(tmp_path: Path, codec: 
     )
     (problem,) = problems_of(path)
     assert "UTF-16" in problem and "save it as UTF-8" in problem
+
+
+def test_password_file_the_service_user_may_not_read_says_how_to_let_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Made root-only (0600, as the example used to say), the service's ExecStartPre check
+    failed with a bare 'Permission denied'."""
+    secret = tmp_path / "mqtt-password"
+    secret.write_text("hunter2\n")
+    real_read = Path.read_bytes
+
+    def read_as_the_service_user(self: Path) -> bytes:
+        # Root reads any file: refuse it the way the kernel refuses the punchgate user.
+        if self == secret:
+            raise PermissionError(13, "Permission denied", str(self))
+        return real_read(self)
+
+    monkeypatch.setattr(Path, "read_bytes", read_as_the_service_user)
+    text = MINIMAL + f'[mqtt]\nusername = "u"\npassword_file = "{secret}"\n'
+    (problem,) = problems_of(write(tmp_path, text))
+    assert "Permission denied" in problem
+    assert f"chown root:punchgate {secret} && chmod 640 {secret}" in problem
