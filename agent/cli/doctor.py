@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import unicodedata
 from typing import Annotated
 
 import typer
@@ -90,17 +91,34 @@ def _print_report(report: DoctorReport) -> None:
         for r in report.results
         if not (r.verdict == Verdict.SKIP and r.detail.startswith("not run:") and r.target)
     ]
-    rows = [[_MARK[r.verdict], r.family, r.target or "-", r.name, r.detail] for r in shown]
+    rows = [
+        [_MARK[r.verdict], r.family, _visible(r.target or "-"), r.name, _visible(r.detail)]
+        for r in shown
+    ]
     print_table(["", "family", "target", "check", "detail"], rows)
     todo = [r for r in report.results if r.verdict in (Verdict.FAIL, Verdict.WARN) and r.next_step]
     if todo:
         typer.echo("\nNext steps:")
         for number, result in enumerate(todo, 1):
             where = f"{result.family} {result.target}".strip()
-            typer.echo(f"  {number}. {_MARK[result.verdict]} {where}, {result.name}:")
-            typer.echo(f"     {result.next_step}")
+            typer.echo(f"  {number}. {_MARK[result.verdict]} {_visible(where)}, {result.name}:")
+            typer.echo(f"     {_visible(result.next_step)}")
     counts = report.counts()
     typer.echo(
         f"\n{counts['ok']} ok, {counts['warn']} warning(s), {counts['fail']} failed, "
         f"{counts['skip']} skipped"
+    )
+
+
+def _visible(text: str) -> str:
+    """``text`` with control and format characters escaped (``\\x1b``, ``\\u202e``).
+
+    Details quote what terminals and brokers report: an escape sequence in a serial number
+    rewrote the technician's clipboard (OSC 52) or screen; --json escapes them by itself.
+    """
+    if text.isprintable():
+        return text
+    return "".join(
+        c.encode("unicode_escape").decode("ascii") if unicodedata.category(c) in ("Cc", "Cf") else c
+        for c in text
     )

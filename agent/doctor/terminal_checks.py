@@ -6,6 +6,7 @@ bounded by the device's timeout capped to the doctor's, so a dead terminal costs
 
 from __future__ import annotations
 
+import shlex
 import socket
 from collections.abc import Callable
 from datetime import datetime
@@ -333,7 +334,10 @@ def _refused_step(device: ZkDeviceSettings) -> str:
 
 
 def _swapped_step(target: str, serial: str | None = None) -> str:
-    accept = f"punchgate devices pull {target} --accept-serial {serial or 'NEW-SERIAL'}"
+    # Quoted: the serial is what the device on the network says, and the line is pasted into a
+    # root shell ('X; touch ...' ran the rest as a command).
+    shown = shlex.quote(serial) if serial else "NEW-SERIAL"
+    accept = f"punchgate devices pull {target} --accept-serial {shown}"
     return (
         f"a different terminal answers at {target}'s address. If it replaced the old one on "
         f"purpose, accept it: {accept}; otherwise fix host for {target} in the config"
