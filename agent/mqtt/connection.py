@@ -419,7 +419,9 @@ class MqttConnection:
             # brokers such as HiveMQ (10) disconnect us. paho queues what does not fit.
             _limit_inflight(client, min(self.options.inflight + 32, receive_maximum))
         self._retain_ok = state.get("retain_available") != 0
-        if not self._retain_ok and broker.url not in self._unretained:
+        if self._retain_ok:
+            self._unretained.discard(broker.url)  # retain_available turned on: will retained
+        elif broker.url not in self._unretained:
             self._unretained.add(broker.url)
             self._log.warning(
                 "broker does not keep retained messages; gateway status is published unretained",

@@ -58,7 +58,7 @@ def test_a_broker_without_retained_messages_still_gets_every_punch_in_order_over
             )
             assert [p["seq"] for p in punches_in(messages)] == list(range(1, 51))
             assert collector.on("/status")[0].json()["state"] == "online"
-            assert worker.status().connected
+            assert worker.status().connects == 1, "a retained publish would cost the connection"
             said = " ".join(str(e) for e in logs)
             assert "retain_available" in said, "the technician is not told what the broker lacks"
         finally:
@@ -132,5 +132,30 @@ def test_a_reply_the_acl_refuses_on_the_response_topic_arrives_on_the_gateways_r
         finally:
             backend.client.disconnect()
             backend.client.loop_stop()
+    finally:
+        broker.stop()
+
+
+def test_once_the_broker_keeps_retained_messages_again_the_gateway_status_is_retained_again(
+    tmp_path: Path, outbox: Outbox, workers: Workers
+) -> None:
+    broker = _ConfiguredMosquitto(tmp_path / "broker", "retain_available false").start()
+    try:
+        worker = workers(fast_options(broker.url), outbox)
+        wait_for(lambda: worker.status().connected, timeout=5, what="connected unretained")
+        broker.lines = ("retain_available true",)
+        broker.restart()
+        wait_for(lambda: worker.status().connects >= 2, timeout=5, what="reconnected")
+        now = Collector(broker.url, [f"{PREFIX}/{GATEWAY}/status"]).start()
+        try:
+            now.wait(lambda ms: ms, what="the status published after the reconnect")
+        finally:
+            now.stop()
+        late = Collector(broker.url, [f"{PREFIX}/{GATEWAY}/status"]).start()
+        try:
+            retained = late.wait(lambda ms: ms, what="the retained status for a late subscriber")
+            assert retained[0].retain and retained[0].json()["state"] == "online"
+        finally:
+            late.stop()
     finally:
         broker.stop()
