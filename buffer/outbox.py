@@ -31,6 +31,7 @@ from collections.abc import Iterator, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+from urllib.request import pathname2url
 
 import structlog
 
@@ -324,10 +325,29 @@ class Outbox(DeliveryMethods):
     # -- stats, retention, disk ---------------------------------------------------------------
 
     def stats(self) -> OutboxStats:
-        """Counts, ages, per-device state, sizes and the disk alarm; O(devices), not O(rows)."""
+        """Counts, ages, per-device state, sizes and the disk alarm; O(devices), not O(rows).
+
+        Read on a connection of its own (as ``check``), without the lock this process's writers
+        share: a terminal's full log is one transaction of seconds, 40 of them queue after a
+        long outage, and the daemon's status write (on the thread that feeds the watchdog)
+        must not wait for them. It sees their last commit.
+        """
         self._probe_disk(force=True)
-        with self._lock:
-            return read_stats(self._db(), self.path, self.disk_reserve_bytes, self._disk_alarm)
+        self._db()  # refuse on a closed outbox
+        try:
+            # mode=rw: never create an empty file where the outbox was (moved aside meanwhile).
+            conn = sqlite3.connect(
+                f"file:{pathname2url(str(self.path))}?mode=rw",
+                uri=True,
+                timeout=self._busy_timeout,
+                isolation_level=None,
+            )
+        except sqlite3.Error as exc:
+            raise translate(exc, self.path, "reading outbox stats") from exc
+        try:
+            return read_stats(conn, self.path, self.disk_reserve_bytes, self._disk_alarm)
+        finally:
+            conn.close()
 
     @property
     def disk_alarm(self) -> bool:
