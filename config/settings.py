@@ -55,6 +55,16 @@ Duration = Annotated[float, BeforeValidator(parse_duration)]
 Identifier = Annotated[str, Field(pattern=_ID, min_length=1, max_length=64)]
 
 
+def _no_outer_space(value: str) -> str:
+    # Pasted from a spreadsheet or a mail: the check said OK and the terminal never answered.
+    if value != value.strip():
+        raise ValueError(f"{value!r} starts or ends with a space or tab; remove it")
+    return value
+
+
+Address = Annotated[str, Field(min_length=1), AfterValidator(_no_outer_space)]
+
+
 def _check_timezone(value: str) -> str:
     try:
         ZoneInfo(value)
@@ -247,7 +257,7 @@ class ZkDeviceSettings(_DeviceBase):
     """A ZKTeco-family terminal on TCP or UDP port 4370."""
 
     kind: Literal["zk"]
-    host: str = Field(min_length=1)
+    host: Address
     port: int = Field(default=4370, ge=1, le=65535)
     transport: Literal["tcp", "udp"] = "tcp"
     comm_key: int = Field(default=0, ge=0, le=999_999_999)
@@ -268,7 +278,7 @@ class SerialDeviceSettings(_DeviceBase):
     """A serial time clock or card reader on any pyserial URL."""
 
     kind: Literal["serial"]
-    url: str = Field(min_length=1)
+    url: Address
     baudrate: int = Field(default=9600, ge=50, le=4_000_000)
     bytesize: Literal[5, 6, 7, 8] = 8
     parity: Literal["N", "E", "O", "M", "S"] = "N"

@@ -246,3 +246,24 @@ def test_password_file_the_service_user_may_not_read_says_how_to_let_it(
     (problem,) = problems_of(write(tmp_path, text))
     assert "Permission denied" in problem
     assert f"chown root:punchgate {secret} && chmod 640 {secret}" in problem
+
+
+@pytest.mark.parametrize(
+    ("kind", "key", "value"),
+    [
+        ("zk", "host", "10.0.0.20 "),
+        ("zk", "host", " 10.0.0.20"),
+        ("zk", "host", "10.0.0.20\t"),
+        ("serial", "url", "/dev/ttyUSB0 "),
+        ("serial", "url", " socket://10.0.0.30:4001"),
+    ],
+)
+def test_a_terminal_address_pasted_with_a_space_fails_the_check_not_the_site(
+    tmp_path: Path, kind: str, key: str, value: str
+) -> None:
+    """Copied from a spreadsheet with a trailing space, 'config check' said OK and the terminal
+    then never answered ('the host name cannot be resolved', 'port not found')."""
+    extra = "" if kind == "zk" else "format = 'em4100'\n"
+    device = f'[[devices]]\nid = "d"\nkind = "{kind}"\n{key} = "{value}"\n{extra}'
+    (problem,) = problems_of(write(tmp_path, MINIMAL + device))
+    assert f"devices[0].{key}: " in problem and "space" in problem
