@@ -110,6 +110,7 @@ class Drain:
         self.to_deliver: list[str] = []  # backend acks, by id
         self.to_deliver_seqs: list[int] = []  # PUBACKs and backend acks of batches in flight
         self.failing: str | None = None
+        self._refusal_logged: str | None = None  # the refusal last logged, until a PUBACK
         self.commit_due = float("inf")  # when the gathered acks must be recorded
         # Read by other threads for status: plain counters, each one assignment.
         self.delivered = 0
@@ -166,19 +167,23 @@ class Drain:
         if not ok:
             self.window.pop((generation, mid))
             self.in_flight -= len(batch.ids)
-            error = f"broker refused the batch: {reason}"
-            self._log.warning(
-                "broker refused a batch; will re-send",
-                reason=reason,
-                first_seq=batch.first_seq,
-                punches=len(batch.ids),
-            )
+            error = f"broker refused the batch: {reason}{self._refusal_hint(reason)}"
+            if error != self._refusal_logged:  # once per refusal, not at every re-send
+                self._refusal_logged = error
+                self._log.warning(
+                    "broker refused a batch; will re-send",
+                    reason=reason,
+                    first_seq=batch.first_seq,
+                    punches=len(batch.ids),
+                    error=error,
+                )
             self.outbox.mark_failed(batch.ids, error)
             self.failing = error
             self.rewind = True
             self.hold_until = self._clock() + self._retry.next_delay()
             return
         self._retry.reset()
+        self._refusal_logged = None
         if self._backend:
             batch.pubacked = True  # the broker has it; the backend has not said so yet
             return
@@ -186,6 +191,17 @@ class Drain:
         self.in_flight -= len(batch.ids)
         self.to_deliver_seqs.extend(batch.seqs)
         self._acked()
+
+    def _refusal_hint(self, reason: str) -> str:
+        """What to change on the broker for a refusal a site's ACL causes (MQTT 5 only)."""
+        if "authori" not in reason.lower():
+            return ""
+        prefix = f"{self.options.topic_prefix}/{self.gateway_id}"
+        return (
+            f": the broker's ACL does not let this gateway write {prefix}/punches; allow write "
+            f"on {prefix}/# (an ACL by %u: the user name is the gateway id; by %c: set "
+            f"mqtt.client_id to the gateway id, the client id now is {self.options.client_id})"
+        )
 
     def on_backend_ack(self, payload: bytes) -> None:
         try:

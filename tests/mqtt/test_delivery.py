@@ -8,6 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
+import structlog
 from paho.mqtt.enums import CallbackAPIVersion
 
 from agent.localbroker import LocalMosquitto
@@ -351,13 +352,24 @@ def test_puback_with_failure_reason_code_keeps_rows_pending_until_the_broker_acc
     broker = _AclMosquitto(tmp_path / "acl-broker", deny).start()
     try:
         outbox.add_punches(make_punches(10))
-        worker = workers(fast_options(broker.url), outbox)
-        wait_for(
-            lambda: "refused" in (worker.status().last_error or ""),
-            timeout=5,
-            what="the refusal to be reported",
-        )
+        with structlog.testing.capture_logs() as logs:
+            worker = workers(fast_options(broker.url), outbox)
+            wait_for(
+                lambda: "refused" in (worker.status().last_error or ""),
+                timeout=5,
+                what="the refusal to be reported",
+            )
+            refused = outbox.list(limit=1)[0]
+            wait_for(
+                lambda: (outbox.get(refused.id) or refused).attempts >= 3,
+                timeout=10,
+                what="three refused attempts",
+            )
         assert outbox.stats().pending == 10
+        # What to change on the broker, said once (not at every re-send).
+        assert f"allow write on {PREFIX}/{GATEWAY}/#" in (worker.status().last_error or "")
+        warnings = [e for e in logs if e["event"] == "broker refused a batch; will re-send"]
+        assert len(warnings) == 1, warnings
         broker.acl = f"topic readwrite {PREFIX}/#\n"
         broker.restart()
         assert worker.flush(10), "rows were not delivered once the broker accepted them"
