@@ -100,6 +100,8 @@ def _check_broker_url(url: str) -> None:
         shown = f"***@{url.rpartition('@')[2]}" if "@" in url else url
         raise ValueError(f"{shown!r}: not a URL (an IPv6 address goes in [brackets])") from None
     shown = _redacted(parts)
+    if url != url.rstrip():
+        raise ValueError(f"{shown!r} ends with a space or tab; remove it")
     if parts.scheme not in ("mqtt", "mqtts"):
         got = parts.scheme or "none"
         raise ValueError(f"{shown!r}: the scheme must be mqtt:// or mqtts:// (got {got!r})")
@@ -178,6 +180,9 @@ class MqttSettings(_Section):
     def _prefix(cls, value: str) -> str:
         if any(c in value for c in "#+") or value.startswith("/") or value.endswith("/"):
             raise ValueError("topic_prefix must not contain '#' or '+' nor start or end with '/'")
+        if value != value.strip():
+            # A topic level "v1 " is not "v1": the backend's subscription would miss every punch.
+            raise ValueError("topic_prefix must not start or end with a space")
         if value.startswith("$"):
             # Brokers reserve $-topics ($SYS); a backend's '#' or '+' subscription never sees them.
             raise ValueError("topic_prefix must not start with '$' (reserved for the broker)")

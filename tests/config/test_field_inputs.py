@@ -267,3 +267,21 @@ def test_a_terminal_address_pasted_with_a_space_fails_the_check_not_the_site(
     device = f'[[devices]]\nid = "d"\nkind = "{kind}"\n{key} = "{value}"\n{extra}'
     (problem,) = problems_of(write(tmp_path, MINIMAL + device))
     assert f"devices[0].{key}: " in problem and "space" in problem
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("url", "mqtt://broker:1883 "),
+        ("url", "mqtts://broker\t"),
+        ("topic_prefix", "punchgate/v1 "),
+    ],
+)
+def test_broker_settings_with_a_stray_space_are_refused_saying_so(
+    tmp_path: Path, key: str, value: str
+) -> None:
+    """'mqtt://broker:1883 ' was reported as 'the port is not a number 1-65535', 'mqtts://broker '
+    passed and never resolved; a prefix with a trailing space passed, and every topic then
+    missed the backend's 'punchgate/v1/#'. (A leading space in a URL works: urlsplit drops it.)"""
+    (problem,) = problems_of(write(tmp_path, MINIMAL + f'[mqtt]\n{key} = "{value}"\n'))
+    assert f"mqtt.{key}: " in problem and "space" in problem
