@@ -323,6 +323,17 @@ def _login(
                 "published unretained, so the backend only sees it when it changes",
                 "set retain_available true on the broker",
             )
+        if not v5 and options.ack == "broker":
+            return warn(
+                FAMILY,
+                broker.url,
+                name,
+                detail + ", with broker acks: over MQTT 3.1.1 a broker acknowledges a message "
+                "its ACL refuses or that exceeds its size limit, and drops it; those punches are "
+                "counted as delivered and never reach HR",
+                'set mqtt.protocol = "5" (refusals are then seen and re-sent) or mqtt.ack = '
+                '"backend"',
+            )
         return ok(FAMILY, broker.url, name, detail)
     finally:
         client._reset_sockets()

@@ -138,3 +138,16 @@ def test_silent_broker_fails_within_its_timeout_not_minutes(
     login = results["MQTT login"]
     assert login.verdict == Verdict.FAIL and "no CONNACK within 1s" in login.detail
     assert took < 15, f"a silent broker held the doctor for {took:.1f}s"
+
+
+def test_mqtt_311_with_broker_acks_is_a_warning_that_punches_can_vanish_unnoticed(
+    broker: LocalMosquitto, make_config: Callable[..., Path]
+) -> None:
+    """Mosquitto acknowledges a 3.1.1 publish its ACL refuses (or that is over its size limit)."""
+    results = broker_results(make_config(mqtt={"url": broker.url, "protocol": "3.1.1"}))
+    login = results["MQTT login"]
+    assert login.verdict == Verdict.WARN, login
+    assert "counted as delivered" in login.detail
+    assert 'ack = "backend"' in login.next_step
+    backend = make_config(mqtt={"url": broker.url, "protocol": "3.1.1", "ack": "backend"})
+    assert broker_results(backend)["MQTT login"].verdict == Verdict.OK
