@@ -30,6 +30,7 @@ _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
 # A century: longer waits overflow threading's timeout (about 292 years) and crash the daemon.
 MAX_DURATION = 36500 * 86400.0
+MIN_BACKUP_INTERVAL = 60.0  # the maintenance tick: anything shorter is a typo for days
 
 
 def parse_duration(value: object) -> float:
@@ -214,6 +215,18 @@ class OutboxSettings(_Section):
     backup_dir: AbsolutePath | None = None  # default: {state_dir}/backups
     backup_keep: int = Field(default=7, ge=1, le=365)
     backup_interval: Duration = Field(default=86400.0, gt=0)
+
+    @field_validator("backup_interval")
+    @classmethod
+    def _backup_interval(cls, value: float) -> float:
+        # Beside retention_days, "backup_interval = 1" means a day to the eye and a second to
+        # the parser: a full copy of the outbox at every maintenance tick (once a minute).
+        if value < MIN_BACKUP_INTERVAL:
+            raise ValueError(
+                f"{value:g} s is too short: a backup copies the whole outbox, at most once a "
+                'minute; a bare number is seconds: write "1d" for daily'
+            )
+        return value
 
 
 class ManualSettings(_Section):

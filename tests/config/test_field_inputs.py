@@ -285,3 +285,21 @@ def test_broker_settings_with_a_stray_space_are_refused_saying_so(
     missed the backend's 'punchgate/v1/#'. (A leading space in a URL works: urlsplit drops it.)"""
     (problem,) = problems_of(write(tmp_path, MINIMAL + f'[mqtt]\n{key} = "{value}"\n'))
     assert f"mqtt.{key}: " in problem and "space" in problem
+
+
+@pytest.mark.parametrize("value", ["1", "7", "30", '"30s"'])
+def test_backup_interval_written_as_days_is_refused_not_a_backup_every_minute(
+    tmp_path: Path, value: str
+) -> None:
+    """Beside 'retention_days = 30', 'backup_interval = 1' (meant: daily) is one second: the
+    daemon copied the whole outbox at every maintenance tick, 1440 times a day on an SD card."""
+    (problem,) = problems_of(one_key(tmp_path, "outbox", f"backup_interval = {value}"))
+    assert "outbox.backup_interval: " in problem and '"1d"' in problem
+
+
+@pytest.mark.parametrize(("value", "seconds"), [("60", 60.0), ('"1h"', 3600.0), ('"1d"', 86400.0)])
+def test_backup_interval_of_a_minute_or_more_is_accepted(
+    tmp_path: Path, value: str, seconds: float
+) -> None:
+    path = one_key(tmp_path, "outbox", f"backup_interval = {value}")
+    assert load_settings(path, env={}).outbox.backup_interval == seconds
