@@ -109,3 +109,13 @@ def test_install_refuses_a_venv_the_service_user_cannot_run() -> None:
     probe = text[text.rindex("\n", 0, start) : text.index("\n}", start)]
     assert "runuser -u punchgate --" in probe and "PYTHON=/usr/bin/python3" in probe
     assert "exit 1" in probe and start < text.index("config check --config")
+
+
+def test_example_says_what_the_unit_does_with_paths() -> None:
+    """The example said 'the service runs from /' (the unit's WorkingDirectory is the state dir)
+    and nothing of ProtectSystem=strict: a state_dir moved to a data disk was read-only."""
+    unit = (ROOT / "systemd" / "punchgate.service").read_text()
+    workdir = next(x for x in unit.splitlines() if x.startswith("WorkingDirectory="))
+    text = EXAMPLE.read_text()
+    assert f"the service runs in {workdir.partition('=')[2]}" in text
+    assert "ProtectSystem=strict" in unit and "ReadWritePaths=" in text
