@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import unicodedata
 from collections.abc import MutableMapping
 from typing import Any, TextIO
 
@@ -31,6 +32,41 @@ def _redact(key: str, value: Any) -> Any:
         return REDACTED
     if isinstance(value, dict):
         return {k: _redact(str(k), v) for k, v in value.items()}
+    return value
+
+
+_MULTILINE_KEYS = ("exception", "stack")  # tracebacks: their line breaks are the layout
+
+
+def escape_controls(
+    _logger: object, _method: str, event: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    """Control and format characters in values as ``\\x1b``/``\\u202e``: for a terminal.
+
+    Values carry text from the network (a command's request_id, a terminal's serial, a serial
+    clock's line): an escape sequence in one wrote the technician's clipboard (OSC 52) or
+    screen. JSON lines need nothing: the JSON encoding escapes them.
+    """
+    for key in list(event):
+        event[key] = _escaped(event[key], keep_lines=key in _MULTILINE_KEYS)
+    return event
+
+
+def _escaped(value: Any, keep_lines: bool = False) -> Any:
+    if isinstance(value, str):
+        if value.isprintable():
+            return value
+        kept = "\n\t" if keep_lines else ""
+        return "".join(
+            c.encode("unicode_escape").decode("ascii")
+            if c not in kept and unicodedata.category(c) in ("Cc", "Cf")
+            else c
+            for c in value
+        )
+    if isinstance(value, dict):
+        return {_escaped(k): _escaped(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return type(value)(_escaped(v) for v in value)
     return value
 
 
@@ -74,6 +110,7 @@ def configure(level: str = "info", stream: TextIO | None = None, json: bool | No
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             redact_secrets,
             structlog.processors.format_exc_info,
+            *([] if json else [escape_controls]),
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(
