@@ -52,17 +52,22 @@ def escape_controls(
     return event
 
 
+def visible(text: str, keep_lines: bool = False) -> str:
+    """``text`` with control and format characters escaped (``\\x1b``, ``\\u202e``)."""
+    if text.isprintable():
+        return text
+    kept = "\n\t" if keep_lines else ""
+    return "".join(
+        c.encode("unicode_escape").decode("ascii")
+        if c not in kept and unicodedata.category(c) in ("Cc", "Cf")
+        else c
+        for c in text
+    )
+
+
 def _escaped(value: Any, keep_lines: bool = False) -> Any:
     if isinstance(value, str):
-        if value.isprintable():
-            return value
-        kept = "\n\t" if keep_lines else ""
-        return "".join(
-            c.encode("unicode_escape").decode("ascii")
-            if c not in kept and unicodedata.category(c) in ("Cc", "Cf")
-            else c
-            for c in value
-        )
+        return visible(value, keep_lines)
     if isinstance(value, dict):
         return {_escaped(k): _escaped(v) for k, v in value.items()}
     if isinstance(value, list | tuple):

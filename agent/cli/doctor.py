@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sys
-import unicodedata
 from typing import Annotated
 
 import typer
@@ -11,6 +10,7 @@ import typer
 from agent.cli.common import ConfigOption, JsonOption, print_json, print_table
 from agent.doctor import FAMILIES, DoctorReport, run_doctor
 from agent.doctor.result import CheckResult, Job, Verdict
+from agent.logs import visible
 from agent.wiring import build_driver
 from config.errors import EXIT_CODES, UsageError
 
@@ -92,7 +92,7 @@ def _print_report(report: DoctorReport) -> None:
         if not (r.verdict == Verdict.SKIP and r.detail.startswith("not run:") and r.target)
     ]
     rows = [
-        [_MARK[r.verdict], r.family, _visible(r.target or "-"), r.name, _visible(r.detail)]
+        [_MARK[r.verdict], r.family, visible(r.target or "-"), r.name, visible(r.detail)]
         for r in shown
     ]
     print_table(["", "family", "target", "check", "detail"], rows)
@@ -101,24 +101,10 @@ def _print_report(report: DoctorReport) -> None:
         typer.echo("\nNext steps:")
         for number, result in enumerate(todo, 1):
             where = f"{result.family} {result.target}".strip()
-            typer.echo(f"  {number}. {_MARK[result.verdict]} {_visible(where)}, {result.name}:")
-            typer.echo(f"     {_visible(result.next_step)}")
+            typer.echo(f"  {number}. {_MARK[result.verdict]} {visible(where)}, {result.name}:")
+            typer.echo(f"     {visible(result.next_step)}")
     counts = report.counts()
     typer.echo(
         f"\n{counts['ok']} ok, {counts['warn']} warning(s), {counts['fail']} failed, "
         f"{counts['skip']} skipped"
-    )
-
-
-def _visible(text: str) -> str:
-    """``text`` with control and format characters escaped (``\\x1b``, ``\\u202e``).
-
-    Details quote what terminals and brokers report: an escape sequence in a serial number
-    rewrote the technician's clipboard (OSC 52) or screen; --json escapes them by itself.
-    """
-    if text.isprintable():
-        return text
-    return "".join(
-        c.encode("unicode_escape").decode("ascii") if unicodedata.category(c) in ("Cc", "Cf") else c
-        for c in text
     )
