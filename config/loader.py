@@ -19,6 +19,9 @@ DEFAULT_CONFIG_PATH = Path("/etc/punchgate/punchgate.toml")
 CONFIG_ENV = "PUNCHGATE_CONFIG"
 PASSWORD_ENV = "PUNCHGATE_MQTT_PASSWORD"  # noqa: S105 - a variable name, not a secret
 _DEVICE_KINDS = {"zk", "serial"}
+# The unit (systemd/punchgate.service) kills a stop after TimeoutStopSec=30s, and a reload,
+# which may wait twice shutdown_timeout without a watchdog ping, after WatchdogSec=60s.
+SYSTEMD_SHUTDOWN_LIMIT = 25.0
 
 log = structlog.get_logger("config")
 
@@ -142,6 +145,16 @@ def load_settings(path: Path | None = None, env: Mapping[str, str] | None = None
         msg = f"{source}: TOML syntax error: {exc}"
         raise ConfigError(msg, [msg]) from None
     settings = parse_settings(data, source)
+    if settings.agent.shutdown_timeout > SYSTEMD_SHUTDOWN_LIMIT:
+        log.warning(
+            "agent.shutdown_timeout is longer than the systemd unit allows",
+            file=source,
+            shutdown_timeout=settings.agent.shutdown_timeout,
+            why="TimeoutStopSec=30s kills a longer shutdown; a reload may wait twice it, "
+            "past WatchdogSec=60s",
+            action=f"keep it at {SYSTEMD_SHUTDOWN_LIMIT:g}s or less, or raise TimeoutStopSec "
+            "and WatchdogSec in a drop-in (systemctl edit punchgate)",
+        )
     mqtt = settings.mqtt
     password: str | None = None
     if mqtt.password_file is not None:

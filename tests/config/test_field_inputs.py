@@ -303,3 +303,18 @@ def test_backup_interval_of_a_minute_or_more_is_accepted(
 ) -> None:
     path = one_key(tmp_path, "outbox", f"backup_interval = {value}")
     assert load_settings(path, env={}).outbox.backup_interval == seconds
+
+
+def test_shutdown_timeout_longer_than_the_unit_allows_is_warned_about(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """shutdown_timeout = "60s" with a broker down: the flush alone waited 30 s, and systemd
+    (TimeoutStopSec=30s) killed the daemon mid-shutdown; a reload waits up to twice it, past
+    WatchdogSec=60s. The file still loads (a drop-in may raise both), with a warning."""
+    logs.configure("info", stream=sys.stderr, json=True)
+    settings = load_settings(one_key(tmp_path, "agent", 'shutdown_timeout = "60s"'), env={})
+    assert settings.agent.shutdown_timeout == 60.0
+    err = capsys.readouterr().err
+    assert "agent.shutdown_timeout" in err and "TimeoutStopSec" in err
+    load_settings(one_key(tmp_path, "agent", 'shutdown_timeout = "25s"'), env={})
+    assert "shutdown_timeout" not in capsys.readouterr().err

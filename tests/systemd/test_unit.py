@@ -87,3 +87,14 @@ def test_unit_lets_the_service_open_every_serial_port_family_of_the_supported_ga
     allowed = set(unit_options()["Service.DeviceAllow"])
     for family in ("ttyS", "ttyUSB", "ttyACM", "ttyAMA"):
         assert f"char-{family} rw" in allowed, family
+
+
+def test_unit_timeouts_leave_room_for_the_longest_shutdown_timeout_config_check_accepts() -> None:
+    """The loader warns above SYSTEMD_SHUTDOWN_LIMIT; below it, a stop must end before
+    TimeoutStopSec and a reload (up to twice it, unpinged) before WatchdogSec."""
+    from config.loader import SYSTEMD_SHUTDOWN_LIMIT
+
+    opts = unit_options()
+    stop = float(opts["Service.TimeoutStopSec"][0].removesuffix("s"))
+    watchdog = float(opts["Service.WatchdogSec"][0].removesuffix("s"))
+    assert SYSTEMD_SHUTDOWN_LIMIT + 5 <= stop and 2 * SYSTEMD_SHUTDOWN_LIMIT + 5 <= watchdog
