@@ -173,9 +173,11 @@ class Outbox(DeliveryMethods):
         ``device_serial`` records the terminal's serial even when the batch is empty.
         """
         received = iso_utc(received_at or utc_now())
-        batch = Encoded(self.gateway_id, punches, received)
         wm_device = self._watermark_device(punches, device_id, watermark, device_serial)
         with self._lock:
+            # Encoded under the lock: a terminal's full log encodes to ~60 MB, and built while
+            # queueing there was one such copy per waiting terminal (40 at a site's first start).
+            batch = Encoded(self.gateway_id, punches, received)
             conn = self._db()
             with write_transaction(conn, self.path, "storing punches"):
                 inserted = store_batch(

@@ -1,0 +1,70 @@
+"""Memory of many terminals storing their full logs at once (a new gateway at a big site).
+
+Forty terminals with full logs (100,000 records each) are all read on the daemon's first start
+(no watermarks yet), and again after a recovery rewinds the watermarks. Each device worker then
+hands the outbox its whole log as one batch, and the batches queue on the outbox's lock. Each
+batch's row values are a copy of it as large again as the punches: built while queueing, one
+per waiting terminal, they took ~100 MB of RSS per terminal (8 terminals: 858 MB; 40: ~4 GB,
+more than a gateway has). Measured by the process's peak RSS in a child process of its own.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+TERMINALS = 8
+RECORDS = 25_000
+
+CHILD = """
+import json, sys, threading
+from pathlib import Path
+from buffer.outbox import Outbox
+from tests.buffer.factory import punches
+
+def kib(key):
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith(key):
+                return int(line.split()[1])
+
+terminals, records, path = int(sys.argv[1]), int(sys.argv[2]), Path(sys.argv[3])
+box = Outbox.open(path, "gw-test", disk_reserve_bytes=0)
+lone = punches(10**7, records, device="warm-up", serial="S-WARM")
+before = kib("VmRSS")
+box.add_punches(lone, watermark={"count": records})
+one = kib("VmHWM") - before
+logs = [punches(n * 10**6, records, device=f"t{n}", serial=f"S-{n}") for n in range(terminals)]
+before = kib("VmRSS")
+start = threading.Barrier(terminals)
+
+def store(log):
+    start.wait()
+    box.add_punches(log, watermark={"count": records})
+
+threads = [threading.Thread(target=store, args=(log,)) for log in logs]
+for thread in threads:
+    thread.start()
+for thread in threads:
+    thread.join()
+print(json.dumps({"one": one, "all": kib("VmHWM") - before, "pending": box.stats().pending}))
+box.close()
+"""
+
+
+def test_terminals_storing_full_logs_at_once_do_not_each_hold_a_copy(tmp_path: Path) -> None:
+    root = Path(__file__).resolve().parents[2]
+    done = subprocess.run(
+        [sys.executable, "-c", CHILD, str(TERMINALS), str(RECORDS), str(tmp_path / "o.db")],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    grown = json.loads(done.stdout.strip().splitlines()[-1])
+    assert grown["pending"] == (TERMINALS + 1) * RECORDS
+    # One batch's working copy, not one per queued terminal (which was TERMINALS times it).
+    assert grown["all"] < 4 * grown["one"], grown
