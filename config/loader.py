@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
@@ -119,6 +120,21 @@ def _not_utf8(raw: bytes, start: int) -> str:
     return f"line {line}: not UTF-8 text (byte {start}: 0x{raw[start]:02x}); {fix}"
 
 
+def _escape_hint(raw: bytes, error: str) -> str:
+    """The way out when the failing line has a backslash in "double quotes" (a regex, a path)."""
+    where = re.search(r"at line (\d+)", error)
+    lines = raw.decode("utf-8-sig", errors="replace").split("\n")  # as tomllib counts
+    if where is None or not 0 < int(where.group(1)) <= len(lines):
+        return ""
+    line = lines[int(where.group(1)) - 1]
+    if "\\" not in line or '"' not in line:
+        return ""
+    return (
+        '; a backslash in "double quotes" starts a TOML escape: write regular expressions '
+        "and Windows paths in 'single quotes', as config/punchgate.example.toml does"
+    )
+
+
 def load_settings(path: Path | None = None, env: Mapping[str, str] | None = None) -> Settings:
     """Load and validate the config file; secrets come from files or the environment."""
     env = os.environ if env is None else env
@@ -142,7 +158,7 @@ def load_settings(path: Path | None = None, env: Mapping[str, str] | None = None
         msg = f"{source}: {_not_utf8(raw, start)}"
         raise ConfigError(msg, [msg]) from None
     except tomllib.TOMLDecodeError as exc:
-        msg = f"{source}: TOML syntax error: {exc}"
+        msg = f"{source}: TOML syntax error: {exc}{_escape_hint(raw, str(exc))}"
         raise ConfigError(msg, [msg]) from None
     settings = parse_settings(data, source)
     if settings.agent.shutdown_timeout > SYSTEMD_SHUTDOWN_LIMIT:

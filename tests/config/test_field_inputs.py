@@ -318,3 +318,20 @@ def test_shutdown_timeout_longer_than_the_unit_allows_is_warned_about(
     assert "agent.shutdown_timeout" in err and "TimeoutStopSec" in err
     load_settings(one_key(tmp_path, "agent", 'shutdown_timeout = "25s"'), env={})
     assert "shutdown_timeout" not in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        'pattern = "^(?P<employee>\\d+),(?P<time>[0-9: -]+)$"',
+        'roster_file = "C:\\Users\\it\\cards.csv"',
+        'pattern = "^(?P<card>\\w{10})\\r?$"',
+    ],
+)
+def test_a_backslash_in_double_quotes_says_to_use_single_quotes(tmp_path: Path, line: str) -> None:
+    """A regex retyped in "double quotes" (\\d is no TOML escape) said only 'TOML syntax error:
+    Unescaped '\\' in a string (at line 7, column 28)': nothing about the way out."""
+    device = f'[[devices]]\nid = "d"\nkind = "serial"\nurl = "loop://"\n{line}\n'
+    (problem,) = problems_of(write(tmp_path, MINIMAL + device))
+    assert "TOML syntax error" in problem and "line 8" in problem
+    assert "'single quotes'" in problem
