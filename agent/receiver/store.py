@@ -8,6 +8,7 @@ owned by the backend side), kept here as the backend team's worked example.
 from __future__ import annotations
 
 import operator
+import os
 import sqlite3
 import threading
 from collections.abc import Sequence
@@ -251,6 +252,17 @@ def now_text() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds")
 
 
+def _create_private(path: Path) -> None:
+    """Create ``path`` readable by owner and group only (0640, as the gateway's outbox): it holds
+    every employee's punches, and SQLite gives the -wal and -shm files the same mode. An
+    existing file keeps its mode."""
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o640)
+    except FileExistsError:
+        return
+    os.close(fd)
+
+
 class SqliteStore:
     """Punches in a SQLite file: WAL, ``synchronous=FULL`` (an ack promises durability)."""
 
@@ -262,6 +274,7 @@ class SqliteStore:
         self._closed = False
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
+            _create_private(path)
             self._conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
             self._conn.execute("PRAGMA journal_mode=WAL")
             self._conn.execute("PRAGMA synchronous=FULL")

@@ -3,6 +3,7 @@ line, not in a ``--debug`` traceback, not in its reports."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import traceback
@@ -136,3 +137,30 @@ def test_a_password_file_every_user_can_read_is_warned_about_naming_the_fix(
     assert "secret file is readable by other users" in logged
     assert f"chmod 640 {secret}" in logged
     assert SECRET not in logged
+
+
+def test_a_new_sqlite_database_is_not_readable_by_every_user(tmp_path: Path) -> None:
+    """It holds every employee's punches of the fleet; under the usual umask 022 it was 0644,
+    its -wal and -shm too (the gateway's outbox, with the same data, is made 0640)."""
+    previous = os.umask(0o022)
+    try:
+        store = open_store(str(tmp_path / "hr.db"))
+        try:
+            store.store([{"id": "gw-1", "gateway_id": "gw", "seq": 1}])
+            files = sorted(tmp_path.glob("hr.db*"))
+            assert [f.name for f in files] == ["hr.db", "hr.db-shm", "hr.db-wal"]
+            assert {f.name: oct(f.stat().st_mode & 0o777) for f in files} == {
+                f.name: "0o640" for f in files
+            }
+        finally:
+            store.close()
+    finally:
+        os.umask(previous)
+
+
+def test_an_existing_sqlite_database_keeps_the_mode_it_was_given(tmp_path: Path) -> None:
+    """An operator who opened it to a reporting group on purpose is not overruled."""
+    open_store(str(tmp_path / "hr.db")).close()
+    (tmp_path / "hr.db").chmod(0o664)
+    open_store(str(tmp_path / "hr.db")).close()
+    assert (tmp_path / "hr.db").stat().st_mode & 0o777 == 0o664
