@@ -261,6 +261,11 @@ class Outbox(DeliveryMethods):
         row = self._read_one(f"{SELECT} WHERE id = ?", (punch_id,))
         return None if row is None else decode(row)
 
+    def voided_by(self, punch_id: str) -> builtins.list[str]:
+        """Ids of the void events of ``punch_id``, oldest first (indexed: any outbox size)."""
+        rows = self._read_all("SELECT id FROM punches WHERE void_of = ? ORDER BY seq", (punch_id,))
+        return [row[0] for row in rows]
+
     def list(
         self,
         pending_only: bool = False,

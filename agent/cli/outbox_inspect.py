@@ -160,11 +160,7 @@ def show(
         row = outbox.get(_utf8(punch_id, "ID") or "")
         if row is None:
             raise UsageError(f"no punch with id {punch_id} in the outbox (see: outbox list)")
-        voids = [
-            r.id
-            for r in outbox.list(employee=row.employee, device=row.device_id, limit=100_000)
-            if r.kind == "void" and r.void_of == row.id
-        ]
+        voids = outbox.voided_by(row.id)
     data = row.as_dict() | {"voided_by": voids[0] if voids else None}
     if as_json:
         print_json(data)
