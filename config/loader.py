@@ -14,7 +14,7 @@ from pydantic import SecretStr, ValidationError
 
 from config.errors import ConfigError
 from config.secrets import exposure, private_step
-from config.settings import Settings
+from config.settings import ID_PATTERN, ID_RULE, Settings
 
 DEFAULT_CONFIG_PATH = Path("/etc/punchgate/punchgate.toml")
 CONFIG_ENV = "PUNCHGATE_CONFIG"
@@ -62,6 +62,11 @@ def _problem_text(error: Mapping[str, Any]) -> str:
         return "required key is missing"
     for prefix in ("Value error, ", "Assertion failed, "):
         message = message.removeprefix(prefix)
+    if (
+        error["type"] == "string_pattern_mismatch"
+        and error.get("ctx", {}).get("pattern") == ID_PATTERN
+    ):
+        return f"{error['input']!r} is not an id: use {ID_RULE}"
     if error["type"] == "union_tag_invalid":
         return "kind must be one of 'zk', 'serial'"
     if error["type"] == "union_tag_not_found":

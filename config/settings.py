@@ -25,7 +25,8 @@ from pydantic import (
     model_validator,
 )
 
-_ID = r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$"
+ID_PATTERN = r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$"
+ID_RULE = "lowercase letters, digits and '-' (not first or last), e.g. 'plant1-gw1'"
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
 # A century: longer waits overflow threading's timeout (about 292 years) and crash the daemon.
@@ -53,7 +54,7 @@ def parse_duration(value: object) -> float:
 
 
 Duration = Annotated[float, BeforeValidator(parse_duration)]
-Identifier = Annotated[str, Field(pattern=_ID, min_length=1, max_length=64)]
+Identifier = Annotated[str, Field(pattern=ID_PATTERN, min_length=1, max_length=64)]
 
 
 def _no_outer_space(value: str) -> str:

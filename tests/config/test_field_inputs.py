@@ -335,3 +335,20 @@ def test_a_backslash_in_double_quotes_says_to_use_single_quotes(tmp_path: Path, 
     (problem,) = problems_of(write(tmp_path, MINIMAL + device))
     assert "TOML syntax error" in problem and "line 8" in problem
     assert "'single quotes'" in problem
+
+
+@pytest.mark.parametrize(
+    ("section", "line", "key"),
+    [
+        ("agent", 'gateway_id = "Plant1_GW"', "agent.gateway_id"),
+        ("devices", 'id = "Lobby 1"\nkind = "zk"\nhost = "h"', "devices[0].id"),
+    ],
+)
+def test_an_id_with_capitals_or_spaces_is_explained_in_words_not_as_a_regex(
+    tmp_path: Path, section: str, line: str, key: str
+) -> None:
+    """IT got "String should match pattern '^[a-z0-9]([a-z0-9-]*[a-z0-9])?$'"."""
+    text = f"[agent]\n{line}\n" if section == "agent" else MINIMAL + f"[[devices]]\n{line}\n"
+    (problem,) = problems_of(write(tmp_path, text))
+    assert f"{key}: " in problem and "lowercase letters, digits and '-'" in problem
+    assert "[a-z0-9]" not in problem
