@@ -352,3 +352,18 @@ def test_an_id_with_capitals_or_spaces_is_explained_in_words_not_as_a_regex(
     (problem,) = problems_of(write(tmp_path, text))
     assert f"{key}: " in problem and "lowercase letters, digits and '-'" in problem
     assert "[a-z0-9]" not in problem
+
+
+@pytest.mark.parametrize("value", ["inf", "1e308", "2e6"])
+def test_a_disk_reserve_that_is_infinite_or_beyond_any_disk_is_refused(
+    tmp_path: Path, value: str
+) -> None:
+    """'disk_reserve_mb = inf' passed config check, then 'punchgate run' died on
+    OverflowError (cannot convert float infinity to integer) converting it to bytes."""
+    (problem,) = problems_of(one_key(tmp_path, "outbox", f"disk_reserve_mb = {value}"))
+    assert "outbox.disk_reserve_mb: " in problem
+
+
+def test_a_disk_reserve_of_a_terabyte_still_converts_to_bytes(tmp_path: Path) -> None:
+    settings = load_settings(one_key(tmp_path, "outbox", "disk_reserve_mb = 1048576"), env={})
+    assert int(settings.outbox.disk_reserve_mb * 2**20) == 2**40
