@@ -23,6 +23,7 @@ _DEVICE_KINDS = {"zk", "serial"}
 # The unit (systemd/punchgate.service) kills a stop after TimeoutStopSec=30s, and a reload,
 # which may wait twice shutdown_timeout without a watchdog ping, after WatchdogSec=60s.
 SYSTEMD_SHUTDOWN_LIMIT = 25.0
+_TYPOGRAPHIC_QUOTES = "\u201c\u201d\u201e\u2018\u2019\u201a\u00ab\u00bb"
 
 log = structlog.get_logger("config")
 
@@ -125,13 +126,19 @@ def _not_utf8(raw: bytes, start: int) -> str:
     return f"line {line}: not UTF-8 text (byte {start}: 0x{raw[start]:02x}); {fix}"
 
 
-def _escape_hint(raw: bytes, error: str) -> str:
-    """The way out when the failing line has a backslash in "double quotes" (a regex, a path)."""
+def _syntax_hint(raw: bytes, error: str) -> str:
+    """The way out for the usual field causes on the failing line: a backslash in "double
+    quotes" (a regex, a Windows path) or typographic quotes pasted from a document."""
     where = re.search(r"at line (\d+)", error)
     lines = raw.decode("utf-8-sig", errors="replace").split("\n")  # as tomllib counts
     if where is None or not 0 < int(where.group(1)) <= len(lines):
         return ""
     line = lines[int(where.group(1)) - 1]
+    if any(q in line for q in _TYPOGRAPHIC_QUOTES):
+        return (
+            "; the line has typographic quotes (\u201c \u201d \u201e \u2018 \u2019, from Word or "
+            "a mail): retype them as plain \" or '"
+        )
     if "\\" not in line or '"' not in line:
         return ""
     return (
@@ -163,7 +170,7 @@ def load_settings(path: Path | None = None, env: Mapping[str, str] | None = None
         msg = f"{source}: {_not_utf8(raw, start)}"
         raise ConfigError(msg, [msg]) from None
     except tomllib.TOMLDecodeError as exc:
-        msg = f"{source}: TOML syntax error: {exc}{_escape_hint(raw, str(exc))}"
+        msg = f"{source}: TOML syntax error: {exc}{_syntax_hint(raw, str(exc))}"
         raise ConfigError(msg, [msg]) from None
     settings = parse_settings(data, source)
     if settings.agent.shutdown_timeout > SYSTEMD_SHUTDOWN_LIMIT:

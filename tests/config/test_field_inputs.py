@@ -367,3 +367,21 @@ def test_a_disk_reserve_that_is_infinite_or_beyond_any_disk_is_refused(
 def test_a_disk_reserve_of_a_terabyte_still_converts_to_bytes(tmp_path: Path) -> None:
     settings = load_settings(one_key(tmp_path, "outbox", "disk_reserve_mb = 1048576"), env={})
     assert int(settings.outbox.disk_reserve_mb * 2**20) == 2**40
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "gateway_id = \u201cplant1-gw1\u201d",
+        "gateway_id = \u2018plant1-gw1\u2019",
+        "site = \u201eWerk 1\u201c",
+    ],
+)
+def test_typographic_quotes_pasted_from_a_document_say_what_to_retype(
+    tmp_path: Path, line: str
+) -> None:
+    """A config pasted from Word or a mail has curly quotes: 'Invalid value (at line 2,
+    column 14)' named no cause, and the quotes look right on screen."""
+    text = f"[agent]\n{line}\n" if "gateway_id" in line else f"{MINIMAL}{line}\n"
+    (problem,) = problems_of(write(tmp_path, text))
+    assert "TOML syntax error" in problem and "typographic quotes" in problem
