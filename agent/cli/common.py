@@ -13,6 +13,7 @@ from typing import Annotated, Any
 
 import typer
 
+from agent.logs import visible
 from config import Settings, load_settings
 
 ConfigOption = Annotated[
@@ -38,8 +39,13 @@ def print_json(data: Any) -> None:
 
 
 def print_table(headers: list[str], rows: list[list[Any]]) -> None:
-    """A plain aligned table (readable over SSH, no colour codes when piped)."""
-    cells = [[("" if v is None else str(v)) for v in row] for row in rows]
+    """A plain aligned table (readable over SSH, no colour codes when piped).
+
+    Control characters are shown escaped: cells quote what terminals and the network reported
+    (an employee id, a device's last error), and an escape sequence in one was obeyed by the
+    technician's terminal (OSC 52 rewrites the clipboard).
+    """
+    cells = [[("" if v is None else visible(str(v))) for v in row] for row in rows]
     widths = [max([len(h)] + [len(r[i]) for r in cells]) for i, h in enumerate(headers)]
     typer.echo("  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip())
     for row in cells:
