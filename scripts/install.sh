@@ -39,7 +39,11 @@ if [ ! -e /etc/punchgate/punchgate.toml ]; then
     install -m 0640 -o root -g punchgate config/punchgate.example.toml /etc/punchgate/punchgate.toml
     echo "edit /etc/punchgate/punchgate.toml, then: systemctl enable --now punchgate"
 fi
-install -m 0644 systemd/punchgate.service /etc/systemd/system/punchgate.service
+# The unit names the venv: point it at this PREFIX (ExecStart, ExecStartPre, Documentation).
+unit=$(mktemp)
+sed "s|/opt/punchgate/|$PREFIX/|g" systemd/punchgate.service >"$unit"
+install -m 0644 "$unit" /etc/systemd/system/punchgate.service
+rm -f "$unit"
 systemctl daemon-reload
 # As the unit's ExecStartPre does: as punchgate, who (unlike root) cannot read a root-only file.
 checked=0

@@ -119,3 +119,18 @@ def test_example_says_what_the_unit_does_with_paths() -> None:
     text = EXAMPLE.read_text()
     assert f"the service runs in {workdir.partition('=')[2]}" in text
     assert "ProtectSystem=strict" in unit and "ReadWritePaths=" in text
+
+
+def test_install_points_the_unit_at_the_prefix_it_installed_into(tmp_path: Path) -> None:
+    """PREFIX=/srv/punchgate put the venv there but installed the unit verbatim: ExecStart and
+    ExecStartPre still named /opt/punchgate/bin/punchgate, and the service failed 203/EXEC."""
+    text = INSTALL.read_text()
+    (render,) = [x for x in text.splitlines() if "systemd/punchgate.service" in x and "sed" in x]
+    unit = tmp_path / "unit"
+    script = f'PREFIX=/srv/pg; unit="{unit}"; {render}'
+    subprocess.run(["bash", "-c", script], cwd=ROOT, check=True, timeout=10)
+    rendered = unit.read_text()
+    assert "ExecStart=/srv/pg/bin/punchgate run " in rendered
+    assert "ExecStartPre=/srv/pg/bin/punchgate config check " in rendered
+    assert "/opt/punchgate" not in rendered
+    assert re.search(r'install -m 0644 "\$unit" /etc/systemd/system/punchgate\.service', text)
