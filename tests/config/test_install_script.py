@@ -134,3 +134,15 @@ def test_install_points_the_unit_at_the_prefix_it_installed_into(tmp_path: Path)
     assert "ExecStartPre=/srv/pg/bin/punchgate config check " in rendered
     assert "/opt/punchgate" not in rendered
     assert re.search(r'install -m 0644 "\$unit" /etc/systemd/system/punchgate\.service', text)
+
+
+def test_the_package_metadata_uses_no_setuptools_form_due_for_removal() -> None:
+    """'pip install .' (install.sh, setup.sh) warned: "project.license as a TOML table is
+    deprecated ... By 2027-Feb-18 ... your builds will no longer be supported": an upgrade
+    months from now would not build with the setuptools pip then fetches."""
+    import tomllib
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    assert isinstance(project["project"]["license"], str)  # an SPDX expression
+    floor = next(r for r in project["build-system"]["requires"] if r.startswith("setuptools"))
+    assert floor == "setuptools>=77"  # the first to read an SPDX license string
