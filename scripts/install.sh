@@ -14,6 +14,9 @@ PY=${PYTHON:-python3}  # e.g. PYTHON=python3.11 where python3 is older (Ubuntu 2
 }
 "$PY" -m venv "$PREFIX"
 "$PREFIX/bin/pip" install -q --upgrade pip
+# setuptools reuses build/lib and never deletes from it: files removed since the last
+# install (git pull) would be built into the wheel again.
+rm -rf build
 "$PREFIX/bin/pip" install -q .
 install -d -m 0755 "$PREFIX/share"
 # The README's and docs' commands ('punchgate status') run it by name.

@@ -146,3 +146,11 @@ def test_the_package_metadata_uses_no_setuptools_form_due_for_removal() -> None:
     assert isinstance(project["project"]["license"], str)  # an SPDX expression
     floor = next(r for r in project["build-system"]["requires"] if r.startswith("setuptools"))
     assert floor == "setuptools>=77"  # the first to read an SPDX license string
+
+
+def test_an_upgrade_builds_from_the_checkout_not_from_a_stale_build_dir() -> None:
+    """setuptools copies sources into build/lib and never deletes from it: after 'git pull' a
+    module or schema file deleted upstream was still built into the wheel and installed."""
+    commands = _commands()
+    build = next(i for i, w in enumerate(commands) if w[-2:] == ["install", "."] or w[-1:] == ["."])
+    assert ["rm", "-rf", "build"] in commands[:build]
