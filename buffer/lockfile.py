@@ -7,6 +7,7 @@ so they need it exclusive and refuse with a clear message otherwise.
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import os
 from collections.abc import Iterator
@@ -27,6 +28,46 @@ def adopt_directory_owner(fd: int, directory: Path) -> None:
     st = os.stat(directory)
     if st.st_uid != 0:
         os.fchown(fd, st.st_uid, st.st_gid)
+
+
+def open_lock_file(path: Path) -> int:
+    """Open a lock file, creating it if missing: never through a symbolic link.
+
+    Root (a technician's sudo) may open it in a directory the service account owns. Whatever
+    that account placed at the path must not make root open, or hand over, another file: a
+    link to /etc/shadow would otherwise be given to the service account by
+    ``adopt_directory_owner``. Only a file this call created is adopted. ``OSError`` with
+    ``ELOOP`` means the path is a symbolic link.
+    """
+    flags = os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC
+    for _ in range(3):  # created, or opened as it is; a file removed in between: again
+        try:
+            fd = os.open(path, flags | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            try:
+                return os.open(path, flags)
+            except FileNotFoundError:
+                continue
+        try:
+            adopt_directory_owner(fd, path.parent)
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd
+    return os.open(path, flags)
+
+
+def lock_error(path: Path, exc: OSError, what: str = "the lock") -> str:
+    """Why a lock file could not be opened, and what to do."""
+    if exc.errno == errno.ELOOP:
+        return (
+            f"{path}: the lock file is a symbolic link, which punchgate never creates: remove it "
+            "and find out who made it (the state directory belongs to the service alone)"
+        )
+    return (
+        f"{path}: cannot open {what}: {exc.strerror}; check the state directory (its owner, "
+        "free space, nothing else at that path) or run as the service user"
+    )
 
 
 class OutboxLock:
@@ -74,18 +115,14 @@ class OutboxLock:
     def _open(self) -> int:
         if self._fd is None:
             try:
-                self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+                self._fd = open_lock_file(self.path)
             except PermissionError as exc:  # run as a user who may not write the state dir
                 raise UsageError(
                     f"{self.path}: cannot open the outbox lock: permission denied; run as the "
                     "service user (sudo -u punchgate ...) or as root"
                 ) from exc
             except OSError as exc:
-                raise OutboxError(
-                    f"{self.path}: cannot open the outbox lock: {exc.strerror}; check the "
-                    "state directory (its owner, free space, nothing else at that path)"
-                ) from exc
-            adopt_directory_owner(self._fd, self.path.parent)
+                raise OutboxError(lock_error(self.path, exc, "the outbox lock")) from exc
         return self._fd
 
     def _take(self, mode: int) -> None:
@@ -96,14 +133,12 @@ class OutboxLock:
 def held_exclusive(path: Path) -> Iterator[None]:
     """``flock`` ``path`` exclusively inside, waiting for another process that holds it."""
     try:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        # Adopted by the directory's owner when created: the daemon must open it after a root
+        # CLI run.
+        fd = open_lock_file(path)
     except OSError as exc:
-        raise OutboxError(
-            f"{path}: cannot open the lock: {exc.strerror}; check that directory (its owner, "
-            "free space) or run as the service user"
-        ) from exc
+        raise OutboxError(lock_error(path, exc)) from exc
     try:
-        adopt_directory_owner(fd, path.parent)  # the daemon must open it after a root CLI run
         fcntl.flock(fd, fcntl.LOCK_EX)
         yield
     finally:
