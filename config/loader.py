@@ -162,8 +162,12 @@ def load_settings(path: Path | None = None, env: Mapping[str, str] | None = None
     except OSError as exc:
         msg = f"{source}: cannot read: {exc.strerror}"
         if isinstance(exc, PermissionError):
-            # The installed file is root:punchgate 0640 in a 0750 directory.
-            msg += "; run the command as the service user (sudo -u punchgate punchgate ...)"
+            # The installed file is root:punchgate 0640 in a 0750 directory: the service reads
+            # it through its group, a technician runs commands as the service user.
+            msg += (
+                f"; it must be readable by the service ({private_step(path)}); run commands "
+                "as the service user (sudo -u punchgate punchgate ...)"
+            )
         raise ConfigError(msg, [msg]) from None
     try:
         data = tomllib.loads(raw.decode("utf-8-sig"))  # Windows Notepad writes a BOM

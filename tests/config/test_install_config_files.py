@@ -26,3 +26,5 @@ def test_a_config_file_the_user_may_not_read_says_how_to_run_the_command(
     monkeypatch.setattr(Path, "read_bytes", read_as_another_user)
     (problem,) = problems_of(path)
     assert "Permission denied" in problem and "sudo -u punchgate" in problem
+    # Made root-only by hand before install.sh ran, the service itself cannot read it either.
+    assert f"chown root:punchgate {path} && chmod 640 {path}" in problem
