@@ -15,7 +15,7 @@ import structlog
 
 from buffer.database import fsync_dir, shm_path, translate, wal_path
 from buffer.integrity import sqlite_problems
-from buffer.lockfile import OutboxLock, held_exclusive
+from buffer.lockfile import OutboxLock, adopt_directory_owner, held_exclusive
 from buffer.schema import SCHEMA_VERSION, too_new_message, user_version
 from config.errors import OutboxError, SchemaTooNewError, UsageError
 
@@ -203,6 +203,7 @@ def _copy_db(src: Path, tmp: Path, seq_at_least: int = 0) -> None:
     """
     source = sqlite3.connect(f"file:{src}?mode=ro", uri=True, timeout=10.0)
     try:
+        _create_private(tmp)
         target = sqlite3.connect(str(tmp), isolation_level=None)
         try:
             # One step, one read transaction: WAL writers carry on meanwhile, while a
@@ -326,6 +327,24 @@ def _alive(pid: str) -> bool:
     except (PermissionError, OverflowError, ValueError):
         return True
     return True
+
+
+def _create_private(path: Path) -> None:
+    """Create ``path`` empty for a copy of the outbox: 0640 like the outbox, whatever the umask.
+
+    Under root (a technician's sudo) it belongs to the directory's owner, as the outbox does, so
+    a restored outbox opens for the service. Both are best effort on a filesystem without
+    owners or modes (a FAT USB stick).
+    """
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o640)
+    try:
+        try:
+            os.fchmod(fd, 0o640)
+            adopt_directory_owner(fd, path.parent)
+        except OSError:
+            pass
+    finally:
+        os.close(fd)
 
 
 def _fsync_file(path: Path) -> None:
