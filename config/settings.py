@@ -212,8 +212,8 @@ class OutboxSettings(_Section):
     """``[outbox]``: retention, backups and the free-disk reserve."""
 
     retention_days: float = Field(default=30, ge=0, le=36500, allow_inf_nan=False)  # a century
-    # At most a terabyte: the daemon converts it to bytes, and inf (or 1e308 MiB) crashed that.
-    disk_reserve_mb: float = Field(default=100, ge=0, le=1_048_576, allow_inf_nan=False)
+    # Finite and bounded: the daemon converts it to bytes, and inf (or 1e308 MiB) crashed that.
+    disk_reserve_mb: float = Field(default=100, ge=0, le=1e9, allow_inf_nan=False)
     backup_dir: AbsolutePath | None = None  # default: {state_dir}/backups
     backup_keep: int = Field(default=7, ge=1, le=365)
     backup_interval: Duration = Field(default=86400.0, gt=0)
