@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -369,7 +370,8 @@ class ZkDriver:
             raise DeviceIdentityError(
                 f"{self.label} reports serial {serial} but was {expected}: the terminal was "
                 "swapped or re-addressed, so its punches were not read; check the terminal, "
-                f"then run `punchgate devices pull {self.device_id} --accept-serial {serial}` "
+                f"then run `punchgate devices pull {shlex.quote(self.device_id)} --accept-serial "
+                f"{shlex.quote(serial)}` "
                 "to accept it"
             )
 

@@ -276,3 +276,12 @@ def test_live_registration_refused_is_a_protocol_error_naming_polling(sim: ZkSim
 def sim() -> Iterator[ZkSimulator]:
     with simulator() as running:
         yield running
+
+
+def test_a_swapped_terminals_serial_is_quoted_in_the_command_to_paste() -> None:
+    """The serial is what a device on the network says; the line goes into a root shell."""
+    with simulator(users=2, records=5, serial="X; touch pwned") as sim:
+        driver = driver_for(sim)
+        with pytest.raises(DeviceIdentityError) as caught:
+            driver.open(expected_serial="OLD999")
+        assert "--accept-serial 'X; touch pwned'`" in str(caught.value)
