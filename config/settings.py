@@ -293,6 +293,17 @@ class ZkDeviceSettings(_DeviceBase):
     def _encoding(cls, value: str) -> str:
         return text_encoding(value)
 
+    @field_validator("host")
+    @classmethod
+    def _host(cls, value: str) -> str:
+        # As terminal menus show it ("10.0.0.20:4370"): the check said OK and it never resolved.
+        if "://" in value:
+            raise ValueError(f"{value!r} is not a URL here: write the address, e.g. '10.0.0.20'")
+        if value.count(":") == 1:  # an IPv6 address has two or more
+            name, _, port = value.partition(":")
+            raise ValueError(f"{value!r}: write host = {name!r} and port = {port} on its own line")
+        return value
+
 
 class SerialDeviceSettings(_DeviceBase):
     """A serial time clock or card reader on any pyserial URL."""

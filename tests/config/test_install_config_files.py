@@ -28,3 +28,30 @@ def test_a_config_file_the_user_may_not_read_says_how_to_run_the_command(
     assert "Permission denied" in problem and "sudo -u punchgate" in problem
     # Made root-only by hand before install.sh ran, the service itself cannot read it either.
     assert f"chown root:punchgate {path} && chmod 640 {path}" in problem
+
+
+@pytest.mark.parametrize(
+    ("host", "hint"),
+    [
+        ("10.0.0.20:4370", "port = 4370"),
+        ("tcp://10.0.0.20", "not a URL"),
+        ("zk1.plant:4370", "port = 4370"),
+    ],
+)
+def test_a_terminal_host_written_with_its_port_or_as_a_url_fails_the_check(
+    tmp_path: Path, host: str, hint: str
+) -> None:
+    """'host = "10.0.0.20:4370"' (as terminal menus show it) passed config check, and the
+    terminal then never answered: 'the host name cannot be resolved'."""
+    device = f'[[devices]]\nid = "d"\nkind = "zk"\nhost = "{host}"\n'
+    (problem,) = problems_of(write(tmp_path, MINIMAL + device))
+    assert "devices[0].host: " in problem and hint in problem
+
+
+@pytest.mark.parametrize("host", ["10.0.0.20", "fe80::1", "2001:db8::20", "zk1.plant.local"])
+def test_addresses_and_names_are_accepted_as_terminal_hosts(tmp_path: Path, host: str) -> None:
+    from config import load_settings
+
+    device = f'[[devices]]\nid = "d"\nkind = "zk"\nhost = "{host}"\n'
+    settings = load_settings(write(tmp_path, MINIMAL + device), env={})
+    assert settings.devices[0].host == host  # type: ignore[union-attr]
