@@ -22,8 +22,21 @@ def build_ssl_context(options: MqttOptions) -> ssl.SSLContext:
         ) from exc
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     if options.cert_file is not None:
+
+        def no_pass_phrase() -> str:
+            # Without this OpenSSL asks on the terminal and blocks whoever started us.
+            raise BrokerError(
+                f"the client key {options.key_file or options.cert_file} is encrypted: "
+                "punchgate cannot ask for its pass phrase. Set mqtt.key_file to an unencrypted "
+                "copy readable only by the service (openssl pkey -in KEY -out KEY.plain)"
+            )
+
         try:
-            context.load_cert_chain(str(options.cert_file), str(options.key_file))
+            context.load_cert_chain(
+                str(options.cert_file), str(options.key_file), password=no_pass_phrase
+            )
+        except BrokerError:
+            raise
         except (OSError, ssl.SSLError) as exc:
             raise BrokerError(
                 f"cannot load the client certificate {options.cert_file} / key: {exc}; "

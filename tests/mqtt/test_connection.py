@@ -238,3 +238,24 @@ def test_a_verification_message_ending_in_a_full_stop_reads_as_one_sentence() ->
     error.verify_message = "IP address mismatch, certificate is not valid for '127.0.0.1'."
     text = describe_connect_error(BrokerAddress.parse("mqtts://127.0.0.1:8883"), error)
     assert "for '127.0.0.1'; check that mqtt.ca_file" in text
+
+
+def test_an_encrypted_client_key_is_a_broker_error_not_a_pass_phrase_prompt(
+    tmp_path: Path,
+) -> None:
+    """OpenSSL asked 'Enter PEM pass phrase:' on the terminal and blocked run/doctor/receive."""
+    from agent.mqtt.connection import build_ssl_context
+
+    subprocess.run(
+        [
+            "openssl", "req", "-x509", "-newkey", "rsa:2048", "-keyout", "key.pem", "-out",
+            "cert.pem", "-passout", "pass:secret", "-subj", "/CN=gw-1", "-days", "1",
+        ],
+        cwd=tmp_path, check=True, capture_output=True, timeout=60,
+    )  # fmt: skip
+    options = fast_options(
+        "mqtts://127.0.0.1:1", cert_file=tmp_path / "cert.pem", key_file=tmp_path / "key.pem"
+    )
+    with pytest.raises(BrokerError, match="is encrypted") as caught:
+        build_ssl_context(options)
+    assert "mqtt.key_file" in str(caught.value)
