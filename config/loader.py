@@ -14,7 +14,8 @@ from pydantic import SecretStr, ValidationError
 
 from config.errors import ConfigError
 from config.secrets import exposure, private_step
-from config.settings import ID_PATTERN, ID_RULE, Settings
+from config.settings import Settings
+from config.values import ID_PATTERN, ID_RULE
 
 DEFAULT_CONFIG_PATH = Path("/etc/punchgate/punchgate.toml")
 CONFIG_ENV = "PUNCHGATE_CONFIG"
