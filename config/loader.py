@@ -94,7 +94,7 @@ def _read_secret_file(path: Path, source: str) -> str:
     where = f"{source}: mqtt.password_file"
     try:
         st = path.stat()
-        text = path.read_bytes().decode("utf-8").strip()
+        text = path.read_bytes().decode("utf-8-sig").strip()  # Notepad writes a BOM
     except OSError as exc:
         msg = f"{where}: cannot read {path}: {exc.strerror}"
         if isinstance(exc, PermissionError):

@@ -55,3 +55,20 @@ def test_addresses_and_names_are_accepted_as_terminal_hosts(tmp_path: Path, host
     device = f'[[devices]]\nid = "d"\nkind = "zk"\nhost = "{host}"\n'
     settings = load_settings(write(tmp_path, MINIMAL + device), env={})
     assert settings.devices[0].host == host  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("content", [b"\xef\xbb\xbfs3cret\r\n", b"\xef\xbb\xbfs3cret"])
+def test_a_password_file_saved_by_notepad_with_a_bom_gives_the_password_without_it(
+    tmp_path: Path, content: bytes
+) -> None:
+    """Notepad's UTF-8 starts with a BOM: it was sent as part of the password, and the broker
+    answered 'bad user name or password' for a password that looked right in every editor."""
+    from config import load_settings
+
+    secret = tmp_path / "mqtt-password"
+    secret.write_bytes(content)
+    secret.chmod(0o600)
+    text = MINIMAL + f'[mqtt]\nusername = "u"\npassword_file = "{secret}"\n'
+    settings = load_settings(write(tmp_path, text), env={})
+    assert settings.mqtt.password is not None
+    assert settings.mqtt.password.get_secret_value() == "s3cret"
