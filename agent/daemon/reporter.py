@@ -37,6 +37,7 @@ class Reporter:
         self._broker_errors: set[str | None] = set()
         self._broker_connected = False
         self._status_error: str | None = None  # logged when it starts and when it ends
+        self._last_outbox: dict[str, Any] | None = None  # for the status written after close
 
     def write_status(self) -> str:
         """Write the status file and send STATUS=; returns the status line."""
@@ -49,10 +50,12 @@ class Reporter:
         snapshots = self.sup.pool.snapshots()
         outbox: dict[str, Any] | None = None
         try:
-            if self.sup.outbox is not None:
+            if self.sup.state == "stopped":
+                outbox = self._last_outbox  # closed by now: its figures as they were last read
+            elif self.sup.outbox is not None:
                 stats = self.sup.outbox.stats().as_dict()
                 stats.pop("devices", None)
-                outbox = stats
+                outbox = self._last_outbox = stats
         except PunchgateError as exc:
             self.sup.errors.add("outbox", str(exc))
         broker = None if self.sup.delivery is None else self.sup.delivery.status().as_dict()

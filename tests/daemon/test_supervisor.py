@@ -319,3 +319,17 @@ def test_the_time_sync_command_sets_a_terminal_clock_and_names_unknown_devices(
     assert got["r-1"]["ok"] and got["r-1"]["result"]["devices"]["a-1"]["ok"]
     assert fleet.terminal("a-1").clock_set_to is not None
     assert not got["r-2"]["ok"] and "unknown device 'nope-1'" in got["r-2"]["error"]["message"]
+
+
+def test_a_clean_stop_leaves_no_error_in_the_final_status(
+    tmp_path: Path, broker: LocalMosquitto
+) -> None:
+    """The final status was written after the outbox closed, and recorded 'is closed'."""
+    state = tmp_path / "state"
+    config = write_config(tmp_path / "pg.toml", state, broker.url, [zk_device("up-1")])
+    with running(config, FakeFleet().factory) as handle:
+        wait_for(lambda: (read_status(state) or {}).get("state") == "running", timeout=10)
+        handle.stop(10)
+    status = read_status(state)
+    assert status is not None and status["state"] == "stopped"
+    assert status["last_errors"] == [], status["last_errors"]
