@@ -13,7 +13,7 @@ import structlog
 from pydantic import SecretStr, ValidationError
 
 from config.errors import ConfigError
-from config.secrets import exposure, private_step
+from config.secrets import private_step, read_secret_file
 from config.settings import Settings
 from config.values import ID_PATTERN, ID_RULE
 
@@ -91,31 +91,7 @@ def parse_settings(data: Mapping[str, Any], source: str) -> Settings:
 
 
 def _read_secret_file(path: Path, source: str) -> str:
-    where = f"{source}: mqtt.password_file"
-    try:
-        st = path.stat()
-        text = path.read_bytes().decode("utf-8-sig").strip()  # Notepad writes a BOM
-    except OSError as exc:
-        msg = f"{where}: cannot read {path}: {exc.strerror}"
-        if isinstance(exc, PermissionError):
-            msg += f"; the service reads it through its group: {private_step(path)}"
-        raise ConfigError(msg, [msg]) from exc
-    except UnicodeDecodeError:
-        # Never echo the bytes: they are the password.
-        msg = f"{where}: {path} is not UTF-8 text; save the password as UTF-8"
-        raise ConfigError(msg, [msg]) from None
-    if not text:
-        msg = f"{where}: {path} is empty; write the broker password into it"
-        raise ConfigError(msg, [msg])
-    exposed = exposure(st)
-    if exposed:
-        log.warning(
-            "secret file is readable by other users",
-            path=str(path),
-            why=exposed,
-            action=private_step(path),
-        )
-    return text
+    return read_secret_file(path, f"{source}: mqtt.password_file")
 
 
 def _not_utf8(raw: bytes, start: int) -> str:

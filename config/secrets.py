@@ -55,9 +55,11 @@ def read_secret_file(path: Path, where: str) -> str:
     """
     try:
         st = path.stat()
-        text = path.read_bytes().decode("utf-8").strip()
+        text = path.read_bytes().decode("utf-8-sig").strip()  # Notepad writes a BOM
     except OSError as exc:
         msg = f"{where}: cannot read {path}: {exc.strerror}"
+        if isinstance(exc, PermissionError):
+            msg += f"; the service reads it through its group: {private_step(path)}"
         raise ConfigError(msg, [msg]) from exc
     except UnicodeDecodeError:
         # Never echo the bytes: they are the secret.
