@@ -1,4 +1,4 @@
-"""One reader for secret files: the gateway's mqtt.password_file and the receiver's --password-file."""
+"""One reader for secret files: mqtt.password_file and the receiver's --password-file."""
 
 from __future__ import annotations
 
@@ -22,5 +22,5 @@ def test_a_password_file_saved_by_notepad_gives_the_password_without_its_bom(
 def test_an_empty_password_file_is_refused_naming_the_setting(tmp_path: Path) -> None:
     secret = tmp_path / "password"
     secret.write_bytes(b"\xef\xbb\xbf\n")
-    with pytest.raises(ConfigError, match="--password-file: .* is empty"):
+    with pytest.raises(ConfigError, match=r"--password-file: .* is empty"):
         read_secret_file(secret, "--password-file")
