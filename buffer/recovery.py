@@ -26,7 +26,7 @@ from buffer.database import connect, fsync_dir, shm_path, wal_path, write_transa
 from buffer.integrity import sqlite_problems, wal_cut_short
 from buffer.lockfile import OutboxLock
 from buffer.records import STORED_COLUMNS, iso_utc, utc_now
-from buffer.salvage import SalvageResult, salvage
+from buffer.salvage import RowSink, SalvageResult, salvage
 from buffer.schema import migrate
 from config.errors import CorruptOutboxError
 
@@ -160,14 +160,15 @@ def recover_outbox(
         _write_marker(marker, problem, damaged)
         quarantined = damaged = move_aside(path, "corrupt", base)
     damaged_mtime = max((p.stat().st_mtime for p in damaged), default=None)
-    salvaged = _salvage_copy(quarantined, path.parent)
     backup = newest_good_backup(backup_dir)
     if backup is not None:
         install_copy(backup.path, path)
     conn = connect(path, busy_timeout)
     try:
         migrate(conn)
-        merged, delivered, seq_before, seq_after, tail_lost = _merge(conn, path, salvaged, problem)
+        salvaged, merged, delivered, seq_before, seq_after, tail_lost = _merge(
+            conn, path, quarantined, problem
+        )
         start, end = _loss_window(conn, salvaged, tail_lost, damaged_mtime)
         notes = []
         if salvaged.error:
@@ -183,7 +184,7 @@ def recover_outbox(
             quarantined=[str(p) for p in quarantined],
             backup=None if backup is None else str(backup.path),
             backup_last_seq=None if backup is None else backup.last_seq,
-            salvaged_rows=len(salvaged.rows),
+            salvaged_rows=salvaged.count,
             merged_rows=merged,
             marked_delivered=delivered,
             unreadable_seq_ranges=salvaged.unreadable,
@@ -228,8 +229,9 @@ def _read_marker(marker: Path) -> tuple[str, list[Path]]:
     return f"{problem} (recovery interrupted, done again)", [p for p in damaged if p.exists()]
 
 
-def _salvage_copy(quarantined: list[Path], workdir: Path) -> SalvageResult:
-    """Salvage from a scratch copy (database + WAL, no index): the evidence stays as found."""
+def _salvage_copy(quarantined: list[Path], workdir: Path, sink: RowSink) -> SalvageResult:
+    """Salvage from a scratch copy (database + WAL, no index) into ``sink``: the evidence
+    stays as found."""
     db = next((p for p in quarantined if not p.name.endswith(("-wal", "-shm"))), None)
     if db is None:
         return SalvageResult(error="no database file to salvage from")
@@ -239,43 +241,70 @@ def _salvage_copy(quarantined: list[Path], workdir: Path) -> SalvageResult:
         shutil.copyfile(db, copy)
         if wal_path(db).exists():
             shutil.copyfile(wal_path(db), wal_path(copy))
-        return salvage(copy)
+        return salvage(copy, sink)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 
 
-def _merge(
-    conn: sqlite3.Connection, path: Path, salvaged: SalvageResult, problem: str
-) -> tuple[int, int, int, int, bool]:
-    """Merge salvaged rows by id.
+_MARK_PIECE = 50_000  # seqs per ledger.mark call: it builds a set of the numbers it is given
 
-    Returns (merged, marked delivered, seq before, seq after, tail lost).
+
+def _merge(
+    conn: sqlite3.Connection, path: Path, quarantined: list[Path], problem: str
+) -> tuple[SalvageResult, int, int, int, int, bool]:
+    """Salvage the damaged file and merge its rows by id, chunk by chunk (never all in memory).
+
+    Returns (salvage result, merged, marked delivered, seq before, seq after, tail lost).
     """
     cols, marks = ", ".join(STORED_COLUMNS), ", ".join("?" for _ in STORED_COLUMNS)
     insert = f"INSERT INTO punches ({cols}) VALUES ({marks})"  # noqa: S608 - constants only
-    merged = delivered = 0
+    counts = {"merged": 0, "delivered": 0}
     with write_transaction(conn, path, "merging salvaged punches"):
         seq_before = int(conn.execute("SELECT value FROM counters WHERE name='seq'").fetchone()[0])
-        seq = max(seq_before, salvaged.max_seq, salvaged.counter or 0)
         now = iso_utc(utc_now())
-        to_mark: list[int] = []  # delivered in the damaged file: delivered here too
-        for row in salvaged.rows:
-            values, delivered_at = list(row[:-1]), row[-1]
-            found = conn.execute("SELECT seq FROM punches WHERE id = ?", (values[0],)).fetchone()
-            if found is not None:
-                if delivered_at is not None and ledger.covering(conn, found[0]) is None:
-                    to_mark.append(found[0])
-                    delivered += 1
-                continue
-            taken = conn.execute("SELECT 1 FROM punches WHERE seq = ?", (values[1],)).fetchone()
-            if taken is not None:
-                seq += 1
-                values[1] = seq
-            conn.execute(insert, values)
-            merged += 1
-            if delivered_at is not None:
-                to_mark.append(values[1])
-        ledger.mark(conn, to_mark, now)
+        # Rows whose seq the restored file gives another punch: numbered after every salvaged
+        # row once all are read (salvaged seqs are distinct, so nothing else can take them).
+        renumber: list[tuple[Any, ...]] = []
+        # Delivered in the damaged file: delivered here too, marked once every row is in (a
+        # range may only close over rows that exist). Kept as runs, not a number per row.
+        runs: list[list[int]] = []
+
+        def deliver(seq: int) -> None:
+            if runs and runs[-1][1] + 1 == seq:
+                runs[-1][1] = seq
+            else:
+                runs.append([seq, seq])
+
+        def merge_chunk(rows: list[tuple[Any, ...]]) -> None:
+            for row in rows:
+                values, delivered_at = list(row[:-1]), row[-1]
+                found = conn.execute("SELECT seq FROM punches WHERE id = ?", (values[0],))
+                hit = found.fetchone()
+                if hit is not None:
+                    if delivered_at is not None and ledger.covering(conn, hit[0]) is None:
+                        deliver(hit[0])
+                        counts["delivered"] += 1
+                    continue
+                taken = conn.execute("SELECT 1 FROM punches WHERE seq = ?", (values[1],))
+                if taken.fetchone() is not None:
+                    renumber.append(row)
+                    continue
+                conn.execute(insert, values)
+                counts["merged"] += 1
+                if delivered_at is not None:
+                    deliver(values[1])
+
+        salvaged = _salvage_copy(quarantined, path.parent, merge_chunk)
+        seq = max(seq_before, salvaged.max_seq, salvaged.counter or 0)
+        for row in renumber:
+            seq += 1
+            conn.execute(insert, [row[0], seq, *row[2:-1]])
+            counts["merged"] += 1
+            if row[-1] is not None:
+                deliver(seq)
+        for first, last in runs:
+            for lo in range(first, last + 1, _MARK_PIECE):
+                ledger.mark(conn, range(lo, min(lo + _MARK_PIECE - 1, last) + 1), now)
         # The tail is trustworthy only if the damaged file's own counter was read and every
         # row up to it was readable; a WAL cut loses the newest commits by definition.
         tail_lost = (
@@ -295,7 +324,7 @@ def _merge(
             ("last_delivered_seq", ledger.last_delivered_seq(conn)),
         ):
             conn.execute("UPDATE counters SET value = ? WHERE name = ?", (value, name))
-    return merged, delivered, seq_before, seq, tail_lost
+    return salvaged, counts["merged"], counts["delivered"], seq_before, seq, tail_lost
 
 
 def _loss_window(

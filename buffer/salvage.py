@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import bisect
 import sqlite3
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -24,6 +25,10 @@ _V2_SELECT = (
 )
 
 
+RowSink = Callable[[list[tuple[Any, ...]]], None]
+"""Takes salvaged rows chunk by chunk, in seq order (instead of ``SalvageResult.rows``)."""
+
+
 @dataclass
 class SalvageResult:
     """Rows read from a damaged file and where reading failed.
@@ -31,19 +36,20 @@ class SalvageResult:
     Each row is the ``STORED_COLUMNS`` values followed by its delivery time (None: pending).
     """
 
-    rows: list[tuple[Any, ...]] = field(default_factory=list)
+    rows: list[tuple[Any, ...]] = field(default_factory=list)  # empty when given to a sink
     counter: int | None = None  # the file's sequence counter, when readable
     unreadable: list[tuple[int, int]] = field(default_factory=list)  # seq ranges that failed
     error: str | None = None  # why nothing at all could be read
-
-    @property
-    def max_seq(self) -> int:
-        """Highest seq among salvaged rows (0 when none)."""
-        return max((r[1] for r in self.rows), default=0)
+    count: int = 0  # rows salvaged (kept in ``rows`` or given to the sink)
+    max_seq: int = 0  # highest seq among salvaged rows (0 when none)
 
 
-def salvage(db_file: Path) -> SalvageResult:
-    """Read every readable, plausible punch row from ``db_file`` (a scratch copy: it may change)."""
+def salvage(db_file: Path, sink: RowSink | None = None) -> SalvageResult:
+    """Read every readable, plausible punch row from ``db_file`` (a scratch copy: it may change).
+
+    With ``sink``, rows go to it chunk by chunk and are not kept: a month-long backlog is
+    millions of rows, ~1.2 KiB each in memory.
+    """
     result = SalvageResult()
     try:
         conn = sqlite3.connect(str(db_file), isolation_level=None)
@@ -60,7 +66,7 @@ def salvage(db_file: Path) -> SalvageResult:
         if high == 0 and _scalar(conn, "SELECT count(*) FROM sqlite_master") is None:
             result.error = "the schema itself is unreadable"
             return result
-        _read_ranges(conn, low, high, result, _select_for(conn))
+        _read_ranges(conn, low, high, result, _select_for(conn), sink)
     finally:
         conn.close()
     return result
@@ -94,7 +100,12 @@ def _scalar(conn: sqlite3.Connection, sql: str) -> int | None:
 
 
 def _read_ranges(
-    conn: sqlite3.Connection, low: int, high: int, result: SalvageResult, select: str
+    conn: sqlite3.Connection,
+    low: int,
+    high: int,
+    result: SalvageResult,
+    select: str,
+    sink: RowSink | None,
 ) -> None:
     # NOT INDEXED: walk the table b-tree by rowid; a damaged index must not hide good rows.
     sql = f"{select} NOT INDEXED WHERE seq BETWEEN ? AND ? ORDER BY seq"
@@ -119,15 +130,23 @@ def _read_ranges(
                 mid = (a + b) // 2
                 todo.extend([(mid + 1, b), (a, mid)])
             continue
+        good = []
         for row in rows:
             if _plausible(row):
                 if ranges:
                     at = bisect.bisect_right(starts, row[1]) - 1
                     if at >= 0 and ranges[at][1] >= row[1]:
                         row = (*row[:-1], ranges[at][2])
-                result.rows.append(row)
+                good.append(row)
             else:
                 _add_unreadable(result, row[1], row[1])
+        if good:
+            result.count += len(good)
+            result.max_seq = max(result.max_seq, max(r[1] for r in good))
+            if sink is None:
+                result.rows += good
+            else:
+                sink(good)
     result.unreadable.sort()
 
 

@@ -10,10 +10,9 @@ more than a gateway has). Measured by the process's peak RSS in a child process 
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from pathlib import Path
+
+from tests.buffer.rss import run_child
 
 TERMINALS = 8
 RECORDS = 25_000
@@ -24,19 +23,17 @@ from pathlib import Path
 from buffer.outbox import Outbox
 from tests.buffer.factory import punches
 
-def kib(key):
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith(key):
-                return int(line.split()[1])
+from tests.buffer.rss import kib, reset_peak
 
 terminals, records, path = int(sys.argv[1]), int(sys.argv[2]), Path(sys.argv[3])
 box = Outbox.open(path, "gw-test", disk_reserve_bytes=0)
 lone = punches(10**7, records, device="warm-up", serial="S-WARM")
+reset_peak()
 before = kib("VmRSS")
 box.add_punches(lone, watermark={"count": records})
 one = kib("VmHWM") - before
 logs = [punches(n * 10**6, records, device=f"t{n}", serial=f"S-{n}") for n in range(terminals)]
+reset_peak()
 before = kib("VmRSS")
 start = threading.Barrier(terminals)
 
@@ -55,16 +52,7 @@ box.close()
 
 
 def test_terminals_storing_full_logs_at_once_do_not_each_hold_a_copy(tmp_path: Path) -> None:
-    root = Path(__file__).resolve().parents[2]
-    done = subprocess.run(
-        [sys.executable, "-c", CHILD, str(TERMINALS), str(RECORDS), str(tmp_path / "o.db")],
-        cwd=root,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=True,
-    )
-    grown = json.loads(done.stdout.strip().splitlines()[-1])
+    grown = run_child(CHILD, TERMINALS, RECORDS, tmp_path / "o.db")
     assert grown["pending"] == (TERMINALS + 1) * RECORDS
     # One batch's working copy, not one per queued terminal (which was TERMINALS times it).
     assert grown["all"] < 4 * grown["one"], grown
