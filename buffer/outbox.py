@@ -16,7 +16,8 @@ Opening (see :meth:`Outbox.open`):
    ``CorruptOutboxError`` listing these steps;
 4. migrate the schema in one transaction (refusing a newer one with ``SchemaTooNewError``).
 
-One connection per ``Outbox``, serialised by a lock, so the daemon's threads can share it;
+One connection per ``Outbox``, serialised by a lock, so the daemon's threads can share it
+(``stats`` and ``check`` read on short connections of their own, never waiting for writers);
 several processes (daemon + CLI) can write at once through ``BEGIN IMMEDIATE`` + busy timeout.
 """
 
