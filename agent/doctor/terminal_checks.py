@@ -9,7 +9,7 @@ from __future__ import annotations
 import shlex
 import socket
 from collections.abc import Callable
-from datetime import datetime
+from datetime import UTC, datetime
 
 from agent.doctor.daemon_view import DaemonView
 from agent.doctor.result import CheckResult, Job, fail, ok, skip, warn
@@ -23,6 +23,8 @@ from config.errors import (
 )
 from config.settings import SerialDeviceSettings, ZkDeviceSettings
 from drivers.base import DeviceInfo, Driver
+from drivers.timeutil import gateway_clock_problem
+from drivers.zk.clock import AUTO_SYNC_LIMIT_S
 
 FAMILY = "devices"
 FILL_WARN = 0.8  # log fill that deserves a look
@@ -249,12 +251,21 @@ def _clock(settings: Settings, device: ZkDeviceSettings, info: DeviceInfo) -> Ch
     if abs(drift) <= device.max_drift:
         return ok(FAMILY, device.id, name, detail + f" (limit {device.max_drift:g}s)")
     if device.clock_sync:
+        # The service sets it only from a plausible gateway clock, by at most an hour or so.
+        refusal = gateway_clock_problem(datetime.now(UTC))
+        if refusal is None and abs(drift) > AUTO_SYNC_LIMIT_S + device.max_drift:
+            refusal = (
+                "more than clock_sync corrects on its own: check the gateway clock first "
+                f"(timedatectl: NTP synchronized?), then: punchgate devices time {device.id} "
+                "--set --force"
+            )
         return warn(
             FAMILY,
             device.id,
             name,
             detail + f", more than max_drift {device.max_drift:g}s",
-            "clock_sync is on: the service sets the clock at its next poll (check again after)",
+            refusal
+            or "clock_sync is on: the service sets the clock at its next poll (check again after)",
         )
     step = f"set it now: punchgate devices time {device.id} --set (or clock_sync = true)"
     hours = abs(drift) / 3600

@@ -80,7 +80,7 @@ def auto_sync_refusal(
             f"{label} is {abs(drift):.0f}s {'ahead of' if drift > 0 else 'behind'} the gateway, "
             f"more than clock_sync corrects on its own ({AUTO_SYNC_LIMIT_S:.0f}s): check the "
             "gateway clock (timedatectl: NTP synchronized?) and the terminal's, then run "
-            f"`punchgate devices time {device_id} --set` if the gateway is right"
+            f"`punchgate devices time {device_id} --set --force` if the gateway is right"
         )
     return None
 

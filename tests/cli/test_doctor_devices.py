@@ -96,6 +96,20 @@ def test_clock_drift_beyond_max_drift_fails_unless_clock_sync_is_on(
     assert clocks["lobby-2"].verdict == Verdict.WARN
 
 
+def test_clock_sync_does_not_promise_a_correction_it_will_refuse(
+    sim: ZkSimulator, make_config: Callable[..., Path]
+) -> None:
+    """clock_sync sets at most about an hour on its own (a gateway booted with a stale time
+    must not set every terminal back by days): beyond that the doctor says what to check."""
+    sim.jump_clock(timedelta(days=2))
+    config = make_config(devices=[zk("lobby-1", sim.port, comm_key=4711, clock_sync=True)])
+    clock = device_results(config, "lobby-1")["clock"]
+    assert clock.verdict == Verdict.WARN
+    assert "sets the clock at its next poll" not in clock.next_step
+    assert "timedatectl" in clock.next_step
+    assert "punchgate devices time lobby-1 --set --force" in clock.next_step
+
+
 def test_drift_of_whole_hours_points_at_the_timezone_setting(
     sim: ZkSimulator, make_config: Callable[..., Path]
 ) -> None:
