@@ -74,9 +74,16 @@ def now_iso() -> str:
 
 
 def set_clock(
-    driver: Driver, tz: ZoneInfo, now: Callable[[], datetime] | None = None
+    driver: Driver,
+    tz: ZoneInfo,
+    now: Callable[[], datetime] | None = None,
+    max_change: float | None = None,
 ) -> dict[str, Any]:
-    """Set a terminal's clock to now in its timezone; call it on the device's own thread."""
+    """Set a terminal's clock to now in its timezone; call it on the device's own thread.
+
+    With ``max_change`` (seconds), a terminal further off than that is left as it is: a
+    gateway booted with a stale time (no RTC, NTP not answered yet) would set it back by days.
+    """
     setter = getattr(driver, "set_time", None)
     if setter is None:
         raise UsageError("this kind of device has no clock to set")
@@ -84,6 +91,16 @@ def set_clock(
     problem = gateway_clock_problem(gateway)
     if problem is not None:  # the terminal's own clock is the better one until NTP answers
         raise UsageError(f"terminal clock left as it is: {problem}")
+    reader = getattr(driver, "clock", None)
+    if max_change is not None and reader is not None:
+        drift = getattr(reader(), "drift_seconds", None)
+        if isinstance(drift, int | float) and abs(drift) > max_change:
+            raise UsageError(
+                f"terminal clock left as it is: it is {abs(drift):.0f}s "
+                f"{'ahead of' if drift > 0 else 'behind'} the gateway, more than time-sync sets "
+                f"without force ({max_change:.0f}s); check the gateway clock (timedatectl: NTP "
+                'synchronized?), then send time-sync again with "force": true'
+            )
     local = to_device_local(gateway, tz)
     reading = setter(local)
     result: dict[str, Any] = {"ok": True, "set_to": local.isoformat(timespec="seconds")}

@@ -7,12 +7,12 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from typing import TYPE_CHECKING, Any
-from zoneinfo import ZoneInfo
 
 from agent.daemon.device_state import set_clock
 from agent.daemon.device_worker import LIVE_CHUNK_S, DeviceWorker
 from agent.mqtt.commands import CommandFailed
 from drivers.base import Driver
+from drivers.zk.clock import AUTO_SYNC_LIMIT_S
 
 if TYPE_CHECKING:
     from agent.daemon.device_pool import DevicePool
@@ -21,7 +21,10 @@ MAX_WAIT_S = 30.0  # the longest a time-sync command waits for the terminals
 
 
 class TimeSync:
-    """Command handler: ``{"device_id": "lobby-1"}`` or ``{}`` for every running device."""
+    """Command handler: ``{"device_id": "lobby-1"}`` or ``{}`` for every running device.
+
+    ``"force": true`` also sets a terminal more than an hour (plus ``max_drift``) off.
+    """
 
     def __init__(self, pool: DevicePool, *, max_wait: float = MAX_WAIT_S) -> None:
         self._pool = pool
@@ -39,16 +42,20 @@ class TimeSync:
             workers = self._pool.workers()
         # Every job is queued before any is waited for: the devices set their clocks in
         # parallel, and one that hangs costs its own bound once, not one bound per device.
+        force = request.get("force") is True
         started = time.monotonic()
-        pending = [(w, w.submit(self._job(w.tz))) for w in workers]
+        pending = [(w, w.submit(self._job(w, force))) for w in workers]
         results = {w.device_id: self._wait(w, future, started) for w, future in pending}
         if target is not None and not results[target]["ok"]:
             raise CommandFailed(f"{target}: {results[target]['error']}")
         return {"devices": results}
 
     @staticmethod
-    def _job(tz: ZoneInfo) -> Callable[[Driver], dict[str, Any]]:
-        return lambda driver: set_clock(driver, tz)
+    def _job(worker: DeviceWorker, force: bool) -> Callable[[Driver], dict[str, Any]]:
+        # Without force, as much as clock_sync corrects on its own (an hour and max_drift).
+        limit = None if force else AUTO_SYNC_LIMIT_S + getattr(worker.device, "max_drift", 0.0)
+        tz = worker.tz
+        return lambda driver: set_clock(driver, tz, max_change=limit)
 
     def _wait(self, worker: DeviceWorker, future: Future[Any], started: float) -> dict[str, Any]:
         # The worker may be mid-poll or mid-slice of live capture before it picks the job up.

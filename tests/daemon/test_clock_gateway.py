@@ -97,3 +97,27 @@ def test_an_unset_gateway_clock_shows_among_the_recent_errors_of_the_status(
     assert [s for s, _ in errors] == ["gateway clock"]
     assert "1971" in errors[0][1] and "NTP" in errors[0][1]
     assert maintenance.snapshot()["clock"] == "ok"
+
+
+def test_time_sync_without_force_leaves_a_terminal_days_off_and_says_to_check_the_gateway() -> None:
+    """Against a gateway booted with its shutdown time the terminal is the right one: setting it
+    back by days would stamp every punch until the next correction days early."""
+    with simulator() as sim:
+        sim.jump_clock(timedelta(days=2, hours=14))
+        driver = driver_for(sim)
+        driver.open()
+        with pytest.raises(UsageError, match=r'ahead of the gateway.*timedatectl.*"force": true'):
+            set_clock(driver, TZ, max_change=3660)
+        assert sim.clock - local_now() > timedelta(days=2)
+        result = set_clock(driver, TZ)  # forced: the backend checked the gateway
+        driver.close()
+        assert result["ok"]
+        assert abs(sim.clock - local_now()) < timedelta(seconds=5), sim.clock
+
+
+def test_the_time_sync_command_schema_takes_force() -> None:
+    from agent.mqtt.contract import Contract
+
+    contract = Contract.load()
+    assert not contract.violations("command-time-sync", {"device_id": "lobby-1", "force": True})
+    assert contract.violations("command-time-sync", {"force": "yes"})
