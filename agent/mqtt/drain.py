@@ -21,6 +21,7 @@ from typing import Any
 
 import structlog
 
+from agent.mqtt.broker_limits import BrokerLimits
 from agent.mqtt.connection import Published
 from agent.mqtt.encoding import PunchEncoder
 from agent.mqtt.options import MqttOptions
@@ -96,11 +97,7 @@ class Drain:
         # always do). At most one window's worth.
         self._dropped: list[InFlight] = []
         self.window = Window()
-        # Learned from a broker that drops large messages unannounced (see _shrink_batches):
-        # a cap on batch bytes for the life of this drain, and the largest batch sent on the
-        # current connection.
-        self._size_cap: int | None = None
-        self._largest_sent = 0
+        self.limits = BrokerLimits(options, gateway_id, log)  # learned from refusals and drops
         self.generation = 0  # the connection rows are published on; 0 while disconnected
         self.cursor = 0  # highest seq read (staged or published) on this connection
         self.more = True  # the last read filled its page: there may be more rows
@@ -128,37 +125,8 @@ class Drain:
     def disconnected(self, generation: int, reason: str) -> None:
         if generation == self.generation:
             self.generation = 0
-        why = f"connection lost: {reason}"
-        if self.window and "protocol error" in reason.lower():
-            why += self._shrink_batches()
-        self._largest_sent = 0
-        self.drop_window(why)
-
-    def _shrink_batches(self) -> str:
-        """Halve the batch size after the broker dropped us while batches were in flight.
-
-        Mosquitto 2.0 does not announce its ``message_size_limit``; over MQTT 5 it answers a
-        larger message with PUBACK reason 0x95, not a PUBACK reason code, and paho drops the
-        connection as a protocol error before we see the PUBACK. Re-sending the same batch
-        would fail the same way at every reconnect, forever. So the batches of this process
-        get smaller each time, down to one punch; only bytes per message change, nothing is
-        skipped. Returns the explanation recorded on the re-sent rows.
-        """
-        old = self.options.batch_bytes if self._size_cap is None else self._size_cap
-        cap = max(1, min(old, self._largest_sent) // 2)
-        self._size_cap = cap
-        hint = (
-            "the broker dropped the connection with batches in flight; Mosquitto does that "
-            "when a message is larger than its message_size_limit: raise message_size_limit "
-            f"above mqtt.batch_bytes ({self.options.batch_bytes}) or lower batch_bytes"
-        )
-        self._log.warning(
-            "broker dropped a batch; sending smaller batches",
-            largest_batch_bytes=self._largest_sent,
-            batch_bytes_now=cap,
-            hint=hint,
-        )
-        return f" ({hint}; batches now at most {cap} bytes)"
+        hint = self.limits.dropped(reason, batches_in_flight=bool(self.window))
+        self.drop_window(f"connection lost: {reason}{hint}")
 
     def on_puback(self, generation: int, mid: int, ok: bool, reason: str) -> None:
         batch = self.window.get((generation, mid))
@@ -167,7 +135,7 @@ class Drain:
         if not ok:
             self.window.pop((generation, mid))
             self.in_flight -= len(batch.ids)
-            error = f"broker refused the batch: {reason}{self._refusal_hint(reason)}"
+            error = f"broker refused the batch: {reason}{self.limits.refusal_hint(reason)}"
             if error != self._refusal_logged:  # once per refusal, not at every re-send
                 self._refusal_logged = error
                 self._log.warning(
@@ -191,17 +159,6 @@ class Drain:
         self.in_flight -= len(batch.ids)
         self.to_deliver_seqs.extend(batch.seqs)
         self._acked()
-
-    def _refusal_hint(self, reason: str) -> str:
-        """What to change on the broker for a refusal a site's ACL causes (MQTT 5 only)."""
-        if "authori" not in reason.lower():
-            return ""
-        prefix = f"{self.options.topic_prefix}/{self.gateway_id}"
-        return (
-            f": the broker's ACL does not let this gateway write {prefix}/punches; allow write "
-            f"on {prefix}/# (an ACL by %u: the user name is the gateway id; by %c: set "
-            f"mqtt.client_id to the gateway id, the client id now is {self.options.client_id})"
-        )
 
     def on_backend_ack(self, payload: bytes) -> None:
         try:
@@ -435,7 +392,7 @@ class Drain:
             if published is None:
                 return  # disconnected meanwhile: the disconnect event drops and rewinds
             self.staged.popleft()
-            self._largest_sent = max(self._largest_sent, len(body))
+            self.limits.sent(len(body))
             self.window.add(
                 InFlight(
                     mid=(published.generation, published.mid), seqs=seqs, ids=ids, sent_at=now
@@ -454,11 +411,7 @@ class Drain:
         stays pending, and shows as a gap) rather than blocking every row behind it.
         """
         limit = self._payload_limit()
-        batch_bytes = self.options.batch_bytes
-        max_bytes = batch_bytes if limit is None else min(batch_bytes, limit)
-        if self._size_cap is not None:
-            max_bytes = min(max_bytes, self._size_cap)
-        return self._packer.split(page, max_bytes, limit)
+        return self._packer.split(page, self.limits.max_bytes(limit), limit)
 
     def _encode_row(self, punch_id: str) -> bytes:
         row = self.outbox.get(punch_id)
