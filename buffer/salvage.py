@@ -111,15 +111,24 @@ def _read_ranges(
     sql = f"{select} NOT INDEXED WHERE seq BETWEEN ? AND ? ORDER BY seq"
     ranges = [] if select == _V2_SELECT else _delivered_ranges(conn)
     starts = [r[0] for r in ranges]
-    todo = [(a, min(a + _CHUNK - 1, high)) for a in range(low, high + 1, _CHUNK)]
-    todo.reverse()
+    # Ranges are made as the reading goes, and empty stretches are jumped over: ``high`` may
+    # come from a damaged counter cell (any number), and a plan of every 2048-seq range up to
+    # it could exhaust memory before the work limit applied.
+    todo: list[tuple[int, int]] = []  # halves of a failing range, read before moving on
+    start = low
     probes = 0
-    while todo:
-        a, b = todo.pop()
+    while todo or start <= high:
+        if todo:
+            a, b = todo.pop()
+        else:
+            a, b = start, min(start + _CHUNK - 1, high)
+            start = b + 1
         probes += 1
         if probes > _MAX_PROBES:
             result.unreadable.append((a, b))
             result.unreadable.extend(todo)
+            if start <= high:
+                result.unreadable.append((start, high))
             break
         try:
             rows = conn.execute(sql, (a, b)).fetchall()
@@ -130,6 +139,8 @@ def _read_ranges(
                 mid = (a + b) // 2
                 todo.extend([(mid + 1, b), (a, mid)])
             continue
+        if not todo and start <= high:
+            start = _next_seq(conn, start, high)
         good = []
         for row in rows:
             if _plausible(row):
@@ -148,6 +159,19 @@ def _read_ranges(
             else:
                 sink(good)
     result.unreadable.sort()
+
+
+def _next_seq(conn: sqlite3.Connection, start: int, high: int) -> int:
+    """Where the next row at or after ``start`` is (past ``high``: none); ``start`` if unsure."""
+    try:
+        row = conn.execute(
+            "SELECT min(seq) FROM punches NOT INDEXED WHERE seq >= ?", (start,)
+        ).fetchone()
+    except sqlite3.DatabaseError:
+        return start  # damage on the way: read range by range, and bisect what fails
+    if row is None or row[0] is None:
+        return high + 1
+    return max(start, int(row[0])) if isinstance(row[0], int) else start
 
 
 def _add_unreadable(result: SalvageResult, a: int, b: int) -> None:
