@@ -6,13 +6,13 @@ import re
 import shlex
 import tomllib
 from pathlib import Path
-from typing import Any
 
 import pytest
 from typer.testing import CliRunner
 
 from agent.cli import app
 from config.loader import parse_settings
+from tests.support.cli_parse import parse_strictly
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
@@ -146,19 +146,10 @@ def full_commands_in_docs() -> list[str]:
 @pytest.mark.parametrize("line", full_commands_in_docs())
 def test_every_shell_example_in_the_docs_parses_with_its_options(line: str) -> None:
     """Options and values too: a renamed or mistyped option in a doc fails here."""
-    import typer
-
     args = shlex.split(line.split(": ", 1)[1])[1:]
     root_options = {"--log-level": 2, "--debug": 1}
     while args and args[0] in root_options:
         args = args[root_options[args[0]] :]
     if args == ["--version"]:
         return
-    command: Any = typer.main.get_command(app)
-    context = command.make_context("punchgate", [], resilient_parsing=True)
-    while hasattr(command, "commands") and args and args[0] in command.commands:
-        name, args = args[0], args[1:]
-        command = command.commands[name]
-        context = command.make_context(name, list(args), parent=context, resilient_parsing=True)
-    assert not hasattr(command, "commands"), f"{line!r} does not name a leaf command"
-    command.make_context(context.info_name, list(args), parent=context.parent)
+    parse_strictly(args, line)

@@ -13,6 +13,7 @@ import typer
 from agent.cli import app
 from agent.cli.punch import read_sheet
 from agent.doctor import FAMILIES
+from tests.support.cli_parse import parse_strictly
 
 ROOT = Path(__file__).resolve().parents[2]
 GUIDE = ROOT / "docs" / "field-guide.md"
@@ -49,16 +50,7 @@ def test_the_guide_has_commands_for_every_tool_it_describes() -> None:
 @pytest.mark.parametrize("line", guide_commands())
 def test_every_command_in_the_guide_parses(line: str) -> None:
     """Each example resolves to a real command and its options and values parse."""
-    args = shlex.split(line)[1:]
-    command: Any = typer.main.get_command(app)
-    context = command.make_context("punchgate", [], resilient_parsing=True)
-    while hasattr(command, "commands") and args and args[0] in command.commands:
-        name, args = args[0], args[1:]
-        command = command.commands[name]
-        context = command.make_context(name, list(args), parent=context, resilient_parsing=True)
-    assert not hasattr(command, "commands"), f"{line!r} does not name a leaf command"
-    # Strict parse: unknown options, bad values and missing required options all raise.
-    command.make_context(context.info_name, list(args), parent=context.parent)
+    parse_strictly(shlex.split(line)[1:], line)
 
 
 def test_doctor_lines_in_the_table_name_real_families_and_checks() -> None:
