@@ -18,7 +18,7 @@ from config.errors import UsageError
 from config.settings import SerialDeviceSettings, Settings, ZkDeviceSettings
 from drivers.base import DeviceInfo, Driver
 from drivers.zk import ZkDriver
-from drivers.zk.clock import AUTO_SYNC_LIMIT_S
+from drivers.zk.clock import beyond_auto_sync
 
 app = typer.Typer(
     help="Terminals: list, inspect, ping, pull into the outbox, read or set the clock.",
@@ -332,7 +332,7 @@ def clock(
 
 def _check_correction(device_id: str, drift: float | None, max_drift: float) -> None:
     """Refuse a --set that would move the terminal by more than clock_sync would on its own."""
-    if drift is None or abs(drift) <= AUTO_SYNC_LIMIT_S + max_drift:
+    if drift is None or not beyond_auto_sync(drift, max_drift):
         return
     raise UsageError(
         f"{device_id} is {format_duration(abs(drift))} "

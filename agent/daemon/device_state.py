@@ -19,6 +19,7 @@ from config.errors import (
 from config.settings import SerialDeviceSettings, ZkDeviceSettings
 from drivers.base import Driver
 from drivers.timeutil import gateway_clock_problem, to_device_local
+from drivers.zk.clock import AUTO_SYNC_LIMIT_S, beyond_auto_sync
 
 DeviceConfig = ZkDeviceSettings | SerialDeviceSettings
 
@@ -77,12 +78,13 @@ def set_clock(
     driver: Driver,
     tz: ZoneInfo,
     now: Callable[[], datetime] | None = None,
-    max_change: float | None = None,
+    max_drift: float | None = None,
 ) -> dict[str, Any]:
     """Set a terminal's clock to now in its timezone; call it on the device's own thread.
 
-    With ``max_change`` (seconds), a terminal further off than that is left as it is: a
-    gateway booted with a stale time (no RTC, NTP not answered yet) would set it back by days.
+    With ``max_drift`` (not forced), a terminal further off than clock_sync corrects on its own
+    is left as it is: a gateway booted with a stale time (no RTC, NTP not answered yet) would
+    set it back by days.
     """
     setter = getattr(driver, "set_time", None)
     if setter is None:
@@ -92,14 +94,15 @@ def set_clock(
     if problem is not None:  # the terminal's own clock is the better one until NTP answers
         raise UsageError(f"terminal clock left as it is: {problem}")
     reader = getattr(driver, "clock", None)
-    if max_change is not None and reader is not None:
+    if max_drift is not None and reader is not None:
         drift = getattr(reader(), "drift_seconds", None)
-        if isinstance(drift, int | float) and abs(drift) > max_change:
+        if isinstance(drift, int | float) and beyond_auto_sync(drift, max_drift):
             raise UsageError(
                 f"terminal clock left as it is: it is {abs(drift):.0f}s "
                 f"{'ahead of' if drift > 0 else 'behind'} the gateway, more than time-sync sets "
-                f"without force ({max_change:.0f}s); check the gateway clock (timedatectl: NTP "
-                'synchronized?), then send time-sync again with "force": true'
+                f"without force ({AUTO_SYNC_LIMIT_S + max_drift:.0f}s); check the gateway "
+                'clock (timedatectl: NTP synchronized?), then send time-sync again with "force": '
+                "true"
             )
     local = to_device_local(gateway, tz)
     reading = setter(local)

@@ -12,7 +12,6 @@ from agent.daemon.device_state import set_clock
 from agent.daemon.device_worker import LIVE_CHUNK_S, DeviceWorker
 from agent.mqtt.commands import CommandFailed
 from drivers.base import Driver
-from drivers.zk.clock import AUTO_SYNC_LIMIT_S
 
 if TYPE_CHECKING:
     from agent.daemon.device_pool import DevicePool
@@ -53,9 +52,9 @@ class TimeSync:
     @staticmethod
     def _job(worker: DeviceWorker, force: bool) -> Callable[[Driver], dict[str, Any]]:
         # Without force, as much as clock_sync corrects on its own (an hour and max_drift).
-        limit = None if force else AUTO_SYNC_LIMIT_S + getattr(worker.device, "max_drift", 0.0)
+        limit = None if force else float(getattr(worker.device, "max_drift", 0.0))
         tz = worker.tz
-        return lambda driver: set_clock(driver, tz, max_change=limit)
+        return lambda driver: set_clock(driver, tz, max_drift=limit)
 
     def _wait(self, worker: DeviceWorker, future: Future[Any], started: float) -> dict[str, Any]:
         # The worker may be mid-poll or mid-slice of live capture before it picks the job up.

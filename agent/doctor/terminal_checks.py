@@ -24,7 +24,7 @@ from config.errors import (
 from config.settings import SerialDeviceSettings, ZkDeviceSettings
 from drivers.base import DeviceInfo, Driver
 from drivers.timeutil import gateway_clock_problem
-from drivers.zk.clock import AUTO_SYNC_LIMIT_S
+from drivers.zk.clock import beyond_auto_sync
 
 FAMILY = "devices"
 FILL_WARN = 0.8  # log fill that deserves a look
@@ -253,7 +253,7 @@ def _clock(settings: Settings, device: ZkDeviceSettings, info: DeviceInfo) -> Ch
     if device.clock_sync:
         # The service sets it only from a plausible gateway clock, by at most an hour or so.
         refusal = gateway_clock_problem(datetime.now(UTC))
-        if refusal is None and abs(drift) > AUTO_SYNC_LIMIT_S + device.max_drift:
+        if refusal is None and beyond_auto_sync(drift, device.max_drift):
             refusal = (
                 "more than clock_sync corrects on its own: check the gateway clock first "
                 f"(timedatectl: NTP synchronized?), then: punchgate devices time {device.id} "

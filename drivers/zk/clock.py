@@ -67,6 +67,15 @@ def read_clock(conn: ZkConnection, tz: ZoneInfo, now: Now = utc_now) -> ClockRea
     return ClockReading(device, gateway, drift)
 
 
+def beyond_auto_sync(drift: float | None, max_drift: float) -> bool:
+    """Whether a correction by ``drift`` seconds is more than is made without being forced.
+
+    An hour (a missed DST change) plus ``max_drift``: beyond that one of the two clocks is
+    wrong, often the gateway's (booted with its shutdown time before NTP answered).
+    """
+    return drift is not None and abs(drift) > AUTO_SYNC_LIMIT_S + max_drift
+
+
 def auto_sync_refusal(
     label: str, device_id: str, reading: ClockReading, max_drift: float, now: Now
 ) -> str | None:
@@ -75,7 +84,7 @@ def auto_sync_refusal(
     if problem is not None:
         return problem
     drift = reading.drift_seconds
-    if drift is not None and abs(drift) > AUTO_SYNC_LIMIT_S + max_drift:
+    if drift is not None and beyond_auto_sync(drift, max_drift):
         return (
             f"{label} is {abs(drift):.0f}s {'ahead of' if drift > 0 else 'behind'} the gateway, "
             f"more than clock_sync corrects on its own ({AUTO_SYNC_LIMIT_S:.0f}s): check the "

@@ -107,7 +107,7 @@ def test_time_sync_without_force_leaves_a_terminal_days_off_and_says_to_check_th
         driver = driver_for(sim)
         driver.open()
         with pytest.raises(UsageError, match=r'ahead of the gateway.*timedatectl.*"force": true'):
-            set_clock(driver, TZ, max_change=3660)
+            set_clock(driver, TZ, max_drift=60)
         assert sim.clock - local_now() > timedelta(days=2)
         result = set_clock(driver, TZ)  # forced: the backend checked the gateway
         driver.close()
