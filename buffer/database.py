@@ -189,6 +189,32 @@ def disk_looks_full(path: Path) -> bool:
     return biggest + 65536 >= limit
 
 
+def file_identity(path: Path) -> tuple[int, int] | None:
+    """(device, inode) of the file at ``path``, None when nothing is there."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
+
+
+def require_same_file(path: Path, opened: tuple[int, int] | None) -> None:
+    """Raise ``OutboxError`` unless ``path`` is still the file the connection opened.
+
+    A connection keeps writing to a database file deleted or renamed under it (a technician
+    "cleaning up" the state directory): every commit succeeds, the terminal's log is cleared,
+    and the punches vanish with the unlinked file at the next start.
+    """
+    if opened is not None and file_identity(path) == opened:
+        return
+    raise OutboxError(
+        f"{path} was deleted or replaced while punchgate had it open (was the state directory "
+        "cleaned up?): punches are no longer stored, so terminals keep theirs, and those "
+        "already stored are still delivered. Restart punchgate (systemctl restart punchgate): "
+        "it opens the outbox at that path again and re-reads the terminals."
+    )
+
+
 def wal_path(path: Path) -> Path:
     """The WAL file SQLite keeps next to ``path``."""
     return path.with_name(path.name + "-wal")

@@ -39,7 +39,13 @@ import structlog
 from buffer import ledger, retention
 from buffer.backup import backup_rotating, backup_to, restore_file
 from buffer.corrections import insert_rows, manual_rows, void_row
-from buffer.database import free_bytes, translate, write_transaction
+from buffer.database import (
+    file_identity,
+    free_bytes,
+    require_same_file,
+    translate,
+    write_transaction,
+)
 from buffer.ingest import Encoded, store_batch
 from buffer.integrity import check_file, clear_bad_marks
 from buffer.lockfile import OutboxLock
@@ -88,6 +94,7 @@ class Outbox(DeliveryMethods):
         self._disk_alarm = False
         self._disk_probed = 0.0
         self._log = log.bind(outbox=str(path), gateway=gateway_id)
+        self._identity = file_identity(path)  # to notice the file deleted or replaced under us
 
     # -- life cycle ---------------------------------------------------------------------------
 
@@ -184,6 +191,7 @@ class Outbox(DeliveryMethods):
                 inserted = store_batch(
                     conn, batch, punches, received, wm_device, device_serial, watermark
                 )
+                require_same_file(self.path, self._identity)  # else: roll back, refuse
             self._probe_disk()
         return AddResult(inserted=inserted, duplicates=len(batch.ids) - inserted, ids=batch.ids)
 
@@ -223,6 +231,7 @@ class Outbox(DeliveryMethods):
             conn = self._db()
             with write_transaction(conn, self.path, what):
                 insert_rows(conn, rows, void_of)
+                require_same_file(self.path, self._identity)
             self._probe_disk()
         stored = [self.get(values[0]) for values in rows]
         return [s for s in stored if s is not None]

@@ -1,0 +1,56 @@
+"""The state directory deleted or replaced under a running outbox (a technician "cleaning up")."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from buffer import Outbox
+from config.errors import OutboxError
+from tests.buffer.factory import punch, punches
+
+GATEWAY = "gw-test"
+
+
+def test_storing_punches_is_refused_once_the_state_directory_is_deleted(tmp_path: Path) -> None:
+    path = tmp_path / "state" / "outbox.db"
+    with Outbox.open(path, GATEWAY, disk_reserve_bytes=0) as box:
+        box.add_punches(punches(0, 10), watermark={"next": 10})
+        shutil.rmtree(path.parent)
+        # Stored now, the punches would live only in the unlinked file: the daemon would clear
+        # the terminal's log and a restart would lose them.
+        with pytest.raises(OutboxError) as info:
+            box.add_punches(punches(10, 10), watermark={"next": 20})
+        message = str(info.value)
+        assert str(path) in message and "deleted or replaced" in message
+        assert "restart" in message.lower()
+        with pytest.raises(OutboxError, match="deleted or replaced"):
+            box.add_manual(punch(30), operator="tech", reason="forgot badge")
+    # What a restart finds: no outbox where the punches were said to be stored.
+    assert not path.exists()
+
+
+def test_storing_punches_is_refused_when_the_outbox_file_was_replaced(tmp_path: Path) -> None:
+    path = tmp_path / "state" / "outbox.db"
+    with Outbox.open(path, GATEWAY, disk_reserve_bytes=0) as box:
+        box.add_punches(punches(0, 10), watermark={"next": 10})
+        moved = tmp_path / "elsewhere.db"
+        path.rename(moved)
+        path.mkdir()  # the state file replaced by a directory of the same name
+        with pytest.raises(OutboxError, match="deleted or replaced"):
+            box.add_punches(punches(10, 10), watermark={"next": 20})
+        assert box.watermark("lobby-1") == {"next": 10}
+
+
+def test_punches_already_stored_are_still_delivered_after_the_directory_is_deleted(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "state" / "outbox.db"
+    with Outbox.open(path, GATEWAY, disk_reserve_bytes=0) as box:
+        ids = box.add_punches(punches(0, 5)).ids
+        shutil.rmtree(path.parent)
+        batch = box.next_batch(100)
+        assert {r.id for r in batch} == set(ids)
+        assert box.mark_delivered([r.id for r in batch]) == 5
