@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -76,13 +77,16 @@ class DevicePool:
         for worker in chosen:
             worker.stop()  # all at once: they wind down in parallel
         deadline = time.monotonic() + timeout
-        stuck = []
-        for worker in chosen:
-            if worker.join(deadline - time.monotonic()):
-                continue
-            worker.abandon()  # close its driver from outside to break a blocking read
-            if not worker.join(ABANDON_GRACE_S):
-                stuck.append(worker.device_id)
+        late = [w for w in chosen if not w.join(deadline - time.monotonic())]
+        # Close their drivers from outside to break blocking reads, all at once: a close may
+        # itself wait (a goodbye to a terminal that does not answer), and one after another
+        # four hung terminals held a 2 s shutdown for 7 s.
+        for worker in late:
+            threading.Thread(
+                target=worker.abandon, name=f"abandon-{worker.device_id}", daemon=True
+            ).start()
+        grace = time.monotonic() + ABANDON_GRACE_S
+        stuck = [w.device_id for w in late if not w.join(grace - time.monotonic())]
         for device_id in stuck:
             log.warning(
                 "device_worker_stop_timeout",

@@ -1,0 +1,55 @@
+"""A site: many simulated ZK terminals on loopback, one config, the real supervisor and wiring."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+from typing import Any
+
+from agent.localbroker import LocalMosquitto
+from agent.wiring import build_driver
+from drivers.zk.simulator.server import ZkSimulator
+from tests.daemon.harness import RunningSupervisor, running, write_config, zk_device
+
+
+class Site:
+    """``count`` terminals ``t00``.. each with one user ``<index+1>001`` and its own serial."""
+
+    def __init__(self, stack: ExitStack, count: int) -> None:
+        self.sims: dict[str, ZkSimulator] = {}
+        for index in range(count):
+            sim = ZkSimulator(serial=f"FLEET{index:03d}").start()
+            stack.callback(sim.stop)
+            sim.add_user(self.user(index))
+            self.sims[f"t{index:02d}"] = sim
+
+    @staticmethod
+    def user(index: int) -> str:
+        return f"{index + 1}001"
+
+    def devices(self, **extra: Any) -> list[dict[str, Any]]:
+        return [zk_device(d, sim.port, **extra) for d, sim in self.sims.items()]
+
+
+@contextmanager
+def site(
+    tmp_path: Path,
+    broker: LocalMosquitto,
+    count: int,
+    *,
+    device: dict[str, Any] | None = None,
+    agent: dict[str, Any] | None = None,
+) -> Iterator[tuple[Site, RunningSupervisor, Path]]:
+    """Start ``count`` terminals and a supervisor polling them all through the real wiring."""
+    with ExitStack() as stack:
+        terminals = Site(stack, count)
+        config = write_config(
+            tmp_path / "punchgate.toml",
+            tmp_path / "state",
+            broker.url,
+            terminals.devices(**(device or {})),
+            agent=agent,
+        )
+        with running(config, build_driver) as handle:
+            yield terminals, handle, config

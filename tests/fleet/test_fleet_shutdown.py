@@ -1,0 +1,69 @@
+"""Shutdown and reload of a site with several hung terminals: the bound holds for the whole site."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from agent.daemon.status_file import read_status
+from agent.localbroker import LocalMosquitto
+from drivers.zk import protocol as p
+from tests.fleet.rig import site
+from tests.support.wait import wait_for
+
+HUNG = ("t01", "t04", "t07", "t09")
+
+
+def _hang(calls: list[str], name: str, release: threading.Event) -> Callable[[Any], Any]:
+    """A firmware that stops answering GET_FREE_SIZES (the poll's first read) until released."""
+
+    def wrap(usual: Any) -> Any:
+        def answer(session: Any, packet: Any) -> Any:
+            calls.append(name)
+            release.wait(20)  # bounded: the test releases it at the end
+            return usual(session, packet)
+
+        return answer
+
+    return wrap
+
+
+def test_shutdown_stays_within_its_bound_when_several_terminals_hang_mid_read(
+    tmp_path: Path, broker: LocalMosquitto
+) -> None:
+    release = threading.Event()
+    calls: list[str] = []
+    try:
+        with site(
+            tmp_path,
+            broker,
+            10,
+            device={"poll_interval": 1, "timeout": 15},
+            agent={"shutdown_timeout": 2},
+        ) as (terminals, handle, _config):
+            sup = handle.supervisor
+            wait_for(
+                lambda: (
+                    sup.state == "running"
+                    and all(s.state == "online" for s in sup.pool.snapshots())
+                    and len(sup.pool.snapshots()) == 10
+                ),
+                timeout=15,
+                what="every terminal online",
+            )
+            for name in HUNG:
+                terminals.sims[name].intercept(p.CMD_GET_FREE_SIZES, _hang(calls, name, release))
+            wait_for(lambda: set(calls) == set(HUNG), timeout=10, what="the terminals hung")
+            started = time.monotonic()
+            assert handle.stop(30)
+            elapsed = time.monotonic() - started
+            state = read_status(tmp_path / "state")
+            release.set()  # before the terminals stop: their sessions wait on it
+    finally:
+        release.set()
+    assert state is not None and state["state"] == "stopped"
+    # The bound is shutdown_timeout (2 s) for the site, not per hung terminal.
+    assert elapsed < 2 + 1.5, f"shutdown took {elapsed:.1f}s with {len(HUNG)} hung terminals"
