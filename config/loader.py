@@ -56,12 +56,36 @@ def format_location(loc: tuple[int | str, ...]) -> str:
     return out or "(top level)"
 
 
-def _problem_text(error: Mapping[str, Any]) -> str:
+_TYPE_HINTS = {
+    # pydantic's own words name Python classes ("<class 'pathlib.Path'>", "AgentSettings").
+    "path_type": "must be an absolute path in quotes, e.g. '/var/lib/punchgate'",
+    "model_type": "must be a section: write [name] on a line of its own, then its keys",
+    "model_attributes_type": "must be a section: write [name] on a line of its own, then its keys",
+    "dict_type": "must be a table: key = value lines under a [section] header, or { ... }",
+    "bool_type": "must be true or false (lowercase, no quotes)",
+    "bool_parsing": "must be true or false (lowercase, no quotes)",
+}
+
+
+def _shown(value: object) -> str:
+    """The value as written in the file, cut short (a pasted certificate is not a setting)."""
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _problem_text(error: Mapping[str, Any], location: str = "") -> str:
     message = str(error["msg"])
     if error["type"] == "extra_forbidden":
         return "unknown key (check the spelling; see config/punchgate.example.toml)"
     if error["type"] == "missing":
         return "required key is missing"
+    if error["type"] == "list_type" and location == "devices":
+        return "write each terminal as its own [[devices]] table (double brackets)"
+    if error["type"] == "model_type" and isinstance(error["input"], list):
+        return f"must be one section: write [{location}] (single brackets), not [[{location}]]"
+    if error["type"] in _TYPE_HINTS:
+        hint = _TYPE_HINTS[error["type"]].replace("[name]", f"[{location}]")
+        return f"{hint} (got {_shown(error['input'])})"
     for prefix in ("Value error, ", "Assertion failed, "):
         message = message.removeprefix(prefix)
     if (
@@ -73,6 +97,9 @@ def _problem_text(error: Mapping[str, Any]) -> str:
         return "kind must be one of 'zk', 'serial'"
     if error["type"] == "union_tag_not_found":
         return "kind is missing: set kind = 'zk' or kind = 'serial'"
+    if message.startswith("Input should be "):
+        # "Input should be less than or equal to 65535": say it as a rule, with the value given.
+        return f"must be {message.removeprefix('Input should be ')} (got {_shown(error['input'])})"
     return message
 
 
@@ -82,8 +109,9 @@ def parse_settings(data: Mapping[str, Any], source: str) -> Settings:
         return Settings.model_validate(data)
     except ValidationError as exc:
         problems = [
-            f"{source}: {format_location(tuple(err['loc']))}: {_problem_text(err)}"
+            f"{source}: {where}: {_problem_text(err, where)}"
             for err in exc.errors(include_url=False)
+            for where in [format_location(tuple(err["loc"]))]
         ]
         raise ConfigError(
             f"{source}: {len(problems)} problem(s) in the configuration", problems

@@ -79,6 +79,23 @@ class MqttSettings(_Section):
     commands: bool = True  # accept commands on {prefix}/{gateway}/cmd/#
     max_command_bytes: int = Field(default=16_384, ge=256, le=1_048_576)  # larger: error reply
 
+    @field_validator("url", mode="before")
+    @classmethod
+    def _url_type(cls, value: object) -> object:
+        # Without this, "url = 1883" came back as two errors naming Python types (url.str,
+        # url.list[str]) and no fix.
+        example = "e.g. url = 'mqtt://10.0.0.5:1883'"
+        if isinstance(value, list):
+            for index, item in enumerate(value):
+                if not isinstance(item, str):
+                    raise ValueError(f"url[{index}] = {item!r} is not a URL in quotes ({example})")
+            return value
+        if not isinstance(value, str):
+            raise ValueError(
+                f"{value!r} is not a broker URL in quotes ({example}) or a list of them"
+            )
+        return value
+
     @field_validator("url")
     @classmethod
     def _urls(cls, value: str | list[str]) -> str | list[str]:

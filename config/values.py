@@ -56,11 +56,17 @@ def _no_outer_space(value: str) -> str:
 Address = Annotated[str, Field(min_length=1), AfterValidator(_no_outer_space)]
 
 
-def _check_timezone(value: str) -> str:
+def _check_timezone(value: object) -> str:
+    # "timezone = +1" (an offset, not a zone) and a pasted paragraph (a file name too long for
+    # the zone lookup) crashed the lookup itself: every command ended in a traceback.
+    rule = "is not an IANA timezone name: write one in quotes, e.g. 'Europe/Berlin'"
+    if not isinstance(value, str):
+        raise ValueError(f"{value!r} {rule} (an offset such as +1 is not a zone)")
     try:
         ZoneInfo(value)
-    except (ZoneInfoNotFoundError, ValueError) as exc:
-        raise ValueError(f"{value!r} is not an IANA timezone name (e.g. 'Europe/Berlin')") from exc
+    except (ZoneInfoNotFoundError, ValueError, OSError) as exc:
+        shown = repr(value) if len(value) <= 60 else repr(value[:57]) + "..."
+        raise ValueError(f"{shown} {rule}") from exc
     return value
 
 

@@ -1,0 +1,84 @@
+"""A technician's config mistakes, as the `punchgate` command prints them: one line each, which
+key, what to do, exit code 2, never a traceback or a Python type."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.cli.test_field_json_errors import run_main  # main(), the boundary a shell meets
+
+PUNCHGATE = Path(sys.executable).with_name("punchgate")
+PYTHON_LEAKS = ("Traceback", "<class", "list[str]", ".str:", "Input should", "None", "Settings")
+
+
+def config_file(tmp_path: Path, extra: str) -> Path:
+    path = tmp_path / "punchgate.toml"
+    path.write_text(
+        f'[agent]\ngateway_id = "gw1"\nstate_dir = "{tmp_path}"\n{extra}', encoding="utf-8"
+    )
+    return path
+
+
+ZK = '[[devices]]\nid = "a"\nkind = "zk"\nhost = "h"\n'
+CASES = [
+    # (what the technician wrote, key path printed, phrases that say what to do)
+    ("timezone = +1", "agent.timezone", ["IANA timezone name", "'Europe/Berlin'", "offset"]),
+    ('timezone = "' + "x" * 300 + '"', "agent.timezone", ["IANA timezone name"]),
+    (ZK + "timezone = 2", "devices[0].timezone", ["IANA timezone name"]),
+    ("[mqtt]\nurl = 1883", "mqtt.url", ["1883 is not a broker URL in quotes", "mqtt://"]),
+    ('[mqtt]\nurl = ["mqtt://a:1883", 1883]', "mqtt.url", ["url[1] = 1883", "mqtt://"]),
+    ("[mqtt]\nca_file = 1", "mqtt.ca_file", ["absolute path in quotes", "(got 1)"]),
+    (ZK + "port = 99999", "devices[0].port", ["must be less than or equal to 65535", "99999"]),
+    (ZK + 'port = "4370a"', "devices[0].port", ["must be a valid integer", "'4370a'"]),
+    (ZK + 'transport = "TCP"', "devices[0].transport", ["must be 'tcp' or 'udp'", "'TCP'"]),
+    (ZK + 'live = "on please"', "devices[0].live", ["true or false"]),
+    ('[devices]\nid = "a"\nkind = "zk"\nhost = "h"', "devices", ["[[devices]]"]),
+    ('[[mqtt]]\nurl = "mqtt://a:1"', "mqtt", ["write [mqtt] (single brackets)"]),
+]
+
+
+@pytest.mark.parametrize(("extra", "key", "phrases"), CASES, ids=[c[1] for c in CASES])
+def test_config_error_names_the_key_and_the_fix_without_python_internals(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    extra: str,
+    key: str,
+    phrases: list[str],
+) -> None:
+    path = config_file(tmp_path, extra)
+    for args, expected in ((["config", "check"], 2), (["status", "--json"], 2), (["doctor"], 6)):
+        code, out, err = run_main([*args, "--config", str(path)], capsys, monkeypatch)
+        shown = out + err
+        assert code == expected, shown
+        assert f"{path}: {key}: " in shown, shown
+        for phrase in phrases:
+            assert phrase in shown, shown
+        for leak in PYTHON_LEAKS:
+            assert leak not in shown, shown
+        if "--json" in args:
+            error = json.loads(out)["error"]
+            assert error["type"] == "ConfigError" and error["exit_code"] == 2
+
+
+def test_timezone_written_as_an_offset_is_one_line_from_the_installed_command(
+    tmp_path: Path,
+) -> None:
+    path = config_file(tmp_path, "timezone = +1")
+    result = subprocess.run(
+        [str(PUNCHGATE), "config", "check", "--config", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.strip().splitlines() == [
+        f"{path}: agent.timezone: 1 is not an IANA timezone name: write one in quotes, "
+        "e.g. 'Europe/Berlin' (an offset such as +1 is not a zone)"
+    ]
