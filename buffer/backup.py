@@ -62,7 +62,7 @@ def backup_to(src: Path, dest: Path) -> Path:
         fsync_dir(dest.parent)
     except sqlite3.Error as exc:
         _remove_quietly(tmp)
-        raise translate(exc, dest, "backing up the outbox") from exc
+        raise translate(exc, dest, "backing up the outbox", copy_of=src) from exc
     except BaseException:
         _remove_quietly(tmp)
         raise
@@ -239,7 +239,7 @@ def install_copy(
         os.replace(tmp, dest)
     except sqlite3.Error as exc:
         _remove_quietly(tmp)
-        raise translate(exc, dest, f"restoring {src}") from exc
+        raise translate(exc, dest, f"restoring {src}", copy_of=src) from exc
     except BaseException:
         _remove_quietly(tmp)
         raise

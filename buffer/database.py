@@ -129,11 +129,18 @@ def read_transaction(conn: sqlite3.Connection, path: Path, what: str) -> Iterato
         raise translate(exc, path, what) from exc
 
 
-def translate(exc: sqlite3.Error, path: Path, what: str) -> OutboxError:
-    """Turn a sqlite3 error into the outbox error a person can act on."""
+def translate(
+    exc: sqlite3.Error, path: Path, what: str, copy_of: Path | None = None
+) -> OutboxError:
+    """Turn a sqlite3 error into the outbox error a person can act on.
+
+    ``copy_of``: when ``path`` is being written as a copy of that file (a backup, a restore),
+    whose size tells a full disk from another I/O error (the failed copy is already empty).
+    """
     code = getattr(exc, "sqlite_errorcode", None)
     primary = code & 0xFF if isinstance(code, int) else None
-    if primary == _SQLITE_FULL or (primary == _SQLITE_IOERR and disk_looks_full(path)):
+    full = primary == _SQLITE_IOERR and disk_looks_full(path, copy_of)
+    if primary == _SQLITE_FULL or full:
         return DiskFullError(
             f"{what} failed: the disk holding {path} is full ({exc}). Nothing committed was "
             f"lost; free space on {path.parent} (free now: {free_bytes(path.parent)} bytes) "
@@ -173,7 +180,7 @@ def file_size(path: Path) -> int:
         return 0
 
 
-def disk_looks_full(path: Path) -> bool:
+def disk_looks_full(path: Path, copy_of: Path | None = None) -> bool:
     """Whether an I/O error on ``path`` is most likely "no space": disk or file-size limit.
 
     A write that hits ENOSPC mid-page is reported by SQLite as SQLITE_FULL, but one refused
@@ -186,6 +193,8 @@ def disk_looks_full(path: Path) -> bool:
     if limit == resource.RLIM_INFINITY:
         return False
     biggest = max(file_size(path), file_size(wal_path(path)))
+    if copy_of is not None:  # a copy needs the size of its source, WAL included
+        biggest = max(biggest, file_size(copy_of) + file_size(wal_path(copy_of)))
     return biggest + 65536 >= limit
 
 
