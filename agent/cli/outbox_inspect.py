@@ -195,7 +195,7 @@ def export(
     with opened_outbox(settings) as outbox:
         rows = outbox.iter_rows(since=when)
         if output is None:
-            count = _write(rows, fmt, sys.stdout)
+            count = _write_stdout(rows, fmt)
         else:
             with _replacing(output) as stream:
                 count = _write(rows, fmt, stream)
@@ -230,6 +230,27 @@ def redeliver(
     typer.echo(f"{count} delivered punch(es) from seq {from_seq} on are pending again")
 
 
+def _write_stdout(rows: Iterable[StoredPunch], fmt: ExportFormat) -> int:
+    """``_write`` to stdout; a failing write (``> file`` on a full disk) is one clear line."""
+    try:
+        count = _write(rows, fmt, sys.stdout)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        raise
+    except OSError as exc:
+        # What stays buffered would fail again at exit ("Exception ignored", exit 120).
+        with suppress(OSError, ValueError):
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            os.close(devnull)
+        raise UsageError(
+            f"writing the export to standard output failed ({exc.strerror}): it is incomplete; "
+            "if it went to a file on a full disk, free space there or redirect it to a file on "
+            "another disk (or use --output)"
+        ) from None
+    return count
+
+
 @contextmanager
 def _replacing(output: Path) -> Iterator[TextIO]:
     """A stream whose content replaces ``output`` only when complete (Ctrl-C, a failure: never).
@@ -254,9 +275,15 @@ def _replacing(output: Path) -> Iterator[TextIO]:
         with os.fdopen(fd, "w", encoding="utf-8", newline="") as stream:
             yield stream
         os.replace(part, target)
-    except BaseException:
+    except BaseException as exc:
         with suppress(OSError):
             os.unlink(part)
+        if isinstance(exc, OSError):  # ENOSPC, EFBIG (a file size limit), EIO: not a traceback
+            raise UsageError(
+                f"--output: writing {output} failed ({exc.strerror}): nothing was written there "
+                "(a previous file keeps its content); if the disk is full, free space on it or "
+                "give a file on another disk"
+            ) from None
         raise
 
 
