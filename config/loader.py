@@ -181,6 +181,11 @@ def load_settings(path: Path | None = None, env: Mapping[str, str] | None = None
         start = exc.start + (3 if raw.startswith(b"\xef\xbb\xbf") else 0)
         msg = f"{source}: {_not_utf8(raw, start)}"
         raise ConfigError(msg, [msg]) from None
+    except RecursionError:  # tomllib recurses once per nesting level of [ and {
+        msg = (
+            f"{source}: arrays or tables nested too deeply: check that this is the punchgate config"
+        )
+        raise ConfigError(msg, [msg]) from None
     except tomllib.TOMLDecodeError as exc:
         msg = f"{source}: TOML syntax error: {exc}{_syntax_hint(raw, str(exc))}"
         raise ConfigError(msg, [msg]) from None

@@ -7,6 +7,7 @@ import sys
 # Loading takes seconds on a small gateway: a Ctrl-C meanwhile ends with one line, as later on.
 try:
     import json
+    from pathlib import Path
     from typing import Annotated
 
     import typer
@@ -89,7 +90,9 @@ def root(
 
 
 def main() -> None:
-    """Entry point: expected errors become one line and an exit code; tracebacks need --debug.
+    """Entry point: every error becomes one line and an exit code; tracebacks need --debug.
+
+    Unforeseen errors (not a ``PunchgateError``) exit 1 with their file and "report it".
 
     With ``--json`` the error is also printed on stdout as one JSON document, so a script piping
     the output into a JSON parser gets the facts instead of an empty stream.
@@ -123,9 +126,47 @@ def main() -> None:
             code = exc.code if isinstance(exc.code, int) else UsageError.exit_code
             _print_error_json("UsageError", code, message, [])
         raise
+    except Exception as exc:  # the last boundary: a technician reads one line, not a traceback
+        if debug:
+            raise
+        message = _unexpected(exc, argv)
+        if "--json" in argv:
+            _print_error_json("UnexpectedError", 1, message, [])
+        typer.echo(f"error: {message}", err=True)
+        sys.exit(1)
 
 
 INTERRUPTED = 130
+
+
+def _unexpected(exc: Exception, argv: list[str]) -> str:
+    """One line for an error no raise site foresaw: what failed, on which file, what to do."""
+    action = "run again with --debug and report the output"
+    if isinstance(exc, OSError) and exc.strerror:
+        files = [str(f) for f in (exc.filename, exc.filename2) if f is not None]
+        what = f"{' -> '.join(files)}: {exc.strerror}" if files else exc.strerror
+        action = f"check the paths in {_config_used(argv)}, then {action}"
+    else:
+        what = str(exc)
+    what = logs.visible(what)
+    if len(what) > 300:
+        what = what[:297] + "..."
+    return f"unexpected {type(exc).__name__}: {what or '(no details)'}; {action}"
+
+
+def _config_used(argv: list[str]) -> str:
+    """The config file this command read (--config, -c, $PUNCHGATE_CONFIG or the default)."""
+    from config.loader import resolve_path
+
+    given: str | None = None
+    for index, arg in enumerate(argv):
+        if arg in ("--config", "-c") and index + 1 < len(argv):
+            given = argv[index + 1]
+        elif arg.startswith("--config="):
+            given = arg.partition("=")[2]
+    return str(resolve_path(None if given is None else Path(given)))
+
+
 SUDO = "sudo /opt/punchgate/bin/punchgate"
 
 

@@ -82,3 +82,14 @@ def test_timezone_written_as_an_offset_is_one_line_from_the_installed_command(
         f"{path}: agent.timezone: 1 is not an IANA timezone name: write one in quotes, "
         "e.g. 'Europe/Berlin' (an offset such as +1 is not a zone)"
     ]
+
+
+def test_config_nested_beyond_the_parser_is_a_config_error_not_a_crash(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = config_file(tmp_path, "x = " + "[" * 5000 + "]" * 5000)
+    code, _out, err = run_main(["config", "check", "--config", str(path)], capsys, monkeypatch)
+    assert code == 2, err
+    assert err.strip() == (
+        f"{path}: arrays or tables nested too deeply: check that this is the punchgate config"
+    )
