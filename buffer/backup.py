@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import glob
 import os
 import re
@@ -48,7 +49,7 @@ def backup_to(src: Path, dest: Path) -> Path:
     Uses its own read connection, so the writers of the outbox are not blocked (WAL readers
     never block writers) and a partial file never carries the final name.
     """
-    dest.parent.mkdir(parents=True, exist_ok=True)
+    _make_directory(dest.parent)
     # A name of its own per process: two backups to one path at once (the daemon's and a
     # technician's, two technicians) each deleted and wrote the other's ".partial" and failed.
     tmp = dest.with_name(f"{dest.name}.partial-{os.getpid()}")
@@ -78,12 +79,40 @@ def backup_rotating(src: Path, directory: Path, keep: int) -> Path:
     # deleted the other's new copy (keep=1 left none) or failed on an old copy already gone.
     # The lock lives beside the outbox: the backup directory may hold only backups.
     with held_exclusive(src.with_name(src.name + ".backup-lock")):
+        _remove_cut_copies(directory)
         dest = backup_to(src, directory / f"outbox-{_next_stamp(directory)}.db")
         # Never the file just written, whatever the names say.
         for old in [p for p in list_backups(directory) if p != dest][keep - 1 :]:
             old.unlink()  # only our own dated backups, never the outbox or a quarantined file
             log.info("outbox_backup_rotated", removed=str(old))
     return dest
+
+
+def _make_directory(directory: Path) -> None:
+    """Create the backup directory if needed; an ``OutboxError`` saying what is in the way."""
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        in_way = exc.errno in (errno.EEXIST, errno.ENOTDIR)
+        what = "is not a directory (a file is in the way)" if in_way else "cannot be created"
+        raise OutboxError(
+            f"backup directory {directory} {what} ({exc.strerror}): move what is there away, "
+            "or set outbox.backup_dir (or give another path) to a directory punchgate may write"
+        ) from exc
+
+
+def _remove_cut_copies(directory: Path) -> None:
+    """Remove the copies of dated backups whose process is gone (killed, a power cut).
+
+    ``backup_to`` only cleans up copies for the name it writes, and a dated name is never
+    written twice: each daily backup cut short kept a full copy of the outbox, for ever.
+    """
+    if not directory.is_dir():
+        return
+    for left in directory.glob("outbox-*.db.partial-*"):
+        name, _, pid = left.name.rpartition(".partial-")
+        if _BACKUP_NAME.match(name) and not _alive(pid):
+            _remove_quietly(left)
 
 
 def _next_stamp(directory: Path) -> str:
