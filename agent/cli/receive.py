@@ -202,6 +202,15 @@ def _run(
         except KeyboardInterrupt:
             pass  # a second Ctrl-C, or no signal handlers (not the main thread)
         finally:
-            receiver.stop()
+            stopped = receiver.stop()
     typer.echo(f"stopped; stats: {receiver.stats.as_dict()}")
+    if not stopped:
+        # The store still waits on the database: the report would wait behind it. The caller
+        # closes the store, which cuts that statement short.
+        typer.echo(
+            "the database did not answer the last store: its batch stays unacknowledged and the "
+            "broker sends it again to the next session; check the database server",
+            err=True,
+        )
+        return
     _report(store)

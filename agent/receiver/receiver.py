@@ -117,12 +117,17 @@ class Receiver:
         self.connection.start()
         return self
 
-    def stop(self, timeout: float = 5.0) -> None:
-        """Store and acknowledge what has arrived, then disconnect (the session stays)."""
+    def stop(self, timeout: float = 5.0) -> bool:
+        """Store and acknowledge what has arrived, then disconnect (the session stays).
+
+        False when the store thread still waits on the database after ``timeout`` s: close the
+        store then, which cuts the statement short (its batch stays unacknowledged).
+        """
         self._stopping.set()  # cut short the retry waits of a failing store
         self._queue.put(None)
         self._thread.join(timeout)
         self.connection.close(timeout)
+        return not self._thread.is_alive()
 
     # -- ConnectionHandler (network thread) ---------------------------------------------------
 

@@ -31,6 +31,7 @@ from agent.receiver.gaps import (
     summary_of,
     summary_sql,
 )
+from agent.receiver.pgdeadline import Deadline, cut
 from config.errors import ConfigError, PunchgateError
 
 log = structlog.get_logger("receiver.store")
@@ -413,7 +414,9 @@ def _widen_integers(cur: Any) -> None:
 class PostgresStore:
     """Punches in PostgreSQL through psycopg 3 (the optional ``receiver-pg`` extra)."""
 
-    def __init__(self, url: str, *, lock_timeout: float = 10.0) -> None:
+    def __init__(
+        self, url: str, *, lock_timeout: float = 10.0, answer_timeout: float = 30.0
+    ) -> None:
         try:
             import psycopg  # optional dependency, only for postgresql:// URLs
         except ImportError as exc:
@@ -425,15 +428,25 @@ class PostgresStore:
         # Like SQLite's busy timeout: an insert waiting on another session's lock fails after
         # this long (logged, the batch held and tried again) instead of waiting unseen forever.
         self._lock_timeout_ms = max(1, int(lock_timeout * 1000))
+        # Seconds a statement may wait for the server's answer before its connection is cut:
+        # a server that never answers otherwise held the receiver forever (pgdeadline.py).
+        self._answer_timeout = answer_timeout
         self._lock = threading.Lock()
         self._closed = False
         try:
             self._conn = self._connect()
-            with self._conn.cursor() as cur:
+        except psycopg.Error as exc:
+            raise self._error("cannot open the receiver database", exc) from self._cause(exc)
+        deadline = Deadline(self._conn, answer_timeout)
+        try:
+            with deadline, self._conn.cursor() as cur:
                 _create_missing(cur)
                 _widen_integers(cur)
-            self._conn.commit()
+                self._conn.commit()
         except psycopg.Error as exc:
+            self._conn.close()
+            if deadline.fired:
+                raise self._silent("cannot open the receiver database") from None
             raise self._error("cannot open the receiver database", exc) from self._cause(exc)
         self._insert = PG_INSERT  # the whole batch in one statement; rowcount = inserted
 
@@ -445,10 +458,26 @@ class PostgresStore:
         """``exc`` to chain, or None when its text holds the password (--debug prints it)."""
         return None if scrub(str(exc), self._url) != str(exc) else exc
 
+    def _silent(self, what: str) -> StoreError:
+        """The error for a statement the server did not answer within the deadline."""
+        return StoreError(
+            f"{what}: PostgreSQL did not answer within {self._answer_timeout:g}s (the "
+            "connection is open but nothing comes back): check the database server (load, "
+            "disk, locks) and the network path to it; the punches stay unacknowledged and are "
+            "stored at the next try"
+        )
+
     def _connect(self) -> Any:
         conn = self._psycopg.connect(self._url, autocommit=False, connect_timeout=10)
-        conn.execute(f"SET lock_timeout = {self._lock_timeout_ms}")  # an int: no injection
-        conn.commit()
+        with Deadline(conn, self._answer_timeout) as deadline:
+            try:
+                conn.execute(f"SET lock_timeout = {self._lock_timeout_ms}")  # an int: no injection
+                conn.commit()
+            except self._psycopg.Error:
+                if deadline.fired:
+                    conn.close()
+                    raise self._silent("cannot set up the PostgreSQL session") from None
+                raise
         return conn
 
     def _live(self) -> Any:
@@ -484,15 +513,18 @@ class PostgresStore:
 
     def _insert_columns(self, columns: list[list[Any]]) -> int:
         conn = self._live()
+        deadline = Deadline(conn, self._answer_timeout)
         try:
-            with conn.cursor() as cur:
+            with deadline, conn.cursor() as cur:
                 cur.execute(self._insert, columns)
                 inserted = cur.rowcount
                 if inserted < len(columns[0]):  # copies: their numbers are no gap (gaps.py)
                     cur.execute(PG_COPIES, (columns[1], columns[2], columns[0]))
-            conn.commit()
+                conn.commit()
         except (self._psycopg.Error, *_UNSTORABLE) as exc:
             self._rollback()
+            if deadline.fired:
+                raise self._silent("cannot store punches in PostgreSQL") from exc
             message = f"cannot store punches in PostgreSQL: {exc}"
             # Data (class 22: e.g. a NUL in a text), integrity and adaptation errors are about
             # the values; connection and server trouble (OperationalError, ...) are not, except
@@ -513,13 +545,16 @@ class PostgresStore:
     def _query(self, sql: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
         with self._lock:
             conn = self._live()
+            deadline = Deadline(conn, self._answer_timeout)
             try:
-                with conn.cursor() as cur:
+                with deadline, conn.cursor() as cur:
                     cur.execute(sql, params)
                     rows = cur.fetchall()
-                conn.commit()
+                    conn.commit()
             except self._psycopg.Error as exc:
                 self._rollback()
+                if deadline.fired:
+                    raise self._silent("cannot read from PostgreSQL") from exc
                 raise StoreError(f"cannot read from PostgreSQL: {exc}") from exc
         return rows
 
@@ -538,14 +573,23 @@ class PostgresStore:
 
     def close(self) -> None:
         # Cancel a statement in progress first: waiting on the lock while it waits on the
-        # server (a table lock) kept a stopping receiver from ever exiting.
+        # server (a table lock) kept a stopping receiver from ever exiting. A server that does
+        # not answer the cancel request either gets its connection cut.
         self._closed = True
+        if not self._lock.acquire(blocking=False):
+            try:
+                self._conn.cancel_safe(timeout=1.0)
+            except self._psycopg.Error:
+                pass  # nothing running, or the connection is gone or silent: cut below
+            if not self._lock.acquire(timeout=1.0):
+                cut(self._conn)
+                if not self._lock.acquire(timeout=5.0):
+                    log.warning("receiver_database_not_closed", reason="a statement still waits")
+                    return
         try:
-            self._conn.cancel()
-        except self._psycopg.Error:
-            pass  # nothing running, or the connection is gone: close() below is enough
-        with self._lock:
             self._conn.close()
+        finally:
+            self._lock.release()
 
 
 def open_store(db: str) -> SqliteStore | PostgresStore:

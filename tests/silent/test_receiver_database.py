@@ -1,0 +1,146 @@
+"""The receiver's PostgreSQL goes silent: the server (or a proxy, a NAT on the way) keeps the
+connection open and never answers. The store must fail within its deadline and say so, and the
+receiver must still stop on SIGTERM in bounded time."""
+
+from __future__ import annotations
+
+import fcntl
+import re
+import signal
+import struct
+import subprocess
+import sys
+import termios
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from agent.localbroker import LocalMosquitto
+from agent.mqtt.contract import encode_batch
+from agent.receiver.store import PostgresStore, StoreError
+from config.errors import PunchgateError
+from tests.receiver.conftest import publish
+from tests.support.slowlink import SlowLink
+from tests.support.wait import wait_for
+
+PREFIX = "punchgate/v1"
+
+
+def _punch(seq: int) -> dict[str, Any]:
+    return {"id": f"gw-a-{seq}", "gateway_id": "gw-a", "seq": seq, "replayed": False}
+
+
+@pytest.fixture
+def relay(pg_url: str) -> Iterator[tuple[SlowLink, str]]:
+    """A TCP relay in front of the test cluster (its ``freeze()`` makes the server silent)."""
+    port = int(re.search(r"@127\.0\.0\.1:(\d+)/", pg_url).group(1))  # type: ignore[union-attr]
+    link = SlowLink(port, stall=0, pause=0, chunk=65_536)
+    try:
+        yield link, pg_url.replace(f"127.0.0.1:{port}/", f"127.0.0.1:{link.port}/", 1)
+    finally:
+        link.stop()
+
+
+def _held_back(link: SlowLink) -> int:
+    """Bytes the frozen relay holds unread: sent by a client, never answered."""
+    held = 0
+    for sock in list(link._sockets):
+        try:
+            held += struct.unpack("i", fcntl.ioctl(sock.fileno(), termios.FIONREAD, b"\0" * 4))[0]
+        except OSError:
+            pass
+    return held
+
+
+def _in_thread(func: Any) -> tuple[threading.Thread, dict[str, Any]]:
+    result: dict[str, Any] = {}
+
+    def run() -> None:
+        started = time.monotonic()
+        try:
+            result["value"] = func()
+        except PunchgateError as exc:
+            result["error"] = exc
+        result["seconds"] = time.monotonic() - started
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread, result
+
+
+def test_a_store_to_a_postgresql_that_stops_answering_fails_within_its_deadline_and_says_so(
+    relay: tuple[SlowLink, str],
+) -> None:
+    link, url = relay
+    store = PostgresStore(url, answer_timeout=1.0)
+    try:
+        assert store.store([_punch(1)]) == 1
+        link.freeze()
+        thread, result = _in_thread(lambda: store.store([_punch(2)]))
+        thread.join(8)
+        assert not thread.is_alive(), "store() waited on a silent PostgreSQL without end"
+        error = result["error"]
+        assert isinstance(error, StoreError)
+        assert "did not answer within 1s" in str(error)
+        assert "check" in str(error)
+        link.thaw()
+        assert store.store([_punch(2)]) == 1  # a new connection once the server answers again
+        assert store.count() == 2
+    finally:
+        link.thaw()
+        store.close()
+
+
+def test_closing_the_store_while_postgresql_is_silent_returns_in_bounded_time(
+    relay: tuple[SlowLink, str],
+) -> None:
+    link, url = relay
+    store = PostgresStore(url, answer_timeout=60.0)  # the statement alone would wait a minute
+    link.freeze()
+    busy, _result = _in_thread(store.count)
+    wait_for(lambda: store._lock.locked(), timeout=5, what="the count under way")
+    closing, _closed = _in_thread(store.close)
+    closing.join(8)
+    assert not closing.is_alive(), "close() waited on a statement a silent server never answers"
+    busy.join(5)
+    assert not busy.is_alive(), "the statement under way did not end when the store closed"
+
+
+@pytest.mark.slow  # about 9 s: the receiver gives its store 5 s to finish before cutting it
+def test_sigterm_stops_the_receiver_in_time_while_its_postgresql_is_silent(
+    tmp_path: Path, broker: LocalMosquitto, relay: tuple[SlowLink, str]
+) -> None:
+    """systemd waits TimeoutStopSec (30 s in our unit) and then kills: the receiver must end
+    by itself well before, with the batch it could not store left unacknowledged."""
+    link, url = relay
+    argv = [sys.executable, "-m", "agent.cli", "receive", "--url", broker.url, "--db", url]
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        assert "receiving" in proc.stdout.readline()
+        wait_for(lambda: link.connections >= 1, timeout=5, what="the receiver's connection")
+        link.freeze()
+        batch = (f"{PREFIX}/gw-a/punches", encode_batch("gw-a", [_punch(1)]))
+
+        def held() -> int:  # published again until the receiver has subscribed and took one
+            publish(broker.port, [batch])
+            return _held_back(link)
+
+        wait_for(held, timeout=8, interval=0.2, what="the insert held by the silent server")
+        began = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        try:
+            _out, err = proc.communicate(timeout=25)
+        except subprocess.TimeoutExpired:
+            pytest.fail("the receiver was still running 25 s after SIGTERM (systemd kills at 30)")
+        assert time.monotonic() - began < 15
+        assert "did not answer" in err or "did not answer" in _out
+    finally:
+        link.thaw()
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate(timeout=5)
