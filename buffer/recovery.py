@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 import shutil
@@ -229,13 +230,18 @@ def _read_marker(marker: Path) -> tuple[str, list[Path]]:
     return f"{problem} (recovery interrupted, done again)", [p for p in damaged if p.exists()]
 
 
-def _salvage_copy(quarantined: list[Path], workdir: Path, sink: RowSink) -> SalvageResult:
+def _salvage_copy(quarantined: list[Path], outbox: Path, sink: RowSink) -> SalvageResult:
     """Salvage from a scratch copy (database + WAL, no index) into ``sink``: the evidence
     stays as found."""
     db = next((p for p in quarantined if not p.name.endswith(("-wal", "-shm"))), None)
     if db is None:
         return SalvageResult(error="no database file to salvage from")
-    scratch = Path(tempfile.mkdtemp(prefix=".salvage-", dir=workdir))
+    prefix = f".salvage-{outbox.name}-"
+    # Left by a recovery killed during its salvage (a power cut, the watchdog): a full copy of
+    # the damaged file each. Nobody else uses them: recovery holds the outbox lock exclusive.
+    for left in outbox.parent.glob(glob.escape(prefix) + "?" * 8):
+        shutil.rmtree(left, ignore_errors=True)
+    scratch = Path(tempfile.mkdtemp(prefix=prefix, dir=outbox.parent))
     try:
         copy = scratch / "outbox.db"
         shutil.copyfile(db, copy)
@@ -294,7 +300,7 @@ def _merge(
                 if delivered_at is not None:
                     deliver(values[1])
 
-        salvaged = _salvage_copy(quarantined, path.parent, merge_chunk)
+        salvaged = _salvage_copy(quarantined, path, merge_chunk)
         seq = max(seq_before, salvaged.max_seq, salvaged.counter or 0)
         for row in renumber:
             seq += 1
