@@ -351,6 +351,7 @@ class Outbox(DeliveryMethods):
         """
         self._probe_disk(force=True)
         self._db()  # refuse on a closed outbox
+        require_same_file(self.path, self._identity)  # not another file's figures, or none
         try:
             # mode=rw: never create an empty file where the outbox was (moved aside meanwhile).
             conn = sqlite3.connect(

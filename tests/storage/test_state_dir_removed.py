@@ -54,3 +54,18 @@ def test_punches_already_stored_are_still_delivered_after_the_directory_is_delet
         batch = box.next_batch(100)
         assert {r.id for r in batch} == set(ids)
         assert box.mark_delivered([r.id for r in batch]) == 5
+
+
+def test_the_status_figures_name_the_deleted_outbox_once_the_directory_is_back(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "state" / "outbox.db"
+    with Outbox.open(path, GATEWAY, disk_reserve_bytes=0) as box:
+        box.add_punches(punches(0, 3))
+        shutil.rmtree(path.parent)
+        path.parent.mkdir()  # the daemon's next status write creates it again
+        with pytest.raises(OutboxError) as info:
+            box.stats()
+    # Not "check that the directory exists and the punchgate user owns it": it does.
+    assert "deleted or replaced" in str(info.value) and "Restart" in str(info.value)
+    assert not path.exists()  # and reading the figures created no empty outbox there
