@@ -220,9 +220,24 @@ class DeviceWorker:
         info = driver.info()
         self._observe(info)
         watermark = self._sink.watermark(self.device_id)
-        punches, new_watermark = driver.read_new(watermark)
+        punches, new_watermark = self._read_new(driver, watermark)
         self._store(punches, watermark=new_watermark, serial=info.serial)
         self._clear_if_due(driver, new_watermark)
+
+    def _read_new(
+        self, driver: Driver, watermark: dict[str, Any] | None
+    ) -> tuple[list[Punch], dict[str, Any]]:
+        """``driver.read_new``; every chunk received renews the heartbeat where it reports them.
+
+        A big log over a slow link takes longer than any fixed bound: read as one step, it
+        passed 5 x timeout + slack, the worker counted as hung, WATCHDOG=1 was withheld and
+        systemd restarted the whole daemon, which then began the same read again.
+        """
+        read = driver.read_new
+        if "progress" not in inspect.signature(read).parameters:
+            return read(watermark)
+        bound = self.device.timeout * 5
+        return read(watermark, progress=lambda _done, _total: self._beat(bound))  # type: ignore[call-arg]
 
     def _capture(self, driver: Driver, seconds: float) -> None:
         """Live events for ``seconds``, in slices so that stop and jobs are seen promptly."""

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
@@ -40,6 +41,7 @@ def site(
     *,
     device: dict[str, Any] | None = None,
     agent: dict[str, Any] | None = None,
+    worker_options: dict[str, Any] | None = None,
 ) -> Iterator[tuple[Site, RunningSupervisor, Path]]:
     """Start ``count`` terminals and a supervisor polling them all through the real wiring."""
     with ExitStack() as stack:
@@ -51,5 +53,21 @@ def site(
             terminals.devices(**(device or {})),
             agent=agent,
         )
-        with running(config, build_driver) as handle:
+        with running(config, build_driver, worker_options=worker_options or {}) as handle:
             yield terminals, handle, config
+
+
+def stall(
+    calls: list[str], name: str, release: threading.Event, seconds: float
+) -> Callable[[Any], Any]:
+    """For ``ZkSimulator.intercept``: each answer waits ``seconds`` (or until ``release``)."""
+
+    def wrap(usual: Any) -> Any:
+        def answer(session: Any, packet: Any) -> Any:
+            calls.append(name)
+            release.wait(seconds)  # bounded; tests set it before the terminals stop
+            return usual(session, packet)
+
+        return answer
+
+    return wrap

@@ -4,31 +4,15 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from agent.daemon.status_file import read_status
 from agent.localbroker import LocalMosquitto
 from drivers.zk import protocol as p
-from tests.fleet.rig import site
+from tests.fleet.rig import site, stall
 from tests.support.wait import wait_for
 
 HUNG = ("t01", "t04", "t07", "t09")
-
-
-def _hang(calls: list[str], name: str, release: threading.Event) -> Callable[[Any], Any]:
-    """A firmware that stops answering GET_FREE_SIZES (the poll's first read) until released."""
-
-    def wrap(usual: Any) -> Any:
-        def answer(session: Any, packet: Any) -> Any:
-            calls.append(name)
-            release.wait(20)  # bounded: the test releases it at the end
-            return usual(session, packet)
-
-        return answer
-
-    return wrap
 
 
 def test_shutdown_stays_within_its_bound_when_several_terminals_hang_mid_read(
@@ -55,7 +39,9 @@ def test_shutdown_stays_within_its_bound_when_several_terminals_hang_mid_read(
                 what="every terminal online",
             )
             for name in HUNG:
-                terminals.sims[name].intercept(p.CMD_GET_FREE_SIZES, _hang(calls, name, release))
+                terminals.sims[name].intercept(
+                    p.CMD_GET_FREE_SIZES, stall(calls, name, release, 20)
+                )
             wait_for(lambda: set(calls) == set(HUNG), timeout=10, what="the terminals hung")
             started = time.monotonic()
             assert handle.stop(30)
