@@ -122,11 +122,15 @@ def _read_secret_file(path: Path, source: str) -> str:
     return read_secret_file(path, f"{source}: mqtt.password_file")
 
 
-def _not_utf8(raw: bytes, start: int) -> str:
+def not_utf8(
+    raw: bytes,
+    start: int,
+    fix: str = "save it as UTF-8 (Notepad: Save As, Encoding UTF-8)",
+    unicode_name: str = "Notepad's 'Unicode'",
+) -> str:
     """Where a file that is not UTF-8 goes wrong, and how to save it (Windows editors)."""
-    fix = "save it as UTF-8 (Notepad: Save As, Encoding UTF-8)"
     if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
-        return f"saved as UTF-16 (Notepad's 'Unicode'); {fix}"
+        return f"saved as UTF-16 ({unicode_name}); {fix}"
     line = raw.count(b"\n", 0, start) + 1
     return f"line {line}: not UTF-8 text (byte {start}: 0x{raw[start]:02x}); {fix}"
 
@@ -179,7 +183,7 @@ def load_settings(path: Path | None = None, env: Mapping[str, str] | None = None
     except UnicodeDecodeError as exc:
         # utf-8-sig counts from after a BOM: the offset in the file is 3 bytes further.
         start = exc.start + (3 if raw.startswith(b"\xef\xbb\xbf") else 0)
-        msg = f"{source}: {_not_utf8(raw, start)}"
+        msg = f"{source}: {not_utf8(raw, start)}"
         raise ConfigError(msg, [msg]) from None
     except RecursionError:  # tomllib recurses once per nesting level of [ and {
         msg = (

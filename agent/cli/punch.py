@@ -33,6 +33,7 @@ from agent.manual import (
 from agent.wiring import build_driver
 from buffer.records import StoredPunch
 from config.errors import UsageError
+from config.loader import not_utf8
 from drivers.base import Punch
 
 app = typer.Typer(
@@ -296,8 +297,13 @@ def _read_text(file: Path) -> str:
             data = stream.read(MAX_IMPORT_BYTES + 1)
     except FileNotFoundError:
         raise UsageError(f"{file}: no such file") from None
+    except IsADirectoryError:
+        raise UsageError(f"{file}: is a directory; give the CSV file itself") from None
     except OSError as exc:
-        raise UsageError(f"{file}: cannot read it: {exc}") from None
+        raise UsageError(
+            f"{file}: cannot read it: {exc.strerror or exc}; check the path and its permissions "
+            f"(ls -l {file})"
+        ) from None
     if len(data) > MAX_IMPORT_BYTES:
         raise UsageError(
             f"{file}: larger than {MAX_IMPORT_BYTES // 2**20} MiB, far more than a paper sheet: "
@@ -306,7 +312,11 @@ def _read_text(file: Path) -> str:
     try:
         return data.decode("utf-8-sig")  # a BOM from spreadsheet exports is fine
     except UnicodeDecodeError as exc:
-        raise UsageError(f"{file}: cannot read it as UTF-8 text: {exc}") from None
+        # Excel's plain "CSV" is the Windows code page, its "Unicode Text" UTF-16.
+        start = exc.start + (3 if data.startswith(b"\xef\xbb\xbf") else 0)
+        fix = "in the spreadsheet, save it as 'CSV UTF-8 (Comma delimited)'"
+        reason = not_utf8(data, start, fix, unicode_name="Excel's 'Unicode Text'")
+        raise UsageError(f"{file}: {reason}") from None
 
 
 def _punch(item: Checked) -> Punch:
