@@ -299,9 +299,11 @@ class CommandDispatcher:
 
 
 def _parse(payload: bytes) -> Any:
-    """The command's JSON (``{}`` when empty); ``ValueError`` saying why it is not UTF-8 JSON."""
+    """The command's JSON; ``ValueError`` saying why it is not UTF-8 JSON."""
     if not payload:
-        return {}
+        # An empty message is how MQTT clears a retained command, and the broker forwards it to
+        # the subscribed gateway: run as ``{}`` it set every terminal's clock (time-sync).
+        raise ValueError("the payload is empty (that only clears a retained message); send {}")
     try:
         body = json.loads(payload.decode("utf-8"))
         # A "\ud800" escape parses to a lone surrogate, which no UTF-8 text (nor the reply
