@@ -168,6 +168,9 @@ def load_settings(path: Path | None = None, env: Mapping[str, str] | None = None
             f"{source}: no such file; create it from config/punchgate.example.toml or pass --config"
         )
         raise ConfigError(msg, [msg]) from None
+    except IsADirectoryError:
+        msg = f"{source}: is a directory; pass the config file itself (--config {path / 'punchgate.toml'})"
+        raise ConfigError(msg, [msg]) from None
     except OSError as exc:
         msg = f"{source}: cannot read: {exc.strerror}"
         if isinstance(exc, PermissionError):

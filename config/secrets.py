@@ -60,6 +60,10 @@ def read_secret_file(path: Path, where: str) -> str:
         msg = f"{where}: cannot read {path}: {exc.strerror}"
         if isinstance(exc, PermissionError):
             msg += f"; the service reads it through its group: {private_step(path)}"
+        elif isinstance(exc, IsADirectoryError):
+            msg += "; name the file that holds the password, not its directory"
+        else:
+            msg += "; check the path, or create the file with the password in it"
         raise ConfigError(msg, [msg]) from exc
     except UnicodeDecodeError:
         # Never echo the bytes: they are the secret.

@@ -62,6 +62,8 @@ def _check_timezone(value: object) -> str:
     rule = "is not an IANA timezone name: write one in quotes, e.g. 'Europe/Berlin'"
     if not isinstance(value, str):
         raise ValueError(f"{value!r} {rule} (an offset such as +1 is not a zone)")
+    if value != value.strip():
+        raise ValueError(f"{value!r} starts or ends with a space or tab; remove it")
     try:
         ZoneInfo(value)
     except (ZoneInfoNotFoundError, ValueError, OSError) as exc:

@@ -30,6 +30,13 @@ CASES = [
     ("timezone = +1", "agent.timezone", ["IANA timezone name", "'Europe/Berlin'", "offset"]),
     ('timezone = "' + "x" * 300 + '"', "agent.timezone", ["IANA timezone name"]),
     (ZK + "timezone = 2", "devices[0].timezone", ["IANA timezone name"]),
+    ('timezone = "Europe/Berlin "', "agent.timezone", ["ends with a space", "remove it"]),
+    ('[mqtt]\nusername = "u"\npassword_file = "/"', "mqtt.password_file", ["not its directory"]),
+    (
+        '[mqtt]\nusername = "u"\npassword_file = "/nonexistent/pw"',
+        "mqtt.password_file",
+        ["No such file", "create the file"],
+    ),
     ("[mqtt]\nurl = 1883", "mqtt.url", ["1883 is not a broker URL in quotes", "mqtt://"]),
     ('[mqtt]\nurl = ["mqtt://a:1883", 1883]', "mqtt.url", ["url[1] = 1883", "mqtt://"]),
     ("[mqtt]\nca_file = 1", "mqtt.ca_file", ["absolute path in quotes", "(got 1)"]),
@@ -92,4 +99,15 @@ def test_config_nested_beyond_the_parser_is_a_config_error_not_a_crash(
     assert code == 2, err
     assert err.strip() == (
         f"{path}: arrays or tables nested too deeply: check that this is the punchgate config"
+    )
+
+
+def test_config_path_naming_a_directory_says_to_pass_the_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _out, err = run_main(["status", "--config", str(tmp_path)], capsys, monkeypatch)
+    assert code == 2, err
+    assert err.splitlines()[0] == (
+        f"error: {tmp_path}: is a directory; pass the config file itself "
+        f"(--config {tmp_path / 'punchgate.toml'})"
     )
