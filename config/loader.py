@@ -169,7 +169,8 @@ def load_settings(path: Path | None = None, env: Mapping[str, str] | None = None
         )
         raise ConfigError(msg, [msg]) from None
     except IsADirectoryError:
-        msg = f"{source}: is a directory; pass the config file itself (--config {path / 'punchgate.toml'})"
+        inside = path / "punchgate.toml"
+        msg = f"{source}: is a directory; pass the config file itself (--config {inside})"
         raise ConfigError(msg, [msg]) from None
     except OSError as exc:
         msg = f"{source}: cannot read: {exc.strerror}"
