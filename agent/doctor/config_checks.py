@@ -12,6 +12,7 @@ from config.loader import PASSWORD_ENV, resolve_path
 from config.secrets import exposure, private_step
 
 FAMILY = "config"
+SYSTEMD_STATE_DIR = Path("/var/lib/punchgate")  # StateDirectory=punchgate in the unit
 
 
 def load_config(path: Path | None) -> tuple[Settings | None, list[CheckResult]]:
@@ -44,7 +45,7 @@ def load_config(path: Path | None) -> tuple[Settings | None, list[CheckResult]]:
 def check_config_files(settings: Settings, path: Path | None) -> list[CheckResult]:
     """Devices configured, state directory usable, secret and TLS files readable and private."""
     where = str(resolve_path(path))
-    results = [_devices(settings, where), _state_dir(settings.agent.state_dir)]
+    results = [_devices(settings, where), _state_dir(settings.agent.state_dir, where)]
     mqtt = settings.mqtt
     held = _secrets_in_file(settings)
     if held:
@@ -86,20 +87,27 @@ def _devices(settings: Settings, where: str) -> CheckResult:
     return ok(FAMILY, where, "devices", detail)
 
 
-def _state_dir(state_dir: Path) -> CheckResult:
+def _state_dir(state_dir: Path, where: str) -> CheckResult:
     name = "state directory"
+    repoint = f"point agent.state_dir in {where} at a directory (default {SYSTEMD_STATE_DIR})"
     if not state_dir.exists():
-        return warn(
-            FAMILY,
-            str(state_dir),
-            name,
-            f"{state_dir} does not exist yet",
-            "start the service once (systemd creates it), or create it owned by the punchgate user",
-        )
+        blocker = next((p for p in state_dir.parents if p.exists() and not p.is_dir()), None)
+        if blocker is not None:
+            detail = f"{blocker} is a file, so {state_dir} cannot be created"
+            return fail(FAMILY, str(state_dir), name, detail, repoint)
+        if state_dir == SYSTEMD_STATE_DIR:
+            step = "start the service once (systemd creates it)"
+        else:
+            # The unit's StateDirectory= creates only /var/lib/punchgate, and ProtectSystem=strict
+            # keeps every other path read-only for the service.
+            step = (
+                f"create it: sudo install -d -o punchgate -g punchgate -m 750 {state_dir}; "
+                f"let the service write there: sudo systemctl edit punchgate, add [Service] "
+                f"ReadWritePaths={state_dir}"
+            )
+        return warn(FAMILY, str(state_dir), name, f"{state_dir} does not exist yet", step)
     if not state_dir.is_dir():
-        return fail(
-            FAMILY, str(state_dir), name, f"{state_dir} is not a directory", "fix agent.state_dir"
-        )
+        return fail(FAMILY, str(state_dir), name, f"{state_dir} is not a directory", repoint)
     if not os.access(state_dir, os.W_OK | os.X_OK):
         return warn(
             FAMILY,
