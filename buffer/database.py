@@ -158,10 +158,20 @@ def translate(
         )
     if primary in (_SQLITE_READONLY, _SQLITE_CANTOPEN):
         return OutboxError(
-            f"{what} failed: cannot write {path} ({exc}); check that the directory exists and "
-            "the punchgate user owns it"
+            f"{what} failed: cannot write {path} ({exc}); check that the directory exists, "
+            f"the punchgate user owns it and its filesystem is not read-only. {_FAILING_CARD}"
         )
+    if primary == _SQLITE_IOERR:
+        return OutboxError(f"{what} failed on {path}: {exc}. {_FAILING_CARD}")
     return OutboxError(f"{what} failed on {path}: {exc}")
+
+
+# What to do when the storage itself refuses: the field's SD cards fail this way.
+_FAILING_CARD = (
+    "After I/O errors the kernel remounts the SD card read-only (see dmesg): the card may be "
+    "failing. Copy the newest backup off it, run punchgate outbox check, and replace the card "
+    "if the errors go on (then restore that backup)."
+)
 
 
 def free_bytes(directory: Path) -> int:
