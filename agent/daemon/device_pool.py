@@ -60,16 +60,38 @@ class DevicePool:
             device = settings.device(device_id)
             if device is None:
                 continue
+            holder: list[DeviceWorker] = []
             worker = DeviceWorker(
                 device,
                 _bind(self._factory, settings, device),
                 self._sink,
                 settings.device_timezone(device),
-                on_change=self._on_change,
+                on_change=self._relay(device_id, holder),
                 **self._options,
             )
-            self._workers[device_id] = worker.start()
+            holder.append(worker)
+            self._workers[device_id] = worker  # before it runs: its first change is relayed
+            worker.start()
             log.info("device_worker_started", device=device_id, kind=device.kind)
+
+    def _relay(
+        self, device_id: str, holder: list[DeviceWorker]
+    ) -> Callable[[DeviceSnapshot], None] | None:
+        """``on_change`` for the worker in ``holder``, muted once it no longer runs the device.
+
+        A worker left behind by a reload (hung in a read) fails later: relayed, its error
+        overwrote the retained "removed from the configuration" and listed the removed
+        terminal again in the gateway status (or, for a changed one, stood for the new worker).
+        """
+        on_change = self._on_change
+        if on_change is None:
+            return None
+
+        def relay(snapshot: DeviceSnapshot) -> None:
+            if holder and self._workers.get(device_id) is holder[0]:
+                on_change(snapshot)
+
+        return relay
 
     def stop(self, device_ids: Iterable[str], timeout: float) -> list[str]:
         """Stop these workers within ``timeout`` s; returns the ids that did not stop in time."""
