@@ -382,7 +382,7 @@ class MqttConnection:
                 broker.host, broker.port, keepalive=max(5, int(self.options.keepalive)), **extra
             )
         except (OSError, ValueError) as exc:
-            self._fail(describe_connect_error(broker, exc))
+            self._fail(describe_connect_error(broker, exc, self.options.connect_timeout))
             _release(client)
             return False
         deadline = time.monotonic() + self.options.connect_timeout

@@ -94,9 +94,19 @@ class RenewableSslContext:
         return context, "TLS files changed on disk: loaded again"
 
 
-def describe_connect_error(broker: BrokerAddress, exc: BaseException) -> str:
+def describe_connect_error(
+    broker: BrokerAddress, exc: BaseException, timeout: float | None = None
+) -> str:
     """A one-line, actionable reason why the TCP/TLS part of a connect failed."""
     where = f"{broker.url}"
+    if isinstance(exc, TimeoutError) and "handshake" in str(exc):
+        # TCP was accepted, so the path is open: the TLS side is what stays silent.
+        within = f" within {timeout:g}s" if timeout else ""
+        return (
+            f"{where} accepted the connection but did not answer the TLS handshake{within}: "
+            "check that this port speaks TLS (mqtts://) and that the broker, or the proxy or "
+            "load balancer in front of it, is up and not overloaded"
+        )
     if isinstance(exc, ssl.SSLCertVerificationError):
         detail = str(exc.verify_message or exc).rstrip(".")  # OpenSSL's may end a sentence
         return (
