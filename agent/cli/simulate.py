@@ -27,10 +27,18 @@ HELP_LINES = (
 @app.command("zk")
 def zk(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="TCP and UDP port (0 picks a free one).")] = 4370,
-    users: Annotated[int, typer.Option(help="Users to enrol when the terminal is empty.")] = 10,
-    records: Annotated[int, typer.Option(help="Punches to generate when it is empty.")] = 100,
-    comm_key: Annotated[int, typer.Option(help="Comm key (0 = none).")] = 0,
+    port: Annotated[
+        int, typer.Option(min=0, max=65535, help="TCP and UDP port (0 picks a free one).")
+    ] = 4370,
+    users: Annotated[
+        int, typer.Option(min=0, help="Users to enrol when the terminal is empty.")
+    ] = 10,
+    records: Annotated[
+        int, typer.Option(min=0, help="Punches to generate when it is empty.")
+    ] = 100,
+    comm_key: Annotated[
+        int, typer.Option(min=0, max=999_999_999, help="Comm key (0 = none), as in the config.")
+    ] = 0,
     record_size: Annotated[int, typer.Option(help="Attendance record layout: 40, 16 or 8.")] = 40,
     user_size: Annotated[int, typer.Option(help="User record layout: 72 or 28.")] = 72,
     event_size: Annotated[int, typer.Option(help="Live event layout: 32 or 12.")] = 32,
@@ -85,6 +93,11 @@ def zk(
 
     Example: punchgate simulate zk --port 4370 --users 50 --records 5000 --state sim.json
     """
+    if punch_every is not None and not punch_every > 0:
+        # A negative interval punched at every turn of the loop: the log filled in a moment.
+        raise UsageError("--punch-every must be more than 0 seconds (leave it out for none)")
+    if records and not users:
+        raise UsageError("--records needs --users of at least 1: punches are made by users")
     try:
         faults = Faults(
             segmentation=segmentation,
