@@ -3,27 +3,15 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 from pathlib import Path
-
-import pytest
 
 from agent.localbroker import LocalMosquitto
 from drivers.zk import protocol as p
 from drivers.zk.simulator.server import ZkSimulator
-from tests.daemon.harness import GATEWAY, PREFIX, write_config
+from tests.daemon.harness import GATEWAY, write_config
 from tests.fleet.rig import site, stall
 from tests.support.mqtt import Collector
 from tests.support.wait import wait_for
-
-
-@pytest.fixture
-def collector(broker: LocalMosquitto) -> Iterator[Collector]:
-    sub = Collector(broker.url, [f"{PREFIX}/{GATEWAY}/#"]).start()
-    try:
-        yield sub
-    finally:
-        sub.stop()
 
 
 def test_a_terminal_removed_while_hung_stays_removed_and_an_added_one_starts(
