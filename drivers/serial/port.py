@@ -32,11 +32,23 @@ def open_port(device_id: str, options: SerialOptions) -> serial.SerialBase:
     try:
         port.open()
     except (serial.SerialException, OSError) as exc:
+        if options.url.startswith("rfc2217://") and "does not seem to support RFC2217" in str(exc):
+            raise DeviceUnavailable(f"{where}: {_silent_rfc2217(options.url)}") from exc
         raise DeviceUnavailable(f"{where}: {explain_open_error(exc)}") from exc
     except ValueError as exc:  # the URL's host or options are malformed
         msg = f"{where}: {exc}: fix the url in the config ({_URL_HINT})"
         raise ConfigError(msg, [msg]) from exc
     return port
+
+
+def _silent_rfc2217(url: str) -> str:
+    """The connection was accepted and the RFC 2217 negotiation went unanswered."""
+    raw = "socket://" + url.removeprefix("rfc2217://").split("?", 1)[0]
+    return (
+        "the serial server accepted the connection but did not answer the RFC 2217 negotiation: "
+        "its port is probably in raw TCP mode; set it to RFC 2217 mode, or use the url "
+        f"{raw} (line settings are then made on the serial server)"
+    )
 
 
 def explain_open_error(exc: BaseException) -> str:

@@ -11,7 +11,7 @@ from agent.localbroker import LocalMosquitto
 from agent.mqtt import DeliveryWorker, MqttOptions
 from agent.mqtt.connection import MqttConnection
 from buffer.outbox import Outbox
-from tests.mqtt.conftest import fast_options, make_punches, outbox, workers  # noqa: F401
+from tests.mqtt.conftest import fast_options, make_punches
 from tests.silent.peers import SilentListener
 from tests.support.slowlink import SlowLink
 from tests.support.wait import wait_for
@@ -22,7 +22,7 @@ Workers = Callable[..., DeliveryWorker]
 def test_stopping_delivery_while_the_broker_stopped_reading_mid_drain_ends_within_its_timeout(
     broker: LocalMosquitto,
     outbox: Outbox,
-    workers: Workers,  # noqa: F811
+    workers: Workers,
 ) -> None:
     outbox.add_punches(make_punches(2000))
     link = SlowLink(broker.port, stall=0.0, chunk=65_536, pause=0.0)
