@@ -188,7 +188,7 @@ def _tls(
             FAMILY,
             broker.url,
             name,
-            f"TLS handshake did not complete: {exc}",
+            f"TLS handshake did not complete: {_os_reason(exc, timeout)}",
             "check that this port speaks TLS (mqtts://) and not plain MQTT",
         )
     try:
@@ -275,7 +275,10 @@ def _login(
         client.connect(broker.host, broker.port, keepalive=max(5, int(timeout) + 5), **extra)
     except (OSError, ValueError) as exc:
         client._reset_sockets()
-        return fail(FAMILY, broker.url, name, f"cannot connect {who}: {exc}", "see the steps above")
+        reason = _os_reason(exc, timeout) if isinstance(exc, OSError) else str(exc)
+        return fail(
+            FAMILY, broker.url, name, f"cannot connect {who}: {reason}", "see the steps above"
+        )
     try:
         deadline = time.monotonic() + timeout
         lost = False
@@ -392,3 +395,10 @@ def _loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return host == "localhost"
+
+
+def _os_reason(exc: OSError, timeout: float) -> str:
+    """An OSError in words ("Connection reset by peer"), not Python's "[Errno 104] ..."."""
+    if isinstance(exc, TimeoutError):
+        return f"no answer within {timeout:g}s"
+    return exc.strerror or str(exc)

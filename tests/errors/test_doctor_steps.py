@@ -3,8 +3,12 @@ service once", and a next step a technician can type, naming the config file."""
 
 from __future__ import annotations
 
+import contextlib
 import json
-from collections.abc import Callable
+import socket
+import struct
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -64,3 +68,42 @@ def test_doctor_step_for_a_state_dir_that_is_a_file_names_the_config(
     code, check = state_dir_check(config, capsys, monkeypatch)
     assert code == 6 and check["verdict"] == "fail", check
     assert f"agent.state_dir in {config}" in check["next_step"], check
+
+
+@pytest.fixture
+def resetting_port() -> Iterator[int]:
+    """A port that accepts a connection, reads what comes and resets it (RST, not FIN)."""
+    server = socket.create_server(("127.0.0.1", 0))
+    server.settimeout(10)
+
+    def serve() -> None:
+        with contextlib.suppress(OSError):
+            conn, _ = server.accept()
+            conn.settimeout(5)
+            with contextlib.suppress(OSError):
+                conn.recv(4096)
+            conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            conn.close()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield server.getsockname()[1]
+    finally:
+        server.close()
+        thread.join(timeout=10)
+
+
+def test_doctor_tls_step_reports_a_reset_in_words_not_an_errno(
+    make_config: Callable[..., Path],
+    resetting_port: int,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    config = make_config(mqtt={"url": f"mqtts://127.0.0.1:{resetting_port}"})
+    args = ["doctor", "--only", "broker", "--json", "--timeout", "3", "--config", str(config)]
+    code, out, _err = run_main(args, capsys, monkeypatch)
+    checks = {c["check"]: c for c in json.loads(out)["checks"]}
+    tls = checks["TLS handshake"]
+    assert code == 6 and tls["verdict"] == "fail", tls
+    assert "Errno" not in tls["detail"] and "reset" in tls["detail"], tls
