@@ -23,6 +23,7 @@ from agent.doctor.terminal_checks import DriverFactory, device_jobs
 from buffer.outbox import Outbox
 from config import Settings
 from config.errors import PunchgateError, UsageError
+from config.loader import resolve_path
 
 FAMILIES = ("config", "outbox", "broker", "devices", "systemd")
 
@@ -74,7 +75,8 @@ def run_doctor(
     if unknown_devices:
         known = ", ".join(d.id for d in settings.devices) or "none configured"
         raise UsageError(
-            f"--device {', '.join(unknown_devices)}: not in the config; configured devices: {known}"
+            f"--device {', '.join(unknown_devices)}: not in {resolve_path(config)}; "
+            f"configured devices: {known}"
         )
     if "config" in selected:
         results += check_config_files(settings, config)

@@ -107,3 +107,15 @@ def test_doctor_tls_step_reports_a_reset_in_words_not_an_errno(
     tls = checks["TLS handshake"]
     assert code == 6 and tls["verdict"] == "fail", tls
     assert "Errno" not in tls["detail"] and "reset" in tls["detail"], tls
+
+
+def test_doctor_device_not_in_the_config_names_the_config_file_read(
+    make_config: Callable[..., Path],
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    config = make_config(devices=[{"id": "lobby-1", "kind": "zk", "host": "127.0.0.1"}])
+    args = ["doctor", "--device", "lobby-2", "--config", str(config)]
+    code, _out, err = run_main(args, capsys, monkeypatch)
+    assert code == 2
+    assert err.strip() == f"error: --device lobby-2: not in {config}; configured devices: lobby-1"
