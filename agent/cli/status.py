@@ -8,7 +8,9 @@ import typer
 
 from agent.cli.common import ConfigOption, JsonOption, load, print_json, print_table
 from agent.cli.outbox_access import explained_permissions
+from agent.daemon.device_state import format_duration
 from agent.daemon.status_file import read_status, status_path
+from agent.doctor.terminal_checks import FILL_FAIL
 from buffer.outbox import Outbox
 from config.errors import UsageError
 from config.settings import Settings
@@ -34,7 +36,7 @@ def status(config: ConfigOption = None, as_json: JsonOption = False) -> None:
         if as_json:
             print_json({"source": "daemon", **live})
         else:
-            _print_live(live)
+            _print_live(live, settings)
         return
     reason = _why_not_running(settings, live)
     view = _outbox_view(settings)
@@ -71,12 +73,10 @@ def _outbox_view(settings: Settings) -> dict[str, Any]:
 def _age(seconds: float | None) -> str:
     if seconds is None:
         return "-"
-    from agent.daemon.device_state import format_duration
-
     return format_duration(seconds)
 
 
-def _print_live(live: dict[str, Any]) -> None:
+def _print_live(live: dict[str, Any], settings: Settings) -> None:
     health = "healthy" if live.get("healthy") else "UNHEALTHY: " + ", ".join(live["unhealthy"])
     typer.echo(
         f"punchgate is running (pid {live['pid']}, boot {live.get('boot')}, since "
@@ -109,7 +109,7 @@ def _print_live(live: dict[str, Any]) -> None:
                 d.get("last_seen") or "never",
                 "-" if d.get("drift_s") is None else f"{d['drift_s']:+.0f}s",
                 _records(d),
-                d.get("last_error") or "",
+                d.get("last_error") or _concern(d, settings),
             ]
             for d in devices
         ]
@@ -119,6 +119,28 @@ def _print_live(live: dict[str, Any]) -> None:
         typer.echo("\nrecent errors:")
         for entry in errors[-10:]:
             typer.echo(f"  {entry['time']}  {entry['source']}: {entry['error']}")
+
+
+def _concern(device: dict[str, Any], settings: Settings) -> str:
+    """Why a terminal that answers still needs a person, from the figures the status holds.
+
+    Its row said only "+94608000s" for a clock three years off and "990/1000" for a log about
+    to stop recording, with an empty ERROR column: nothing named it as the bad one.
+    """
+    notes = []
+    drift = device.get("drift_s")
+    max_drift = getattr(settings.device(device["device_id"]), "max_drift", None)
+    if isinstance(drift, int | float) and isinstance(max_drift, int | float):
+        if abs(drift) > max_drift:
+            notes.append(
+                f"clock {format_duration(abs(drift))} {'ahead' if drift > 0 else 'behind'} "
+                f"(more than max_drift {max_drift:g}s): punch times are wrong"
+            )
+    records, capacity = device.get("records"), device.get("record_capacity")
+    if isinstance(records, int) and isinstance(capacity, int) and capacity > 0:
+        if records >= FILL_FAIL * capacity:
+            notes.append(f"log {records / capacity:.0%} full: the terminal stops recording soon")
+    return "; ".join(notes) + "; see punchgate doctor" if notes else ""
 
 
 def _records(device: dict[str, Any]) -> str:

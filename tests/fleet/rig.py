@@ -17,10 +17,10 @@ from tests.daemon.harness import RunningSupervisor, running, write_config, zk_de
 class Site:
     """``count`` terminals ``t00``.. each with one user ``<index+1>001`` and its own serial."""
 
-    def __init__(self, stack: ExitStack, count: int) -> None:
+    def __init__(self, stack: ExitStack, count: int, record_capacity: int = 100_000) -> None:
         self.sims: dict[str, ZkSimulator] = {}
         for index in range(count):
-            sim = ZkSimulator(serial=f"FLEET{index:03d}").start()
+            sim = ZkSimulator(serial=f"FLEET{index:03d}", record_capacity=record_capacity).start()
             stack.callback(sim.stop)
             sim.add_user(self.user(index))
             self.sims[f"t{index:02d}"] = sim
@@ -42,10 +42,11 @@ def site(
     device: dict[str, Any] | None = None,
     agent: dict[str, Any] | None = None,
     worker_options: dict[str, Any] | None = None,
+    record_capacity: int = 100_000,
 ) -> Iterator[tuple[Site, RunningSupervisor, Path]]:
     """Start ``count`` terminals and a supervisor polling them all through the real wiring."""
     with ExitStack() as stack:
-        terminals = Site(stack, count)
+        terminals = Site(stack, count, record_capacity)
         config = write_config(
             tmp_path / "punchgate.toml",
             tmp_path / "state",
