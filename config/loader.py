@@ -69,12 +69,19 @@ _TYPE_HINTS = {
 
 def _shown(value: object) -> str:
     """The value as written in the file, cut short (a pasted certificate is not a setting)."""
+    if value == "***":
+        return value  # a secret, masked as `config show` masks it
     text = repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
 
 
+_SECRET_KEYS = {"password", "comm_key"}  # their values are never echoed, even when wrong
+
+
 def _problem_text(error: Mapping[str, Any], location: str = "") -> str:
     message = str(error["msg"])
+    if location.rpartition(".")[2] in _SECRET_KEYS:
+        error = {**error, "input": "***"}
     if error["type"] == "extra_forbidden":
         return "unknown key (check the spelling; see config/punchgate.example.toml)"
     if error["type"] == "missing":

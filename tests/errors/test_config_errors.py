@@ -111,3 +111,27 @@ def test_config_path_naming_a_directory_says_to_pass_the_file(
         f"error: {tmp_path}: is a directory; pass the config file itself "
         f"(--config {tmp_path / 'punchgate.toml'})"
     )
+
+
+@pytest.mark.parametrize(
+    ("extra", "key"),
+    [
+        ('[mqtt]\nusername = "u"\npassword = 73519', "mqtt.password"),
+        ('[mqtt]\nusername = "u"\npassword = ["73519"]', "mqtt.password"),
+        (ZK + 'comm_key = "73519x"', "devices[0].comm_key"),
+        (ZK + "comm_key = 7351900000", "devices[0].comm_key"),
+    ],
+)
+def test_a_wrong_secret_is_named_by_its_key_and_never_echoed(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    extra: str,
+    key: str,
+) -> None:
+    path = config_file(tmp_path, extra)
+    for args in (["config", "check"], ["status", "--json"], ["doctor", "--json"]):
+        code, out, err = run_main([*args, "--config", str(path)], capsys, monkeypatch)
+        assert code in (2, 6), err
+        assert f"{key}: must be" in out + err
+        assert "73519" not in out + err
