@@ -13,6 +13,7 @@ import structlog
 from pydantic import SecretStr, ValidationError
 
 from config.errors import ConfigError
+from config.lines import line_of
 from config.secrets import private_step, read_secret_file
 from config.settings import Settings
 from config.values import ID_PATTERN, ID_RULE
@@ -39,20 +40,26 @@ def resolve_path(path: Path | None, env: Mapping[str, str] | None = None) -> Pat
     return DEFAULT_CONFIG_PATH
 
 
-def format_location(loc: tuple[int | str, ...]) -> str:
-    """``('devices', 0, 'zk', 'port')`` -> ``devices[0].port`` (union tags dropped)."""
-    out = ""
+def _keys(loc: tuple[int | str, ...]) -> tuple[int | str, ...]:
+    """The keys and indexes of a pydantic location as the file has them (union tags dropped)."""
+    keys: list[int | str] = []
     previous: int | str | None = None
     for part in loc:
         if isinstance(part, int):
-            out += f"[{part}]"
+            keys.append(part)
         elif isinstance(previous, int) and part in _DEVICE_KINDS:
             pass  # the discriminated union's tag, not a key in the file
-        elif part.startswith(("function-", "union[")):
-            pass
-        else:
-            out += ("." if out else "") + part
+        elif not part.startswith(("function-", "union[")):
+            keys.append(part)
         previous = part
+    return tuple(keys)
+
+
+def format_location(loc: tuple[int | str, ...]) -> str:
+    """``('devices', 0, 'zk', 'port')`` -> ``devices[0].port`` (union tags dropped)."""
+    out = ""
+    for part in _keys(loc):
+        out += f"[{part}]" if isinstance(part, int) else ("." if out else "") + part
     return out or "(top level)"
 
 
@@ -110,16 +117,20 @@ def _problem_text(error: Mapping[str, Any], location: str = "") -> str:
     return message
 
 
-def parse_settings(data: Mapping[str, Any], source: str) -> Settings:
-    """Validate a parsed TOML document; raise ``ConfigError`` listing every problem."""
+def parse_settings(data: Mapping[str, Any], source: str, text: str | None = None) -> Settings:
+    """Validate a parsed TOML document; raise ``ConfigError`` listing every problem.
+
+    With the file's ``text``, each problem ends with the line it is on, where that is clear.
+    """
     try:
         return Settings.model_validate(data)
     except ValidationError as exc:
-        problems = [
-            f"{source}: {where}: {_problem_text(err, where)}"
-            for err in exc.errors(include_url=False)
-            for where in [format_location(tuple(err["loc"]))]
-        ]
+        problems = []
+        for err in exc.errors(include_url=False):
+            where = format_location(tuple(err["loc"]))
+            line = line_of(text, _keys(tuple(err["loc"]))) if text is not None else None
+            at = f" (line {line})" if line is not None else ""
+            problems.append(f"{source}: {where}: {_problem_text(err, where)}{at}")
         raise ConfigError(
             f"{source}: {len(problems)} problem(s) in the configuration", problems
         ) from None
@@ -190,7 +201,8 @@ def load_settings(path: Path | None = None, env: Mapping[str, str] | None = None
             )
         raise ConfigError(msg, [msg]) from None
     try:
-        data = tomllib.loads(raw.decode("utf-8-sig"))  # Windows Notepad writes a BOM
+        text = raw.decode("utf-8-sig")  # Windows Notepad writes a BOM
+        data = tomllib.loads(text)
     except UnicodeDecodeError as exc:
         # utf-8-sig counts from after a BOM: the offset in the file is 3 bytes further.
         start = exc.start + (3 if raw.startswith(b"\xef\xbb\xbf") else 0)
@@ -204,7 +216,7 @@ def load_settings(path: Path | None = None, env: Mapping[str, str] | None = None
     except tomllib.TOMLDecodeError as exc:
         msg = f"{source}: TOML syntax error: {exc}{_syntax_hint(raw, str(exc))}"
         raise ConfigError(msg, [msg]) from None
-    settings = parse_settings(data, source)
+    settings = parse_settings(data, source, text)
     if settings.agent.shutdown_timeout > SYSTEMD_SHUTDOWN_LIMIT:
         log.warning(
             "agent.shutdown_timeout is longer than the systemd unit allows",

@@ -87,7 +87,7 @@ def test_timezone_written_as_an_offset_is_one_line_from_the_installed_command(
     assert result.returncode == 2, result.stderr
     assert result.stderr.strip().splitlines() == [
         f"{path}: agent.timezone: 1 is not an IANA timezone name: write one in quotes, "
-        "e.g. 'Europe/Berlin' (an offset such as +1 is not a zone)"
+        "e.g. 'Europe/Berlin' (an offset such as +1 is not a zone) (line 4)"
     ]
 
 
@@ -135,3 +135,25 @@ def test_a_wrong_secret_is_named_by_its_key_and_never_echoed(
         assert code in (2, 6), err
         assert f"{key}: must be" in out + err
         assert "73519" not in out + err
+
+
+def test_each_config_problem_names_the_line_an_editor_jumps_to(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = config_file(
+        tmp_path,
+        "# the gate terminals\n"
+        '[[devices]]\nid = "hall"\nkind = "zk"\nhost = "10.0.0.20"\n\n'
+        '[[devices]]  # dock\nid = "dock"\nkind = "zk"\nhost = "10.0.0.21"\n'
+        "'port' = 0\ncolour = \"red\"\n\n"
+        '[[devices]]\nkind = "zk"\n',
+    )
+    code, _out, err = run_main(["config", "check", "--config", str(path)], capsys, monkeypatch)
+    assert code == 2
+    assert err.strip().splitlines() == [
+        f"{path}: devices[1].port: must be greater than or equal to 1 (got 0) (line 14)",
+        f"{path}: devices[1].colour: unknown key (check the spelling; see "
+        "config/punchgate.example.toml) (line 15)",
+        f"{path}: devices[2].id: required key is missing (line 17)",
+        f"{path}: devices[2].host: required key is missing (line 17)",
+    ]
