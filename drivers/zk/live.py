@@ -33,6 +33,9 @@ class LiveState:
     def __init__(self, first: float, cap: float) -> None:
         self.backoff = Backoff(first, cap)
         self.lost_at: float | None = None
+        # When the session last proved alive (a packet, a registration, a keepalive answer):
+        # silence is measured across slices, which are often shorter than the keepalive.
+        self.heard_at = 0.0
 
 
 def capture(driver: ZkDriver, stop_after: float) -> Iterator[Punch]:
@@ -54,6 +57,7 @@ def capture(driver: ZkDriver, stop_after: float) -> Iterator[Punch]:
             if not driver.events_registered:
                 driver.ensure_open()
                 driver.register_events(True)
+                state.heard_at = time.monotonic()
                 state.backoff.reset()
                 if state.lost_at is not None:
                     log.info(
@@ -66,12 +70,14 @@ def capture(driver: ZkDriver, stop_after: float) -> Iterator[Punch]:
                     # Events arriving meanwhile are queued by the connection, not lost.
                     yield from driver.backfill()
             backfill = True
-            wait_until = min(deadline, time.monotonic() + keepalive)
+            wait_until = min(deadline, state.heard_at + keepalive)
             packet = driver.conn.next_packet(wait_until)
             if packet is None:
-                if time.monotonic() < deadline:
+                if time.monotonic() >= state.heard_at + keepalive:
                     driver.keepalive()
+                    state.heard_at = time.monotonic()
                 continue
+            state.heard_at = time.monotonic()
             if packet.command == p.CMD_REG_EVENT:
                 yield from driver.event_punches(packet)
         except (DeviceUnavailable, ProtocolError) as exc:

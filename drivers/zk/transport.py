@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import structlog
 
-from config.errors import DeviceAuthError, DeviceUnavailable, ProtocolError
+from config.errors import DeviceAuthError, DeviceError, DeviceUnavailable, ProtocolError
 from drivers.zk import protocol as p
 from drivers.zk.extra_codec import build_packet, packet_ok, parse_packet
 
@@ -206,8 +206,8 @@ class ZkConnection:
             try:
                 self._send(p.CMD_EXIT, b"", self._next_reply())
                 self._wait(self._reply, time.monotonic() + min(self.timeout, 1.0), p.CMD_EXIT)
-            except (OSError, EOFError, TimeoutError, ProtocolError):
-                pass
+            except (OSError, EOFError, TimeoutError, DeviceError):
+                pass  # unanswered (a silent terminal: DeviceUnavailable) ends it all the same
         self.connected = False
         self._link.close()
 
