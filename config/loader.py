@@ -16,6 +16,7 @@ from config.errors import ConfigError
 from config.lines import line_of
 from config.secrets import private_step, read_secret_file
 from config.settings import Settings
+from config.syntax import line_hint
 from config.values import ID_PATTERN, ID_RULE
 
 DEFAULT_CONFIG_PATH = Path("/etc/punchgate/punchgate.toml")
@@ -167,7 +168,7 @@ def _syntax_hint(raw: bytes, error: str) -> str:
             "a mail): retype them as plain \" or '"
         )
     if "\\" not in line or '"' not in line:
-        return ""
+        return line_hint(line, error)
     return (
         '; a backslash in "double quotes" starts a TOML escape: write regular expressions '
         "and Windows paths in 'single quotes', as config/punchgate.example.toml does"

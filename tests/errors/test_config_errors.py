@@ -157,3 +157,31 @@ def test_each_config_problem_names_the_line_an_editor_jumps_to(
         f"{path}: devices[2].id: required key is missing (line 17)",
         f"{path}: devices[2].host: required key is missing (line 17)",
     ]
+
+
+SYNTAX = [
+    ("host = 10.0.0.20", ["line 7", "in quotes", 'host = "10.0.0.20"']),
+    ("host = 10.0.0.20  # the gate", ["in quotes", 'host = "10.0.0.20"']),
+    ("host = lobby-gate", ["in quotes", 'host = "lobby-gate"']),
+    ("timeout = 10s", ["in quotes", 'timeout = "10s"']),
+    ("enabled = True", ["enabled = true or enabled = false", "lowercase"]),
+    ('host = "10.0.0.20', ["not closed", "same quote"]),
+    ('id = "b"', ["line 7", "more than once", "keep one"]),
+    ('host "10.0.0.20"', ["key = value"]),
+]
+
+
+@pytest.mark.parametrize(("line", "phrases"), SYNTAX, ids=[s[0] for s in SYNTAX])
+def test_toml_syntax_error_on_a_device_line_says_how_to_write_it(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    line: str,
+    phrases: list[str],
+) -> None:
+    path = config_file(tmp_path, f'[[devices]]\nid = "a"\nkind = "zk"\n{line}\n')
+    code, _out, err = run_main(["config", "check", "--config", str(path)], capsys, monkeypatch)
+    assert code == 2
+    assert err.startswith(f"{path}: TOML syntax error: "), err
+    for phrase in phrases:
+        assert phrase in err, err
