@@ -11,6 +11,7 @@ import structlog
 
 from agent.daemon.device_state import DeviceConfig, DeviceSnapshot
 from agent.daemon.device_worker import DeviceWorker, PunchSink
+from agent.daemon.serial_claims import SerialClaims
 from config.settings import Settings
 from drivers.base import Driver
 
@@ -38,6 +39,7 @@ class DevicePool:
         self._on_change = on_change
         self._options = dict(worker_options or {})
         self._workers: dict[str, DeviceWorker] = {}
+        self._claims = SerialClaims()  # one terminal, one device id
 
     def __contains__(self, device_id: str) -> bool:
         return device_id in self._workers
@@ -67,6 +69,7 @@ class DevicePool:
                 self._sink,
                 settings.device_timezone(device),
                 on_change=self._relay(device_id, holder),
+                claims=self._claims,
                 **self._options,
             )
             holder.append(worker)

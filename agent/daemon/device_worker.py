@@ -31,7 +31,8 @@ from agent.daemon.device_state import (
     is_live,
     now_iso,
 )
-from config.errors import DeviceError, DeviceUnavailable, PunchgateError
+from agent.daemon.serial_claims import SerialClaims
+from config.errors import DeviceError, DeviceIdentityError, DeviceUnavailable, PunchgateError
 from drivers.backoff import Backoff
 from drivers.base import DeviceInfo, Driver, Punch
 from drivers.timeutil import to_device_local
@@ -77,6 +78,7 @@ class DeviceWorker:
         backoff: Backoff | None = None,
         live_chunk: float = LIVE_CHUNK_S,
         slack: float = WORK_SLACK_S,
+        claims: SerialClaims | None = None,
     ) -> None:
         self.device = device
         self.device_id = device.id
@@ -84,6 +86,7 @@ class DeviceWorker:
         self._sink = sink
         self.tz = tz
         self._on_change = on_change
+        self._claims = claims
         self._live = is_live(device)
         self._live_chunk = max(0.05, min(live_chunk, device.poll_interval))
         self._backoff = backoff or Backoff(
@@ -172,6 +175,8 @@ class DeviceWorker:
                 self._cycle()
         finally:
             self._close_driver()
+            if self._claims is not None:
+                self._claims.release(self.device_id)
             self._fail_pending_jobs()
             self._set(state=DeviceState.STOPPED)
 
@@ -218,6 +223,14 @@ class DeviceWorker:
 
     def _poll(self, driver: Driver) -> None:
         info = driver.info()
+        owner = None if self._claims is None else self._claims.claim(self.device_id, info.serial)
+        if owner is not None:
+            raise DeviceIdentityError(
+                f"{self.device_id}: the terminal at its address reports serial {info.serial}, "
+                f"which device {owner} reads: two config entries point at one terminal (or two "
+                f"terminals report one serial); its punches are stored under {owner} only; "
+                f"correct the host/port of {self.device_id} or of {owner}, then reload"
+            )
         self._observe(info)
         watermark = self._sink.watermark(self.device_id)
         punches, new_watermark = self._read_new(driver, watermark)

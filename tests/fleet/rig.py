@@ -34,6 +34,13 @@ class Site:
 
 
 @contextmanager
+def terminals(count: int, record_capacity: int = 100_000) -> Iterator[Site]:
+    """``count`` simulated terminals, stopped on exit."""
+    with ExitStack() as stack:
+        yield Site(stack, count, record_capacity)
+
+
+@contextmanager
 def site(
     tmp_path: Path,
     broker: LocalMosquitto,
@@ -45,17 +52,16 @@ def site(
     record_capacity: int = 100_000,
 ) -> Iterator[tuple[Site, RunningSupervisor, Path]]:
     """Start ``count`` terminals and a supervisor polling them all through the real wiring."""
-    with ExitStack() as stack:
-        terminals = Site(stack, count, record_capacity)
+    with terminals(count, record_capacity) as fleet:
         config = write_config(
             tmp_path / "punchgate.toml",
             tmp_path / "state",
             broker.url,
-            terminals.devices(**(device or {})),
+            fleet.devices(**(device or {})),
             agent=agent,
         )
         with running(config, build_driver, worker_options=worker_options or {}) as handle:
-            yield terminals, handle, config
+            yield fleet, handle, config
 
 
 def stall(
