@@ -94,6 +94,18 @@ def _check_outbox(settings: Settings, timeout: float) -> list[CheckResult]:
             ),
             *(skip(FAMILY, where, n, "not run: no outbox file") for n in names),
         ]
+    if path.is_dir():  # SQLite says only "unable to open database file", read as a bad disk
+        return [
+            fail(
+                FAMILY,
+                where,
+                "open",
+                f"{path} is a directory, not the outbox file",
+                f"look inside, then move it aside (mv {path} {path}.moved); the service "
+                "creates a new outbox at its next start",
+            ),
+            *(skip(FAMILY, where, n, "not run: cannot open the outbox") for n in names),
+        ]
     try:
         outbox = Outbox.open(
             path,

@@ -17,12 +17,23 @@ import pytest
 from tests.cli.test_field_json_errors import run_main
 
 
+def doctor_checks(
+    config: Path,
+    family: str,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    *extra: str,
+) -> tuple[int, dict[str, dict[str, Any]]]:
+    """``punchgate doctor --only FAMILY --json``: (exit code, checks by name)."""
+    args = ["doctor", "--only", family, "--json", *extra, "--config", str(config)]
+    code, out, _err = run_main(args, capsys, monkeypatch)
+    return code, {c["check"]: c for c in json.loads(out)["checks"]}
+
+
 def state_dir_check(
     config: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> tuple[int, dict[str, Any]]:
-    args = ["doctor", "--only", "config", "--json", "--config", str(config)]
-    code, out, _err = run_main(args, capsys, monkeypatch)
-    checks = {c["check"]: c for c in json.loads(out)["checks"]}
+    code, checks = doctor_checks(config, "config", capsys, monkeypatch)
     return code, checks["state directory"]
 
 
@@ -101,9 +112,7 @@ def test_doctor_tls_step_reports_a_reset_in_words_not_an_errno(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     config = make_config(mqtt={"url": f"mqtts://127.0.0.1:{resetting_port}"})
-    args = ["doctor", "--only", "broker", "--json", "--timeout", "3", "--config", str(config)]
-    code, out, _err = run_main(args, capsys, monkeypatch)
-    checks = {c["check"]: c for c in json.loads(out)["checks"]}
+    code, checks = doctor_checks(config, "broker", capsys, monkeypatch, "--timeout", "3")
     tls = checks["TLS handshake"]
     assert code == 6 and tls["verdict"] == "fail", tls
     assert "Errno" not in tls["detail"] and "reset" in tls["detail"], tls
@@ -119,3 +128,20 @@ def test_doctor_device_not_in_the_config_names_the_config_file_read(
     code, _out, err = run_main(args, capsys, monkeypatch)
     assert code == 2
     assert err.strip() == f"error: --device lobby-2: not in {config}; configured devices: lobby-1"
+
+
+def test_doctor_names_an_outbox_path_that_is_a_directory_and_says_to_move_it(
+    tmp_path: Path,
+    make_config: Callable[..., Path],
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    state = tmp_path / "state"
+    (state / "outbox.db").mkdir(parents=True)
+    config = make_config(state_dir=state)
+    code, checks = doctor_checks(config, "outbox", capsys, monkeypatch)
+    check = checks["open"]
+    assert code == 6 and check["verdict"] == "fail", check
+    assert f"{state / 'outbox.db'} is a directory" in check["detail"], check
+    assert "SD card" not in check["detail"] and "service user" not in check["next_step"], check
+    assert f"mv {state / 'outbox.db'}" in check["next_step"], check
