@@ -7,8 +7,10 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -19,6 +21,7 @@ from tests.daemon.harness import write_config, zk_device
 from tests.daemon.process import AgentProcess
 
 GATEWAY = "gw-day"
+ZONE = ZoneInfo("Europe/Berlin")
 
 
 @dataclass
@@ -65,6 +68,7 @@ def make_site(
     terminals: dict[str, ZkSimulator] = {}
     for n in range(devices):
         sim = ZkSimulator(serial=f"{gateway.upper()}{n}").start()
+        sim.set_clock(datetime.now(ZONE).replace(tzinfo=None))  # the site's wall clock
         for user in range(1, 6):
             sim.add_user(f"{n + 1}00{user}", f"Person {user}")
         terminals[f"term-{n + 1}"] = sim
@@ -77,7 +81,7 @@ def make_site(
             zk_device(device_id, sim.port, live=True, poll_interval=1, timeout=2)
             for device_id, sim in terminals.items()
         ],
-        agent={"gateway_id": gateway},
+        agent={"gateway_id": gateway, "timezone": ZONE.key},
         mqtt=mqtt,
     )
     return Site(tmp, gateway, config, terminals, AgentProcess(config, tmp))
