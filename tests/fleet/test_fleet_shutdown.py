@@ -1,4 +1,4 @@
-"""Shutdown and reload of a site with several hung terminals: the bound holds for the whole site."""
+"""Shutdown of a site with several hung terminals: the bound holds for the whole site."""
 
 from __future__ import annotations
 
