@@ -208,30 +208,49 @@ def disk_looks_full(path: Path, copy_of: Path | None = None) -> bool:
     return biggest + 65536 >= limit
 
 
-def file_identity(path: Path) -> tuple[int, int] | None:
-    """(device, inode) of the file at ``path``, None when nothing is there."""
-    try:
-        st = os.stat(path)
-    except OSError:
-        return None
-    return st.st_dev, st.st_ino
+Identity = tuple[tuple[int, int] | None, ...]
 
 
-def require_same_file(path: Path, opened: tuple[int, int] | None) -> None:
-    """Raise ``OutboxError`` unless ``path`` is still the file the connection opened.
+def file_identity(path: Path) -> Identity:
+    """(device, inode) of the database at ``path`` and of its WAL and index (None: absent)."""
+    found: list[tuple[int, int] | None] = []
+    for file in (path, wal_path(path), shm_path(path)):
+        try:
+            st = os.stat(file)
+        except OSError:
+            found.append(None)
+        else:
+            found.append((st.st_dev, st.st_ino))
+    return tuple(found)
+
+
+def require_same_file(path: Path, opened: Identity) -> None:
+    """Raise ``OutboxError`` unless ``path`` and its WAL and index are the files opened.
 
     A connection keeps writing to a database file deleted or renamed under it (a technician
     "cleaning up" the state directory): every commit succeeds, the terminal's log is cleared,
-    and the punches vanish with the unlinked file at the next start.
+    and the punches vanish with the unlinked file at the next start. A deleted WAL takes the
+    commits not yet checkpointed with it at a power cut; a deleted index lets the next
+    process build a second one, and two writers with two indexes corrupt the database.
     """
-    if opened is not None and file_identity(path) == opened:
-        return
-    raise OutboxError(
-        f"{path} was deleted or replaced while punchgate had it open (was the state directory "
-        "cleaned up?): punches are no longer stored, so terminals keep theirs, and those "
-        "already stored are still delivered. Restart punchgate (systemctl restart punchgate): "
-        "it opens the outbox at that path again and re-reads the terminals."
-    )
+    now = file_identity(path)
+    if opened[0] is None or now[0] != opened[0]:
+        raise OutboxError(
+            f"{path} was deleted or replaced while punchgate had it open (was the state "
+            "directory cleaned up?): punches are no longer stored, so terminals keep "
+            "theirs, and those already stored are still delivered. Restart punchgate "
+            "(systemctl restart punchgate): it opens the outbox at that path again and "
+            "re-reads the terminals."
+        )
+    sidecars = (wal_path(path), shm_path(path))
+    for file, before, after in zip(sidecars, opened[1:], now[1:], strict=True):
+        if before is not None and after != before:  # absent at open: created later by SQLite
+            raise OutboxError(
+                f"{file} was deleted or replaced while punchgate had the outbox open (it is part "
+                f"of {path}, not a log): punches are no longer stored, so terminals keep theirs, "
+                "and those already stored are still delivered. Restart punchgate (systemctl "
+                f"restart punchgate): its clean stop writes everything into {path}."
+            )
 
 
 def wal_path(path: Path) -> Path:

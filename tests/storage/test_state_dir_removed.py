@@ -69,3 +69,26 @@ def test_the_status_figures_name_the_deleted_outbox_once_the_directory_is_back(
     # Not "check that the directory exists and the punchgate user owns it": it does.
     assert "deleted or replaced" in str(info.value) and "Restart" in str(info.value)
     assert not path.exists()  # and reading the figures created no empty outbox there
+
+
+@pytest.mark.parametrize("suffix", ["-wal", "-shm"])
+def test_storing_is_refused_once_the_wal_or_its_index_was_deleted_and_a_restart_keeps_all(
+    tmp_path: Path, suffix: str
+) -> None:
+    """``rm *-wal`` "to free space": commits went to the unlinked WAL (lost at a power cut), or
+    the CLI built a second index beside the daemon's (two writers, two indexes: corruption)."""
+    path = tmp_path / "state" / "outbox.db"
+    with Outbox.open(path, GATEWAY, disk_reserve_bytes=0) as box:
+        kept = box.add_punches(punches(0, 10), watermark={"next": 10}).ids
+        Path(str(path) + suffix).unlink()
+        with pytest.raises(OutboxError) as info:
+            box.add_punches(punches(10, 10), watermark={"next": 20})
+        message = str(info.value)
+        assert f"{path}{suffix}" in message and "deleted or replaced" in message
+        assert "Restart punchgate" in message
+        assert box.next_batch(100)  # what is stored is still delivered meanwhile
+    with Outbox.open(path, GATEWAY, disk_reserve_bytes=0) as box:  # the restart
+        assert box.recovery is None
+        assert {r.id for r in box.list()} == set(kept)
+        assert box.watermark("lobby-1") == {"next": 10}
+        assert box.add_punches(punches(10, 10), watermark={"next": 20}).inserted == 10
