@@ -263,6 +263,21 @@ def shm_path(path: Path) -> Path:
     return path.with_name(path.name + "-shm")
 
 
+def make_state_dir(directory: Path) -> None:
+    """Create the outbox's directory if needed; an ``OutboxError`` when a file is in the way.
+
+    ``PermissionError`` passes through: the CLI turns it into "run as the service user".
+    """
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError) as exc:
+        raise OutboxError(
+            f"{directory} is not a directory ({exc.strerror}: a file is in the way, left by a "
+            f"clean-up?): move that file away, then start again (the directory is created), "
+            "or set agent.state_dir to a directory"
+        ) from exc
+
+
 def fsync_dir(directory: Path) -> None:
     """Make a rename or a new file in ``directory`` durable."""
     fd = os.open(directory, os.O_RDONLY)

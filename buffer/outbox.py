@@ -42,6 +42,7 @@ from buffer.corrections import insert_rows, manual_rows, void_row
 from buffer.database import (
     file_identity,
     free_bytes,
+    make_state_dir,
     require_same_file,
     translate,
     write_transaction,
@@ -114,7 +115,7 @@ class Outbox(DeliveryMethods):
         ``backup_dir`` defaults to ``<dir of path>/backups``, where recovery looks for backups.
         """
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
+        make_state_dir(path.parent)
         backups = backup_dir if backup_dir is not None else path.parent / "backups"
         lock = OutboxLock(path).shared()
         try:
