@@ -178,6 +178,7 @@ def _syntax_hint(raw: bytes, error: str) -> str:
 def load_settings(path: Path | None = None, env: Mapping[str, str] | None = None) -> Settings:
     """Load and validate the config file; secrets come from files or the environment."""
     env = os.environ if env is None else env
+    from_env = path is None and bool(env.get(CONFIG_ENV))
     path = resolve_path(path, env)
     source = str(path)
     try:
@@ -186,6 +187,9 @@ def load_settings(path: Path | None = None, env: Mapping[str, str] | None = None
         msg = (
             f"{source}: no such file; create it from config/punchgate.example.toml or pass --config"
         )
+        if from_env:  # a forgotten export in a shell profile: say where the name came from
+            msg = f"{source}: no such file (named by ${CONFIG_ENV}); fix or unset ${CONFIG_ENV}"
+            msg += f", or pass --config {DEFAULT_CONFIG_PATH}"
         raise ConfigError(msg, [msg]) from None
     except IsADirectoryError:
         inside = path / "punchgate.toml"

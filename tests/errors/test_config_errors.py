@@ -185,3 +185,16 @@ def test_toml_syntax_error_on_a_device_line_says_how_to_write_it(
     assert err.startswith(f"{path}: TOML syntax error: "), err
     for phrase in phrases:
         assert phrase in err, err
+
+
+def test_missing_config_named_by_the_environment_says_so(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    gone = tmp_path / "old-test.toml"
+    monkeypatch.setenv("PUNCHGATE_CONFIG", str(gone))
+    code, _out, err = run_main(["status"], capsys, monkeypatch)
+    assert code == 2
+    assert err.splitlines()[0] == (
+        f"error: {gone}: no such file (named by $PUNCHGATE_CONFIG); fix or unset "
+        "$PUNCHGATE_CONFIG, or pass --config /etc/punchgate/punchgate.toml"
+    )
