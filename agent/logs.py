@@ -76,19 +76,30 @@ def _escaped(value: Any, keep_lines: bool = False) -> Any:
 
 
 class _StdStream:
-    """``sys.stdout``/``sys.stderr`` looked up at each write, so a swapped stream is followed."""
+    """``sys.stdout``/``sys.stderr`` looked up at each write, so a swapped stream is followed.
 
-    def __init__(self, name: str) -> None:
+    A line that cannot be written (the log's disk is full, its pipe is gone) is dropped: a
+    log call must never fail the caller, e.g. the outbox that has just stored punches.
+    """
+
+    def __init__(self, name: str, stream: TextIO | None = None) -> None:
         self._name = name
+        self._stream = stream  # a given stream instead of the sys attribute
 
     def _target(self) -> TextIO:
-        return getattr(sys, self._name)
+        return self._stream if self._stream is not None else getattr(sys, self._name)
 
     def write(self, text: str) -> int:
-        return self._target().write(text)
+        try:
+            return self._target().write(text)
+        except OSError:
+            return 0
 
     def flush(self) -> None:
-        self._target().flush()
+        try:
+            self._target().flush()
+        except OSError:
+            pass
 
     def isatty(self) -> bool:
         return self._target().isatty()
@@ -100,6 +111,8 @@ def configure(level: str = "info", stream: TextIO | None = None, json: bool | No
         stream = _StdStream("stdout")  # type: ignore[assignment]
     elif stream is sys.stderr:
         stream = _StdStream("stderr")  # type: ignore[assignment]
+    elif not isinstance(stream, _StdStream):
+        stream = _StdStream("given", stream)  # type: ignore[assignment]
     assert stream is not None
     if json is None:
         json = not (hasattr(stream, "isatty") and stream.isatty())
