@@ -14,7 +14,7 @@ from pathlib import Path
 
 import structlog
 
-from buffer.database import fsync_dir, shm_path, translate, wal_path
+from buffer.database import fsync_dir, make_state_dir, shm_path, translate, wal_path
 from buffer.integrity import sqlite_problems
 from buffer.lockfile import OutboxLock, adopt_directory_owner, held_exclusive
 from buffer.schema import SCHEMA_VERSION, too_new_message, user_version
@@ -293,7 +293,7 @@ def restore_file(src: Path, dest: Path, gateway_id: str | None = None) -> Path:
             f"backup {src} holds punches of gateway {', '.join(foreign)}, not {gateway_id}: "
             "restore a backup of this gateway (its backups are in the backup directory)"
         )
-    dest.parent.mkdir(parents=True, exist_ok=True)
+    make_state_dir(dest.parent)
     lock = OutboxLock(dest)
     try:
         lock.try_exclusive("restore the outbox")

@@ -40,3 +40,14 @@ def test_opening_the_outbox_under_a_file_raises_an_outbox_error(tmp_path: Path) 
         assert "not a directory" in str(exc) and str(tmp_path / "state") in str(exc)
     else:
         raise AssertionError("opened an outbox under a file")
+
+
+def test_a_restore_names_the_file_where_the_state_directory_should_be(tmp_path: Path) -> None:
+    config = write_config(tmp_path / "punchgate.toml", state_dir=tmp_path / "state")
+    with Outbox.open(tmp_path / "old" / "outbox.db", "gw-test") as box:
+        backup = box.backup(tmp_path / "outbox-backup.db")
+    (tmp_path / "state").write_text("x")
+    done = cli("outbox", "restore", str(backup), "--yes", "-c", str(config))
+    assert done.code == OutboxError.exit_code, done
+    assert "not a directory" in done.stderr and str(tmp_path / "state") in done.stderr
+    assert (tmp_path / "state").read_text() == "x"
