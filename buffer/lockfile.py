@@ -64,6 +64,12 @@ def lock_error(path: Path, exc: OSError, what: str = "the lock") -> str:
             f"{path}: the lock file is a symbolic link, which punchgate never creates: remove it "
             "and find out who made it (the state directory belongs to the service alone)"
         )
+    if exc.errno == errno.EROFS:
+        return (
+            f"{path}: cannot open {what}: the filesystem is read-only. After I/O errors the "
+            "kernel remounts the SD card read-only (see dmesg): the card may be failing. Copy "
+            "the newest backup off it and replace the card, then restore that backup"
+        )
     return (
         f"{path}: cannot open {what}: {exc.strerror}; check the state directory (its owner, "
         "free space, nothing else at that path) or run as the service user"

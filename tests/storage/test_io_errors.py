@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+import os
 import sqlite3
 from pathlib import Path
 from urllib.request import pathname2url
@@ -10,6 +12,7 @@ import pytest
 
 from buffer import Outbox
 from buffer.database import translate
+from buffer.lockfile import lock_error
 from config.errors import DiskFullError, OutboxError
 from tests.buffer.factory import punches
 
@@ -50,3 +53,13 @@ def test_an_io_error_says_the_card_may_be_failing_and_what_to_do(tmp_path: Path)
     message = str(translated)
     assert str(path) in message and "disk I/O error" in message
     assert "dmesg" in message and "SD card" in message and "backup" in message
+
+
+def test_a_lock_refused_by_a_read_only_filesystem_says_the_card_may_be_failing(
+    tmp_path: Path,
+) -> None:
+    # EROFS cannot be produced without mounting: the error the kernel gives after a remount.
+    refused = OSError(errno.EROFS, os.strerror(errno.EROFS))
+    message = lock_error(tmp_path / "outbox.db.lock", refused, "the outbox lock")
+    assert "read-only" in message.lower() and "dmesg" in message and "SD card" in message
+    assert "owner" not in message  # not the advice for a wrong user
