@@ -415,7 +415,12 @@ class PostgresStore:
     """Punches in PostgreSQL through psycopg 3 (the optional ``receiver-pg`` extra)."""
 
     def __init__(
-        self, url: str, *, lock_timeout: float = 10.0, answer_timeout: float = 30.0
+        self,
+        url: str,
+        *,
+        lock_timeout: float = 10.0,
+        answer_timeout: float = 30.0,
+        connect_timeout: int = 10,
     ) -> None:
         try:
             import psycopg  # optional dependency, only for postgresql:// URLs
@@ -431,10 +436,13 @@ class PostgresStore:
         # Seconds a statement may wait for the server's answer before its connection is cut:
         # a server that never answers otherwise held the receiver forever (pgdeadline.py).
         self._answer_timeout = answer_timeout
+        self._connect_timeout = connect_timeout  # seconds; libpq takes whole seconds, 2 or more
         self._lock = threading.Lock()
         self._closed = False
         try:
             self._conn = self._connect()
+        except psycopg.errors.ConnectionTimeout:
+            raise self._unanswered("cannot open the receiver database") from None
         except psycopg.Error as exc:
             raise self._error("cannot open the receiver database", exc) from self._cause(exc)
         deadline = Deadline(self._conn, answer_timeout)
@@ -467,8 +475,18 @@ class PostgresStore:
             "stored at the next try"
         )
 
+    def _unanswered(self, what: str) -> StoreError:
+        """The error for a server that did not complete the connection in time."""
+        return StoreError(
+            f"{what}: {redact_url(self._url)} did not complete the connection within "
+            f"{self._connect_timeout}s: check that the server is up and not overloaded, and the "
+            "host, port and firewall in between (a proxy may accept and never answer)"
+        )
+
     def _connect(self) -> Any:
-        conn = self._psycopg.connect(self._url, autocommit=False, connect_timeout=10)
+        conn = self._psycopg.connect(
+            self._url, autocommit=False, connect_timeout=self._connect_timeout
+        )
         with Deadline(conn, self._answer_timeout) as deadline:
             try:
                 conn.execute(f"SET lock_timeout = {self._lock_timeout_ms}")  # an int: no injection
@@ -489,6 +507,8 @@ class PostgresStore:
         if self._conn.closed:
             try:
                 self._conn = self._connect()
+            except self._psycopg.errors.ConnectionTimeout:
+                raise self._unanswered("cannot reconnect to PostgreSQL") from None
             except self._psycopg.Error as exc:
                 raise self._error("cannot reconnect to PostgreSQL", exc) from self._cause(exc)
             log.info("receiver_database_reconnected")

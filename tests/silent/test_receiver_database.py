@@ -24,6 +24,7 @@ from agent.mqtt.contract import encode_batch
 from agent.receiver.store import PostgresStore, StoreError
 from config.errors import PunchgateError
 from tests.receiver.conftest import publish
+from tests.silent.peers import SilentListener
 from tests.support.slowlink import SlowLink
 from tests.support.wait import wait_for
 
@@ -144,3 +145,17 @@ def test_sigterm_stops_the_receiver_in_time_while_its_postgresql_is_silent(
         if proc.poll() is None:
             proc.kill()
             proc.communicate(timeout=5)
+
+
+def test_opening_a_postgresql_that_accepts_and_never_answers_says_what_to_check() -> None:
+    """libpq's own words were all: "connection timeout expired"."""
+    with SilentListener() as silent:
+        url = f"postgresql://hr@127.0.0.1:{silent.port}/hr"
+        began = time.monotonic()
+        with pytest.raises(StoreError) as raised:
+            PostgresStore(url, connect_timeout=2)
+        assert time.monotonic() - began < 2 + 3
+    message = str(raised.value)
+    assert "did not complete the connection within 2s" in message, message
+    assert f"127.0.0.1:{silent.port}" in message, message
+    assert "check that the server is up" in message, message
