@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
@@ -21,6 +22,7 @@ from config.values import ID_PATTERN, ID_RULE
 
 DEFAULT_CONFIG_PATH = Path("/etc/punchgate/punchgate.toml")
 CONFIG_ENV = "PUNCHGATE_CONFIG"
+MAX_CONFIG_BYTES = 2**20  # a config is a few KiB; reading more only fills the memory
 PASSWORD_ENV = "PUNCHGATE_MQTT_PASSWORD"  # noqa: S105 - a variable name, not a secret
 _DEVICE_KINDS = {"zk", "serial"}
 # The unit (systemd/punchgate.service) kills a stop after TimeoutStopSec=30s, and a reload,
@@ -175,6 +177,15 @@ def _syntax_hint(raw: bytes, error: str) -> str:
     )
 
 
+def _read_bounded(path: Path) -> bytes:
+    """The file's bytes, no more than one past ``MAX_CONFIG_BYTES`` (/dev/zero, an outbox.db)."""
+    st = path.stat()
+    if stat.S_ISREG(st.st_mode) and st.st_size <= MAX_CONFIG_BYTES:
+        return path.read_bytes()
+    with path.open("rb") as stream:
+        return stream.read(MAX_CONFIG_BYTES + 1)
+
+
 def load_settings(path: Path | None = None, env: Mapping[str, str] | None = None) -> Settings:
     """Load and validate the config file; secrets come from files or the environment."""
     env = os.environ if env is None else env
@@ -182,7 +193,7 @@ def load_settings(path: Path | None = None, env: Mapping[str, str] | None = None
     path = resolve_path(path, env)
     source = str(path)
     try:
-        raw = path.read_bytes()
+        raw = _read_bounded(path)
     except FileNotFoundError:
         msg = (
             f"{source}: no such file; create it from config/punchgate.example.toml or pass --config"
@@ -205,6 +216,12 @@ def load_settings(path: Path | None = None, env: Mapping[str, str] | None = None
                 "as the service user (sudo -u punchgate punchgate ...)"
             )
         raise ConfigError(msg, [msg]) from None
+    if len(raw) > MAX_CONFIG_BYTES:
+        msg = (
+            f"{source}: larger than {MAX_CONFIG_BYTES // 2**20} MiB, far more than a punchgate "
+            f"config: check that --config names the config file (e.g. {DEFAULT_CONFIG_PATH})"
+        )
+        raise ConfigError(msg, [msg])
     try:
         text = raw.decode("utf-8-sig")  # Windows Notepad writes a BOM
         data = tomllib.loads(text)

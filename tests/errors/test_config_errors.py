@@ -198,3 +198,18 @@ def test_missing_config_named_by_the_environment_says_so(
         f"error: {gone}: no such file (named by $PUNCHGATE_CONFIG); fix or unset "
         "$PUNCHGATE_CONFIG, or pass --config /etc/punchgate/punchgate.toml"
     )
+
+
+@pytest.mark.parametrize("name", ["/dev/zero", "big"])
+def test_config_path_naming_an_endless_or_huge_file_is_refused_after_a_bounded_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], name: str
+) -> None:
+    path = Path(name) if name.startswith("/") else tmp_path / "outbox.db"
+    if not name.startswith("/"):
+        path.write_bytes(b"SQLite format 3\x00" + b"\x00" * (3 * 2**20))
+    code, _out, err = run_main(["config", "check", "--config", str(path)], capsys, monkeypatch)
+    assert code == 2
+    assert err.strip() == (
+        f"{path}: larger than 1 MiB, far more than a punchgate config: check that --config "
+        "names the config file (e.g. /etc/punchgate/punchgate.toml)"
+    )
