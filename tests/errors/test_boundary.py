@@ -18,20 +18,6 @@ from agent.cli import app, main
 from agent.cli.common import ConfigOption, JsonOption
 from tests.cli.test_field_json_errors import run_main
 
-ADD = ["punch", "add", "-e", "1042", "-d", "lobby", "--at", "2026-01-05 08:00", "-r", "sheet"]
-
-
-def state_dir_is_a_file(tmp_path: Path) -> Path:
-    """A config whose state_dir names a regular file."""
-    blocker = tmp_path / "state"
-    blocker.write_text("not a directory\n")
-    path = tmp_path / "punchgate.toml"
-    path.write_text(
-        f'[agent]\ngateway_id = "gw1"\nstate_dir = "{blocker}"\n'
-        '[[devices]]\nid = "lobby"\nkind = "zk"\nhost = "127.0.0.1"\nport = 1\ntimeout = 1\n'
-    )
-    return path
-
 
 @pytest.fixture
 def unforeseen() -> Iterator[str]:
