@@ -182,8 +182,12 @@ class DeviceWorker:
 
     def _cycle(self) -> None:
         try:
+            # A bound per step, renewed between them: a slow terminal answering each of a
+            # poll's dozen requests within its timeout took longer than 5 x timeout + slack
+            # in all, counted as hung, and systemd restarted the whole daemon for it.
             self._beat(self.device.timeout * 5)
             driver = self._connect()
+            self._beat(self.device.timeout * 5)
             self._run_jobs(driver)
             self._poll(driver)
             self._succeeded()
@@ -223,6 +227,7 @@ class DeviceWorker:
 
     def _poll(self, driver: Driver) -> None:
         info = driver.info()
+        self._beat(self.device.timeout * 5)
         owner = None if self._claims is None else self._claims.claim(self.device_id, info.serial)
         if owner is not None:
             raise DeviceIdentityError(
