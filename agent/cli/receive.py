@@ -15,7 +15,7 @@ from agent.cli.common import print_json, print_table, stop_on_signals
 from agent.mqtt.options import MqttOptions
 from agent.receiver import Receiver, open_store
 from agent.receiver.dburl import redact_url
-from agent.receiver.store import PunchStore
+from agent.receiver.store import PunchStore, StoreError
 from config.errors import ConfigError, UsageError
 from config.loader import PASSWORD_ENV
 from config.secrets import read_secret_file
@@ -198,7 +198,7 @@ def _run(
                     break
                 typer.echo(f"stats: {receiver.stats.as_dict()}")
                 _say_if_disconnected(receiver)
-                _report(store)
+                _report_unless_down(store)
         except KeyboardInterrupt:
             pass  # a second Ctrl-C, or no signal handlers (not the main thread)
         finally:
@@ -213,4 +213,17 @@ def _run(
             err=True,
         )
         return
-    _report(store)
+    _report_unless_down(store)
+
+
+def _report_unless_down(store: PunchStore) -> None:
+    """The report, or why not: a database outage must not end the receiver, whose store
+    thread holds the batches and tries again (the report raised it out of the command)."""
+    try:
+        _report(store)
+    except StoreError as exc:
+        typer.echo(
+            f"no report: {exc} (still receiving: batches are held unacknowledged until the "
+            "database takes them)",
+            err=True,
+        )

@@ -159,3 +159,34 @@ def test_opening_a_postgresql_that_accepts_and_never_answers_says_what_to_check(
     assert "did not complete the connection within 2s" in message, message
     assert f"127.0.0.1:{silent.port}" in message, message
     assert "check that the server is up" in message, message
+
+
+def test_the_receiver_outlives_a_database_outage_that_breaks_its_periodic_report(
+    broker: LocalMosquitto, relay: tuple[SlowLink, str]
+) -> None:
+    """The store thread holds batches through an outage and retries; the periodic report,
+    run on the main thread, raised the same outage's StoreError out of the command: the
+    receiver exited mid-outage, leaving every gateway's punches unreceived until restarted."""
+    link, url = relay
+    argv = [
+        sys.executable, "-m", "agent.cli", "receive", "--url", broker.url, "--db", url,
+        "--report-interval", "0.2",
+    ]  # fmt: skip
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        assert "receiving" in proc.stdout.readline()
+        lines = [proc.stdout.readline() for _ in range(3)]  # stats, a report on a sound database
+        assert any("no punches stored yet" in line for line in lines), lines
+        link.stop()  # the database goes away: connections reset, new ones refused
+        deadline = time.monotonic() + 3
+        while time.monotonic() < deadline and proc.poll() is None:
+            proc.stdout.readline()  # reports (or what it says instead) keep coming
+        assert proc.poll() is None, f"the receiver exited: {proc.communicate(timeout=5)[1]}"
+        proc.send_signal(signal.SIGTERM)
+        _out, err = proc.communicate(timeout=20)
+        assert proc.returncode == 0, err
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate(timeout=5)
