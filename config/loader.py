@@ -114,9 +114,10 @@ def _problem_text(error: Mapping[str, Any], location: str = "") -> str:
         return "kind must be one of 'zk', 'serial'"
     if error["type"] == "union_tag_not_found":
         return "kind is missing: set kind = 'zk' or kind = 'serial'"
-    if message.startswith("Input should be "):
+    should = re.match(r"(Input|String|List|Dictionary|Value) should (.*)", message)
+    if should:
         # "Input should be less than or equal to 65535": say it as a rule, with the value given.
-        return f"must be {message.removeprefix('Input should be ')} (got {_shown(error['input'])})"
+        return f"must {should.group(2)} (got {_shown(error['input'])})"
     return message
 
 

@@ -42,7 +42,17 @@ class AgentSettings(_Section):
     """``[agent]``: who this gateway is and where it keeps its state."""
 
     gateway_id: Identifier
-    site: str = ""
+    site: str = Field(default="", max_length=200)  # the punch schema's maxLength for site
+
+    @field_validator("site")
+    @classmethod
+    def _site(cls, value: str) -> str:
+        # Every punch carries it: a NUL is refused by a PostgreSQL backend, an escape sequence
+        # is obeyed by the terminal of whoever reads it, and then no punch is delivered.
+        if any(unicodedata.category(c) == "Cc" for c in value):
+            raise ValueError("site must not contain control characters (NUL, ESC, tab, ...)")
+        return value
+
     state_dir: AbsolutePath = Path("/var/lib/punchgate")
     timezone: TimeZoneName = "UTC"
     status_interval: Duration = Field(default=15.0, gt=0)

@@ -7,7 +7,11 @@ import json
 import typer
 
 from agent.cli.common import ConfigOption, JsonOption, load, print_json
-from config.errors import ConfigError
+from agent.mqtt.diagnose import build_ssl_context
+from agent.mqtt.options import MqttOptions
+from config import Settings
+from config.errors import BrokerError, ConfigError
+from config.loader import resolve_path
 
 app = typer.Typer(help="Check and show the configuration.", no_args_is_help=True)
 
@@ -20,6 +24,7 @@ def check(config: ConfigOption = None) -> None:
     """
     try:
         settings = load(config)
+        _check_tls_files(settings, str(resolve_path(config)))
     except ConfigError as exc:
         for problem in exc.problems or [str(exc)]:
             typer.echo(problem, err=True)
@@ -32,6 +37,25 @@ def check(config: ConfigOption = None) -> None:
         f"OK: gateway {settings.agent.gateway_id}, {len(settings.devices)} device(s) ({summary}), "
         f"broker {', '.join(settings.mqtt.urls)}"
     )
+
+
+def _check_tls_files(settings: Settings, source: str) -> None:
+    """``ConfigError`` if the daemon could not load mqtt.ca_file / cert_file / key_file.
+
+    This command is the unit's ExecStartPre and install.sh's gate: a CA file it passed and
+    `run` could not load made the service exit 4 at every restart.
+    """
+    mqtt = settings.mqtt
+    if mqtt.ca_file is None and mqtt.cert_file is None:
+        return
+    options = MqttOptions.from_settings(mqtt, client_id=settings.client_id)
+    try:
+        build_ssl_context(options)
+    except BrokerError as exc:
+        text = str(exc)
+        key = "mqtt.ca_file" if text.startswith("cannot load the CA file") else "mqtt.cert_file"
+        msg = f"{source}: {key}: {text}"
+        raise ConfigError(msg, [msg]) from None
 
 
 @app.command("show")

@@ -13,7 +13,7 @@ import pytest
 from tests.cli.test_field_json_errors import run_main  # main(), the boundary a shell meets
 
 PUNCHGATE = Path(sys.executable).with_name("punchgate")
-PYTHON_LEAKS = ("Traceback", "<class", "list[str]", ".str:", "Input should", "None", "Settings")
+PYTHON_LEAKS = ("Traceback", "<class", "list[str]", ".str:", " should ", "None", "Settings")
 
 
 def config_file(tmp_path: Path, extra: str) -> Path:
@@ -44,6 +44,8 @@ CASES = [
     (ZK + 'port = "4370a"', "devices[0].port", ["must be a valid integer", "'4370a'"]),
     (ZK + 'transport = "TCP"', "devices[0].transport", ["must be 'tcp' or 'udp'", "'TCP'"]),
     (ZK + 'live = "on please"', "devices[0].live", ["true or false"]),
+    ('site = "' + "S" * 201 + '"', "agent.site", ["must have at most 200 characters"]),
+    ("[mqtt]\nurl = []", "mqtt.url", ["give at least one broker URL"]),
     ('[devices]\nid = "a"\nkind = "zk"\nhost = "h"', "devices", ["[[devices]]"]),
     ('[[mqtt]]\nurl = "mqtt://a:1"', "mqtt", ["write [mqtt] (single brackets)"]),
 ]
@@ -213,3 +215,21 @@ def test_config_path_naming_an_endless_or_huge_file_is_refused_after_a_bounded_r
         f"{path}: larger than 1 MiB, far more than a punchgate config: check that --config "
         "names the config file (e.g. /etc/punchgate/punchgate.toml)"
     )
+
+
+@pytest.mark.parametrize("content", [None, b"not a certificate\n"], ids=["missing", "not-pem"])
+def test_config_check_refuses_a_ca_file_the_daemon_could_not_load(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    content: bytes | None,
+) -> None:
+    """The unit's ExecStartPre said OK, then `run` exited 4 on every restart."""
+    ca = tmp_path / "plant-ca.pem"
+    if content is not None:
+        ca.write_bytes(content)
+    path = config_file(tmp_path, f'[mqtt]\nurl = "mqtts://127.0.0.1:8883"\nca_file = "{ca}"\n')
+    code, out, err = run_main(["config", "check", "--config", str(path)], capsys, monkeypatch)
+    assert code == 2, out + err
+    assert "OK" not in out
+    assert err.startswith(f"{path}: mqtt.ca_file: cannot load the CA file {ca}"), err
