@@ -163,18 +163,23 @@ class CommandDispatcher:
                 None,
                 error=(
                     "too_large",
-                    f"command payload is {request.size} bytes; the limit is {self.max_bytes}",
+                    f"command payload is {request.size} bytes; the limit is {self.max_bytes}: "
+                    "send a smaller request",
                 ),
             )
             return
         try:
             body = _parse(request.payload)
         except ValueError as exc:
-            self._reply(request, None, error=("malformed", f"payload is not UTF-8 JSON: {exc}"))
+            self._reply(
+                request, None, error=("malformed", f"payload is not UTF-8 JSON: {exc}; {_SEND}")
+            )
             return
         request_id = _request_id(body)
         if not isinstance(body, dict):
-            self._reply(request, request_id, error=("malformed", "payload must be a JSON object"))
+            self._reply(
+                request, request_id, error=("malformed", f"payload must be a JSON object; {_SEND}")
+            )
             return
         if request.retained:
             # The broker hands a retained command to every new subscription: if run, it would run
@@ -200,7 +205,12 @@ class CommandDispatcher:
             return
         problems = self.contract.errors(command.schema, body)
         if problems:
-            self._reply(request, request_id, error=("invalid", "; ".join(problems[:5])))
+            hint = f"fix the request to match command-{request.name}.json and send it again"
+            self._reply(
+                request,
+                request_id,
+                error=("invalid", "; ".join([*(p[:300] for p in problems[:5]), hint])),
+            )
             return
         self._log.info("command received", command=request.name, request_id=request_id)
         try:
@@ -298,12 +308,15 @@ class CommandDispatcher:
         return not topic.startswith(self.topics.prefix + "/")
 
 
+_SEND = 'send a UTF-8 JSON object, e.g. {"request_id": "r1"}'
+
+
 def _parse(payload: bytes) -> Any:
     """The command's JSON; ``ValueError`` saying why it is not UTF-8 JSON."""
     if not payload:
         # An empty message is how MQTT clears a retained command, and the broker forwards it to
         # the subscribed gateway: run as ``{}`` it set every terminal's clock (time-sync).
-        raise ValueError("the payload is empty (that only clears a retained message); send {}")
+        raise ValueError("the payload is empty (that only clears a retained message)")
     try:
         body = json.loads(payload.decode("utf-8"))
         # A "\ud800" escape parses to a lone surrogate, which no UTF-8 text (nor the reply

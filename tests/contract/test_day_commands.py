@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 from tests.contract.conftest import Site
 from tests.contract.consumer import ContractConsumer
@@ -61,10 +62,13 @@ def test_every_command_with_good_and_bad_input_gets_one_correlated_reply_as_docu
         ("resend", {"request_id": "x5", "from_seq": True}, "invalid"),
         ("resend", {"request_id": "x6", "from_seq": 9223372036854775808}, "invalid"),
         ("resend", {"request_id": "x6b", "from_seq": 1.5}, "invalid"),
+        ("resend", {"request_id": "x6c", "from_seq": "9" * 15000}, "invalid"),
         ("time-sync", {"request_id": "x7", "device_id": "Term-1"}, "invalid"),
         ("time-sync", {"request_id": "x8", "device_id": "nope"}, {"invalid", "failed"}),
         ("time-sync", {"request_id": "x9", "force": "yes"}, "invalid"),
         ("reboot", {"request_id": "x10"}, "unknown_command"),
+        ("x" * 100, {"request_id": "x10b"}, "unknown_command"),
+        ("pïng", {"request_id": "x10c"}, "unknown_command"),
         ("", {"request_id": "x11"}, "unknown_command"),
         ("ping", b"not json", "malformed"),
         ("ping", b"", "malformed"),
@@ -79,3 +83,8 @@ def test_every_command_with_good_and_bad_input_gets_one_correlated_reply_as_docu
     consumer.wait(consumer.all_replied, 20, "a reply to every command")
     site.agent.stop()
     assert consumer.final_violations() == [], "\n".join(consumer.final_violations())
+    # The contract: an error "with a message saying what to do".
+    for sent in consumer.commands():
+        error = sent.replies[0].json().get("error")
+        if error and error["code"] in ("malformed", "too_large", "invalid"):
+            assert re.search(r"\b(send|publish)\b", error["message"]), error

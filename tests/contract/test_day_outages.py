@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from agent.localbroker import LocalMosquitto
 from tests.contract.conftest import Site, make_site
 from tests.contract.consumer import ContractConsumer
@@ -15,6 +17,7 @@ def _statuses(consumer: ContractConsumer, gw: str, state: str) -> list[dict[str,
     ]
 
 
+@pytest.mark.slow  # a whole day: a 1,800-record log, a broker restart, two daemon starts
 def test_a_broker_restart_mid_batch_a_killed_daemon_and_redeliver_keep_seq_ids_and_replayed(
     site: Site, consumer: ContractConsumer, broker: LocalMosquitto
 ) -> None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
+import pytest
+
 from tests.contract.conftest import ZONE, Site
 from tests.contract.consumer import ContractConsumer
 
@@ -12,6 +14,7 @@ def _employees(consumer: ContractConsumer, gateway: str) -> list[str | None]:
     return [p["employee"] for p in consumer.punches(gateway) if p["kind"] == "punch"]
 
 
+@pytest.mark.slow  # a whole day of punches through a real daemon
 def test_live_punches_an_outage_a_full_read_corrections_and_suspects_keep_the_contract(
     site: Site, consumer: ContractConsumer
 ) -> None:
