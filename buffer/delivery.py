@@ -249,3 +249,9 @@ def rewinds(conn: sqlite3.Connection) -> int:
     """
     row = conn.execute("SELECT value FROM counters WHERE name = 'rewinds'").fetchone()
     return 0 if row is None else int(row[0])
+
+
+def outbox_id(conn: sqlite3.Connection) -> str:
+    """The id of this outbox's ``seq`` numbering, as the contract writes it (16 hex digits)."""
+    row = conn.execute("SELECT value FROM counters WHERE name = 'outbox_id'").fetchone()
+    return f"{int(row[0]):016x}"

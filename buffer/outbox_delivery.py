@@ -64,6 +64,11 @@ class DeliveryMethods:
         with self._lock:
             return delivery.sent_mark(self._db())
 
+    def outbox_id(self) -> str:
+        """Names this outbox's ``seq`` numbering: a new outbox numbers from 1 under a new id."""
+        with self._lock:
+            return delivery.outbox_id(self._db())
+
     def rewinds(self) -> int:
         """A count that changes when rows behind the delivery worker became pending again."""
         with self._lock:

@@ -8,6 +8,7 @@ Steps are never edited once released; add a new one instead.
 
 from __future__ import annotations
 
+import secrets
 import sqlite3
 from collections.abc import Callable
 
@@ -15,7 +16,7 @@ import sqlite_utils
 
 from config.errors import SchemaTooNewError
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 # Versions 1 and 2 kept delivery state per row (the "delivery" column and partial indexes on
 # it); version 3 keeps it as seq ranges (buffer/ledger.py). Steps are never edited.
@@ -141,11 +142,22 @@ def _v4(db: sqlite_utils.Database) -> None:
     db.execute("ALTER TABLE punches ADD COLUMN wall_ok INTEGER")
 
 
+def _v5(db: sqlite_utils.Database) -> None:
+    """``outbox_id``: a random number naming this outbox's ``seq`` numbering in the contract.
+
+    A re-installed gateway, or one whose outbox was rebuilt empty, numbers from 1 again; the
+    backend tells the two numberings apart by this id (a backup restored keeps it, and its
+    numbering goes on). 63 bits: a positive SQLite integer, 16 hex digits in the contract.
+    """
+    db.execute("INSERT INTO counters(name, value) VALUES ('outbox_id', ?)", [secrets.randbits(63)])
+
+
 MIGRATIONS: list[tuple[int, Callable[[sqlite_utils.Database], None]]] = [
     (1, _v1),
     (2, _v2),
     (3, _v3),
     (4, _v4),
+    (5, _v5),
 ]
 
 

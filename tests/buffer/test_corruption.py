@@ -53,6 +53,8 @@ def test_overwritten_pages_are_detected_quarantined_restored_and_salvaged(
     outbox_path: Path,
 ) -> None:
     _build(outbox_path)
+    with Outbox.open(outbox_path, GATEWAY) as box:
+        numbering = box.outbox_id()
     _smash_page_holding(outbox_path, 3000)
     damaged = _sha(outbox_path)
 
@@ -87,6 +89,8 @@ def test_overwritten_pages_are_detected_quarantined_restored_and_salvaged(
         assert again.inserted == len(lost)
         assert len(box.list(limit=10_000)) == 4000
         assert min(box.get(i).seq for i in again.ids if i not in stored) > 4000  # type: ignore[union-attr]
+        # The backup's numbering goes on (never below what was given out): same outbox id.
+        assert box.outbox_id() == numbering
 
 
 def test_a_wal_cut_short_is_detected_and_the_tail_is_reported_lost(tmp_path: Path) -> None:

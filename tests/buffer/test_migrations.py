@@ -59,6 +59,8 @@ def _database_at(path: Path, version: int) -> None:
             )
         if version >= 3:
             migrate(conn, target=3)  # v3 keeps delivery state as seq ranges
+        if version >= 4:
+            migrate(conn, target=4)  # v4 adds wall_ok
     finally:
         conn.close()
 
@@ -90,6 +92,10 @@ def test_every_earlier_schema_version_upgrades_and_keeps_its_data(
         added = box.add_punches(punches(0, 2))
         assert added.inserted == 2
         assert box.stats().last_seq == (7 if version >= 1 else 2)
+        numbering = box.outbox_id()  # v5: the numbering the stored seqs belong to
+    assert len(numbering) == 16 and int(numbering, 16) >= 0
+    with Outbox.open(path, GATEWAY) as box:
+        assert box.outbox_id() == numbering
 
 
 def test_a_failing_step_leaves_the_database_untouched(
