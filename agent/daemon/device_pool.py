@@ -10,7 +10,8 @@ from typing import Any
 import structlog
 
 from agent.daemon.device_state import DeviceConfig, DeviceSnapshot
-from agent.daemon.device_worker import DeviceWorker, PunchSink
+from agent.daemon.device_worker import DeviceWorker
+from agent.daemon.outbox_sink import PunchSink
 from agent.daemon.serial_claims import SerialClaims
 from config.settings import Settings
 from drivers.base import Driver

@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import replace
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import structlog
@@ -31,6 +31,7 @@ from agent.daemon.device_state import (
     is_live,
     now_iso,
 )
+from agent.daemon.outbox_sink import STORE_CHUNK, PunchSink, store_in_chunks
 from agent.daemon.serial_claims import SerialClaims
 from config.errors import DeviceError, DeviceIdentityError, DeviceUnavailable, PunchgateError
 from drivers.backoff import Backoff
@@ -42,26 +43,6 @@ log = structlog.get_logger("punchgate.daemon")
 LIVE_CHUNK_S = 2.0  # live capture runs in slices this long so stop and jobs are noticed quickly
 RETRY_CAP_S = 300.0  # the slowest retry of an unreachable terminal
 WORK_SLACK_S = 60.0  # added to every heartbeat bound: a worker past it is hung, not slow
-
-
-class PunchSink(Protocol):
-    """The part of the outbox a device worker needs."""
-
-    def add_punches(
-        self,
-        punches: Sequence[Punch],
-        *,
-        device_id: str | None = None,
-        watermark: dict[str, Any] | None = None,
-        device_serial: str | None = None,
-    ) -> Any:
-        """Store a batch (and the watermark covering it) in one transaction."""
-
-    def watermark(self, device_id: str) -> dict[str, Any] | None:
-        """What has been read from this terminal."""
-
-    def device_serial(self, device_id: str) -> str | None:
-        """The serial number last seen for this device."""
 
 
 class DeviceWorker:
@@ -79,8 +60,10 @@ class DeviceWorker:
         live_chunk: float = LIVE_CHUNK_S,
         slack: float = WORK_SLACK_S,
         claims: SerialClaims | None = None,
+        store_chunk: int = STORE_CHUNK,
     ) -> None:
         self.device = device
+        self._store_chunk = max(1, store_chunk)
         self.device_id = device.id
         self._factory = driver_factory
         self._sink = sink
@@ -292,11 +275,15 @@ class DeviceWorker:
     ) -> None:
         if not punches and watermark is None and serial is None:
             return
-        result = self._sink.add_punches(
-            punches, device_id=self.device_id, watermark=watermark, device_serial=serial
+        inserted, duplicates = store_in_chunks(
+            self._sink,
+            punches,
+            self._store_chunk,
+            device_id=self.device_id,
+            watermark=watermark,
+            serial=serial,
+            progress=lambda: self._beat(self.device.timeout * 5),
         )
-        inserted = int(getattr(result, "inserted", len(punches)))
-        duplicates = int(getattr(result, "duplicates", 0))
         if punches:
             with self._lock:
                 self._snapshot = replace(
@@ -314,7 +301,8 @@ class DeviceWorker:
         clear = getattr(driver, "clear_log_if_due", None)
         count = watermark.get("count")
         if clear is not None and isinstance(count, int):
-            # This watermark and the punches it covers were just stored in one transaction.
+            # This watermark was just stored, in the transaction of the last chunk of the
+            # punches it covers (the earlier chunks were committed before it).
             clear(count)
 
     def _observe(self, info: DeviceInfo) -> None:
