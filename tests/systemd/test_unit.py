@@ -36,6 +36,18 @@ def test_unit_is_type_notify_with_watchdog_and_restart() -> None:
     assert opts["Service.ExecReload"] == ["/bin/kill -HUP $MAINPID"]
 
 
+def test_unit_never_stops_restarting_a_failing_agent() -> None:
+    """A failed start (a config error too) is retried every RestartSec for as long as it fails.
+
+    systemd's default start limit (5 starts in 10 s) would leave an unattended site without
+    punches after a burst of quick failures, until someone logs in.
+    """
+    opts = unit_options()
+    assert opts["Unit.StartLimitIntervalSec"] == ["0"]
+    assert opts["Service.Restart"] == ["on-failure"] and opts["Service.RestartSec"] == ["5s"]
+    assert "Service.RestartPreventExitStatus" not in opts
+
+
 def test_unit_is_hardened() -> None:
     opts = unit_options()
     for key, value in {
