@@ -18,6 +18,7 @@ import structlog
 from config.errors import ConfigError
 
 SERVICE_GROUP = "punchgate"
+MAX_SECRET_BYTES = 64 * 1024  # a password is short; more is a wrong path (/dev/zero, a log)
 
 log = structlog.get_logger("config")
 
@@ -55,7 +56,8 @@ def read_secret_file(path: Path, where: str) -> str:
     """
     try:
         st = path.stat()
-        text = path.read_bytes().decode("utf-8-sig").strip()  # Notepad writes a BOM
+        with path.open("rb") as stream:
+            raw = stream.read(MAX_SECRET_BYTES + 1)
     except OSError as exc:
         msg = f"{where}: cannot read {path}: {exc.strerror}"
         if isinstance(exc, PermissionError):
@@ -65,6 +67,14 @@ def read_secret_file(path: Path, where: str) -> str:
         else:
             msg += "; check the path, or create the file with the password in it"
         raise ConfigError(msg, [msg]) from exc
+    if len(raw) > MAX_SECRET_BYTES:
+        msg = (
+            f"{where}: {path} holds more than {MAX_SECRET_BYTES // 1024} KiB, not a password; "
+            "check that it names the file with the broker password in it"
+        )
+        raise ConfigError(msg, [msg])
+    try:
+        text = raw.decode("utf-8-sig").strip()  # Notepad writes a BOM
     except UnicodeDecodeError:
         # Never echo the bytes: they are the secret.
         msg = f"{where}: {path} is not UTF-8 text; save the password as UTF-8"

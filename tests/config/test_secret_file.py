@@ -24,3 +24,9 @@ def test_an_empty_password_file_is_refused_naming_the_setting(tmp_path: Path) ->
     secret.write_bytes(b"\xef\xbb\xbf\n")
     with pytest.raises(ConfigError, match=r"--password-file: .* is empty"):
         read_secret_file(secret, "--password-file")
+
+
+def test_a_password_file_naming_an_endless_device_is_refused_without_reading_it_all() -> None:
+    # /dev/zero read whole never ends (it filled the memory): read a bounded amount, say why.
+    with pytest.raises(ConfigError, match=r"mqtt.password_file: /dev/zero holds more than 64 KiB"):
+        read_secret_file(Path("/dev/zero"), "mqtt.password_file")
