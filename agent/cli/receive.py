@@ -180,40 +180,75 @@ def _run(
     duration: float | None,
 ) -> None:
     done = threading.Event()
+    finished = threading.Event()
     receiver = Receiver(options, store, group=group, name=options.client_id, validate=validate)
-    with stop_on_signals(done):
-        receiver.start()
-        try:
+    watcher = threading.Thread(
+        target=_cut_short, args=(done, finished, store), name="receive-stop", daemon=True
+    )
+    try:
+        with stop_on_signals(done):
+            receiver.start()
+            watcher.start()
+            stopped = _receive(receiver, store, done, report_interval, duration)
+        typer.echo(f"stopped; stats: {receiver.stats.as_dict()}")
+        if not stopped:
+            # The store still waits on the database: the report would wait behind it. The caller
+            # closes the store, which cuts that statement short.
             typer.echo(
-                f"receiving {receiver.subscription} from {', '.join(options.urls)} (Ctrl-C to stop)"
+                "the database did not answer the last store: its batch stays unacknowledged and "
+                "the broker sends it again to the next session; check the database server",
+                err=True,
             )
-            deadline = None if duration is None else time.monotonic() + duration
-            while not done.is_set():  # bounded by done and the deadline
-                wait = report_interval
-                if deadline is not None:
-                    wait = min(wait, deadline - time.monotonic())
-                    if wait <= 0:
-                        break
-                if done.wait(max(wait, 0.0)):
-                    break
-                typer.echo(f"stats: {receiver.stats.as_dict()}")
-                _say_if_disconnected(receiver)
-                _report_unless_down(store)
-        except KeyboardInterrupt:
-            pass  # a second Ctrl-C, or no signal handlers (not the main thread)
-        finally:
-            stopped = receiver.stop()
-    typer.echo(f"stopped; stats: {receiver.stats.as_dict()}")
-    if not stopped:
-        # The store still waits on the database: the report would wait behind it. The caller
-        # closes the store, which cuts that statement short.
+            return
+        _report_unless_down(store)
+    finally:
+        finished.set()  # the watcher stands down
+
+
+def _receive(
+    receiver: Receiver,
+    store: PunchStore,
+    done: threading.Event,
+    report_interval: float,
+    duration: float | None,
+) -> bool:
+    """Report until ``done`` or ``duration``; then stop the receiver (False: it still waits
+    on the database)."""
+    try:
         typer.echo(
-            "the database did not answer the last store: its batch stays unacknowledged and the "
-            "broker sends it again to the next session; check the database server",
-            err=True,
+            f"receiving {receiver.subscription} from {', '.join(receiver.connection.options.urls)}"
+            " (Ctrl-C to stop)"
         )
-        return
-    _report_unless_down(store)
+        deadline = None if duration is None else time.monotonic() + duration
+        while not done.is_set():  # bounded by done and the deadline
+            wait = report_interval
+            if deadline is not None:
+                wait = min(wait, deadline - time.monotonic())
+                if wait <= 0:
+                    break
+            if done.wait(max(wait, 0.0)):
+                break
+            typer.echo(f"stats: {receiver.stats.as_dict()}")
+            _say_if_disconnected(receiver)
+            _report_unless_down(store)
+    except KeyboardInterrupt:
+        pass  # a second Ctrl-C, or no signal handlers (not the main thread)
+    finally:
+        stopped = receiver.stop()
+    return stopped
+
+
+_STOP_GRACE = 10.0  # seconds after a stop signal before a database that does not answer is cut
+
+
+def _cut_short(done: threading.Event, finished: threading.Event, store: PunchStore) -> None:
+    """After a stop signal, close the store if the receiver still waits on it ``_STOP_GRACE``
+    s later: a report stuck on a silent database otherwise held the signal off for minutes."""
+    while not finished.is_set():  # bounded by the receiver's run
+        if done.wait(0.5):
+            if not finished.wait(_STOP_GRACE):
+                store.close()  # cuts the statement under way; the report then says why
+            return
 
 
 def _report_unless_down(store: PunchStore) -> None:

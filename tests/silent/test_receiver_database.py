@@ -190,3 +190,35 @@ def test_the_receiver_outlives_a_database_outage_that_breaks_its_periodic_report
         if proc.poll() is None:
             proc.kill()
             proc.communicate(timeout=5)
+
+
+@pytest.mark.slow  # about 15 s: the receiver waits 10 s before it cuts a silent database off
+def test_sigterm_during_a_report_on_a_silent_postgresql_ends_the_receiver_in_time(
+    broker: LocalMosquitto, relay: tuple[SlowLink, str]
+) -> None:
+    """The report runs on the main thread: stuck on a silent server it did not see the signal
+    until the statement's deadline (30 s, and as long again for the next query)."""
+    link, url = relay
+    argv = [
+        sys.executable, "-m", "agent.cli", "receive", "--url", broker.url, "--db", url,
+        "--report-interval", "0.5",
+    ]  # fmt: skip
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        assert "receiving" in proc.stdout.readline()
+        link.freeze()
+        wait_for(lambda: _held_back(link), timeout=5, what="a report query held by the server")
+        began = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.communicate(timeout=25)
+        except subprocess.TimeoutExpired:
+            pytest.fail("the receiver was still running 25 s after SIGTERM (systemd kills at 30)")
+        assert time.monotonic() - began < 20
+        assert proc.returncode == 0
+    finally:
+        link.thaw()
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate(timeout=5)
