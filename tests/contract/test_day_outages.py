@@ -38,7 +38,10 @@ def test_a_broker_restart_mid_batch_a_killed_daemon_and_redeliver_keep_seq_ids_a
     site.agent.kill()
     consumer.wait(lambda: _statuses(consumer, gw, "offline"), 15, "the will (offline)")
     site.agent.start()
-    consumer.wait(lambda: consumer.boots(gw)[-1] > boot, 20, "a birth with a new boot")
+    try:
+        consumer.wait(lambda: consumer.boots(gw)[-1] > boot, 30, "a birth with a new boot")
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}\n{site.agent.tail(60)}") from None
     consumer.wait(lambda: len(consumer.punch_ids(gw)) == 1800, 30, "every record after the kill")
 
     # The backend lost data: a technician redelivers from seq 1700.
