@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import stat
+import sys
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
@@ -88,12 +89,20 @@ def _shown(value: object) -> str:
 _SECRET_KEYS = {"password", "comm_key"}  # their values are never echoed, even when wrong
 
 
+def example_config() -> str:
+    """Where the annotated example config is: installed beside the venv, or in the sources."""
+    installed = Path(sys.prefix) / "share" / "punchgate.example.toml"  # scripts/install.sh
+    if installed.is_file():
+        return str(installed)
+    return "config/punchgate.example.toml in the punchgate sources"
+
+
 def _problem_text(error: Mapping[str, Any], location: str = "") -> str:
     message = str(error["msg"])
     if location.rpartition(".")[2] in _SECRET_KEYS:
         error = {**error, "input": "***"}
     if error["type"] == "extra_forbidden":
-        return "unknown key (check the spelling; see config/punchgate.example.toml)"
+        return f"unknown key (check the spelling; see {example_config()})"
     if error["type"] == "missing":
         return "required key is missing"
     if error["type"] == "list_type" and location == "devices":
@@ -174,7 +183,7 @@ def _syntax_hint(raw: bytes, error: str) -> str:
         return line_hint(line, error)
     return (
         '; a backslash in "double quotes" starts a TOML escape: write regular expressions '
-        "and Windows paths in 'single quotes', as config/punchgate.example.toml does"
+        f"and Windows paths in 'single quotes', as {example_config()} does"
     )
 
 
@@ -196,9 +205,7 @@ def load_settings(path: Path | None = None, env: Mapping[str, str] | None = None
     try:
         raw = _read_bounded(path)
     except FileNotFoundError:
-        msg = (
-            f"{source}: no such file; create it from config/punchgate.example.toml or pass --config"
-        )
+        msg = f"{source}: no such file; create it from {example_config()} or pass --config"
         if from_env:  # a forgotten export in a shell profile: say where the name came from
             msg = f"{source}: no such file (named by ${CONFIG_ENV}); fix or unset ${CONFIG_ENV}"
             msg += f", or pass --config {DEFAULT_CONFIG_PATH}"

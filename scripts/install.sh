@@ -22,6 +22,8 @@ install -d -m 0755 "$PREFIX/share"
 # The README's and docs' commands ('punchgate status') run it by name.
 ln -sfn "$PREFIX/bin/punchgate" /usr/local/bin/punchgate
 install -m 0644 README.md "$PREFIX/share/README.md"
+# Config error messages point at it ("see /opt/punchgate/share/punchgate.example.toml").
+install -m 0644 config/punchgate.example.toml "$PREFIX/share/punchgate.example.toml"
 
 install -d -m 0755 /etc/sysusers.d  # Debian's systemd ships /usr/lib/sysusers.d only
 install -m 0644 systemd/punchgate.sysusers /etc/sysusers.d/punchgate.conf

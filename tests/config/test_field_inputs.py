@@ -6,6 +6,7 @@ import math
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -233,15 +234,15 @@ def test_password_file_the_service_user_may_not_read_says_how_to_let_it(
     failed with a bare 'Permission denied'."""
     secret = tmp_path / "mqtt-password"
     secret.write_text("hunter2\n")
-    real_read = Path.read_bytes
+    real_open = Path.open
 
-    def read_as_the_service_user(self: Path) -> bytes:
+    def open_as_the_service_user(self: Path, *args: Any, **kwargs: Any) -> Any:
         # Root reads any file: refuse it the way the kernel refuses the punchgate user.
         if self == secret:
             raise PermissionError(13, "Permission denied", str(self))
-        return real_read(self)
+        return real_open(self, *args, **kwargs)
 
-    monkeypatch.setattr(Path, "read_bytes", read_as_the_service_user)
+    monkeypatch.setattr(Path, "open", open_as_the_service_user)
     text = MINIMAL + f'[mqtt]\nusername = "u"\npassword_file = "{secret}"\n'
     (problem,) = problems_of(write(tmp_path, text))
     assert "Permission denied" in problem

@@ -4,12 +4,15 @@ key, what to do, exit code 2, never a traceback or a Python type."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from config.errors import ConfigError
+from config.loader import example_config, load_settings
 from tests.cli.test_field_json_errors import run_main  # main(), the boundary a shell meets
 
 PUNCHGATE = Path(sys.executable).with_name("punchgate")
@@ -155,7 +158,7 @@ def test_each_config_problem_names_the_line_an_editor_jumps_to(
     assert err.strip().splitlines() == [
         f"{path}: devices[1].port: must be greater than or equal to 1 (got 0) (line 14)",
         f"{path}: devices[1].colour: unknown key (check the spelling; see "
-        "config/punchgate.example.toml) (line 15)",
+        f"{example_config()}) (line 15)",
         f"{path}: devices[2].id: required key is missing (line 17)",
         f"{path}: devices[2].host: required key is missing (line 17)",
     ]
@@ -233,3 +236,16 @@ def test_config_check_refuses_a_ca_file_the_daemon_could_not_load(
     assert code == 2, out + err
     assert "OK" not in out
     assert err.startswith(f"{path}: mqtt.ca_file: cannot load the CA file {ca}"), err
+
+
+def test_a_missing_config_points_at_the_example_the_install_put_beside_the_venv(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # scripts/install.sh copies it to $PREFIX/share; a source checkout has it under config/.
+    assert example_config() == "config/punchgate.example.toml in the punchgate sources"
+    installed = tmp_path / "share" / "punchgate.example.toml"
+    installed.parent.mkdir()
+    installed.write_text("# example\n")
+    monkeypatch.setattr(sys, "prefix", str(tmp_path))
+    with pytest.raises(ConfigError, match=f"create it from {re.escape(str(installed))} or pass"):
+        load_settings(tmp_path / "missing.toml", env={})
