@@ -14,7 +14,7 @@ import termios
 import threading
 import time
 from collections.abc import Iterator
-from pathlib import Path
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -55,6 +55,21 @@ def _held_back(link: SlowLink) -> int:
         except OSError:
             pass
     return held
+
+
+@contextmanager
+def _receiving(broker_url: str, db: str, *extra: str) -> Iterator[subprocess.Popen[str]]:
+    """``punchgate receive`` in a subprocess, past its banner; killed if a test leaves it."""
+    argv = [sys.executable, "-m", "agent.cli", "receive", "--url", broker_url, "--db", db, *extra]
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        assert "receiving" in proc.stdout.readline()
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate(timeout=5)
 
 
 def _in_thread(func: Any) -> tuple[threading.Thread, dict[str, Any]]:
@@ -111,18 +126,26 @@ def test_closing_the_store_while_postgresql_is_silent_returns_in_bounded_time(
     assert not busy.is_alive(), "the statement under way did not end when the store closed"
 
 
+def _stop_in_time(proc: subprocess.Popen[str], within: float) -> tuple[str, str]:
+    """SIGTERM; the output, failing the test unless it ended ``within`` seconds."""
+    began = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    try:
+        out, err = proc.communicate(timeout=25)
+    except subprocess.TimeoutExpired:
+        pytest.fail("the receiver was still running 25 s after SIGTERM (systemd kills at 30)")
+    assert time.monotonic() - began < within
+    return out, err
+
+
 @pytest.mark.slow  # about 9 s: the receiver gives its store 5 s to finish before cutting it
 def test_sigterm_stops_the_receiver_in_time_while_its_postgresql_is_silent(
-    tmp_path: Path, broker: LocalMosquitto, relay: tuple[SlowLink, str]
+    broker: LocalMosquitto, relay: tuple[SlowLink, str]
 ) -> None:
     """systemd waits TimeoutStopSec (30 s in our unit) and then kills: the receiver must end
     by itself well before, with the batch it could not store left unacknowledged."""
     link, url = relay
-    argv = [sys.executable, "-m", "agent.cli", "receive", "--url", broker.url, "--db", url]
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        assert proc.stdout is not None
-        assert "receiving" in proc.stdout.readline()
+    with _receiving(broker.url, url) as proc:
         wait_for(lambda: link.connections >= 1, timeout=5, what="the receiver's connection")
         link.freeze()
         batch = (f"{PREFIX}/gw-a/punches", encode_batch("gw-a", [_punch(1)]))
@@ -132,19 +155,8 @@ def test_sigterm_stops_the_receiver_in_time_while_its_postgresql_is_silent(
             return _held_back(link)
 
         wait_for(held, timeout=8, interval=0.2, what="the insert held by the silent server")
-        began = time.monotonic()
-        proc.send_signal(signal.SIGTERM)
-        try:
-            _out, err = proc.communicate(timeout=25)
-        except subprocess.TimeoutExpired:
-            pytest.fail("the receiver was still running 25 s after SIGTERM (systemd kills at 30)")
-        assert time.monotonic() - began < 15
-        assert "did not answer" in err or "did not answer" in _out
-    finally:
-        link.thaw()
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate(timeout=5)
+        out, err = _stop_in_time(proc, 15)
+    assert "did not answer" in err + out
 
 
 def test_opening_a_postgresql_that_accepts_and_never_answers_says_what_to_check() -> None:
@@ -168,14 +180,8 @@ def test_the_receiver_outlives_a_database_outage_that_breaks_its_periodic_report
     run on the main thread, raised the same outage's StoreError out of the command: the
     receiver exited mid-outage, leaving every gateway's punches unreceived until restarted."""
     link, url = relay
-    argv = [
-        sys.executable, "-m", "agent.cli", "receive", "--url", broker.url, "--db", url,
-        "--report-interval", "0.2",
-    ]  # fmt: skip
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
+    with _receiving(broker.url, url, "--report-interval", "0.2") as proc:
         assert proc.stdout is not None
-        assert "receiving" in proc.stdout.readline()
         lines = [proc.stdout.readline() for _ in range(3)]  # stats, a report on a sound database
         assert any("no punches stored yet" in line for line in lines), lines
         link.stop()  # the database goes away: connections reset, new ones refused
@@ -183,13 +189,8 @@ def test_the_receiver_outlives_a_database_outage_that_breaks_its_periodic_report
         while time.monotonic() < deadline and proc.poll() is None:
             proc.stdout.readline()  # reports (or what it says instead) keep coming
         assert proc.poll() is None, f"the receiver exited: {proc.communicate(timeout=5)[1]}"
-        proc.send_signal(signal.SIGTERM)
-        _out, err = proc.communicate(timeout=20)
-        assert proc.returncode == 0, err
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate(timeout=5)
+        _stop_in_time(proc, 20)
+        assert proc.returncode == 0
 
 
 @pytest.mark.slow  # about 15 s: the receiver waits 10 s before it cuts a silent database off
@@ -199,26 +200,8 @@ def test_sigterm_during_a_report_on_a_silent_postgresql_ends_the_receiver_in_tim
     """The report runs on the main thread: stuck on a silent server it did not see the signal
     until the statement's deadline (30 s, and as long again for the next query)."""
     link, url = relay
-    argv = [
-        sys.executable, "-m", "agent.cli", "receive", "--url", broker.url, "--db", url,
-        "--report-interval", "0.5",
-    ]  # fmt: skip
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        assert proc.stdout is not None
-        assert "receiving" in proc.stdout.readline()
+    with _receiving(broker.url, url, "--report-interval", "0.5") as proc:
         link.freeze()
         wait_for(lambda: _held_back(link), timeout=5, what="a report query held by the server")
-        began = time.monotonic()
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.communicate(timeout=25)
-        except subprocess.TimeoutExpired:
-            pytest.fail("the receiver was still running 25 s after SIGTERM (systemd kills at 30)")
-        assert time.monotonic() - began < 20
+        _stop_in_time(proc, 20)
         assert proc.returncode == 0
-    finally:
-        link.thaw()
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate(timeout=5)
