@@ -182,22 +182,26 @@ class ContractViolation(ValueError):
 class Contract:
     """The JSON Schemas of the contract, loaded once and ready to validate payloads."""
 
-    def __init__(self, schemas: dict[str, dict[str, Any]]) -> None:
+    def __init__(self, schemas: dict[str, dict[str, Any]], *, tolerant: bool = False) -> None:
+        # ``tolerant``: fields the schemas do not name are let through, as a consumer must
+        # (fields are only ever added within v1); the schemas themselves stay exact, so that
+        # the tests catch anything the gateway sends undocumented.
         self.schemas = schemas
+        self.tolerant = tolerant
         self.registry: Registry[Any] = Registry().with_resources(
             (schema["$id"], Resource.from_contents(schema)) for schema in schemas.values()
         )
         self._validators: dict[str, Draft202012Validator] = {}
 
     @classmethod
-    def load(cls) -> Contract:
-        """Read every schema shipped in ``agent/contract/schemas``."""
+    def load(cls, *, tolerant: bool = False) -> Contract:
+        """Read every schema shipped in ``agent/contract/schemas``; see ``__init__``."""
         folder = resources.files("agent").joinpath("contract", "schemas")
         schemas = {
             name: json.loads(folder.joinpath(f"{name}.json").read_text(encoding="utf-8"))
             for name in SCHEMA_NAMES
         }
-        return cls(schemas)
+        return cls(schemas, tolerant=tolerant)
 
     def validator(self, schema: str | dict[str, Any]) -> Draft202012Validator:
         """A validator for a schema of the contract (by name) or any schema that may ref them."""
@@ -235,7 +239,11 @@ class Contract:
                 if not rest:
                     return resolved
                 return {"allOf": [resolved, self._inline(rest, depth + 1)]}
-        return {k: self._inline(v, depth + 1) for k, v in node.items()}
+        return {
+            k: self._inline(v, depth + 1)
+            for k, v in node.items()
+            if not (self.tolerant and k == "additionalProperties" and v is False)
+        }
 
     def violations(
         self, schema: str | dict[str, Any], payload: Any

@@ -85,7 +85,9 @@ class DeliveryWorker:
         self.clock = clock
         self.contract = contract or Contract.load()
         started_at, self._started_mono = started or (datetime.now(UTC), clock())
-        self.identity = GatewayIdentity(gateway_id, site, version, boot, started_at)
+        self.identity = GatewayIdentity(
+            gateway_id, site, version, boot, started_at, outbox.outbox_id()
+        )
         self._backend = options.ack == "backend"
         subscriptions: list[tuple[str, int]] = []
         if self._backend:

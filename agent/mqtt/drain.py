@@ -67,7 +67,11 @@ class Drain:
         self._backend = options.ack == "backend"
         self._site = site
         self._encoder = PunchEncoder(site)
-        self._packer = Packer(options.batch_size, gateway_id, self._encode_row, self._skip)
+        self.outbox_id = outbox.outbox_id()
+        self._packer = Packer(
+            options.batch_size, gateway_id, self.outbox_id, self._encode_row, self._skip
+        )
+        self._foreign_numbering: str | None = None  # an ack's other outbox_id, logged once
         # Staged batches: read and encoded, below the sent mark, not yet published. Refilled
         # when half empty, so one read covers several batches. At most 8
         # whatever the window: a wide window (backend acks) needs no deeper read-ahead, and
@@ -174,6 +178,19 @@ class Drain:
         ids = body.get("ids")
         acked = [i for i in ids if isinstance(i, str)] if isinstance(ids, list) else []
         seq = body.get("contiguous_seq")
+        numbering = body.get("outbox_id", self.outbox_id)
+        if numbering != self.outbox_id and seq is not None:
+            # A count in another numbering (this gateway re-installed, its outbox rebuilt):
+            # applied here it would mark punches delivered that the backend does not have.
+            if numbering != self._foreign_numbering:
+                self._foreign_numbering = numbering if isinstance(numbering, str) else None
+                self._log.warning(
+                    "ignoring contiguous_seq of a backend ack for another outbox numbering; "
+                    "its ids still count: track seqs per gateway_id and outbox_id",
+                    ack_outbox_id=str(numbering)[:32],
+                    outbox_id=self.outbox_id,
+                )
+            seq = None
         if isinstance(seq, int) and not isinstance(seq, bool):
             acked.extend(self.window.ids_up_to(seq))
             for batch in self._dropped:  # sent by this process, then given up waiting for

@@ -2,8 +2,8 @@
 
 A page comes from the outbox as three lists (seqs, ids, each punch's JSON or ``b""`` where SQL
 could not write it; see buffer/payload.py). A batch is one message body,
-``{"gateway_id": ..., "punches": [...]}``, of at most ``batch_size`` punches and ``max_bytes``
-bytes; a punch larger than ``max_bytes`` goes alone.
+``{"gateway_id": ..., "outbox_id": ..., "punches": [...]}``, of at most ``batch_size``
+punches and ``max_bytes`` bytes; a punch larger than ``max_bytes`` goes alone.
 """
 
 from __future__ import annotations
@@ -22,9 +22,17 @@ Skip = Callable[[int, str, str], None]  # (seq, id, why): a row left out of ever
 class Packer:
     """Pages into batches by count and bytes; rows it cannot send go to ``skip``."""
 
-    def __init__(self, batch_size: int, gateway_id: str, encode_row: EncodeRow, skip: Skip) -> None:
+    def __init__(
+        self, batch_size: int, gateway_id: str, outbox_id: str, encode_row: EncodeRow, skip: Skip
+    ) -> None:
         self.batch_size = batch_size
-        self._head = b'{"gateway_id":' + json.dumps(gateway_id).encode() + b',"punches":['
+        self._head = (
+            b'{"gateway_id":'
+            + json.dumps(gateway_id).encode()
+            + b',"outbox_id":'
+            + json.dumps(outbox_id).encode()
+            + b',"punches":['
+        )
         self._encode_row = encode_row
         self._skip = skip
 

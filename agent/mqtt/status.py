@@ -41,6 +41,7 @@ class GatewayIdentity:
     version: str
     boot: int
     started_at: datetime
+    outbox_id: str  # names the seq numbering of the punches (see common.json)
 
     def offline(self) -> dict[str, Any]:
         """The offline message: published on clean shutdown and registered as the last will.
@@ -53,6 +54,7 @@ class GatewayIdentity:
             "site": self.site,
             "version": self.version,
             "contract": CONTRACT_VERSION,
+            "outbox_id": self.outbox_id,
             "boot": self.boot,
             "started_at": utc_timestamp(self.started_at),
         }
@@ -73,6 +75,7 @@ class GatewayIdentity:
             "site": self.site,
             "version": self.version,
             "contract": CONTRACT_VERSION,
+            "outbox_id": self.outbox_id,
             "boot": self.boot,
             "time": utc_timestamp(),
             "started_at": utc_timestamp(self.started_at),

@@ -97,7 +97,8 @@ class Receiver:
         self.prefix = options.topic_prefix
         self.name = name
         self.stats = ReceiverStats()
-        self.contract = Contract.load() if validate else None
+        # Tolerant: a newer gateway's added fields must not get its punches refused forever.
+        self.contract = Contract.load(tolerant=True) if validate else None
         self._queue: queue.SimpleQueue[_Incoming | None] = queue.SimpleQueue()
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._run, name="receiver-store", daemon=True)

@@ -494,3 +494,38 @@ def test_first_sends_are_not_replayed_though_the_stored_sent_mark_runs_ahead(
     worker.wake()
     more = collector.wait(_seqs_complete(310), what="the new punches")
     assert not any(p["replayed"] for p in punches_in(more) if p["seq"] > 300)
+
+
+def test_every_batch_and_status_name_the_outbox_numbering_their_seqs_belong_to(
+    broker: LocalMosquitto, outbox: Outbox, workers: Workers, collectors: Collectors
+) -> None:
+    collector = collectors([f"{PREFIX}/{GATEWAY}/punches", f"{PREFIX}/{GATEWAY}/status"])
+    outbox.add_punches(make_punches(25))
+    worker = workers(fast_options(broker.url, batch_size=10), outbox)
+    messages = collector.wait(_seqs_complete(25), what="25 punches")
+    numbering = outbox.outbox_id()
+    batches = [m.json() for m in messages if m.topic.endswith("/punches")]
+    assert len(batches) == 3 and {b["outbox_id"] for b in batches} == {numbering}
+    births = collector.wait(lambda ms: any(m.topic.endswith("/status") for m in ms), what="birth")
+    status = next(m.json() for m in births if m.topic.endswith("/status"))
+    assert status["state"] == "online" and status["outbox_id"] == numbering
+    assert worker.identity.offline()["outbox_id"] == numbering  # the will and clean shutdown
+
+
+def test_an_ack_counting_in_another_outbox_numbering_marks_nothing_by_seq(
+    broker: LocalMosquitto, outbox: Outbox, workers: Workers, collectors: Collectors
+) -> None:
+    """A backend still counting this gateway's previous outbox (it was re-installed) would
+    acknowledge by contiguous_seq punches it never had; its ids are the backend's word."""
+    collector, _worker = _no_backend_yet(broker, outbox, workers, collectors, timeout=60)
+    sent = punches_in(collector.wait(lambda ms: len(ms) >= 1, what="the send"))
+    other = f"{int(outbox.outbox_id(), 16) ^ 1:016x}"
+    _publish_ack(
+        broker.port,
+        {"ids": [p["id"] for p in sent[:2]], "contiguous_seq": 5, "outbox_id": other},
+    )
+    # One ack, one commit: had contiguous_seq counted, pending would go straight to 0.
+    wait_for(lambda: outbox.stats().pending in (0, 3), timeout=5, what="the ack's ids")
+    assert outbox.stats().pending == 3
+    _publish_ack(broker.port, {"contiguous_seq": 5, "outbox_id": outbox.outbox_id()})
+    wait_for(lambda: outbox.stats().pending == 0, timeout=5, what="this numbering's count")

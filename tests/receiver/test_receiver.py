@@ -256,11 +256,16 @@ def test_with_contract_validation_one_broken_punch_does_not_take_its_batch_with_
         assert _stored_ids(db) == kept and sent[1]["id"] not in acked()
         assert receiver.stats.rejected == 1
         # A broken envelope still rejects the whole message; the next one is stored.
-        broken = {"gateway_id": GATEWAY, "punches": sent[3:], "extra": True}
+        broken = {"gateway_id": GATEWAY, "punches": sent[3:], "outbox_id": 7}
         publish(broker.port, [(topic, encode(broken))])
         publish(broker.port, [(topic, encode({"gateway_id": GATEWAY, "punches": sent[2:3]}))])
         wait_for(lambda: receiver.stats.messages == 3, timeout=10, what="three messages handled")
         assert receiver.stats.rejected == 2 and _stored_ids(db) == kept
+        # Fields a newer gateway adds are not a violation: its punches are stored, acknowledged.
+        newer = {**sent[3], "shift_code": "N2"}
+        publish(broker.port, [(topic, encode({"gateway_id": GATEWAY, "punches": [newer], "x": 1}))])
+        wait_for(lambda: sent[3]["id"] in acked(), timeout=10, what="the newer punch acked")
+        assert receiver.stats.rejected == 2 and _stored_ids(db) == kept | {sent[3]["id"]}
     finally:
         acks.stop()
 
