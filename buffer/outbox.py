@@ -16,8 +16,9 @@ Opening (see :meth:`Outbox.open`):
    ``CorruptOutboxError`` listing these steps;
 4. migrate the schema in one transaction (refusing a newer one with ``SchemaTooNewError``).
 
-One connection per ``Outbox``, serialised by a lock, so the daemon's threads can share it
-(``stats`` and ``check`` read on short connections of their own, never waiting for writers);
+One connection per ``Outbox``, serialised by a first-come-first-served lock (``FairRLock``), so
+the daemon's threads can share it (``stats`` and ``check`` read on short connections of their
+own, never waiting for writers);
 several processes (daemon + CLI) can write at once through ``BEGIN IMMEDIATE`` + busy timeout.
 """
 
@@ -26,7 +27,6 @@ from __future__ import annotations
 import builtins
 import json
 import sqlite3
-import threading
 import time
 from collections.abc import Iterator, Sequence
 from datetime import datetime
@@ -47,6 +47,7 @@ from buffer.database import (
     translate,
     write_transaction,
 )
+from buffer.fairlock import FairRLock
 from buffer.ingest import Encoded, store_batch
 from buffer.integrity import check_file, clear_bad_marks
 from buffer.lockfile import OutboxLock
@@ -90,7 +91,7 @@ class Outbox(DeliveryMethods):
         self.recovery = recovery  # what open() repaired, None when the file was healthy
         self._conn: sqlite3.Connection | None = conn
         self._file_lock = lock
-        self._lock = threading.RLock()
+        self._lock = FairRLock()  # round by round, long jobs let the others in between
         self._busy_timeout = busy_timeout
         self._disk_alarm = False
         self._disk_probed = 0.0

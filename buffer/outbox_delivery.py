@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import builtins
 import sqlite3
-import threading
 from collections.abc import Sequence
 from pathlib import Path
 
 import structlog
 
 from buffer import delivery
+from buffer.fairlock import FairRLock
 from buffer.payload import PayloadReader, PayloadRow, next_payloads, page_end
 from buffer.records import StoredPunch
 
@@ -23,7 +23,7 @@ class DeliveryMethods:
     """Mixed into ``Outbox``, which provides the attributes declared here."""
 
     path: Path
-    _lock: threading.RLock
+    _lock: FairRLock
     _busy_timeout: float
     _log: structlog.typing.FilteringBoundLogger
 
