@@ -1,7 +1,8 @@
 """Doctor checks on each MQTT broker URL: DNS, TCP, TLS, certificate expiry, MQTT CONNECT.
 
 The steps run in order on one URL and stop at the first failure (later steps are ``skip``), so
-the report names the first broken layer. Every step is bounded by ``timeout`` seconds.
+the report names the first broken layer. Every network step is bounded by ``timeout`` seconds,
+and never longer than ``mqtt.connect_timeout``: a broker slower than that fails the daemon too.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ def broker_jobs(settings: Settings, timeout: float) -> list[Job]:
     options = MqttOptions.from_settings(settings.mqtt, client_id=settings.client_id)
     # A distinct client id: connecting with the daemon's own id would disconnect the daemon.
     options = options.with_(client_id=f"{options.client_id}-doctor-{os.getpid()}")
+    step_timeout = min(timeout, options.connect_timeout)
     jobs = []
     for url in options.urls:
         jobs.append(
@@ -44,8 +46,8 @@ def broker_jobs(settings: Settings, timeout: float) -> list[Job]:
                 FAMILY,
                 url,
                 "broker",
-                timeout * len(_STEPS) + 1.0,
-                lambda url=url: check_broker(url, options, timeout),  # type: ignore[misc]
+                step_timeout * len(_STEPS) + 1.0,
+                lambda url=url: check_broker(url, options, step_timeout),  # type: ignore[misc]
                 next_step_on_timeout="check the network path to the broker and its firewall",
             )
         )
@@ -105,7 +107,7 @@ def _dns(broker: BrokerAddress, _o: MqttOptions, _t: float, state: dict[str, Any
 
 
 def _tcp(
-    broker: BrokerAddress, _o: MqttOptions, timeout: float, state: dict[str, Any]
+    broker: BrokerAddress, options: MqttOptions, timeout: float, state: dict[str, Any]
 ) -> CheckResult:
     name = "TCP connect"
     where = f"{broker.host}:{broker.port}"
@@ -125,7 +127,7 @@ def _tcp(
             FAMILY,
             broker.url,
             name,
-            f"no answer from {where} within {timeout:g}s",
+            f"no answer from {where} within {timeout:g}s{_limit(options, timeout)}",
             "a firewall or the network path drops the traffic: check routing and firewall rules",
         )
     except OSError as exc:
@@ -289,7 +291,7 @@ def _login(
         if not connack:
             step = "the port does not answer like an MQTT broker: check the URL scheme and port"
             if not lost:
-                detail = f"no CONNACK within {timeout:g}s {who}"
+                detail = f"no CONNACK within {timeout:g}s{_limit(options, timeout)} {who}"
             else:
                 detail = f"the broker closed the connection without a CONNACK {who}"
                 step += "" if broker.tls else " (a TLS port, usually 8883, needs mqtts://)"
@@ -395,6 +397,11 @@ def _loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return host == "localhost"
+
+
+def _limit(options: MqttOptions, timeout: float) -> str:
+    """Names the config key when the wait was the daemon's own connect timeout."""
+    return " (mqtt.connect_timeout)" if timeout >= options.connect_timeout else ""
 
 
 def _os_reason(exc: OSError, timeout: float) -> str:
