@@ -147,14 +147,20 @@ def recover_outbox(
     log.error("outbox_damaged", outbox=str(path), problem=problem)
     marker = _marker(path)
     if marker.exists():  # done again from the damaged file the interrupted run moved aside
-        problem, damaged = _read_marker(marker)
-        quarantined = damaged
-        # What that run left at ``path`` holds nothing of its own (a copy of the backup, rows
-        # salvaged from the damaged file: both kept), and nothing was stored in it since.
-        # Removed, not kept: a recovery failing at every restart (a full disk) would keep a
-        # copy per attempt.
-        for leftover in (path, wal_path(path), shm_path(path)):
-            leftover.unlink(missing_ok=True)
+        problem, noted = _read_marker(marker)
+        base = noted[0] if noted else aside_name(path, "corrupt")
+        if not path.exists() or not any(p.exists() for p in noted):
+            # Cut before or during the move aside: what is at ``path`` is the damaged file
+            # (or its WAL, when only the database was moved yet). Finish the move.
+            _finish_move(path, base)
+        else:
+            # What that run left at ``path`` holds nothing of its own (a copy of the backup,
+            # rows salvaged from the damaged file: both kept), and nothing was stored in it
+            # since. Removed, not kept: a recovery failing at every restart (a full disk)
+            # would keep a copy per attempt.
+            for leftover in (path, wal_path(path), shm_path(path)):
+                leftover.unlink(missing_ok=True)
+        quarantined = damaged = [p for p in (base, wal_path(base), shm_path(base)) if p.exists()]
     else:
         base = aside_name(path, "corrupt")
         damaged = [base, wal_path(base), shm_path(base)]
@@ -221,13 +227,25 @@ def _write_marker(marker: Path, problem: str, damaged: list[Path]) -> None:
 
 
 def _read_marker(marker: Path) -> tuple[str, list[Path]]:
-    """The first run's problem and its damaged files (those still there)."""
+    """The first run's problem and the names it moves the damaged files to (there or not)."""
     try:
         noted = json.loads(marker.read_text(encoding="utf-8"))
         problem, damaged = str(noted["problem"]), [Path(p) for p in noted["damaged"]]
     except (OSError, ValueError, KeyError, TypeError):
         return f"a recovery was interrupted; its note {marker} is unreadable", []
-    return f"{problem} (recovery interrupted, done again)", [p for p in damaged if p.exists()]
+    return f"{problem} (recovery interrupted, done again)", damaged
+
+
+def _finish_move(path: Path, base: Path) -> None:
+    """Move the database, WAL and index still at ``path`` to ``base``; never over a moved one."""
+    for src, dst in (
+        (path, base),
+        (wal_path(path), wal_path(base)),
+        (shm_path(path), shm_path(base)),
+    ):
+        if src.exists() and not dst.exists():
+            os.replace(src, dst)
+    fsync_dir(path.parent)
 
 
 def _salvage_copy(quarantined: list[Path], outbox: Path, sink: RowSink) -> SalvageResult:

@@ -1,0 +1,63 @@
+"""Outboxes to cut operations on, and what a daemon-style open finds in them afterwards."""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from buffer import Outbox
+from tests.buffer.factory import punches
+from tests.crashpoints.child import GATEWAY
+
+
+def build(path: Path, rows: int = 400, backup: bool = True) -> None:
+    """``rows`` punches, the first half backed up (a third of them delivered); closed cleanly."""
+    half = rows // 2
+    with Outbox.open(path, GATEWAY, disk_reserve_bytes=0) as box:
+        box.add_punches(punches(0, half), watermark={"next": half})
+        box.mark_delivered([r.id for r in box.next_batch(half // 3)])
+        if backup:
+            box.backup_rotating(path.parent / "backups", keep=3)
+        box.add_punches(punches(half, rows - half), watermark={"next": rows})
+        box.mark_delivered([r.id for r in box.next_batch(half // 3, after_seq=half)])
+
+
+def sha(path: Path) -> str:
+    """The file's content hash."""
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def fresh_copy(state: Path, into: Path) -> Path:
+    """A copy of the state directory ``state`` at ``into`` (replacing what was there)."""
+    if into.exists():
+        shutil.rmtree(into)
+    shutil.copytree(state, into)
+    return into
+
+
+@dataclass(frozen=True)
+class Seen:
+    """What a daemon-style open found."""
+
+    ids: frozenset[str]
+    delivered: frozenset[str]
+    max_seq: int
+    seq_counter: int
+    recovered: bool
+    problems: tuple[str, ...]
+
+
+def open_as_daemon(path: Path) -> Seen:
+    """Open ``path`` as the daemon does (recovering damage) and describe it."""
+    with Outbox.open(path, GATEWAY, disk_reserve_bytes=0) as box:
+        rows = box.list(limit=1_000_000)
+        return Seen(
+            ids=frozenset(r.id for r in rows),
+            delivered=frozenset(r.id for r in rows if r.delivery == "delivered"),
+            max_seq=max((r.seq for r in rows), default=0),
+            seq_counter=box.stats().last_seq,
+            recovered=box.recovery is not None,
+            problems=tuple(box.check()),
+        )

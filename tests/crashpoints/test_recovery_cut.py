@@ -1,0 +1,49 @@
+"""Recovery of a damaged outbox cut by a power cut at each of its steps, then the next start.
+
+Whatever step the cut lands on, the next start must end where an uncut recovery ends: the
+same punches (readable rows salvaged, the backup's restored), the same delivery state, no
+sequence number given out again, the damaged file kept as found, and the report telling so.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tests.buffer.test_corruption import _smash_page_holding as smash_page_holding
+from tests.crashpoints.harness import MAX_STEPS, run_cut
+from tests.crashpoints.outboxes import build, fresh_copy, open_as_daemon, sha
+
+
+def test_a_recovery_cut_at_any_step_is_finished_by_the_next_start_losing_nothing(
+    tmp_path: Path,
+) -> None:
+    damaged = tmp_path / "damaged"
+    build(damaged / "outbox.db")
+    smash_page_holding(damaged / "outbox.db", 300)
+    evidence = sha(damaged / "outbox.db")
+    expected = open_as_daemon(fresh_copy(damaged, tmp_path / "uncut") / "outbox.db")
+    assert expected.recovered and expected.problems == ()
+    assert 300 < len(expected.ids) < 400  # the smashed page's rows are lost, the rest kept
+
+    cuts = []
+    for at in range(1, MAX_STEPS):
+        path = fresh_copy(damaged, tmp_path / "cut") / "outbox.db"
+        cut = run_cut("open", str(path), at=at)
+        if cut is None:
+            break
+        cuts.append(cut)
+        seen = open_as_daemon(path)
+        where = f"cut before step {cut}"
+        assert seen.problems == (), where
+        assert seen.ids == expected.ids, f"{where}: {len(expected.ids - seen.ids)} punches lost"
+        assert seen.delivered == expected.delivered, where
+        assert seen.seq_counter >= expected.seq_counter >= 400, where
+        kept = [
+            p
+            for p in path.parent.glob("outbox.db.corrupt-*")
+            if p.name[-4:] not in ("-wal", "-shm")
+        ]
+        assert any(sha(p) == evidence for p in kept), f"{where}: the damaged file is gone"
+        assert not path.with_name("outbox.db.recovering").exists(), where
+    assert len(cuts) >= 5, cuts
+    print(cuts)  # the walk really went through the recovery's steps
