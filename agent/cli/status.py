@@ -118,7 +118,10 @@ def _print_live(live: dict[str, Any], settings: Settings) -> None:
     if errors:
         typer.echo("\nrecent errors:")
         for entry in errors[-10:]:
-            typer.echo(f"  {entry['time']}  {entry['source']}: {entry['error']}")
+            count = entry.get("count")
+            many = isinstance(count, int) and count > 1
+            times = f" ({count} times, the last at this time)" if many else ""
+            typer.echo(f"  {entry['time']}  {entry['source']}: {entry['error']}{times}")
 
 
 def _concern(device: dict[str, Any], settings: Settings) -> str:

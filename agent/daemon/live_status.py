@@ -14,27 +14,44 @@ from agent.daemon.status_file import process_start
 from agent.mqtt.status import DeviceStatus
 
 LAST_ERRORS = 20  # how many recent errors the status file keeps
+PER_SOURCE = 4  # of which one source (a terminal, the broker) may hold at most this many
 
 
 class ErrorLog:
-    """The most recent errors (device, broker, maintenance, reload), newest last; thread-safe."""
+    """The most recent errors (device, broker, maintenance, reload), newest last; thread-safe.
 
-    def __init__(self, size: int = LAST_ERRORS) -> None:
-        self._items: deque[dict[str, str]] = deque(maxlen=size)
+    An error a source already has in the list is moved to the end with a ``count``, and one
+    source keeps at most ``per_source`` entries: a terminal flapping all night added an entry
+    per flap and pushed every other terminal's and the broker's errors out of the list.
+    """
+
+    def __init__(self, size: int = LAST_ERRORS, per_source: int = PER_SOURCE) -> None:
+        self._items: deque[dict[str, Any]] = deque()
+        self._size = size
+        self._per_source = per_source
         self._lock = threading.Lock()
 
     def add(self, source: str, error: str) -> None:
-        entry = {
+        entry: dict[str, Any] = {
             "time": datetime.now(UTC).isoformat(timespec="seconds"),
             "source": source,
             "error": error[:500],
         }
         with self._lock:
+            for old in list(self._items):
+                if old["source"] == source and old["error"] == entry["error"]:
+                    self._items.remove(old)
+                    entry["count"] = int(old.get("count", 1)) + 1
             self._items.append(entry)
+            own = [e for e in self._items if e["source"] == source]
+            for old in own[: max(0, len(own) - self._per_source)]:
+                self._items.remove(old)
+            while len(self._items) > self._size:
+                self._items.popleft()
 
-    def items(self) -> list[dict[str, str]]:
+    def items(self) -> list[dict[str, Any]]:
         with self._lock:
-            return list(self._items)
+            return [dict(e) for e in self._items]
 
 
 def device_summary(snapshots: list[DeviceSnapshot]) -> str:
@@ -113,7 +130,7 @@ def status_document(
     outbox: dict[str, Any] | None,
     broker: dict[str, Any] | None,
     maintenance: dict[str, Any] | None,
-    errors: list[dict[str, str]],
+    errors: list[dict[str, Any]],
 ) -> dict[str, Any]:
     """The JSON document written to the status file (see ``status_file.read_status``)."""
     now = time.time()

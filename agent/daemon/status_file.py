@@ -54,6 +54,22 @@ def write_status(state_dir: Path, status: dict[str, Any]) -> Path:
     return path
 
 
+def remove_stale_temp_files(state_dir: Path) -> list[Path]:
+    """Remove the ``.status-*.tmp`` files a crash or power cut left; returns those removed.
+
+    Only the daemon holding the instance lock writes them, so at its start any left is stale.
+    """
+    removed = []
+    for path in Path(state_dir).glob(".status-*.tmp"):
+        try:
+            if path.is_file() and not path.is_symlink():
+                path.unlink()
+                removed.append(path)
+        except OSError:
+            continue  # not ours to worry about: the next start tries again
+    return sorted(removed)
+
+
 def pid_alive(pid: int) -> bool:
     """True when a process with this pid exists (ours or another user's)."""
     if pid <= 0:

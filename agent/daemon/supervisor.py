@@ -37,6 +37,7 @@ from agent.daemon.outbox_sink import WakingSink
 from agent.daemon.reload import enabled_devices, plan_reload
 from agent.daemon.reporter import Reporter
 from agent.daemon.shutdown import ShutdownSequence
+from agent.daemon.status_file import remove_stale_temp_files
 from agent.daemon.time_sync import TimeSync
 from agent.mqtt.delivery import DeliveryWorker
 from agent.mqtt.options import MqttOptions
@@ -128,6 +129,7 @@ class Supervisor:
         """Open the outbox, start delivery, maintenance and one worker per enabled device."""
         agent = self.settings.agent
         self._lock = InstanceLock(agent.state_dir).acquire()
+        remove_stale_temp_files(agent.state_dir)  # left by a power cut mid-write; ours alone
         self.notifier.status("starting: opening the outbox")  # recovery of a large file takes time
         try:
             with self.notifier.extending():  # an upgrade or a recovery grows with the file
@@ -138,7 +140,7 @@ class Supervisor:
                     backup_dir=outbox_policy(self.settings).backup_dir,
                 )
             self.boot = self._next_boot()
-            self.delivery = self._start_delivery(self._build_delivery(self.settings))
+            self.delivery = self._build_delivery(self.settings)
             self.maintenance = Maintenance(
                 self.outbox,
                 outbox_policy(self.settings),
@@ -146,6 +148,9 @@ class Supervisor:
                 on_error=self.errors.add,
             ).start()
             self.pool.start(self.settings, enabled_devices(self.settings))
+            # Connected only now, with every terminal queued: the first retained gateway
+            # status listed "devices": [] for a whole status interval.
+            self._start_delivery(self.delivery)
         except BaseException:
             self._abort_start()
             raise

@@ -351,6 +351,9 @@ class DeliveryWorker:
         elif kind == "rewind":
             drain.request_rewind()
         elif kind == "device":
+            before = self._devices.get(event[1])
+            if before is None or before.get("state") != event[2].get("state"):
+                self._next_status = 0.0  # the gateway status lists it: say so now, not in 60 s
             self._devices[event[1]] = event[2]
             self._removed.pop(event[1], None)
             if drain.generation:
@@ -358,6 +361,7 @@ class DeliveryWorker:
         elif kind == "forget":
             if event[1] in self._devices:
                 self._removed[event[1]] = self._devices.pop(event[1])
+                self._next_status = 0.0
         elif kind == "flush":
             self._flush_waiters.append(event[1])
             drain.wake()

@@ -17,7 +17,7 @@ def build_ssl_context(options: MqttOptions) -> ssl.SSLContext:
         )
     except (OSError, ssl.SSLError) as exc:
         raise BrokerError(
-            f"cannot load the CA file {options.ca_file}: {exc}; "
+            f"cannot load the CA file {options.ca_file}: {_reason(exc)}; "
             "set mqtt.ca_file to a readable PEM file with the CA that signed the broker certificate"
         ) from exc
     context.minimum_version = ssl.TLSVersion.TLSv1_2
@@ -39,12 +39,21 @@ def build_ssl_context(options: MqttOptions) -> ssl.SSLContext:
             raise
         except (OSError, ssl.SSLError) as exc:
             raise BrokerError(
-                f"cannot load the client certificate {options.cert_file} / key: {exc}; "
+                f"cannot load the client certificate {options.cert_file} / key: {_reason(exc)}; "
                 "check mqtt.cert_file and mqtt.key_file (PEM, matching pair, readable)"
             ) from exc
     if options.tls_insecure:
         context.check_hostname = False  # the chain is still verified; only the name is not
     return context
+
+
+def _reason(exc: BaseException) -> str:
+    """An OS or OpenSSL error as a person reads it: no ``[Errno 2]``, no ``[SSL: ...]`` tag."""
+    if isinstance(exc, ssl.SSLError) and exc.reason:
+        return str(exc.reason).replace("_", " ").lower()
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    return str(exc)
 
 
 Stamp = tuple[tuple[str, int, int, int], ...]

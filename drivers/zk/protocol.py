@@ -169,7 +169,7 @@ class TcpDeframer:
         head = bytes(self._buffer[:4])
         if head != TCP_MAGIC[: len(head)]:
             self._buffer.clear()
-            raise ProtocolError(f"bad TCP top {head.hex()} (expected 5050827d + length)")
+            raise ProtocolError(_foreign_top(head))
         if len(self._buffer) < TCP_TOP_SIZE:
             return
         (length,) = struct.unpack_from("<I", self._buffer, 4)
@@ -179,6 +179,22 @@ class TcpDeframer:
                 f"TCP top announces {length} bytes (allowed {HEADER_SIZE}..{self.max_packet})"
             )
         self._frame_size = TCP_TOP_SIZE + length
+
+
+# What answers on a port that is not a ZK terminal's, by the first bytes it sends.
+_FOREIGN = (
+    (b"HTTP", "the port answered like a web server (HTTP)"),
+    (b"SSH-", "the port answered like an SSH server"),
+    (b"\x16\x03", "the port answered with TLS (an HTTPS or other TLS server)"),
+)
+
+
+def _foreign_top(head: bytes) -> str:
+    """Why these first bytes are not a ZK TCP top, naming the service they look like."""
+    for prefix, said in _FOREIGN:
+        if head.startswith(prefix[: len(head)]) and len(head) >= min(len(prefix), 2):
+            return f"{said}, not like a ZK terminal: wrong port (ZK terminals use 4370)"
+    return f"bad TCP top {head.hex()} (expected 5050827d + length)"
 
 
 # Time forms.

@@ -322,7 +322,7 @@ class ZkConnection:
             self.close()
             raise ProtocolError(
                 f"{self.endpoint.label} sent bytes that are not ZK TCP framing during "
-                f"{doing} ({exc}): check the port and that this is a ZK terminal"
+                f"{doing}: {exc}; check the port and that this is a ZK terminal"
             ) from exc
         except OSError as exc:
             if isinstance(exc, socket.timeout | TimeoutError):

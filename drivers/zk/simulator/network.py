@@ -6,6 +6,7 @@ of a second; connections and UDP sessions are bounded in number.
 
 from __future__ import annotations
 
+import errno
 import random
 import select
 import socket
@@ -158,9 +159,16 @@ class NetworkServer:
                 tcp.close()
                 udp.close()
                 last = exc
+        reason = (last.strerror if last is not None else None) or str(last)
+        if last is not None and last.errno in (errno.EADDRNOTAVAIL, errno.EAFNOSUPPORT):
+            advice = f"{self.host} is not an address of this machine: choose another --host"
+        elif last is not None and last.errno == errno.EACCES:
+            advice = "ports below 1024 need root: choose a --port of 1024 or above"
+        else:
+            advice = "choose another --port or stop what uses it"
         raise UsageError(
-            f"cannot listen on {self.host}:{self._requested_port} for TCP and UDP ({last}); "
-            "choose another --port or stop what uses it"
+            f"cannot listen on {self.host}:{self._requested_port} for TCP and UDP "
+            f"({reason}): {advice}"
         )
 
     def _accept_loop(self) -> None:
