@@ -23,7 +23,7 @@ from agent.doctor.terminal_checks import DriverFactory, device_jobs
 from buffer.outbox import Outbox
 from config import Settings
 from config.errors import PunchgateError, UsageError
-from config.loader import resolve_path
+from config.loader import example_config, resolve_path
 
 FAMILIES = ("config", "outbox", "broker", "devices", "systemd")
 
@@ -98,7 +98,7 @@ def run_doctor(
                 "-",
                 "devices",
                 "no terminals configured: nothing to check, nothing is read",
-                "add a [[devices]] section to the config (see config/punchgate.example.toml)",
+                f"add a [[devices]] section to the config (see {example_config()})",
             )
         )
     if "devices" in selected:

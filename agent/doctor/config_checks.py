@@ -8,7 +8,7 @@ from pathlib import Path
 from agent.doctor.result import CheckResult, fail, ok, skip, warn
 from config import Settings, load_settings
 from config.errors import ConfigError
-from config.loader import PASSWORD_ENV, resolve_path
+from config.loader import PASSWORD_ENV, example_config, resolve_path
 from config.secrets import exposure, private_step
 
 FAMILY = "config"
@@ -77,7 +77,7 @@ def _devices(settings: Settings, where: str) -> CheckResult:
             where,
             "devices",
             "no [[devices]] configured: nothing will be read",
-            f"add a [[devices]] section to {where} (see config/punchgate.example.toml)",
+            f"add a [[devices]] section to {where} (see {example_config()})",
         )
     detail = f"{len(enabled)} enabled ({', '.join(enabled) or 'none'})"
     if disabled:
