@@ -14,6 +14,7 @@ from pathlib import Path
 
 import structlog
 
+from buffer import restoring
 from buffer.database import fsync_dir, make_state_dir, shm_path, translate, wal_path
 from buffer.integrity import sqlite_problems
 from buffer.lockfile import OutboxLock, adopt_directory_owner, held_exclusive
@@ -260,7 +261,7 @@ def install_copy(
     ``before`` runs once the copy is complete, just before the rename (restore moves the old
     file aside there, so a failed copy leaves the outbox where it was).
     """
-    tmp = dest.with_name(dest.name + ".restoring")
+    tmp = restoring.copy_path(dest)
     _remove_quietly(tmp)
     try:
         _copy_db(src, tmp, seq_at_least)
@@ -297,16 +298,21 @@ def restore_file(src: Path, dest: Path, gateway_id: str | None = None) -> Path:
     lock = OutboxLock(dest)
     try:
         lock.try_exclusive("restore the outbox")
+        restoring.finish_interrupted(dest)  # an earlier restore cut short: its copy goes in
         given_out = _seq_counter(dest)
         if given_out is None:
             given_out = info.last_seq + SEQ_GAP_AFTER_LOSS
         moved: list[Path] = []
-        install_copy(
-            src,
-            dest,
-            seq_at_least=given_out,
-            before=lambda: moved.extend(move_aside(dest, "replaced") if dest.exists() else []),
-        )
+
+        def move_old_aside() -> None:
+            # Noted first: a power cut before the copy is renamed in would leave no outbox,
+            # and the next start would begin an empty one (numbering from 1 again).
+            aside = aside_name(dest, "replaced")
+            restoring.write_note(dest, src, aside)
+            moved.extend(move_aside(dest, "replaced", aside) if dest.exists() else [])
+
+        install_copy(src, dest, seq_at_least=given_out, before=move_old_aside)
+        restoring.clear_note(dest)
     finally:
         lock.close()
     inspect_backup(dest)

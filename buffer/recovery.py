@@ -15,7 +15,7 @@ from typing import Any
 
 import structlog
 
-from buffer import ledger
+from buffer import ledger, restoring
 from buffer.backup import (
     SEQ_GAP_AFTER_LOSS,
     aside_name,
@@ -90,6 +90,8 @@ def open_checked(
     """Connect after checking for damage; recover first when allowed (see ``buffer.outbox``)."""
     first = lock.first_or_shared()
     try:
+        if first:
+            restoring.finish_interrupted(path)  # before anything looks at the file
         problem = _find_problem(path, first, busy_timeout)
         report = None
         if problem is not None:
@@ -152,7 +154,7 @@ def recover_outbox(
         if not path.exists() or not any(p.exists() for p in noted):
             # Cut before or during the move aside: what is at ``path`` is the damaged file
             # (or its WAL, when only the database was moved yet). Finish the move.
-            _finish_move(path, base)
+            restoring.finish_move(path, base)
         else:
             # What that run left at ``path`` holds nothing of its own (a copy of the backup,
             # rows salvaged from the damaged file: both kept), and nothing was stored in it
@@ -234,18 +236,6 @@ def _read_marker(marker: Path) -> tuple[str, list[Path]]:
     except (OSError, ValueError, KeyError, TypeError):
         return f"a recovery was interrupted; its note {marker} is unreadable", []
     return f"{problem} (recovery interrupted, done again)", damaged
-
-
-def _finish_move(path: Path, base: Path) -> None:
-    """Move the database, WAL and index still at ``path`` to ``base``; never over a moved one."""
-    for src, dst in (
-        (path, base),
-        (wal_path(path), wal_path(base)),
-        (shm_path(path), shm_path(base)),
-    ):
-        if src.exists() and not dst.exists():
-            os.replace(src, dst)
-    fsync_dir(path.parent)
 
 
 def _salvage_copy(quarantined: list[Path], outbox: Path, sink: RowSink) -> SalvageResult:

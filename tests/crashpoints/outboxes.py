@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import hashlib
 import shutil
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from buffer import Outbox
 from tests.buffer.factory import punches
-from tests.crashpoints.child import GATEWAY
+from tests.crashpoints.steps import fork_cut
+
+GATEWAY = "gw-test"
+MAX_STEPS = 200  # bound on the steps walked through for one operation
 
 
 def build(path: Path, rows: int = 400, backup: bool = True) -> None:
@@ -61,3 +65,18 @@ def open_as_daemon(path: Path) -> Seen:
             recovered=box.recovery is not None,
             problems=tuple(box.check()),
         )
+
+
+def each_cut(state: Path, scratch: Path, operation: Callable[[Path], object]) -> Iterator[str]:
+    """Cut ``operation`` (given the outbox path) before each of its steps in turn.
+
+    Each run works on a fresh copy of the state directory ``state`` at ``scratch``; yields
+    where it was cut, for the caller to look at ``scratch / "outbox.db"`` (then the next step).
+    """
+    for at in range(1, MAX_STEPS):
+        path = fresh_copy(state, scratch) / "outbox.db"
+        cut = fork_cut(lambda: operation(path), at=at)  # noqa: B023 - run before the next turn
+        if cut is None:
+            return
+        yield f"cut before step {cut}"
+    raise AssertionError(f"the operation still had steps after {MAX_STEPS}")

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from buffer import Outbox
 from tests.buffer.test_corruption import _smash_page_holding as smash_page_holding
-from tests.crashpoints.harness import MAX_STEPS, run_cut
-from tests.crashpoints.outboxes import build, fresh_copy, open_as_daemon, sha
+from tests.crashpoints.outboxes import GATEWAY, build, each_cut, fresh_copy, open_as_daemon, sha
 
 
 def test_a_recovery_cut_at_any_step_is_finished_by_the_next_start_losing_nothing(
@@ -25,15 +25,11 @@ def test_a_recovery_cut_at_any_step_is_finished_by_the_next_start_losing_nothing
     assert expected.recovered and expected.problems == ()
     assert 300 < len(expected.ids) < 400  # the smashed page's rows are lost, the rest kept
 
+    path = tmp_path / "cut" / "outbox.db"
     cuts = []
-    for at in range(1, MAX_STEPS):
-        path = fresh_copy(damaged, tmp_path / "cut") / "outbox.db"
-        cut = run_cut("open", str(path), at=at)
-        if cut is None:
-            break
-        cuts.append(cut)
+    for where in each_cut(damaged, path.parent, _open_and_close):
+        cuts.append(where)
         seen = open_as_daemon(path)
-        where = f"cut before step {cut}"
         assert seen.problems == (), where
         assert seen.ids == expected.ids, f"{where}: {len(expected.ids - seen.ids)} punches lost"
         assert seen.delivered == expected.delivered, where
@@ -46,4 +42,7 @@ def test_a_recovery_cut_at_any_step_is_finished_by_the_next_start_losing_nothing
         assert any(sha(p) == evidence for p in kept), f"{where}: the damaged file is gone"
         assert not path.with_name("outbox.db.recovering").exists(), where
     assert len(cuts) >= 5, cuts
-    print(cuts)  # the walk really went through the recovery's steps
+
+
+def _open_and_close(path: Path) -> None:
+    Outbox.open(path, GATEWAY, disk_reserve_bytes=0).close()

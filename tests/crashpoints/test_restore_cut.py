@@ -1,0 +1,41 @@
+"""``outbox restore`` cut by a power cut at each of its steps, then the daemon's next start.
+
+The next start must find either the old outbox or the restored one, never an empty new one:
+an empty one numbers punches from 1 again and leaves every pending punch of the old file
+undelivered in a file nobody reads.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+from pathlib import Path
+
+from buffer import Outbox
+from buffer.backup import list_backups
+from tests.crashpoints.outboxes import GATEWAY, build, each_cut, fresh_copy, open_as_daemon
+
+
+def test_a_restore_cut_at_any_step_leaves_the_old_or_the_restored_outbox_never_an_empty_one(
+    tmp_path: Path,
+) -> None:
+    state = tmp_path / "state"
+    build(state / "outbox.db")
+    backup = list_backups(state / "backups")[0]
+    before = open_as_daemon(fresh_copy(state, tmp_path / "peek") / "outbox.db")
+    assert len(before.ids) == 400 and before.seq_counter == 400
+
+    path = tmp_path / "cut" / "outbox.db"
+    cuts = []
+    for where in each_cut(state, path.parent, partial(_restore, backup.name)):
+        cuts.append(where)
+        seen = open_as_daemon(path)
+        assert seen.problems == (), where
+        assert len(seen.ids) in (200, 400), f"{where}: {len(seen.ids)} punches in the outbox"
+        if len(seen.ids) == 200:  # restored: the old file is kept beside it
+            assert list(path.parent.glob("outbox.db.replaced-*")), where
+        assert seen.seq_counter >= 400, f"{where}: numbering starts again at {seen.seq_counter}"
+    assert len(cuts) >= 3, cuts
+
+
+def _restore(name: str, path: Path) -> None:
+    Outbox.restore(path.parent / "backups" / name, path, GATEWAY)
