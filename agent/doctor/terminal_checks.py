@@ -268,6 +268,12 @@ def _clock(settings: Settings, device: ZkDeviceSettings, info: DeviceInfo) -> Ch
             or "clock_sync is on: the service sets the clock at its next poll (check again after)",
         )
     step = f"set it now: punchgate devices time {device.id} --set (or clock_sync = true)"
+    if beyond_auto_sync(drift, device.max_drift):
+        # --set without --force refuses this, and so would clock_sync: the gateway first.
+        step = (
+            "more than an hour off: check the gateway clock first (timedatectl: NTP "
+            f"synchronized?), then: punchgate devices time {device.id} --set --force"
+        )
     hours = abs(drift) / 3600
     if hours >= 0.9 and abs(hours - round(hours)) * 3600 <= device.max_drift:
         step = (
