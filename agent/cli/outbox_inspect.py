@@ -274,7 +274,12 @@ def _replacing(output: Path) -> Iterator[TextIO]:
         os.fchmod(fd, 0o666 & ~umask)  # as open() would have created it, not mkstemp's 0600
         with os.fdopen(fd, "w", encoding="utf-8", newline="") as stream:
             yield stream
+            # On the disk before "exported" is printed: a USB stick pulled right after must
+            # not hold an empty or half-written file (the name and the data are both synced).
+            stream.flush()
+            os.fsync(stream.fileno())
         os.replace(part, target)
+        _fsync_directory(target.parent)
     except BaseException as exc:
         with suppress(OSError):
             os.unlink(part)
@@ -285,6 +290,20 @@ def _replacing(output: Path) -> Iterator[TextIO]:
                 "give a file on another disk"
             ) from None
         raise
+
+
+def _fsync_directory(directory: Path) -> None:
+    """Make the rename in ``directory`` durable (a filesystem that cannot: nothing to do)."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass  # EINVAL: fsync of a directory is not supported there; the file itself is synced
+    finally:
+        os.close(fd)
 
 
 T = TypeVar("T")
