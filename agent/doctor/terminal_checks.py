@@ -15,6 +15,7 @@ from agent.doctor.daemon_view import DaemonView
 from agent.doctor.result import CheckResult, Job, fail, ok, skip, warn
 from config import Settings
 from config.errors import (
+    ConfigError,
     DeviceAuthError,
     DeviceError,
     DeviceIdentityError,
@@ -212,6 +213,19 @@ def _serial_device(
         driver.open()
     except DeviceError as exc:
         return [fail(FAMILY, target, "reachable", str(exc), _unreachable_step(device))]
+    except ConfigError as exc:
+        # The card roster is read on open: a missing or bad file is the config's problem.
+        return [
+            fail(
+                FAMILY,
+                target,
+                "card roster",
+                "; ".join(exc.problems or [str(exc)]),
+                f"fix roster_file of {target} or the file (card,employee per line); the "
+                "service retries on its own, and the cards read until then are lost",
+            ),
+            skip(FAMILY, target, "reachable", "not run: card roster failed"),
+        ]
     driver.close()
     return [ok(FAMILY, target, "reachable", f"{device.url} opens"), *not_applicable]
 
