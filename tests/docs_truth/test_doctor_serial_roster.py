@@ -52,8 +52,7 @@ def test_doctor_passes_a_card_reader_with_a_good_roster_file(
 ) -> None:
     roster = tmp_path / "cards.csv"
     roster.write_text("card,employee\n0A1B2C3D4E,1001\n", encoding="utf-8")
-    outcome = cli(
-        "doctor", "--only", "devices", "--json", "--config", str(make_config(devices=[reader(roster)]))
-    )
+    config = make_config(devices=[reader(roster)])
+    outcome = cli("doctor", "--only", "devices", "--json", "--config", str(config))
     checks = [c for c in json.loads(outcome.stdout)["checks"] if c["target"] == "gate-reader"]
     assert [c["verdict"] for c in checks if c["verdict"] != "skip"] == ["ok"], checks
