@@ -17,8 +17,8 @@ app = typer.Typer(help="Check and show the configuration.", no_args_is_help=True
 
 
 @app.command("check")
-def check(config: ConfigOption = None) -> None:
-    """Validate the config file and list every problem.
+def check(config: ConfigOption = None, as_json: JsonOption = False) -> None:
+    """Validate the config file and list every problem (exit 2 when there is one).
 
     Example: punchgate config check --config /etc/punchgate/punchgate.toml
     """
@@ -26,12 +26,24 @@ def check(config: ConfigOption = None) -> None:
         settings = load(config)
         _check_tls_files(settings, str(resolve_path(config)))
     except ConfigError as exc:
+        if as_json:
+            raise  # the error boundary prints it as JSON with every problem
         for problem in exc.problems or [str(exc)]:
             typer.echo(problem, err=True)
         raise typer.Exit(exc.exit_code) from None
     kinds: dict[str, int] = {}
     for device in settings.devices:
         kinds[device.kind] = kinds.get(device.kind, 0) + 1
+    if as_json:
+        print_json(
+            {
+                "ok": True,
+                "gateway_id": settings.agent.gateway_id,
+                "devices": dict(sorted(kinds.items())),
+                "brokers": list(settings.mqtt.urls),
+            }
+        )
+        return
     summary = ", ".join(f"{n} {k}" for k, n in sorted(kinds.items())) or "no devices"
     typer.echo(
         f"OK: gateway {settings.agent.gateway_id}, {len(settings.devices)} device(s) ({summary}), "
