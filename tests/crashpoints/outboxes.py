@@ -52,6 +52,12 @@ class Seen:
     recovered: bool
     problems: tuple[str, ...]
 
+    def __repr__(self) -> str:
+        return (
+            f"Seen({len(self.ids)} rows, {len(self.delivered)} delivered, max seq {self.max_seq}, "
+            f"counter {self.seq_counter}, recovered {self.recovered}, problems {self.problems})"
+        )
+
 
 def open_as_daemon(path: Path) -> Seen:
     """Open ``path`` as the daemon does (recovering damage) and describe it."""
@@ -67,16 +73,34 @@ def open_as_daemon(path: Path) -> Seen:
         )
 
 
-def each_cut(state: Path, scratch: Path, operation: Callable[[Path], object]) -> Iterator[str]:
-    """Cut ``operation`` (given the outbox path) before each of its steps in turn.
+def each_cut(
+    state: Path, scratch: Path, operation: Callable[[Path], object], ticks: int = 0
+) -> Iterator[str]:
+    """Cut ``operation`` (given the outbox path) before each of its file steps in turn, then
+    at ``ticks`` points spread over its SQL work (see ``steps.arm``).
 
     Each run works on a fresh copy of the state directory ``state`` at ``scratch``; yields
-    where it was cut, for the caller to look at ``scratch / "outbox.db"`` (then the next step).
+    where it was cut, for the caller to look at ``scratch / "outbox.db"`` (then the next cut).
     """
+    path = scratch / "outbox.db"
+
+    def run() -> None:
+        operation(path)
+
     for at in range(1, MAX_STEPS):
-        path = fresh_copy(state, scratch) / "outbox.db"
-        cut = fork_cut(lambda: operation(path), at=at)  # noqa: B023 - run before the next turn
-        if cut is None:
-            return
+        fresh_copy(state, scratch)
+        cut = fork_cut(run, at=at)
+        if cut.startswith("DONE"):
+            break
         yield f"cut before step {cut}"
-    raise AssertionError(f"the operation still had steps after {MAX_STEPS}")
+    else:
+        raise AssertionError(f"the operation still had steps after {MAX_STEPS}")
+    if not ticks:
+        return
+    total = int(cut.split()[2])
+    assert total >= ticks, f"only {total} SQL ticks: make the operation do more work"
+    for n in range(ticks):
+        fresh_copy(state, scratch)
+        cut = fork_cut(run, tick=1 + n * total // ticks)
+        if cut.startswith("PAUSED"):  # else this run did less SQL work: finished uncut
+            yield f"cut at {cut}"
