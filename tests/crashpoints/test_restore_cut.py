@@ -11,7 +11,7 @@ from functools import partial
 from pathlib import Path
 
 from buffer import Outbox
-from buffer.backup import list_backups
+from buffer.backup import inspect_backup, list_backups
 from tests.crashpoints.outboxes import GATEWAY, build, each_cut, fresh_copy, open_as_daemon
 
 
@@ -39,3 +39,26 @@ def test_a_restore_cut_at_any_step_leaves_the_old_or_the_restored_outbox_never_a
 
 def _restore(name: str, path: Path) -> None:
     Outbox.restore(path.parent / "backups" / name, path, GATEWAY)
+
+
+def test_a_restore_cut_at_any_step_and_run_again_restores_keeping_the_old_file(
+    tmp_path: Path,
+) -> None:
+    state = tmp_path / "state"
+    build(state / "outbox.db")
+    backup = list_backups(state / "backups")[0]
+    path = tmp_path / "cut" / "outbox.db"
+    cuts = 0
+    for where in each_cut(state, path.parent, partial(_restore, backup.name)):
+        cuts += 1
+        _restore(backup.name, path)  # the technician runs it again
+        seen = open_as_daemon(path)
+        assert len(seen.ids) == 200 and seen.problems == (), f"{where}: {seen}"
+        assert seen.seq_counter >= 400, f"{where}: numbering starts again at {seen.seq_counter}"
+        kept = [
+            inspect_backup(p).rows
+            for p in path.parent.glob("outbox.db.replaced-*")
+            if p.name[-4:] not in ("-wal", "-shm")
+        ]
+        assert 400 in kept, f"{where}: the old outbox is gone ({kept})"
+    assert cuts >= 3
