@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import shutil
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -51,11 +52,13 @@ class Seen:
     seq_counter: int
     recovered: bool
     problems: tuple[str, ...]
+    watermarks: tuple[tuple[str, str], ...] = ()
 
     def __repr__(self) -> str:
         return (
             f"Seen({len(self.ids)} rows, {len(self.delivered)} delivered, max seq {self.max_seq}, "
-            f"counter {self.seq_counter}, recovered {self.recovered}, problems {self.problems})"
+            f"counter {self.seq_counter}, recovered {self.recovered}, problems {self.problems}, "
+            f"watermarks {self.watermarks})"
         )
 
 
@@ -63,13 +66,15 @@ def open_as_daemon(path: Path) -> Seen:
     """Open ``path`` as the daemon does (recovering damage) and describe it."""
     with Outbox.open(path, GATEWAY, disk_reserve_bytes=0) as box:
         rows = box.list(limit=1_000_000)
+        stats = box.stats()
         return Seen(
             ids=frozenset(r.id for r in rows),
             delivered=frozenset(r.id for r in rows if r.delivery == "delivered"),
             max_seq=max((r.seq for r in rows), default=0),
-            seq_counter=box.stats().last_seq,
+            seq_counter=stats.last_seq,
             recovered=box.recovery is not None,
             problems=tuple(box.check()),
+            watermarks=tuple((d.device_id, str(d.watermark)) for d in stats.devices),
         )
 
 
@@ -104,3 +109,19 @@ def each_cut(
         cut = fork_cut(run, tick=1 + n * total // ticks)
         if cut.startswith("PAUSED"):  # else this run did less SQL work: finished uncut
             yield f"cut at {cut}"
+
+
+def add_and_die(path: Path) -> None:
+    """100 more punches by a process that then dies without closing (no checkpoint)."""
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            box = Outbox.open(path, GATEWAY, disk_reserve_bytes=0)
+            box.add_punches(punches(400, 50), watermark={"next": 450})
+            box.add_punches(punches(450, 50), watermark={"next": 500})
+            code = 0
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0

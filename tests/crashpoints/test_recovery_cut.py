@@ -7,15 +7,21 @@ sequence number given out again, the damaged file kept as found, and the report 
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 
 from buffer import Outbox
-from tests.buffer.factory import punches
 from tests.buffer.test_corruption import _smash_page_holding as smash_page_holding
-from tests.crashpoints.outboxes import GATEWAY, build, each_cut, fresh_copy, open_as_daemon, sha
+from tests.crashpoints.outboxes import (
+    GATEWAY,
+    add_and_die,
+    build,
+    each_cut,
+    fresh_copy,
+    open_as_daemon,
+    sha,
+)
 
 
 @pytest.mark.parametrize("wal", [False, True], ids=["closed", "crashed-with-wal"])
@@ -25,7 +31,7 @@ def test_a_recovery_cut_at_any_step_is_finished_by_the_next_start_losing_nothing
     damaged = tmp_path / "damaged"
     build(damaged / "outbox.db")
     if wal:  # the newest punches only in the WAL, cut short (a crash, a bad card)
-        _add_and_die(damaged / "outbox.db")
+        add_and_die(damaged / "outbox.db")
         wal_file = damaged / "outbox.db-wal"
         with wal_file.open("r+b") as fh:
             fh.truncate(wal_file.stat().st_size * 4 // 5)  # into the second commit
@@ -46,6 +52,7 @@ def test_a_recovery_cut_at_any_step_is_finished_by_the_next_start_losing_nothing
         assert seen.problems == (), where
         assert seen.ids == expected.ids, f"{where}: {len(expected.ids - seen.ids)} punches lost"
         assert seen.delivered == expected.delivered, where
+        assert seen.watermarks == expected.watermarks, where  # rewound to the backup's
         assert seen.seq_counter >= expected.seq_counter >= rows, where
         kept = [
             p
@@ -59,19 +66,3 @@ def test_a_recovery_cut_at_any_step_is_finished_by_the_next_start_losing_nothing
 
 def _open_and_close(path: Path) -> None:
     Outbox.open(path, GATEWAY, disk_reserve_bytes=0).close()
-
-
-def _add_and_die(path: Path) -> None:
-    """100 more punches by a process that then dies without closing (no checkpoint)."""
-    pid = os.fork()
-    if pid == 0:
-        code = 1
-        try:
-            box = Outbox.open(path, GATEWAY, disk_reserve_bytes=0)
-            box.add_punches(punches(400, 50), watermark={"next": 450})
-            box.add_punches(punches(450, 50), watermark={"next": 500})
-            code = 0
-        finally:
-            os._exit(code)
-    _, status = os.waitpid(pid, 0)
-    assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0

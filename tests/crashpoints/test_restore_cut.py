@@ -10,19 +10,33 @@ from __future__ import annotations
 from functools import partial
 from pathlib import Path
 
+import pytest
+
 from buffer import Outbox
 from buffer.backup import inspect_backup, list_backups
-from tests.crashpoints.outboxes import GATEWAY, build, each_cut, fresh_copy, open_as_daemon
+from tests.crashpoints.outboxes import (
+    GATEWAY,
+    add_and_die,
+    build,
+    each_cut,
+    fresh_copy,
+    open_as_daemon,
+)
 
 
+@pytest.mark.parametrize("wal", [False, True], ids=["stopped", "crashed-with-wal"])
 def test_a_restore_cut_at_any_step_leaves_the_old_or_the_restored_outbox_never_an_empty_one(
-    tmp_path: Path,
+    tmp_path: Path, wal: bool
 ) -> None:
     state = tmp_path / "state"
     build(state / "outbox.db")
+    rows = 400
+    if wal:  # the daemon died (power cut) before the technician restores: its WAL is there
+        add_and_die(state / "outbox.db")
+        rows = 500
     backup = list_backups(state / "backups")[0]
     before = open_as_daemon(fresh_copy(state, tmp_path / "peek") / "outbox.db")
-    assert len(before.ids) == 400 and before.seq_counter == 400
+    assert len(before.ids) == rows and before.seq_counter == rows
 
     path = tmp_path / "cut" / "outbox.db"
     cuts = []
@@ -30,10 +44,10 @@ def test_a_restore_cut_at_any_step_leaves_the_old_or_the_restored_outbox_never_a
         cuts.append(where)
         seen = open_as_daemon(path)
         assert seen.problems == (), where
-        assert len(seen.ids) in (200, 400), f"{where}: {len(seen.ids)} punches in the outbox"
+        assert len(seen.ids) in (200, rows), f"{where}: {len(seen.ids)} punches in the outbox"
         if len(seen.ids) == 200:  # restored: the old file is kept beside it
             assert list(path.parent.glob("outbox.db.replaced-*")), where
-        assert seen.seq_counter >= 400, f"{where}: numbering starts again at {seen.seq_counter}"
+        assert seen.seq_counter >= rows, f"{where}: numbering starts again at {seen.seq_counter}"
     assert len(cuts) >= 20, cuts
 
 
