@@ -30,6 +30,11 @@ def copy_path(dest: Path) -> Path:
     return dest.with_name(dest.name + ".restoring")
 
 
+def interrupted(dest: Path) -> bool:
+    """Whether a restore of ``dest`` was cut short (the next open finishes it)."""
+    return note_path(dest).exists()
+
+
 def write_note(dest: Path, source: Path, aside: Path) -> None:
     """Durably note that the complete copy of ``source`` replaces ``dest``, moved to ``aside``."""
     note = note_path(dest)

@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from buffer import restoring
 from buffer.outbox import Outbox
 from config import Settings
 from config.errors import OutboxError, UsageError
@@ -31,7 +32,7 @@ def opened_outbox(settings: Settings, *, must_exist: bool = True) -> Iterator[Ou
     """The outbox of ``settings``; a reading command refuses to create an empty one."""
     path = settings.agent.outbox_path
     with explained_permissions(path):
-        if must_exist and not path.exists():
+        if must_exist and not path.exists() and not restoring.interrupted(path):
             raise OutboxError(
                 f"no outbox at {path}: the service creates it when it first starts "
                 "(sudo systemctl start punchgate); check agent.state_dir in the config"

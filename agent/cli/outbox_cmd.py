@@ -10,7 +10,7 @@ import typer
 
 from agent.cli.common import ConfigOption, JsonOption, load, print_json, print_table
 from agent.cli.outbox_access import explained_permissions
-from buffer import Outbox, OutboxStats
+from buffer import Outbox, OutboxStats, restoring
 from buffer.integrity import BAD_MARKS
 from config import Settings
 from config.errors import CorruptOutboxError, OutboxError, UsageError
@@ -27,7 +27,7 @@ def _open(settings: Settings) -> Outbox:
     """The configured outbox; CLI commands diagnose damage but leave repair to the service."""
     path = settings.agent.outbox_path
     with explained_permissions(path):
-        if not path.exists():
+        if not path.exists() and not restoring.interrupted(path):  # opening finishes it
             raise OutboxError(
                 f"no outbox at {path}: the service creates it when it first starts "
                 "(systemctl start punchgate); check agent.state_dir in the config"
