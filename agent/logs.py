@@ -75,6 +75,56 @@ def _escaped(value: Any, keep_lines: bool = False) -> Any:
     return value
 
 
+_CONSOLE_RAW = ("event", "level", "timestamp", "logger", *_MULTILINE_KEYS)
+_NEEDS_QUOTES = frozenset(" \t=\"'")
+
+
+class _Shown:
+    """A value already written as a person reads it: the console renderer reprs non-strings."""
+
+    __slots__ = ("text",)
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    def __repr__(self) -> str:
+        return self.text
+
+
+def _shown(value: Any, top: bool = True) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return str(value)
+    if isinstance(value, str):
+        if top and (not value or _NEEDS_QUOTES & set(value)):
+            return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+        return value
+    if isinstance(value, list | tuple | set | frozenset):
+        text = ",".join(_shown(v, top=False) for v in value)
+        return _shown(text) if top else text
+    if isinstance(value, dict):
+        text = ",".join(f"{k}={_shown(v, top=False)}" for k, v in value.items())
+        return _shown(text) if top else text
+    return _shown(str(value), top)
+
+
+def console_values(
+    _logger: object, _method: str, event: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    """Values as text for the console: ``true``/``false``, ``-`` for none, lists with commas.
+
+    The console renderer shows other types by ``repr``: a technician read ``recovered=False``,
+    ``devices=['lobby-1', 'gate-2']`` and ``error=None``, Python's spelling, not the product's.
+    """
+    for key in list(event):
+        if key not in _CONSOLE_RAW:
+            event[key] = _Shown(_shown(event[key]))
+    return event
+
+
 class _StdStream:
     """``sys.stdout``/``sys.stderr`` looked up at each write, so a swapped stream is followed.
 
@@ -128,7 +178,7 @@ def configure(level: str = "info", stream: TextIO | None = None, json: bool | No
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             redact_secrets,
             structlog.processors.format_exc_info,
-            *([] if json else [escape_controls]),
+            *([] if json else [escape_controls, console_values]),
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(

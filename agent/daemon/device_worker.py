@@ -33,7 +33,14 @@ from agent.daemon.device_state import (
 )
 from agent.daemon.outbox_sink import STORE_CHUNK, PunchSink, store_in_chunks
 from agent.daemon.serial_claims import SerialClaims
-from config.errors import DeviceError, DeviceIdentityError, DeviceUnavailable, PunchgateError
+from agent.daemon.unsaved import MAX_UNSAVED, UnsavedPunches
+from config.errors import (
+    DeviceError,
+    DeviceIdentityError,
+    DeviceUnavailable,
+    OutboxError,
+    PunchgateError,
+)
 from drivers.backoff import Backoff
 from drivers.base import DeviceInfo, Driver, Punch
 from drivers.timeutil import to_device_local
@@ -71,6 +78,10 @@ class DeviceWorker:
         self._on_change = on_change
         self._claims = claims
         self._live = is_live(device)
+        # A serial line has no memory: what the outbox refuses is kept here, and the port stays
+        # open meanwhile (a closed port discards what the clock sends).
+        self._memoryless = device.kind == "serial"
+        self._unsaved = UnsavedPunches()
         self._live_chunk = max(0.05, min(live_chunk, device.poll_interval))
         self._backoff = backoff or Backoff(
             minimum=min(1.0, device.poll_interval),
@@ -180,7 +191,8 @@ class DeviceWorker:
                 self._close_driver()  # terminals accept few sessions: do not hold one while idle
                 self._idle(self.device.poll_interval)
         except Exception as exc:  # noqa: BLE001 - a worker survives everything; the loop retries
-            self._close_driver()
+            if not (self._memoryless and isinstance(exc, OutboxError)):
+                self._close_driver()
             self._failed(exc)
             self._idle(self._backoff.next_delay(), jobs=False)
 
@@ -243,6 +255,7 @@ class DeviceWorker:
     def _capture(self, driver: Driver, seconds: float) -> None:
         """Live events for ``seconds``, in slices so that stop and jobs are seen promptly."""
         end = time.monotonic() + seconds
+        self._store_unsaved()
         while not self._stop.is_set():
             left = end - time.monotonic()
             if left <= 0:
@@ -250,11 +263,28 @@ class DeviceWorker:
             chunk = min(self._live_chunk, left)
             self._beat(chunk + self.device.timeout)
             for punch in driver.live(stop_after=chunk):
-                self._store([punch])  # one punch at a time: live means now
+                self._unsaved.add(punch)
+                self._store_unsaved()  # one punch at a time: live means now
                 if self._stop.is_set():
                     break
             self._reflect_link(driver)
             self._run_jobs(driver)
+
+    def _store_unsaved(self) -> None:
+        """Store the punches read but not stored yet; they stay kept if the outbox refuses."""
+        dropped = self._unsaved.take_dropped()
+        if dropped:
+            self._log.error(
+                "unsaved_punches_dropped",
+                dropped=dropped,
+                kept=len(self._unsaved),
+                action=f"the outbox refused punches for longer than {MAX_UNSAVED} punches "
+                "take: the oldest were lost; free space in the state directory",
+            )
+        punches = self._unsaved.pending()
+        if punches:
+            self._store(punches)
+            self._unsaved.stored(len(punches))
 
     def _reflect_link(self, driver: Driver) -> None:
         """Drivers riding out a lost link inside ``live`` (serial) report it via ``connected``."""
@@ -383,6 +413,12 @@ class DeviceWorker:
 
     def _failed(self, exc: BaseException) -> None:
         state, action = classify(exc)
+        if state == DeviceState.STORE_ERROR and self._memoryless:
+            action = (
+                "the outbox refused punches: the ones read from the line are kept in memory "
+                f"(up to {MAX_UNSAVED}) and stored when it takes them again; free space in the "
+                "state directory"
+            )
         message = str(exc) or type(exc).__name__
         previous = self.snapshot()
         if self._trouble_since is None:

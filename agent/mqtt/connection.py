@@ -320,8 +320,15 @@ class MqttConnection:
             state["retain_available"] = getattr(props, "RetainAvailable", 1)
             state["connack"] = reason
 
-        def on_disconnect(_c: mqtt.Client, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
-            state["disconnect"] = reason
+        def on_disconnect(_c: mqtt.Client, _u: Any, flags: Any, reason: Any, _p: Any) -> None:
+            from_broker = getattr(flags, "is_disconnect_packet_from_server", True)
+            if from_broker or getattr(reason, "value", None) != _UNSPECIFIED:
+                state["disconnect"] = reason
+            else:  # paho's "Unspecified error" for a socket that just closed: say that
+                state["disconnect"] = (
+                    "the connection closed without a word from the broker (broker stopped or "
+                    "restarted, or the network dropped it)"
+                )
 
         def on_subscribe(_c: mqtt.Client, _u: Any, _mid: int, reasons: Any, _p: Any) -> None:
             failed = [str(r) for r in reasons if getattr(r, "is_failure", False)]
@@ -481,6 +488,8 @@ class MqttConnection:
                 url=broker.url,
                 reason=str(reason),
                 after_s=round(time.monotonic() - started, 1),
+                action="reconnecting with backoff; if it lasts, check that the broker is "
+                "running and reachable from the gateway",
             )
         _release(client)
         held = held or self._held(started)
@@ -531,6 +540,7 @@ class MqttConnection:
         self._last_error = message
 
 
+_UNSPECIFIED = 0x80  # paho's reason for a connection lost without a DISCONNECT packet
 _RETAIN_NOT_SUPPORTED = 0x9A  # MQTT 5 CONNACK reason: the broker refused our retained will
 
 
