@@ -17,6 +17,7 @@ import structlog
 from buffer import restoring
 from buffer.database import fsync_dir, make_state_dir, shm_path, translate, wal_path
 from buffer.integrity import sqlite_problems
+from buffer.leftovers import cut_short
 from buffer.lockfile import OutboxLock, adopt_directory_owner, held_exclusive
 from buffer.schema import SCHEMA_VERSION, too_new_message, user_version
 from config.errors import OutboxError, SchemaTooNewError, UsageError
@@ -55,7 +56,7 @@ def backup_to(src: Path, dest: Path) -> Path:
     # technician's, two technicians) each deleted and wrote the other's ".partial" and failed.
     tmp = dest.with_name(f"{dest.name}.partial-{os.getpid()}")
     for left in dest.parent.glob(f"{glob.escape(dest.name)}.partial-*"):
-        if left == tmp or not _alive(left.name.rsplit("-", 1)[1]):
+        if left == tmp or cut_short(left, left.name.rsplit("-", 1)[1]):
             _remove_quietly(left)  # left by a backup that was killed (SIGKILL, power cut)
     try:
         _copy_db(src, tmp)
@@ -112,7 +113,7 @@ def _remove_cut_copies(directory: Path) -> None:
         return
     for left in directory.glob("outbox-*.db.partial-*"):
         name, _, pid = left.name.rpartition(".partial-")
-        if _BACKUP_NAME.match(name) and not _alive(pid):
+        if _BACKUP_NAME.match(name) and cut_short(left, pid):
             _remove_quietly(left)
 
 
@@ -349,19 +350,6 @@ def _seq_counter(db: Path) -> int | None:
         for path in sidecars:
             _remove_quietly(path)
     return row[0] if row is not None and type(row[0]) is int else None
-
-
-def _alive(pid: str) -> bool:
-    """Whether process ``pid`` (text from a file name) still runs; True when unsure."""
-    if not pid.isdigit():
-        return True  # not a name we wrote: leave it alone
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return False
-    except (PermissionError, OverflowError, ValueError):
-        return True
-    return True
 
 
 def _create_private(path: Path) -> None:

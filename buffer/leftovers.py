@@ -1,0 +1,37 @@
+"""Telling the copies of a backup cut short (SIGKILL, a power cut) from one still being written."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+
+def cut_short(partial: Path, pid: str) -> bool:
+    """Whether the copy ``partial`` by process ``pid`` was left by a backup that was cut short.
+
+    Its process is gone, or it was written before this boot: after a power cut the pid
+    numbers start over, and the dead backup's pid often belongs to a live process again.
+    """
+    if not pid.isdigit():
+        return False  # not a name we wrote: leave it alone
+    if not _alive(pid):
+        return True
+    try:
+        booted = time.time() - time.clock_gettime(time.CLOCK_BOOTTIME)
+        return partial.stat().st_mtime < booted
+    except OSError:
+        return False
+
+
+def _alive(pid: str) -> bool:
+    """Whether process ``pid`` (text from a file name) still runs; True when unsure."""
+    if not pid.isdigit():
+        return True  # not a name we wrote: leave it alone
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError, ValueError):
+        return True
+    return True
