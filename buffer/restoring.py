@@ -69,6 +69,9 @@ def finish_interrupted(dest: Path) -> bool:
     """
     note = note_path(dest)
     if not note.exists():
+        # A copy cut short before it was complete (no note yet): a full-size file otherwise
+        # left for ever. Nobody writes it now: restore and recovery hold the lock exclusive.
+        copy_path(dest).unlink(missing_ok=True)
         return False
     try:
         noted = json.loads(note.read_text(encoding="utf-8"))

@@ -48,6 +48,8 @@ def test_a_restore_cut_at_any_step_leaves_the_old_or_the_restored_outbox_never_a
         if len(seen.ids) == 200:  # restored: the old file is kept beside it
             assert list(path.parent.glob("outbox.db.replaced-*")), where
         assert seen.seq_counter >= rows, f"{where}: numbering starts again at {seen.seq_counter}"
+        left = [p.name for p in path.parent.iterdir() if p.name.endswith((".restoring", "-note"))]
+        assert left == [], f"{where}: a full copy of the backup left for ever: {left}"
     assert len(cuts) >= 20, cuts
 
 
