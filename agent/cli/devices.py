@@ -12,6 +12,7 @@ import typer
 
 from agent.cli.common import ConfigOption, JsonOption, load, print_json, print_table
 from agent.daemon.device_state import format_duration
+from agent.doctor.daemon_view import daemon_view
 from agent.wiring import build_driver
 from buffer import Outbox
 from config.errors import UsageError
@@ -35,6 +36,25 @@ def _device(settings: Settings, device_id: str) -> DeviceSettings:
         known = ", ".join(d.id for d in settings.devices) or "none configured"
         raise UsageError(f"unknown device {device_id!r}; configured devices: {known}")
     return device
+
+
+def _not_read_by_the_service(settings: Settings, device: DeviceSettings) -> None:
+    """Refuse to open a serial line the running service reads: its waiting bytes would be lost.
+
+    Opening a tty flushes the kernel's input queue, which every reader of the line shares, and
+    a serial clock keeps no log: what the service had not read yet was gone for good.
+    """
+    if not isinstance(device, SerialDeviceSettings):
+        return
+    view = daemon_view(settings.agent.state_dir)
+    if not view.running:
+        return
+    state = view.device_state(device.id) or "unknown"
+    raise UsageError(
+        f"{device.id} ({device.url}) is read by the running service (pid {view.pid}, state "
+        f"{state}): opening it here would discard punches on their way to the service; see "
+        "punchgate status (or stop the service first: sudo systemctl stop punchgate)"
+    )
 
 
 def _address(device: DeviceSettings) -> str:
@@ -98,6 +118,7 @@ def info(device_id: DeviceArg, config: ConfigOption = None, as_json: JsonOption 
     """
     settings = load(config)
     device = _device(settings, device_id)
+    _not_read_by_the_service(settings, device)
     with _opened(build_driver(settings, device)) as driver:
         details = driver.info()
     data = _info_dict(device, details)
@@ -146,6 +167,7 @@ def ping(
     """
     settings = load(config)
     device = _device(settings, device_id)
+    _not_read_by_the_service(settings, device)
     driver = build_driver(settings, device)
     started = time.perf_counter()
     with _opened(driver):
@@ -209,6 +231,11 @@ def pull(
     """
     settings = load(config)
     device = _device(settings, device_id)
+    if isinstance(device, SerialDeviceSettings):
+        raise UsageError(
+            f"device {device.id} is a serial device: it keeps no log to pull; its punches are "
+            "stored as they arrive while the service reads the line (punchgate status)"
+        )
     agent = settings.agent
     with Outbox.open(
         agent.outbox_path,
