@@ -301,8 +301,10 @@ def restore_file(src: Path, dest: Path, gateway_id: str | None = None) -> Path:
         lock.try_exclusive("restore the outbox")
         restoring.finish_interrupted(dest)  # an earlier restore cut short: its copy goes in
         given_out = _seq_counter(dest)
-        if given_out is None:
-            given_out = info.last_seq + SEQ_GAP_AFTER_LOSS
+        if given_out is None or restoring.recovery_marker(dest).exists():
+            # No file, a damaged one, or what an interrupted recovery left (a copy of an
+            # older backup: the damaged file it replaces gave out more numbers than it says).
+            given_out = max(given_out or 0, info.last_seq) + SEQ_GAP_AFTER_LOSS
         moved: list[Path] = []
 
         def move_old_aside() -> None:

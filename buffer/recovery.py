@@ -110,9 +110,7 @@ def open_checked(
     return conn, report
 
 
-def _marker(path: Path) -> Path:
-    """Present from the moment recovery moves the damaged file aside until it is complete."""
-    return path.with_name(path.name + ".recovering")
+_marker = restoring.recovery_marker
 
 
 def _find_problem(path: Path, first: bool, busy_timeout: float) -> str | None:

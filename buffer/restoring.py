@@ -47,8 +47,22 @@ def write_note(dest: Path, source: Path, aside: Path) -> None:
     fsync_dir(dest.parent)
 
 
+def recovery_marker(path: Path) -> Path:
+    """Present from the moment recovery moves the damaged file aside until it is complete."""
+    return path.with_name(path.name + ".recovering")
+
+
 def clear_note(dest: Path) -> None:
-    """The restore is complete: remove its note, durably."""
+    """The restore is complete: remove its note, durably.
+
+    An interrupted recovery's marker goes first: the backup restored by hand replaces what
+    that recovery would have built (its damaged files stay kept), and the next start would
+    otherwise delete the restored file to do the recovery again.
+    """
+    marker = recovery_marker(dest)
+    if marker.exists():
+        marker.unlink()
+        log.warning("outbox_recovery_superseded", dest=str(dest), note="a backup was restored")
     note_path(dest).unlink(missing_ok=True)
     fsync_dir(dest.parent)
 
