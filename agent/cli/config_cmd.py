@@ -65,7 +65,11 @@ def _check_tls_files(settings: Settings, source: str) -> None:
         build_ssl_context(options)
     except BrokerError as exc:
         text = str(exc)
-        key = "mqtt.ca_file" if text.startswith("cannot load the CA file") else "mqtt.cert_file"
+        key = "mqtt.cert_file"
+        if text.startswith("cannot load the CA file"):
+            key = "mqtt.ca_file"
+        elif text.startswith("the client key") and mqtt.key_file is not None:
+            key = "mqtt.key_file"
         msg = f"{source}: {key}: {text}"
         raise ConfigError(msg, [msg]) from None
 
