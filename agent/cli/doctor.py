@@ -41,7 +41,12 @@ def doctor(
     ] = None,
     timeout: Annotated[
         float,
-        typer.Option(min=0.5, max=120, help="Seconds each network step may take at most."),
+        typer.Option(
+            min=0.5,
+            max=120,
+            help="Seconds each network step may take at most (never longer than the service "
+            "waits: a terminal's timeout, mqtt.connect_timeout).",
+        ),
     ] = 5.0,
 ) -> None:
     """Check config, outbox, broker, terminals and service; print what to do about each problem.
