@@ -86,7 +86,7 @@ class Reporter:
             if self._status_error is None:
                 log.warning(
                     "status_file_failed",
-                    error=str(exc),
+                    error=exc.strerror or str(exc),  # "No space left on device", no [Errno 28]
                     state_dir=str(agent.state_dir),
                     action="punchgate status shows the daemon as stale until it can write; "
                     "check free space and that the state directory is writable",

@@ -91,7 +91,10 @@ class LogCapture:
         return sum(text in line for line in self.text())
 
     def wait(self, predicate: Callable[[list[str]], bool], what: str, timeout: float = 20) -> None:
-        wait_for(lambda: predicate(self.text()) or None, timeout=timeout, what=what)
+        try:
+            wait_for(lambda: predicate(self.text()) or None, timeout=timeout, what=what)
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}; the log ends with:\n{self.tail(30)}") from None
 
     def wait_more(self, text: str, than: int, what: str, timeout: float = 20) -> None:
         """Wait until more than ``than`` lines contain ``text``."""
@@ -284,13 +287,20 @@ def _live_through(
         resource.prlimit(proc.pid, resource.RLIMIT_FSIZE, (0, resource.RLIM_INFINITY))
         phases["disk_full"] = time.monotonic()
         lobby.punch("1001")
-        for n in range(5):
-            pty.write(_line(f"30{n:02d}"))
+        # Writes inside a file's present size still succeed (a checkpointed WAL is reused):
+        # punches keep coming until one needs the file to grow.
+        deadline = time.monotonic() + 20
+        n = 0
+        while log.count("device_store_error") == 0 and time.monotonic() < deadline:
+            pty.write(_line(f"3{n:03d}"))
+            n += 1
+            time.sleep(0.05)  # the pace of a busy clock, not a wait for a condition
         log.wait(lambda t: any("device_store_error" in x for x in t), "the outbox refusing")
         resource.prlimit(proc.pid, resource.RLIMIT_FSIZE, (resource.RLIM_INFINITY,) * 2)
         phases["disk_back"] = time.monotonic()
         log.wait(lambda t: any('"was": "store_error"' in x for x in t), "storing again")
-        # A time-sync command from the backend.
+        # A time-sync command from the backend (reconnected after the broker's outage).
+        wait_for(backend.client.is_connected, timeout=20, what="the backend reconnected")
         backend.client.publish(
             f"{PREFIX}/{GATEWAY}/cmd/time-sync", '{"request_id": "r-1"}', qos=1
         ).wait_for_publish(10)
