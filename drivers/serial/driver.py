@@ -119,6 +119,7 @@ class SerialDriver:
         self._lost_since: float | None = None  # monotonic time the port went away
         self._next_attempt = 0.0
         self._reported_rejects = 0
+        self._suspects_said: set[frozenset[str]] = set()  # kinds of suspect punch logged at info
         self._reported_at: float | None = None
         self._ready: deque[tuple[Frame, datetime, float]] = deque()
         self._log = structlog.get_logger("drivers.serial").bind(device=device_id, url=options.url)
@@ -237,11 +238,16 @@ class SerialDriver:
                 return self._double_read(frame)
         self.stats.punches += 1
         if punch.suspect:
-            self._log.info(
+            # Each kind once at info: unknown cards or a drifting clock made every punch of the
+            # day a journal line. The punches carry their flags; the rest are for --debug.
+            flags = frozenset(flag.value for flag in punch.suspect)
+            said = flags in self._suspects_said
+            self._suspects_said.add(flags)
+            (self._log.debug if said else self._log.info)(
                 "suspect punch kept",
                 card=punch.card,
                 employee=punch.employee,
-                flags=sorted(flag.value for flag in punch.suspect),
+                flags=sorted(flags),
             )
         return punch
 
