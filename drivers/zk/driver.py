@@ -224,12 +224,17 @@ class ZkDriver:
         """Set the terminal clock to ``when`` (naive device-local), by default the gateway's time;
         return the reading after."""
         self.ensure_open()
+        before = None if self.last_clock is None else self.last_clock.drift_seconds  # last read
         if when is None:
             self.last_clock = sync_clock(self.conn, self.tz, self.now)
         else:
             set_clock(self.conn, when)
             self.last_clock = read_clock(self.conn, self.tz, self.now)
-        log.info("zk_clock_set", device=self.device_id, drift=self.last_clock.drift_seconds)
+        # The same keys as when clock_sync sets it: one event, one shape.
+        log.info(
+            "zk_clock_set", device=self.device_id, before=before,
+            after=self.last_clock.drift_seconds,
+        )  # fmt: skip
         return self.last_clock
 
     def users(self) -> list[UserRecord]:
@@ -392,6 +397,9 @@ class ZkDriver:
                 drift=reading.drift_seconds,
                 max_drift=self.options.max_drift,
                 sync=self.options.clock_sync,
+                action="punches are flagged clock_drift until it is right: set the terminal's "
+                "clock (the backend's time-sync command, or clock_sync = true for this device) "
+                "and check the gateway's own time (timedatectl)",
             )
         self._drift_alarm = True
         problem = (
