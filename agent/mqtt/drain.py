@@ -243,6 +243,9 @@ class Drain:
         if self.commit_due == float("inf"):
             self.commit_due = self._clock() + COMMIT_DELAY
         if self._silent:  # heard from again: re-send at once next time, and stop waiting
+            self._log.info(
+                "acknowledgements resumed", ack=self.options.ack, timeouts_in_a_row=self._silent
+            )
             self._silent = 0
             self.silence = None
             if self.hold_until == self._silence_hold:
@@ -291,13 +294,18 @@ class Drain:
             timeout = self.options.ack_timeout
             cap = min(max(timeout, SILENCE_MAX), timeout * 2 ** min(self._silent - 1, 32))
             hold = random.uniform(cap / 2, cap)  # jitter: gateways spread out
-        self._log.warning(
+        # Warned when the silence starts; each re-send after it only at debug (the status
+        # shows the count), and "acknowledgements resumed" when it ends.
+        (self._log.warning if self._silent == 1 else self._log.debug)(
             "no acknowledgement within ack_timeout; re-sending",
             ack=self.options.ack,
             ack_timeout_s=self.options.ack_timeout,
             timeouts_in_a_row=self._silent,
             resend_in_s=round(hold, 1),
-        )
+            action="re-sending with growing pauses until acknowledged; check that the "
+            + ("backend is running and subscribed to the punches topic" if self._backend
+               else "broker is not overloaded and its listener allows QoS 1"),
+        )  # fmt: skip
         who = "backend" if self._backend else "broker"
         self.silence = (
             f"no acknowledgement from the {who} within ack_timeout "
