@@ -166,7 +166,13 @@ class Maintenance:
                 previous, self.report.errors[name] = self.report.errors.get(name), message
             if message == previous:
                 return  # failing at every tick for days: said when it starts, not every minute
-            log.error("maintenance_failed", task=name, error=message)
+            log.error(
+                "maintenance_failed",
+                task=name,
+                error=message,
+                action="punches are still stored and delivered; fix what the error names, the "
+                "task is retried at its next turn (punchgate doctor checks the outbox)",
+            )
             if self._on_error is not None:
                 self._on_error(f"maintenance {name}", message)
         else:

@@ -409,7 +409,15 @@ class ZkDriver:
         )
         if problem is not None:
             if first:
-                log.warning("zk_clock_sync_refused", device=self.device_id, reason=problem)
+                log.warning(
+                    "zk_clock_sync_refused",
+                    device=self.device_id,
+                    reason=problem,
+                    action="the terminal's clock is left as it is and new punches are flagged "
+                    "clock_drift: check both clocks (timedatectl on the gateway); only if the "
+                    "gateway's is right, set the terminal's: "
+                    f"punchgate devices time {self.device_id} --set --force",
+                )
         elif self.options.clock_sync:
             after = sync_clock(self.conn, self.tz, self.now)
             log.info(
