@@ -110,6 +110,10 @@ def web_server() -> Iterator[int]:
         yield listener.getsockname()[1]
     finally:
         stop.set()
+        try:
+            listener.shutdown(socket.SHUT_RDWR)  # wakes the blocked accept(); close() does not
+        except OSError:
+            pass
         listener.close()
         thread.join(5)
 
