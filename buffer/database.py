@@ -143,7 +143,8 @@ def translate(
     if primary == _SQLITE_FULL or full:
         return DiskFullError(
             f"{what} failed: the disk holding {path} is full ({exc}). Nothing committed was "
-            f"lost; free space on {path.parent} (free now: {free_bytes(path.parent)} bytes) "
+            f"lost; free space on {path.parent} (free now: {free_bytes(path.parent) / 2**20:,.1f}"
+            " MiB) "
             "and the outbox continues where it stopped."
         )
     if primary in (_SQLITE_CORRUPT, _SQLITE_NOTADB):

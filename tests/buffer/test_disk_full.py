@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -25,6 +26,7 @@ def test_outbox_keeps_undelivered_rows_when_the_file_cannot_grow(outbox_path: Pa
         message = str(info.value)
         assert "full" in message and "Nothing committed was lost" in message
         assert str(outbox_path) in message
+        assert re.search(r"free now: [\d,]+\.\d MiB\)", message), message  # not raw bytes
         assert {r.id for r in box.list(limit=10_000)} == set(kept)
         assert box.watermark("lobby-1") == {"next": 300}
         conn.execute(f"PRAGMA max_page_count = {pages * 1000}")  # space freed
