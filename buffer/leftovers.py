@@ -15,7 +15,7 @@ def cut_short(partial: Path, pid: str) -> bool:
     """
     if not pid.isdigit():
         return False  # not a name we wrote: leave it alone
-    if not _alive(pid):
+    if not _alive(int(pid)):
         return True
     try:
         booted = time.time() - time.clock_gettime(time.CLOCK_BOOTTIME)
@@ -24,14 +24,12 @@ def cut_short(partial: Path, pid: str) -> bool:
         return False
 
 
-def _alive(pid: str) -> bool:
-    """Whether process ``pid`` (text from a file name) still runs; True when unsure."""
-    if not pid.isdigit():
-        return True  # not a name we wrote: leave it alone
+def _alive(pid: int) -> bool:
+    """Whether process ``pid`` still runs; True when unsure."""
     try:
-        os.kill(int(pid), 0)
+        os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    except (PermissionError, OverflowError, ValueError):
+    except (PermissionError, OverflowError):
         return True
     return True

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import re
-import stat
 import sys
 import tomllib
 from collections.abc import Mapping
@@ -16,7 +15,7 @@ from pydantic import SecretStr, ValidationError
 
 from config.errors import ConfigError
 from config.lines import line_of
-from config.secrets import private_step, read_secret_file
+from config.secrets import private_step, read_bounded, read_secret_file
 from config.settings import Settings
 from config.syntax import line_hint
 from config.values import ID_PATTERN, ID_RULE
@@ -187,15 +186,6 @@ def _syntax_hint(raw: bytes, error: str) -> str:
     )
 
 
-def _read_bounded(path: Path) -> bytes:
-    """The file's bytes, no more than one past ``MAX_CONFIG_BYTES`` (/dev/zero, an outbox.db)."""
-    st = path.stat()
-    if stat.S_ISREG(st.st_mode) and st.st_size <= MAX_CONFIG_BYTES:
-        return path.read_bytes()
-    with path.open("rb") as stream:
-        return stream.read(MAX_CONFIG_BYTES + 1)
-
-
 def load_settings(path: Path | None = None, env: Mapping[str, str] | None = None) -> Settings:
     """Load and validate the config file; secrets come from files or the environment."""
     env = os.environ if env is None else env
@@ -203,7 +193,7 @@ def load_settings(path: Path | None = None, env: Mapping[str, str] | None = None
     path = resolve_path(path, env)
     source = str(path)
     try:
-        raw = _read_bounded(path)
+        raw = read_bounded(path, MAX_CONFIG_BYTES)
     except FileNotFoundError:
         msg = f"{source}: no such file; create it from {example_config()} or pass --config"
         if from_env:  # a forgotten export in a shell profile: say where the name came from

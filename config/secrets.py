@@ -48,6 +48,15 @@ def private_step(path: os.PathLike[str] | str) -> str:
     return f"chown root:{SERVICE_GROUP} {path} && chmod 640 {path}"
 
 
+def read_bounded(path: Path, limit: int) -> bytes:
+    """The file's bytes, at most one past ``limit`` (/dev/zero, a database named by mistake)."""
+    st = path.stat()
+    if stat.S_ISREG(st.st_mode) and st.st_size <= limit:
+        return path.read_bytes()
+    with path.open("rb") as stream:
+        return stream.read(limit + 1)
+
+
 def read_secret_file(path: Path, where: str) -> str:
     """The secret in ``path`` (UTF-8, stripped), never echoed; a warning if others can read it.
 
@@ -56,8 +65,7 @@ def read_secret_file(path: Path, where: str) -> str:
     """
     try:
         st = path.stat()
-        with path.open("rb") as stream:
-            raw = stream.read(MAX_SECRET_BYTES + 1)
+        raw = read_bounded(path, MAX_SECRET_BYTES)
     except OSError as exc:
         msg = f"{where}: cannot read {path}: {exc.strerror}"
         if isinstance(exc, PermissionError):

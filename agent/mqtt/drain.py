@@ -178,16 +178,16 @@ class Drain:
         ids = body.get("ids")
         acked = [i for i in ids if isinstance(i, str)] if isinstance(ids, list) else []
         seq = body.get("contiguous_seq")
-        numbering = body.get("outbox_id", self.outbox_id)
+        numbering = str(body.get("outbox_id", self.outbox_id))[:32]
         if numbering != self.outbox_id and seq is not None:
             # A count in another numbering (this gateway re-installed, its outbox rebuilt):
             # applied here it would mark punches delivered that the backend does not have.
             if numbering != self._foreign_numbering:
-                self._foreign_numbering = numbering if isinstance(numbering, str) else None
+                self._foreign_numbering = numbering
                 self._log.warning(
                     "ignoring contiguous_seq of a backend ack for another outbox numbering; "
                     "its ids still count: track seqs per gateway_id and outbox_id",
-                    ack_outbox_id=str(numbering)[:32],
+                    ack_outbox_id=numbering,
                     outbox_id=self.outbox_id,
                 )
             seq = None

@@ -3,17 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
-from zoneinfo import ZoneInfo
 
 import pytest
 
-from agent.daemon.device_worker import DeviceWorker
-from agent.wiring import zk_options
 from buffer.outbox import Outbox
-from config.settings import ZkDeviceSettings
-from drivers.backoff import Backoff
-from drivers.zk import ZkDriver
-from tests.drivers.zk.driver_support import TZ, simulator
+from tests.daemon.zk_worker import clearing_worker
+from tests.drivers.zk.driver_support import simulator
 from tests.support.wait import wait_for
 
 
@@ -25,18 +20,7 @@ def test_a_full_log_is_cleared_only_after_every_punch_read_is_in_the_outbox(
         Outbox.open(tmp_path / "outbox.db", "gw-test", disk_reserve_bytes=0) as outbox,
         simulator(users=3, records=46, record_capacity=50) as sim,
     ):
-        device = ZkDeviceSettings(
-            id="lobby-1", kind="zk", host="127.0.0.1", port=sim.port, poll_interval=1,
-            timeout=2, clear_after_read=True, clear_threshold=0.9, live=live,
-        )  # fmt: skip
-        worker = DeviceWorker(
-            device,
-            lambda: ZkDriver(device.id, zk_options(device), ZoneInfo(str(TZ))),
-            outbox,
-            TZ,
-            backoff=Backoff(0.01, 0.05),
-            live_chunk=0.1,
-        ).start()
+        worker = clearing_worker(sim, outbox, live=live, live_chunk=0.1)
         try:
             # Cleared, and enabled again: a disabled terminal records no punch (as a real one).
             wait_for(lambda: not sim.records and not sim.disabled, timeout=10, what="log cleared")

@@ -6,20 +6,15 @@ import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import pytest
 
-from agent.daemon.device_worker import DeviceWorker
 from agent.daemon.outbox_sink import store_in_chunks
-from agent.wiring import zk_options
 from buffer.outbox import Outbox
-from config.settings import ZkDeviceSettings
-from drivers.backoff import Backoff
 from drivers.base import Punch
-from drivers.zk import ZkDriver
 from tests.buffer.factory import punches
-from tests.drivers.zk.driver_support import TZ, simulator
+from tests.daemon.zk_worker import clearing_worker
+from tests.drivers.zk.driver_support import simulator
 from tests.support.wait import wait_for
 
 
@@ -61,18 +56,7 @@ def test_a_full_log_is_stored_in_chunks_with_the_watermark_last_and_cleared_afte
         simulator(users=5, records=2500, record_capacity=2600) as sim,
     ):
         sink = Recording(outbox)
-        device = ZkDeviceSettings(
-            id="lobby-1", kind="zk", host="127.0.0.1", port=sim.port, poll_interval=1,
-            timeout=2, clear_after_read=True, clear_threshold=0.9,
-        )  # fmt: skip
-        worker = DeviceWorker(
-            device,
-            lambda: ZkDriver(device.id, zk_options(device), ZoneInfo(str(TZ))),
-            sink,
-            TZ,
-            backoff=Backoff(0.01, 0.05),
-            store_chunk=1000,
-        ).start()
+        worker = clearing_worker(sim, sink, store_chunk=1000)
         try:
             wait_for(lambda: not sim.records, timeout=20, what="the full log cleared")
         finally:
