@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import csv
 import io
-from datetime import UTC
+from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
 
@@ -31,10 +32,11 @@ from agent.manual import (
     text_problem,
 )
 from agent.wiring import build_driver
+from buffer.outbox import Outbox
 from buffer.records import StoredPunch
 from config.errors import UsageError
 from config.loader import not_utf8
-from drivers.base import Punch
+from drivers.base import Punch, Source
 
 app = typer.Typer(
     help="Manual correction punches for offline terminals: add, void, import.",
@@ -46,6 +48,7 @@ COLUMNS = ("employee", "device", "at", "state", "reason")
 REQUIRED_COLUMNS = ("employee", "device", "at", "reason")
 MAX_IMPORT_ROWS = 10_000  # a paper sheet, not a data migration
 MAX_IMPORT_BYTES = 32 * 2**20  # 10,000 rows with long reasons; more is the wrong file
+_TWIN_ROWS = 100_000  # one employee's rows since the sheet's first time: a month holds hundreds
 
 ByOption = Annotated[
     str | None,
@@ -169,7 +172,9 @@ def import_csv(
 
     The first line names the columns: employee, device, at, state (may be empty) and reason.
     Every row is checked like 'punch add'; all problems are listed with their row (line)
-    numbers and nothing is stored until the whole file is clean.
+    numbers and nothing is stored until the whole file is clean. Run again, it skips the rows
+    already imported (an identical manual punch, not voided, is in the outbox), with or
+    without --force, so a re-run after a timeout stores nothing twice.
 
     Example: punchgate punch import sheet-2026-11-22.csv --by alice --dry-run
     """
@@ -182,6 +187,10 @@ def import_csv(
             settings, outbox, online=make_online_probe(settings, build_driver)
         )
         checked = validator.check_batch(requests)
+        # A re-run (after a timeout, or unsure it went through) must not send HR every row twice.
+        already = already_imported(outbox, checked)
+        total_rows = len(checked)
+        checked = [item for order, item in enumerate(checked) if order not in already]
         for item in checked:
             problems += [
                 Problem(p.text(item.request.row), p.forceable) for p in item.blocking(force)
@@ -195,7 +204,7 @@ def import_csv(
             if p.forceable
         ]
         stored: list[StoredPunch] = []
-        if not dry_run:
+        if not dry_run and checked:
             stored = outbox.add_manual_many(
                 [(_punch(item), item.request.reason.strip()) for item in checked],
                 operator=operator,
@@ -206,12 +215,22 @@ def import_csv(
             {
                 "ok": True,
                 "dry_run": dry_run,
-                "rows": len(checked),
+                "rows": total_rows,
                 "forced": forced,
                 "punches": [s.as_dict() for s in stored],
+                "already_imported": [
+                    {"row": row, "id": twin.id, "seq": twin.seq} for row, twin in already.values()
+                ],
             }
         )
         return
+    if already:
+        named = ", ".join(f"row {row}" for row, _ in list(already.values())[:10])
+        more = f" and {len(already) - 10} more" if len(already) > 10 else ""
+        typer.echo(
+            f"{file}: {len(already)} row(s) already imported, skipped: {named}{more} "
+            "(an identical manual punch is in the outbox)"
+        )
     if dry_run:
         typer.echo(f"{file}: {len(checked)} row(s) valid; nothing stored (dry run)")
     elif stored:
@@ -219,6 +238,8 @@ def import_csv(
             f"{file}: imported {len(stored)} manual punch(es), seq {stored[0].seq}-"
             f"{stored[-1].seq}, operator {operator}"
         )
+    elif already:
+        typer.echo(f"{file}: nothing new to import")
     else:
         typer.echo(f"{file}: no rows to import")
     for message in forced:
@@ -288,6 +309,46 @@ def read_sheet(file: Path) -> tuple[list[ManualRequest], list[Problem]]:
     if not requests and not problems:
         problems.append(Problem("the file has a header but no rows"))
     return requests, problems
+
+
+def already_imported(
+    outbox: Outbox, checked: Sequence[Checked]
+) -> dict[int, tuple[int, StoredPunch]]:
+    """Rows an earlier import stored already, by position: ``(row, the stored twin)``.
+
+    A twin is a manual punch, not voided, of the same employee, device, local time, state and
+    reason. Twins are matched one to one, so a sheet holding a row twice (stored with --force)
+    still gets both rows once. The operator is no part of it: a colleague's re-run is a re-run.
+    """
+    since: dict[str, datetime] = {}
+    for item in checked:
+        punch = item.punch
+        if punch is not None and punch.employee and punch.time_utc is not None:
+            earliest = since.get(punch.employee, punch.time_utc)
+            since[punch.employee] = min(earliest, punch.time_utc)
+    twins: dict[tuple[object, ...], list[StoredPunch]] = {}
+    for employee, first in since.items():
+        rows = outbox.list(employee=employee, since=first, limit=_TWIN_ROWS)
+        voided = {r.void_of for r in rows if r.kind == "void"}
+        for row in rows:
+            if row.kind == "punch" and row.source == Source.MANUAL.value and row.id not in voided:
+                key = (row.employee, row.device_id, row.device_time, row.state, row.reason)
+                twins.setdefault(key, []).append(row)
+    found: dict[int, tuple[int, StoredPunch]] = {}
+    for order, item in enumerate(checked):
+        punch = item.punch
+        if punch is None:
+            continue
+        key = (
+            punch.employee,
+            punch.device_id,
+            punch.device_time,
+            punch.state.value,
+            item.request.reason.strip(),
+        )
+        if twins.get(key):
+            found[order] = (item.request.row or 0, twins[key].pop(0))
+    return found
 
 
 def _read_text(file: Path) -> str:

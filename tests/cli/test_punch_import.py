@@ -102,7 +102,14 @@ def test_dry_run_checks_and_stores_nothing(tmp_path: Path, config: Path) -> None
     result = cli("punch", "import", str(path), "--dry-run", "-c", str(config), "--json")
     assert result.code == 0, result
     data = json.loads(result.stdout)
-    assert data == {"ok": True, "dry_run": True, "rows": 2, "forced": [], "punches": []}
+    assert data == {
+        "ok": True,
+        "dry_run": True,
+        "rows": 2,
+        "forced": [],
+        "punches": [],
+        "already_imported": [],
+    }
     assert stored(tmp_path) == []
 
 
@@ -262,3 +269,112 @@ def test_a_row_filled_down_a_thousand_times_gives_one_problem_per_row(
     assert "row 3: employee 1042 also has row 2 at " in out
     assert "row 1001: employee 1042 also has row 2 at " in out and "and 998 more" in out
     assert stored(tmp_path) == []
+
+
+# -- run again over the same sheet: a re-run after a timeout stores nothing twice ------------
+
+
+def punches(tmp_path: Path) -> list[tuple[object, ...]]:
+    return [
+        (r["employee"], r["device_time"], r["state"], r["reason"])
+        for r in stored(tmp_path)
+        if r["kind"] == "punch"
+    ]
+
+
+def test_a_forced_import_run_twice_stores_each_row_once(tmp_path: Path, config: Path) -> None:
+    at = local(3)
+    path = sheet(
+        tmp_path,
+        f"1001,lobby-1,{at},in,terminal dead",
+        f"1001,lobby-1,{at},out,terminal dead",  # same minute: needs --force
+        f"1002,lobby-1,{local(2)},in,terminal dead",
+    )
+    first = cli("punch", "import", str(path), "--force", "--by", "alice", "-c", str(config))
+    assert first.code == 0, first
+    assert len(punches(tmp_path)) == 3
+    again = cli("punch", "import", str(path), "--force", "--by", "bob", "-c", str(config))
+    assert again.code == 0, again
+    assert len(punches(tmp_path)) == 3, "the second run stored every row again"
+    assert "3 row(s) already imported" in again.stdout + again.stderr
+    assert "nothing new to import" in again.stdout
+
+
+def test_an_import_run_again_without_force_says_it_is_already_imported(
+    tmp_path: Path, config: Path
+) -> None:
+    """Not "use --force": that advice doubled every correction sent to HR."""
+    path = sheet(tmp_path, f"1001,lobby-1,{local(3)},in,x", f"1002,lobby-1,{local(3)},in,x")
+    assert cli("punch", "import", str(path), "-c", str(config)).code == 0
+    again = cli("punch", "import", str(path), "-c", str(config), "--json")
+    assert again.code == 0, again
+    data = json.loads(again.stdout)
+    ids = [r["id"] for r in stored(tmp_path)]
+    assert data["punches"] == []
+    assert [(s["row"], s["id"]) for s in data["already_imported"]] == [(2, ids[0]), (3, ids[1])]
+    assert len(stored(tmp_path)) == 2
+
+
+def test_rows_added_to_an_imported_sheet_are_imported_alone(tmp_path: Path, config: Path) -> None:
+    at = local(5)
+    path = sheet(tmp_path, f"1001,lobby-1,{at},in,x")
+    assert cli("punch", "import", str(path), "-c", str(config)).code == 0
+    path = sheet(tmp_path, f"1001,lobby-1,{at},in,x", f"1003,lobby-1,{local(4)},out,y")
+    again = cli("punch", "import", str(path), "-c", str(config))
+    assert again.code == 0, again
+    assert "imported 1 manual punch(es)" in again.stdout
+    assert "row 2" in again.stdout + again.stderr  # the skipped row is named
+    assert [p[0] for p in punches(tmp_path)] == ["1001", "1003"]
+
+
+def test_a_row_differing_in_state_or_reason_is_not_taken_for_an_imported_one(
+    tmp_path: Path, config: Path
+) -> None:
+    """Only an exact twin is skipped; a near one is the duplicate check's (and --force's)."""
+    at = local(3)
+    first = cli(
+        "punch", "import", str(sheet(tmp_path, f"1001,lobby-1,{at},in,x")), "-c", str(config)
+    )
+    assert first.code == 0, first
+    path = sheet(tmp_path, f"1001,lobby-1,{at},out,x", f"1001,lobby-1,{at},in,other reason")
+    refused = cli("punch", "import", str(path), "-c", str(config))
+    assert refused.code == 2 and "already has a punch" in refused.stderr
+    forced = cli("punch", "import", str(path), "--force", "-c", str(config))
+    assert forced.code == 0, forced
+    assert len(punches(tmp_path)) == 3
+
+
+def test_a_sheet_with_a_row_twice_imported_twice_keeps_both_rows_once(
+    tmp_path: Path, config: Path
+) -> None:
+    """Rows are matched one to one: two identical forced rows stay two, not one, not four."""
+    at = local(3)
+    path = sheet(tmp_path, f"1001,lobby-1,{at},in,x", f"1001,lobby-1,{at},in,x")
+    for _ in range(2):
+        result = cli("punch", "import", str(path), "--force", "-c", str(config))
+        assert result.code == 0, result
+    assert len(punches(tmp_path)) == 2
+
+
+def test_a_voided_punch_is_imported_again(tmp_path: Path, config: Path) -> None:
+    """A void cancels the punch: as for the duplicate check, it no longer counts."""
+    path = sheet(tmp_path, f"1001,lobby-1,{local(3)},in,x")
+    assert cli("punch", "import", str(path), "-c", str(config)).code == 0
+    first_id = str(stored(tmp_path)[0]["id"])
+    voided = cli("punch", "void", first_id, "-r", "wrong", "-c", str(config))
+    assert voided.code == 0, voided
+    again = cli("punch", "import", str(path), "-c", str(config))
+    assert again.code == 0, again
+    assert "imported 1 manual punch(es)" in again.stdout
+    assert len(punches(tmp_path)) == 2
+
+
+def test_a_dry_run_of_an_imported_sheet_names_the_rows_already_imported(
+    tmp_path: Path, config: Path
+) -> None:
+    path = sheet(tmp_path, f"1001,lobby-1,{local(3)},in,x")
+    assert cli("punch", "import", str(path), "-c", str(config)).code == 0
+    dry = cli("punch", "import", str(path), "--dry-run", "-c", str(config))
+    assert dry.code == 0, dry
+    assert "1 row(s) already imported" in dry.stdout + dry.stderr
+    assert len(stored(tmp_path)) == 1
