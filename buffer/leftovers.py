@@ -1,4 +1,4 @@
-"""Telling the copies of a backup cut short (SIGKILL, a power cut) from one still being written."""
+"""Telling the partial files of a copy cut short (SIGKILL, a power cut) from one still written."""
 
 from __future__ import annotations
 
@@ -15,11 +15,14 @@ def cut_short(partial: Path, pid: str) -> bool:
     """
     if not pid.isdigit():
         return False  # not a name we wrote: leave it alone
-    if not _alive(int(pid)):
-        return True
+    return not _alive(int(pid)) or before_boot(partial)
+
+
+def before_boot(path: Path) -> bool:
+    """Whether ``path`` was last written before this boot (so no live process is writing it)."""
     try:
         booted = time.time() - time.clock_gettime(time.CLOCK_BOOTTIME)
-        return partial.stat().st_mtime < booted
+        return path.stat().st_mtime < booted
     except OSError:
         return False
 

@@ -25,6 +25,7 @@ import typer
 from agent.cli.common import ConfigOption, JsonOption, load, print_json, print_table
 from agent.cli.outbox_access import opened_outbox
 from agent.cli.outbox_cmd import app
+from buffer.leftovers import before_boot, cut_short
 from buffer.records import COLUMNS, StoredPunch
 from config.errors import UsageError
 from config.settings import parse_duration
@@ -264,9 +265,14 @@ def _replacing(output: Path) -> Iterator[TextIO]:
             yield stream
         return
     target = output.resolve()  # a symlink to a file: replace the file, keep the link
+    _remove_cut_short(target)
+    # The pid in the name tells the next export whether this one still runs (SIGKILL, a power
+    # cut: no cleanup of ours runs, and the file would stay beside the export forever).
     fd, part = _open(
         output,
-        lambda: tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent),
+        lambda: tempfile.mkstemp(
+            prefix=f".{target.name}.{os.getpid()}-", suffix=".part", dir=target.parent
+        ),
     )
     try:
         umask = os.umask(0)
@@ -290,6 +296,39 @@ def _replacing(output: Path) -> Iterator[TextIO]:
                 "give a file on another disk"
             ) from None
         raise
+
+
+# ".NAME.PID-XXXXXXXX.part" (mkstemp's 8 random characters); before the pid was in it, without.
+_PART = re.compile(r"^\.(?P<name>.+)\.(?:(?P<pid>\d+)-)?[a-z0-9_]{8}\.part$")
+
+
+def _remove_cut_short(target: Path) -> None:
+    """Remove the partial files of exports beside ``target`` that were cut short.
+
+    Only those whose export is gone: its pid no longer runs, or it was written before this
+    boot. One without a pid (older versions) only for this target and from before this boot:
+    eight random letters are no proof that another program's file is ours.
+    """
+    try:
+        names = [p for p in target.parent.iterdir() if p.name.startswith(".")]
+    except OSError:
+        return  # not readable: creating the export there says why
+    for path in names:
+        match = _PART.match(path.name)
+        if match is None:
+            continue
+        pid = match["pid"]
+        if pid is None:
+            dead = match["name"] == target.name and before_boot(path)
+        else:
+            dead = cut_short(path, pid)
+        if not dead:
+            continue
+        try:
+            path.unlink()
+        except OSError:
+            continue  # another export removed it first, or it is not ours to remove
+        typer.echo(f"removed {path}: the partial file of an export that was cut short", err=True)
 
 
 def _fsync_directory(directory: Path) -> None:
