@@ -27,10 +27,22 @@ def _report(store: PunchStore) -> None:
         typer.echo("no punches stored yet")
         return
     print_table(
-        ["gateway", "punches", "first seq", "last seq", "missing"],
-        [[s.gateway_id, s.punches, s.first_seq, s.last_seq, s.missing] for s in summary],
+        ["gateway", "outbox", "punches", "first seq", "last seq", "missing"],
+        [
+            [s.gateway_id, s.outbox_id or "-", s.punches, s.first_seq, s.last_seq, s.missing]
+            for s in summary
+        ],
     )
+    # A gateway re-installed numbers from 1 again under a new outbox_id: name the numbering of
+    # a gap when its gateway has several, and that a re-send reaches only the current one.
+    numberings: dict[str, int] = {}
+    for s in summary:
+        numberings[s.gateway_id] = numberings.get(s.gateway_id, 0) + 1
     for gap in store.gaps():
+        several = numberings.get(gap.gateway_id, 0) > 1
+        who = gap.gateway_id
+        if several:
+            who += f" (outbox {gap.outbox_id or 'without outbox_id'})"
         if gap.recovery_jump:
             lost = (
                 f"; {gap.missing} number(s) before it were lost with the damaged file, their "
@@ -39,14 +51,22 @@ def _report(store: PunchStore) -> None:
                 else ""
             )
             typer.echo(
-                f"recovery: {gap.gateway_id} jumped from seq {gap.first_missing - 1} to "
+                f"recovery: {who} jumped from seq {gap.first_missing - 1} to "
                 f"{gap.last_missing + 1} after recovering its outbox (expected, not missing)" + lost
             )
             continue
+        current = (
+            f" (a gateway re-sends from its current outbox only: check that its status says "
+            f"outbox_id {gap.outbox_id})"
+            if several and gap.outbox_id
+            else " (a gateway re-sends from its current outbox only: this numbering had none)"
+            if several
+            else ""
+        )
         typer.echo(
-            f"gap: {gap.gateway_id} is missing seq {gap.first_missing}-{gap.last_missing} "
+            f"gap: {who} is missing seq {gap.first_missing}-{gap.last_missing} "
             f'({gap.count}); ask it to re-send: publish {{"from_seq": {gap.first_missing}}} '
-            f"to <prefix>/{gap.gateway_id}/cmd/resend"
+            f"to <prefix>/{gap.gateway_id}/cmd/resend" + current
         )
 
 

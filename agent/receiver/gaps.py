@@ -1,8 +1,10 @@
-"""Sequence gaps per gateway: which numbers the receiver has never been sent.
+"""Sequence gaps per gateway and numbering: which numbers the receiver has never been sent.
 
-A gateway numbers its punches 1, 2, 3, ... A number counts as seen when a punch arrived with
-it, even one the store already had under another number: a gateway whose outbox was restored
-or re-installed reads its terminals again and gives those copies new numbers. The store keeps
+A gateway numbers its punches 1, 2, 3, ... in its outbox's numbering (``outbox_id``; a
+re-installed gateway starts again at 1 under a new one, an old gateway sends none). A number
+counts as seen when a punch arrived with it, even one the store already had under another
+number: a gateway whose outbox was restored or re-installed reads its terminals again and
+gives those copies new numbers. The store keeps
 such numbers in ``seq_copies`` (the punch itself is stored once, under its first number), so
 they are no gap; asking the gateway to re-send them would only bring the same copies again.
 """
@@ -14,49 +16,62 @@ from typing import Any
 
 from buffer.recovery import SEQ_GAP_AFTER_LOSS
 
-# A number a gateway gave a punch the store already holds under another number.
+# A number a gateway gave a punch the store already holds under another number. ``outbox_id``
+# names the numbering ('' for an old gateway's, which sent none: a key column cannot be NULL).
 COPIES_CREATE = (
-    "CREATE TABLE IF NOT EXISTS seq_copies (gateway_id TEXT NOT NULL, seq BIGINT NOT NULL,"
-    " id TEXT NOT NULL, PRIMARY KEY (gateway_id, seq))"
+    "CREATE TABLE IF NOT EXISTS seq_copies (gateway_id TEXT NOT NULL,"
+    " outbox_id TEXT NOT NULL DEFAULT '', seq BIGINT NOT NULL, id TEXT NOT NULL,"
+    " PRIMARY KEY (gateway_id, outbox_id, seq))"
 )
 
-# Run after a batch's insert, in its transaction, when some of its punches were copies.
+# Run after a batch's insert, in its transaction, when some of its punches were copies. The
+# index on (gateway_id, seq) finds the punches of that number; the numbering is filtered after.
 SQLITE_COPIES = (
-    "INSERT OR IGNORE INTO seq_copies (gateway_id, seq, id) SELECT ?, ?, ?"
-    " WHERE NOT EXISTS (SELECT 1 FROM punches WHERE gateway_id = ? AND seq = ?)"
+    "INSERT OR IGNORE INTO seq_copies (gateway_id, outbox_id, seq, id) SELECT ?, ?, ?, ?"
+    " WHERE NOT EXISTS (SELECT 1 FROM punches WHERE gateway_id = ? AND seq = ?"
+    " AND coalesce(outbox_id, '') = ?)"
 )
 PG_COPIES = (
-    "INSERT INTO seq_copies (gateway_id, seq, id) SELECT v.g, v.s, v.i"
-    " FROM unnest(%s::text[], %s::bigint[], %s::text[]) AS v(g, s, i)"
-    " WHERE NOT EXISTS (SELECT 1 FROM punches p WHERE p.gateway_id = v.g AND p.seq = v.s)"
+    "INSERT INTO seq_copies (gateway_id, outbox_id, seq, id) SELECT v.g, v.o, v.s, v.i"
+    " FROM unnest(%s::text[], %s::text[], %s::bigint[], %s::text[]) AS v(g, o, s, i)"
+    " WHERE NOT EXISTS (SELECT 1 FROM punches p WHERE p.gateway_id = v.g AND p.seq = v.s"
+    " AND coalesce(p.outbox_id, '') = v.o)"
     " ON CONFLICT DO NOTHING"
 )
 
-# Every number seen per gateway: the stored punches' and their copies'.
-_NUMBERS = """(
-    SELECT gateway_id, seq, 1 AS punch FROM punches {where}
-    UNION ALL SELECT gateway_id, seq, 0 FROM seq_copies {where}
-) AS numbers"""
+# Every number seen per gateway and numbering ('': no outbox_id): the stored punches' and
+# their copies'. ``legacy``: the highest number of a gateway's numbering with no outbox_id.
+_NUMBERS = """WITH numbers AS (
+    SELECT gateway_id, coalesce(outbox_id, '') AS numbering, seq, 1 AS punch FROM punches {where}
+    UNION ALL SELECT gateway_id, outbox_id, seq, 0 FROM seq_copies {where}
+), legacy AS (
+    SELECT gateway_id, max(seq) AS top FROM numbers WHERE numbering = '' GROUP BY gateway_id
+)"""
 
-# LAG() finds holes between seen seqs; the second part finds a hole before the first one.
-_GAPS_SQL = """
-SELECT gateway_id, prev + 1 AS first_missing, seq - 1 AS last_missing FROM (
-    SELECT gateway_id, seq, LAG(seq) OVER (PARTITION BY gateway_id ORDER BY seq) AS prev
-    FROM {numbers}
+# LAG() finds holes between seen seqs; the second part finds a hole before the first one. A
+# gateway updated to schema v5 keeps its outbox: its numbering goes on under an outbox_id from
+# where the one without went, so that one's numbers come first (a new outbox starts at 1).
+_GAPS_SQL = """{numbers}
+SELECT gateway_id, numbering, prev + 1 AS first_missing, seq - 1 AS last_missing FROM (
+    SELECT gateway_id, numbering, seq,
+        LAG(seq) OVER (PARTITION BY gateway_id, numbering ORDER BY seq) AS prev
+    FROM numbers
 ) AS ordered WHERE prev IS NOT NULL AND seq > prev + 1
 UNION ALL
-SELECT gateway_id, 1, min(seq) - 1 FROM {numbers} GROUP BY gateway_id HAVING min(seq) > 1
-ORDER BY 1, 2
+SELECT n.gateway_id, n.numbering, coalesce(l.top, 0) + 1, min(n.seq) - 1
+FROM numbers AS n LEFT JOIN legacy AS l ON l.gateway_id = n.gateway_id AND n.numbering <> ''
+GROUP BY n.gateway_id, n.numbering, l.top HAVING min(n.seq) > coalesce(l.top, 0) + 1
+ORDER BY 1, 2, 3
 """
 
-_SUMMARY_SQL = """
-SELECT gateway_id, sum(punch), min(seq), max(seq) FROM {numbers}
-GROUP BY gateway_id ORDER BY gateway_id
+_SUMMARY_SQL = """{numbers}
+SELECT gateway_id, numbering, sum(punch), min(seq), max(seq) FROM numbers
+GROUP BY gateway_id, numbering ORDER BY gateway_id, numbering
 """
 
 
 def gaps_sql(where: str) -> str:
-    """The gaps query; ``where`` (a constant filter, or "") holds 4 placeholders' worth."""
+    """The gaps query; ``where`` (a constant filter, or "") holds 2 placeholders' worth."""
     return _GAPS_SQL.format(numbers=_NUMBERS.format(where=where))
 
 
@@ -71,6 +86,7 @@ class Gap:
     gateway_id: str
     first_missing: int
     last_missing: int
+    outbox_id: str | None = None  # the numbering (None: an old gateway's, with no outbox_id)
 
     @property
     def count(self) -> int:
@@ -104,17 +120,20 @@ class GatewaySummary:
     first_seq: int
     last_seq: int
     missing: int
+    outbox_id: str | None = None  # the numbering (None: an old gateway's, with no outbox_id)
 
 
 def gaps_of(rows: list[tuple[Any, ...]]) -> list[Gap]:
-    return [Gap(str(g), int(a), int(b)) for g, a, b in rows]
+    return [Gap(str(g), int(a), int(b), str(o) or None) for g, o, a, b in rows]
 
 
 def summary_of(rows: list[tuple[Any, ...]], gaps: list[Gap]) -> list[GatewaySummary]:
-    missing: dict[str, int] = {}
+    missing: dict[tuple[str, str | None], int] = {}
     for gap in gaps:
-        missing[gap.gateway_id] = missing.get(gap.gateway_id, 0) + gap.missing
-    return [
-        GatewaySummary(str(g), int(n), int(lo), int(hi), missing.get(str(g), 0))
-        for g, n, lo, hi in rows
-    ]
+        key = (gap.gateway_id, gap.outbox_id)
+        missing[key] = missing.get(key, 0) + gap.missing
+    out = []
+    for g, o, n, lo, hi in rows:
+        key = (str(g), str(o) or None)
+        out.append(GatewaySummary(key[0], int(n), int(lo), int(hi), missing.get(key, 0), key[1]))
+    return out

@@ -216,15 +216,17 @@ class Receiver:
             # Unacknowledged, these stay pending at their gateways, which send them again.
             kept = {id(p) for p in refused}
             punches = [p for p in punches if id(p) not in kept]
-        ids_by_gateway: dict[str, list[str]] = {}
+        # One ack per gateway and numbering: it names the outbox_id its punches came with.
+        ids_by_numbering: dict[tuple[str, str | None], list[str]] = {}
         for punch in punches:
-            ids_by_gateway.setdefault(punch["gateway_id"], []).append(punch["id"])
+            key = (punch["gateway_id"], punch["outbox_id"])
+            ids_by_numbering.setdefault(key, []).append(punch["id"])
         self.stats.punches += len(punches)
         self.stats.inserted += inserted
         self.stats.duplicates += len(punches) - inserted
         try:
-            for gateway, ids in ids_by_gateway.items():
-                for body in self._ack_bodies(gateway, ids):
+            for (gateway, numbering), ids in ids_by_numbering.items():
+                for body in self._ack_bodies(gateway, numbering, ids):
                     self.connection.publish(f"{self.prefix}/{gateway}/ack", body, qos=1)
                     self.stats.acks += 1
             for item in batch:
@@ -236,18 +238,25 @@ class Receiver:
             self._log.warning("acknowledging failed; the broker will re-send", error=str(exc))
         return True
 
-    def _ack_bodies(self, gateway: str, ids: list[str]) -> list[bytes]:
+    def _ack(self, gateway: str, numbering: str | None, ids: list[str]) -> bytes:
+        """One ack message; ``numbering``: the outbox_id of the punches acknowledged, if any."""
+        body = ack_payload(ids, gateway_id=gateway, receiver=self.name)
+        if numbering is not None:
+            body["outbox_id"] = numbering
+        return encode(body)
+
+    def _ack_bodies(self, gateway: str, numbering: str | None, ids: list[str]) -> list[bytes]:
         """The ack messages for ``ids``: one, or as many as it takes to fit the broker's limit.
 
         A commit takes whatever has arrived (up to 500 messages, more after a database outage),
         so one gateway's ack can hold thousands of ids; a broker drops a client that sends a
         packet over its limit, and the same ack was too large again after the re-delivery.
         """
-        body = encode(ack_payload(ids, gateway_id=gateway, receiver=self.name))
+        body = self._ack(gateway, numbering, ids)
         limit = self.connection.max_payload
         if (limit is None or len(body) <= limit) and len(ids) <= _MAX_IDS_PER_ACK:
             return [body]
-        empty = len(encode(ack_payload([], gateway_id=gateway, receiver=self.name)))
+        empty = len(self._ack(gateway, numbering, []))
         chunks: list[list[str]] = [[]]
         size = empty
         for punch_id in ids:  # bounded by len(ids)
@@ -260,9 +269,7 @@ class Receiver:
                 size = empty
             chunks[-1].append(punch_id)
             size += cost
-        return [
-            encode(ack_payload(chunk, gateway_id=gateway, receiver=self.name)) for chunk in chunks
-        ]
+        return [self._ack(gateway, numbering, chunk) for chunk in chunks]
 
     def _store(self, punches: list[dict[str, Any]]) -> tuple[int, list[dict[str, Any]]] | None:
         """Store ``punches``: (rows inserted, punches refused for their values), or None when
@@ -355,6 +362,9 @@ class Receiver:
                 )
         if not isinstance(body, dict) or not isinstance(body.get("punches"), list):
             return self._reject(item, "no 'punches' list")
+        numbering = body.get("outbox_id")  # absent from an old gateway's batches
+        if numbering is not None and not isinstance(numbering, str):
+            return self._reject(item, "'outbox_id' is not text")
         self.stats.rejected += len(invalid)
         good = []
         for index, punch in enumerate(body["punches"]):
@@ -366,6 +376,7 @@ class Receiver:
                 and type(punch.get("seq")) is int  # not a bool: true is no sequence number
                 and punch.get("gateway_id") == gateway  # a gateway speaks only for itself
             ):
+                punch["outbox_id"] = numbering  # the numbering its seq counts in, stored with it
                 good.append(punch)
             else:
                 self.stats.rejected += 1

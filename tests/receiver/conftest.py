@@ -99,10 +99,12 @@ def stored_rows(db: str) -> list[dict[str, Any]]:
     return [dict(zip(names, row, strict=True)) for row in rows(db, sql)]
 
 
-def row_of_sent(punch: dict[str, Any]) -> dict[str, Any]:
+def row_of_sent(punch: dict[str, Any], outbox_id: str | None = None) -> dict[str, Any]:
     """A stored row (but ``stored_at``) as the contract's punch says it should be: suspect as
-    comma-separated text or NULL, replayed as 0/1, every other field as sent."""
+    comma-separated text or NULL, replayed as 0/1, ``outbox_id`` its batch's, every other field
+    as sent."""
     row = {name: punch.get(name) for name, _ in COLUMNS if name != "stored_at"}
+    row["outbox_id"] = outbox_id
     suspect = punch.get("suspect")
     row["suspect"] = ",".join(suspect) if isinstance(suspect, list) and suspect else None
     row["replayed"] = 1 if punch.get("replayed") else 0

@@ -172,9 +172,11 @@ def test_redelivered_batches_are_ignored_and_the_first_stored_copy_of_each_punch
     assert receiver.stats.inserted == 403 and receiver.stats.rejected == 0
     assert rows(db, "SELECT count(*), sum(replayed) FROM punches")[0] == (403, 0)
     stored = {row["id"]: row for row in stored_rows(db)}
+    numbering = {m.json()["outbox_id"] for m in batches}
+    assert numbering == {outbox.outbox_id()}
     for punch in sent:  # every field arrives as first published, NULLs included
         row = stored[punch["id"]]
-        assert row == {**row_of_sent(punch), "stored_at": row["stored_at"]}
+        assert row == {**row_of_sent(punch, outbox.outbox_id()), "stored_at": row["stored_at"]}
     suspects = {r[0] for r in rows(db, "SELECT suspect FROM punches") if r[0]}
     assert suspects == {"time_invalid,unknown_state", "unknown_card"}
     corrected = rows(db, "SELECT operator, reason FROM punches WHERE source = 'manual'")

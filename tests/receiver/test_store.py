@@ -93,6 +93,7 @@ def test_gaps_are_reported_per_gateway_by_the_store_and_the_cli(db: str) -> None
     assert result.exit_code == 0, result.output
     data = json.loads(result.output)
     expected = {"gateway_id": "gw-b", "first_missing": 1, "last_missing": 2, "count": 2}
+    expected["outbox_id"] = None  # punches of a gateway that names no numbering
     assert {**expected, "missing": 2, "recovery_jump": False} in data["gaps"]
     assert {g["gateway_id"]: g["missing"] for g in data["gateways"]} == {"gw-a": 4, "gw-b": 2}
 
