@@ -14,7 +14,12 @@ from agent.receiver.errors import UNSTORABLE_VALUES, StoreError, UnstorablePunch
 from agent.receiver.gaps import Gap, GatewaySummary
 from agent.receiver.pgdeadline import Deadline, cut
 from agent.receiver.rows import OUTBOX_ID, PG_INSERT, now_text, rows_of
-from agent.receiver.schema import create_missing, migrate_postgres, widen_integers
+from agent.receiver.schema import (
+    MIGRATION_FAILED,
+    create_missing,
+    migrate_postgres,
+    widen_integers,
+)
 from config.errors import ConfigError
 
 log = structlog.get_logger("receiver.store")
@@ -55,17 +60,19 @@ class PostgresStore:
         except psycopg.Error as exc:
             raise self._error("cannot open the receiver database", exc) from self._cause(exc)
         deadline = Deadline(self._conn, answer_timeout)
+        what = "cannot open the receiver database"
         try:
             with deadline, self._conn.cursor() as cur:
                 create_missing(cur)
                 widen_integers(cur)
+                what = MIGRATION_FAILED
                 migrate_postgres(cur)
                 self._conn.commit()
         except psycopg.Error as exc:
             self._conn.close()
             if deadline.fired:
-                raise self._silent("cannot open the receiver database") from None
-            raise self._error("cannot open the receiver database", exc) from self._cause(exc)
+                raise self._silent(what) from None
+            raise self._error(what, exc) from self._cause(exc)
         self._insert = PG_INSERT  # the whole batch in one statement; rowcount = inserted
 
     def _error(self, what: str, exc: Exception) -> StoreError:

@@ -78,9 +78,14 @@ def widen_integers(cur: Any) -> None:
 # ``outbox_id`` in ``punches`` and key ``seq_copies`` by (gateway_id, seq). Every row they hold
 # is kept as it is: their numbers count in the gateway's numbering with no outbox_id, as they
 # were counted before. One transaction: a power cut leaves the old schema or the new one.
+# What a failed migration's error starts with (the database's own reason follows).
+MIGRATION_FAILED = (
+    "cannot bring the receiver database up to date (seqs tracked per gateway and outbox_id; "
+    "nothing was changed: run the receiver once as the tables' owner, after fixing the reason)"
+)
 _COPIES_MIGRATING = "seq_copies_migrating"
 _SQLITE_COPIES_REBUILD = (
-    COPIES_CREATE.replace("seq_copies", _COPIES_MIGRATING),
+    COPIES_CREATE.replace("IF NOT EXISTS seq_copies", _COPIES_MIGRATING),
     f"INSERT INTO {_COPIES_MIGRATING} (gateway_id, outbox_id, seq, id)"  # noqa: S608
     " SELECT gateway_id, '', seq, id FROM seq_copies",
     "DROP TABLE seq_copies",

@@ -42,7 +42,7 @@ from agent.receiver.rows import (
     split_ordinary,
     sqlite_insert,
 )
-from agent.receiver.schema import PG_CREATE, SQLITE_CREATE, migrate_sqlite
+from agent.receiver.schema import MIGRATION_FAILED, PG_CREATE, SQLITE_CREATE, migrate_sqlite
 from config.errors import ConfigError
 
 # Callers import these from here (the module they lived in before the split).
@@ -123,12 +123,16 @@ class SqliteStore:
             self._conn.execute("PRAGMA journal_mode=WAL")
             self._conn.execute("PRAGMA synchronous=FULL")
             self._conn.execute("PRAGMA busy_timeout=10000")
-            migrate_sqlite(self._conn)
         except (OSError, sqlite3.Error) as exc:
             raise StoreError(
                 f"cannot open the receiver database {path}: {exc}; the user running the "
                 "receiver must be able to write it, its -wal and -shm files and its directory"
             ) from exc
+        try:
+            migrate_sqlite(self._conn)
+        except sqlite3.Error as exc:
+            self._conn.close()
+            raise StoreError(f"{MIGRATION_FAILED}: {path}: {exc}") from exc
 
     def store(self, punches: Sequence[dict[str, Any]]) -> int:
         stored_at = now_text()

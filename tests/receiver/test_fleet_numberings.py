@@ -142,3 +142,18 @@ def test_an_upgraded_gateway_going_on_under_an_outbox_id_shows_only_its_real_gap
     assert _gaps(receiver) == [(GATEWAY, NEW, 61, 65), ("gw-old", None, 3, 3)]
     assert rows(db, "SELECT count(*) FROM punches") == [(68,)]
     assert "gap: gw-old is missing seq 3-3" in _cli(db)
+
+
+def test_a_batch_whose_outbox_id_is_not_text_is_rejected_not_stored_in_a_made_up_numbering(
+    broker: LocalMosquitto, receivers: Callable[..., Receiver], db: str
+) -> None:
+    """Without --validate too: its seqs would count in no numbering the gateway could name
+    (and PostgreSQL refused the number as text, punch by punch, at every re-send)."""
+    receiver = receivers()
+    topic, good = _batch([1], NEW)
+    body = json.loads(good)
+    body["outbox_id"] = 12345
+    publish(broker.port, [(topic, json.dumps(body).encode())])
+    _send(broker, receiver, _batch([2], NEW))
+    assert receiver.stats.rejected == 1
+    assert rows(db, "SELECT id, outbox_id FROM punches") == [(f"{GATEWAY}-{NEW}-2", NEW)]
