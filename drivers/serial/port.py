@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import errno
+import os
+from pathlib import Path
 
 import serial
 
@@ -25,6 +27,9 @@ def open_port(device_id: str, options: SerialOptions) -> serial.SerialBase:
             stopbits=options.stopbits,
             timeout=options.read_timeout,
             write_timeout=options.timeout,
+            # flock on a tty (a no-op for socket:// and the like): two readers of one line split
+            # its bytes between them, and each got half of every clock's frames.
+            exclusive=True,
         )
     except ValueError as exc:
         msg = f"{where}: {exc}: fix the url or line settings in the config ({_URL_HINT})"
@@ -34,11 +39,62 @@ def open_port(device_id: str, options: SerialOptions) -> serial.SerialBase:
     except (serial.SerialException, OSError) as exc:
         if options.url.startswith("rfc2217://") and "does not seem to support RFC2217" in str(exc):
             raise DeviceUnavailable(f"{where}: {_silent_rfc2217(options.url)}") from exc
+        if _locked(exc):
+            raise DeviceUnavailable(f"{where}: {_locked_by(port.port or options.url)}") from exc
         raise DeviceUnavailable(f"{where}: {explain_open_error(exc)}") from exc
     except ValueError as exc:  # the URL's host or options are malformed
         msg = f"{where}: {exc}: fix the url in the config ({_URL_HINT})"
         raise ConfigError(msg, [msg]) from exc
     return port
+
+
+def _locked(exc: BaseException) -> bool:
+    """Whether opening failed on the exclusive lock: another reader holds the port."""
+    code = getattr(exc, "errno", None)
+    return code in (errno.EAGAIN, errno.EWOULDBLOCK) and "exclusively lock" in str(exc)
+
+
+def _locked_by(path: str) -> str:
+    """What to do about a port another reader locked, naming that reader when it can be told."""
+    holder = lock_holder(Path(path))
+    if holder == os.getpid():
+        return (
+            f"port locked by another reader: this process (pid {holder}) reads it already under "
+            "another device id: give each [[devices]] entry its own url"
+        )
+    who = "(a terminal program?)" if holder is None else f"pid {holder} ({_command(holder)})"
+    return (
+        f"port locked by another reader, {who}: stop it first; two readers of one line split "
+        "its frames between them (the punchgate service: see punchgate status, or stop it "
+        "with sudo systemctl stop punchgate)"
+    )
+
+
+def lock_holder(path: Path, locks: Path = Path("/proc/locks")) -> int | None:
+    """The pid holding a ``flock`` on the device ``path``, from ``/proc/locks``; None if unknown."""
+    try:
+        st = path.stat()
+        table = locks.read_text(encoding="ascii", errors="replace")
+    except OSError:
+        return None
+    device = f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}:{st.st_ino}"
+    for line in table.splitlines():
+        fields = line.split()
+        # "1: FLOCK  ADVISORY  WRITE 4242 00:1a:3 0 EOF"; a waiter's line has "->" after the id.
+        if len(fields) >= 6 and fields[1] == "FLOCK" and fields[5] == device:
+            pid = fields[4]
+            return int(pid) if pid.isdigit() and pid != "0" else None
+    return None
+
+
+def _command(pid: int) -> str:
+    """The command line of process ``pid``, short, as ``ps`` would show it."""
+    try:
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return "a process this user cannot see"
+    text = " ".join(raw.replace(b"\0", b" ").decode("utf-8", "replace").split())
+    return (text[:77] + "...") if len(text) > 80 else (text or "?")
 
 
 def _silent_rfc2217(url: str) -> str:

@@ -2,12 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
-
-import pytest
 
 from drivers.base import PunchState
 from drivers.serial import SerialDriver, SerialOptions, build_serial_driver
@@ -16,15 +12,6 @@ from tests.drivers.serial.helpers import PtyLine, events, in_background, take
 from tests.support.wait import wait_for
 
 CLOCK_PATTERN = r"^(?P<employee>\d+),(?P<time>[0-9: -]+),(?P<state>IN|OUT)$"
-
-
-@pytest.fixture
-def pty(tmp_path: Path) -> Iterator[PtyLine]:
-    line = PtyLine(tmp_path / "ttyUSB0")
-    try:
-        yield line
-    finally:
-        line.close()
 
 
 def pty_driver(pty: PtyLine, **options: Any) -> SerialDriver:
