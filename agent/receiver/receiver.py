@@ -7,10 +7,11 @@ It is the HR backend team's worked example of the contract and our own end-to-en
    split the stream, each message goes to one of them) with a persistent session;
 2. drain whatever messages have arrived, insert their punches by id in one transaction
    (a re-sent punch is ignored), commit;
-3. only then publish ``{"ids": [...]}`` to ``{prefix}/{gateway}/ack`` (split to fit the
-   broker's packet limit) and acknowledge the MQTT messages (manual PUBACK), so a crash before
-   the commit loses nothing: the broker and the gateway both send again. A batch the database
-   cannot take (down, full, locked) is held and tried again until it can.
+3. only then publish ``{"ids": [...]}`` to ``{prefix}/{gateway}/ack``, one per numbering
+   (``outbox_id``, named in the ack; split to fit the broker's packet limit) and acknowledge
+   the MQTT messages (manual PUBACK), so a crash before the commit loses nothing: the broker
+   and the gateway both send again. A batch the database cannot take (down, full, locked) is
+   held and tried again until it can.
 
 A punch whose values the database refuses (a NUL in a text for PostgreSQL, an integer beyond
 64 bits) must not hold up every other gateway's punches stored with it: the batch is split in

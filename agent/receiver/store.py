@@ -84,10 +84,10 @@ class PunchStore(Protocol):
         """Insert punches not stored yet (by id) in one committed transaction; return how many."""
 
     def gaps(self, gateway_id: str | None = None) -> list[Gap]:
-        """Missing sequence ranges per gateway."""
+        """Missing sequence ranges per gateway and numbering (``outbox_id``)."""
 
     def summary(self) -> list[GatewaySummary]:
-        """Counts and seq ranges per gateway."""
+        """Counts and seq ranges per gateway and numbering (``outbox_id``)."""
 
     def count(self) -> int:
         """Punches stored."""

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import threading
 from collections.abc import Callable
 from typing import Any
 
 import pytest
 
 from agent.localbroker import LocalMosquitto
-from agent.receiver import Receiver, open_store
+from agent.receiver import Gap, Receiver, open_store
 from agent.receiver.store import COLUMNS, StoreError
 from tests.mqtt.conftest import GATEWAY, PREFIX
 from tests.receiver.conftest import is_postgres, publish, rows
@@ -159,3 +160,31 @@ def test_a_migration_cut_short_leaves_the_old_database_whole(db: str) -> None:
     _execute(db, [(obstacle, ())])
     assert _gaps(db) == [(GATEWAY, None, 4, 4)]
     assert _has_outbox_id(db, "punches") and _has_outbox_id(db, "seq_copies")
+
+
+def test_two_receivers_starting_together_on_an_old_database_migrate_it_once(db: str) -> None:
+    """Two receivers of one group, updated and restarted together: one migrates, the other
+    waits for it and finds nothing left to do; neither fails, nothing is copied twice."""
+    _make_old_database(db)
+    opened: list[Any] = []
+    errors: list[BaseException] = []
+
+    def start() -> None:
+        try:
+            opened.append(open_store(db))
+        except BaseException as exc:  # reported by the assert below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=start) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    try:
+        assert not errors and len(opened) == 2, errors
+        assert [store.gaps() for store in opened] == [[Gap(GATEWAY, 4, 4)]] * 2
+        assert rows(db, "SELECT count(*) FROM seq_copies") == [(1,)]
+        assert rows(db, "SELECT count(*) FROM punches WHERE outbox_id IS NULL") == [(4,)]
+    finally:
+        for store in opened:
+            store.close()
