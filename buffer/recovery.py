@@ -8,6 +8,7 @@ import os
 import shutil
 import sqlite3
 import tempfile
+import urllib.parse
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -23,15 +24,25 @@ from buffer.backup import (
     move_aside,
     newest_good_backup,
 )
-from buffer.database import connect, fsync_dir, shm_path, wal_path, write_transaction
+from buffer.database import (
+    connect,
+    fsync_dir,
+    shm_path,
+    translate,
+    wal_path,
+    write_transaction,
+)
 from buffer.integrity import sqlite_problems, wal_cut_short
 from buffer.lockfile import OutboxLock
 from buffer.records import STORED_COLUMNS, iso_utc, utc_now
 from buffer.salvage import RowSink, SalvageResult, salvage
 from buffer.schema import migrate
+from buffer.walframes import wal_damaged
 from config.errors import CorruptOutboxError
 
 log = structlog.get_logger("punchgate.outbox")
+
+_SQLITE_READONLY = 8  # a read-only connection cannot roll back a hot journal
 
 RECOVERY_STEPS = (
     "To recover: stop every punchgate process using it, then start punchgate again (opening "
@@ -125,11 +136,11 @@ def _find_problem(path: Path, first: bool, busy_timeout: float) -> str | None:
     if first:
         # Only meaningful while nobody writes: a live writer may checkpoint and truncate the
         # WAL between our two reads. Whoever opened first has already checked.
-        cut = wal_cut_short(path)
+        cut = wal_cut_short(path) or wal_damaged(path)
         if cut:
             return cut
     try:
-        conn = connect(path, busy_timeout)
+        conn = _diagnosing(path, busy_timeout)
     except CorruptOutboxError as exc:
         return str(exc.__cause__ or exc)
     try:
@@ -137,6 +148,28 @@ def _find_problem(path: Path, first: bool, busy_timeout: float) -> str | None:
     finally:
         conn.close()
     return "; ".join(problems[:5]) if problems else None
+
+
+def _diagnosing(path: Path, busy_timeout: float) -> sqlite3.Connection:
+    """A read-only connection for the diagnosis: it never writes into the file it diagnoses.
+
+    The last read-write connection to close checkpoints the WAL into the database file and
+    deletes the WAL: a damaged file would be quarantined changed, without its WAL. A file with
+    a hot rollback journal (never one of ours in WAL mode) needs a writer to roll it back.
+    """
+    uri = f"file:{urllib.parse.quote(str(path))}?mode=ro"
+    try:
+        conn = sqlite3.connect(uri, uri=True, timeout=busy_timeout, isolation_level=None)
+    except sqlite3.Error as exc:
+        raise translate(exc, path, "open") from exc
+    try:
+        conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+    except sqlite3.Error as exc:
+        conn.close()
+        if getattr(exc, "sqlite_errorcode", 0) & 0xFF == _SQLITE_READONLY:
+            return connect(path, busy_timeout)
+        raise translate(exc, path, "open") from exc
+    return conn
 
 
 def recover_outbox(
