@@ -74,15 +74,16 @@ def widen_integers(cur: Any) -> None:
         log.info("receiver_columns_widened", columns=narrow)
 
 
-# Receiver databases made before numberings were told apart (schema v5's outbox_id) have no
-# ``outbox_id`` in ``punches`` and key ``seq_copies`` by (gateway_id, seq). Every row they hold
-# is kept as it is: their numbers count in the gateway's numbering with no outbox_id, as they
-# were counted before. One transaction: a power cut leaves the old schema or the new one.
 # What a failed migration's error starts with (the database's own reason follows).
 MIGRATION_FAILED = (
     "cannot bring the receiver database up to date (seqs tracked per gateway and outbox_id; "
     "nothing was changed: run the receiver once as the tables' owner, after fixing the reason)"
 )
+
+# Receiver databases made before numberings were told apart (schema v5's outbox_id) have no
+# ``outbox_id`` in ``punches`` and key ``seq_copies`` by (gateway_id, seq). Every row they hold
+# is kept as it is: their numbers count in the gateway's numbering with no outbox_id, as they
+# were counted before. One transaction: a power cut leaves the old schema or the new one.
 _COPIES_MIGRATING = "seq_copies_migrating"
 _SQLITE_COPIES_REBUILD = (
     COPIES_CREATE.replace("IF NOT EXISTS seq_copies", _COPIES_MIGRATING),
@@ -114,7 +115,8 @@ def migrate_sqlite(conn: sqlite3.Connection) -> None:
             migrated.append("seq_copies")
         conn.execute("COMMIT")
     except BaseException:
-        conn.execute("ROLLBACK")
+        if conn.in_transaction:  # SQLite rolls back by itself on some errors (disk full)
+            conn.execute("ROLLBACK")
         raise
     if migrated:
         log.info("receiver_database_migrated", tables=migrated, added="outbox_id")
@@ -122,7 +124,7 @@ def migrate_sqlite(conn: sqlite3.Connection) -> None:
 
 # pg_attribute, not information_schema: a role sees the catalogue whatever its privileges.
 _PG_HAS_OUTBOX_ID = (
-    "SELECT %s, EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass(%s)"
+    "SELECT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass(%s)"
     " AND attname = 'outbox_id' AND NOT attisdropped)"
 )
 _PG_COPIES_KEY = (
@@ -134,8 +136,8 @@ def _pg_missing_outbox_id(cur: Any) -> list[str]:
     """The tables (``punches``, ``seq_copies``) that have no ``outbox_id`` column yet."""
     missing = []
     for table in ("punches", "seq_copies"):
-        cur.execute(_PG_HAS_OUTBOX_ID, (table, table))
-        if not cur.fetchone()[1]:
+        cur.execute(_PG_HAS_OUTBOX_ID, (table,))
+        if not cur.fetchone()[0]:
             missing.append(table)
     return missing
 
@@ -157,10 +159,9 @@ def migrate_postgres(cur: Any) -> None:
         cur.execute(_PG_COPIES_KEY, ("seq_copies",))
         keys = [row[0] for row in cur.fetchall()]
         cur.execute("ALTER TABLE seq_copies ADD COLUMN outbox_id TEXT NOT NULL DEFAULT ''")
-        for key in keys:  # names from the catalogue, quoted
-            cur.execute(
-                f'ALTER TABLE seq_copies DROP CONSTRAINT "{key.replace(chr(34), 2 * chr(34))}"'
-            )
+        for key in keys:  # a name from the catalogue (a DBA may have chosen it), quoted
+            quoted = '"' + key.replace('"', '""') + '"'
+            cur.execute(f"ALTER TABLE seq_copies DROP CONSTRAINT {quoted}")
         cur.execute("ALTER TABLE seq_copies ADD PRIMARY KEY (gateway_id, outbox_id, seq)")
     if missing:
         log.info("receiver_database_migrated", tables=missing, added="outbox_id")

@@ -16,9 +16,18 @@ from agent.receiver.store import PG_CREATE, PostgresStore, StoreError
 from tests.support.postgres import SERVER_USER, LocalPostgres, import_psycopg
 from tests.support.users import other_user
 
+_TABLES = (
+    PG_CREATE,
+    "CREATE INDEX punches_gateway_seq ON punches(gateway_id, seq)",
+    COPIES_CREATE,
+)
 
-def _least_privilege_url(postgres: LocalPostgres, privileges: str) -> str:
-    """A fresh schema whose tables the superuser made, and a role with ``privileges`` on them."""
+
+def _least_privilege_url(
+    postgres: LocalPostgres, privileges: str, tables: tuple[str, ...] = _TABLES
+) -> str:
+    """A fresh schema whose ``tables`` the superuser made, and a role with ``privileges`` on
+    them."""
     name = f"hr_{uuid.uuid4().hex[:12]}"
     psycopg = import_psycopg()
     with psycopg.connect(postgres.url(), autocommit=True, connect_timeout=10) as conn:
@@ -26,9 +35,8 @@ def _least_privilege_url(postgres: LocalPostgres, privileges: str) -> str:
         conn.execute(sql.SQL("CREATE ROLE {} LOGIN").format(ident))
         conn.execute(sql.SQL("CREATE SCHEMA {}").format(ident))
         conn.execute(sql.SQL("SET search_path = {}").format(ident))
-        conn.execute(PG_CREATE)
-        conn.execute("CREATE INDEX punches_gateway_seq ON punches(gateway_id, seq)")
-        conn.execute(COPIES_CREATE)
+        for create in tables:
+            conn.execute(create)  # constants of these tests
         conn.execute(sql.SQL("GRANT USAGE ON SCHEMA {} TO {}").format(ident, ident))
         for table in ("punches", "seq_copies"):
             grant = sql.SQL("GRANT " + privileges + " ON {} TO {}")  # a constant of this test

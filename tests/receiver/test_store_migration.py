@@ -16,7 +16,8 @@ from agent.receiver import Gap, Receiver, open_store
 from agent.receiver.store import COLUMNS, StoreError
 from tests.mqtt.conftest import GATEWAY, PREFIX
 from tests.receiver.conftest import is_postgres, publish, rows
-from tests.support.postgres import import_psycopg
+from tests.receiver.test_fleet_privileges import _least_privilege_url
+from tests.support.postgres import LocalPostgres, import_psycopg
 from tests.support.wait import wait_for
 
 NEW = "fedcba9876543210"
@@ -188,3 +189,23 @@ def test_two_receivers_starting_together_on_an_old_database_migrate_it_once(db: 
     finally:
         for store in opened:
             store.close()
+
+
+def test_a_role_that_may_only_read_and_insert_is_told_to_have_the_owner_migrate_first(
+    postgres: LocalPostgres,
+) -> None:
+    """The receiver runs under a least-privilege role; the tables' owner must start it once
+    after the update. Until then the role's receiver says so and changes nothing."""
+    old_tables = tuple(_old_schema("postgresql://"))
+    url = _least_privilege_url(postgres, "SELECT, INSERT", old_tables)
+    with pytest.raises(StoreError, match=r"up to date .*as the tables' owner.*permission denied"):
+        open_store(url)
+    schema = url.rsplit("%3D", 1)[1]
+    owner = f"{postgres.url()}?options=-csearch_path%3D{schema}"
+    open_store(owner).close()
+    store = open_store(url)
+    try:
+        assert store.store([{"id": "a", "gateway_id": GATEWAY, "seq": 1, "outbox_id": NEW}]) == 1
+        assert [(s.outbox_id, s.punches) for s in store.summary()] == [(NEW, 1)]
+    finally:
+        store.close()
