@@ -1,6 +1,9 @@
 """Outbox benchmark: durable insert throughput, take-and-mark latency, stats time.
 
-Run: .venv/bin/python bench/outbox.py [--rows 1000000] [--dir /tmp]
+Run: .venv/bin/python bench/outbox.py [--rows 1000000] [--dir /tmp] [--python-encoder]
+
+``--python-encoder`` measures the pure-Python ingest encoder, what a gateway without a C
+compiler at install runs (buffer/ingest.py; the compiled one is buffer/_encode.c).
 
 "next_payloads + mark_delivered_seqs" is the path the MQTT delivery worker takes (contract JSON
 built by SQLite, marks by seq ranges); "next_batch + mark_delivered" is the general API
@@ -30,7 +33,7 @@ from pathlib import Path
 
 import structlog
 
-from buffer import Outbox
+from buffer import Outbox, ingest
 from drivers.base import Punch, PunchState, VerifyMethod
 
 BASE = datetime(2020, 1, 1)
@@ -228,7 +231,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=1_000_000, help="pending rows, 2nd column")
     parser.add_argument("--dir", type=Path, default=None, help="where to put the databases")
+    parser.add_argument(
+        "--python-encoder", action="store_true", help="without the compiled encoder"
+    )
     args = parser.parse_args(argv)
+    if args.python_encoder:
+        ingest._compiled = None  # what the build leaves when it could not compile it
+    encoder = "compiled (buffer/_encode.c)" if ingest._compiled is not None else "Python"
+    print(f"ingest encoder: {encoder}")
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(40))
     with tempfile.TemporaryDirectory(dir=args.dir, prefix="outbox-bench-") as tmp:
         directory = Path(tmp)

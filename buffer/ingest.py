@@ -24,6 +24,7 @@ from collections.abc import Sequence
 from datetime import UTC
 from functools import lru_cache
 from itertools import chain
+from types import ModuleType
 from typing import Any
 
 from buffer.identity import _SEP, _VARIANT, _sha256, id_from_fields, id_head
@@ -31,6 +32,14 @@ from buffer.records import iso_utc
 from buffer.timetext import DAY_HOURS, HOUR_MS, MIN_SEC
 from buffer.timetext import utc_text as format_utc
 from drivers.base import Punch
+
+_compiled: ModuleType | None
+try:  # built from buffer/_encode.c when the machine could compile it (setup.py)
+    from buffer import _encode as _compiled
+except ImportError:  # no compiler at install: the Python path below does the same, slower
+    _compiled = None
+
+COMPILED = _compiled is not None  # shown by bench/outbox.py; tests check the build has it
 
 _PER_DEVICE = ("device_id", "device_serial", "source")
 _PER_ROW = ("device_time", "state", "verify")
@@ -110,7 +119,14 @@ class Encoded:
 
     __slots__ = ("ids", "literals", "masks", "one_shape", "per_device", "rows", "utc", "wall_ok")
 
-    def __init__(self, gateway_id: str, punches: Sequence[Punch], received_at: str) -> None:
+    def __init__(
+        self,
+        gateway_id: str,
+        punches: Sequence[Punch],
+        received_at: str,
+        compiled: bool = True,
+    ) -> None:
+        """``compiled=False`` takes the Python path even where the C encoder is built."""
         if not all(_literal_ok(v) for v in (gateway_id, received_at)):
             raise ValueError("gateway id and receive time cannot contain NUL characters")
         self.ids: list[str] = []
@@ -124,7 +140,10 @@ class Encoded:
         if punches:
             first = punches[0]
             shared = (first.device_id, first.device_serial, first.source.value)
-            if all(_literal_ok(v) for v in shared) and self._encode(gateway_id, punches, True):
+            if all(_literal_ok(v) for v in shared) and (
+                (compiled and self._encode_compiled(gateway_id, punches))
+                or self._encode(gateway_id, punches, True)
+            ):
                 # One terminal's batch (the usual case): device columns become literals.
                 self.literals += tuple(zip(_PER_DEVICE, shared, strict=True))
                 if self.wall_ok:  # saves the drain re-checking it per row (payload_json.py)
@@ -134,6 +153,21 @@ class Encoded:
             self.ids, self.masks, self.rows, self.utc = [], [], [], []
             self.one_shape = True
             self._encode(gateway_id, punches, False)
+
+    def _encode_compiled(self, gateway_id: str, punches: Sequence[Punch]) -> bool:
+        """``_encode(uniform=True)`` in C when every punch is a terminal's ordinary one."""
+        first = punches[0]
+        serial = first.device_serial
+        if _compiled is None or type(serial) is not str:
+            return False
+        done = _compiled.encode_batch(
+            id_head(gateway_id) + serial + _SEP, punches, first.device_id, serial, first.source, UTC
+        )
+        if done is None:
+            return False
+        self.ids, self.rows, self.utc, self.wall_ok = done
+        self.masks = [_COMMON] * len(self.ids)
+        return True
 
     def _encode(self, gateway_id: str, punches: Sequence[Punch], uniform: bool) -> bool:
         """Fill ids/masks/rows/utc; in ``uniform`` mode, stop with False at a second device."""

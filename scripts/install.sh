@@ -18,6 +18,9 @@ PY=${PYTHON:-python3}  # e.g. PYTHON=python3.11 where python3 is older (Ubuntu 2
 # install (git pull) would be built into the wheel again.
 rm -rf build
 "$PREFIX/bin/pip" install -q .
+(cd / && "$PREFIX/bin/python" -c 'import buffer.ingest as i; raise SystemExit(not i.COMPILED)') || echo \
+    "note: the outbox's compiled encoder was not built (no C compiler or Python headers): punches" \
+    "are stored about twice as slowly; apt-get install gcc python3-dev, then run this again" >&2
 install -d -m 0755 "$PREFIX/share"
 # The README's and docs' commands ('punchgate status') run it by name.
 ln -sfn "$PREFIX/bin/punchgate" /usr/local/bin/punchgate

@@ -9,6 +9,13 @@ need_apt=()
 command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || need_apt+=(mosquitto)
 command -v openssl >/dev/null 2>&1 || need_apt+=(openssl)
 python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need_apt+=(python3-venv)
+# A C compiler and the Python headers build the outbox's compiled encoder (buffer/_encode.c);
+# without them punchgate still installs and runs, storing punches more slowly.
+PY=${PYTHON:-python3}
+command -v cc >/dev/null 2>&1 || need_apt+=(gcc libc6-dev)
+"$PY" -c 'import os, sys, sysconfig
+sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))' \
+    2>/dev/null || need_apt+=(python3-dev)
 # initdb/pg_ctl for the receiver's PostgreSQL tests, which start a private cluster of their own.
 compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || need_apt+=(postgresql)
 if [ ${#need_apt[@]} -gt 0 ]; then
@@ -21,7 +28,6 @@ fi
 # The packaged broker and database services are not needed (tests and the demo start their own);
 # nothing here enables or starts them, and a cluster the package itself started is left alone.
 
-PY=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then
     "$PY" -m venv .venv
 fi
@@ -29,5 +35,6 @@ fi
 .venv/bin/python -m pip install -q -e '.[test,receiver-pg]'
 mosq=$( (command -v mosquitto || echo /usr/sbin/mosquitto) )
 initdb=$( (compgen -G '/usr/lib/postgresql/*/bin/initdb' || true) | sort -V | tail -n 1)
-echo "== set up: $(.venv/bin/punchgate --version), $("$mosq" -h 2>/dev/null | head -n 1 || true)," \
-    "$("${initdb:-initdb}" --version 2>/dev/null || true)"
+encoder=$(.venv/bin/python -c 'import buffer.ingest as i; print("compiled" if i.COMPILED else "Python")')
+echo "== set up: $(.venv/bin/punchgate --version) ($encoder encoder)," \
+    "$("$mosq" -h 2>/dev/null | head -n 1 || true), $("${initdb:-initdb}" --version 2>/dev/null || true)"
