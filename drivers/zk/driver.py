@@ -23,6 +23,7 @@ from drivers.zk.clock import (
     sync_clock,
     utc_now,
 )
+from drivers.zk.interrupts import interrupted
 from drivers.zk.live import LiveState, capture
 from drivers.zk.options import ZkOptions
 from drivers.zk.punches import PunchBuilder, no_gc
@@ -109,8 +110,16 @@ class ZkDriver:
             self._enable_after_clear()
 
     def _enable_after_clear(self) -> None:
-        """ENABLEDEVICE; the flag stays set until the terminal acknowledges it."""
-        reply = self.conn.request(p.CMD_ENABLEDEVICE)
+        """ENABLEDEVICE; the flag stays set until the terminal acknowledges it.
+
+        After a Ctrl-C only briefly (the next open enables it when this goes unanswered).
+        """
+        if interrupted():
+            reply = self.conn.request_briefly(p.CMD_ENABLEDEVICE)
+            if reply is None:
+                return
+        else:
+            reply = self.conn.request(p.CMD_ENABLEDEVICE)
         self._may_be_disabled = reply.command != p.ACK_OK
         if self._may_be_disabled:
             log.warning(

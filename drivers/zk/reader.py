@@ -18,6 +18,7 @@ import structlog
 
 from config.errors import ProtocolError
 from drivers.zk import protocol as p
+from drivers.zk.interrupts import interrupted
 from drivers.zk.records import RECORD_SIZES
 from drivers.zk.transport import ChecksumMismatch, ZkConnection
 
@@ -60,8 +61,14 @@ def prepare(conn: ZkConnection, what: int, fct: int = 0) -> PreparedBuffer:
 
 
 def release(conn: ZkConnection) -> None:
-    """FREE_DATA (1502): let the terminal drop the prepared buffer; best effort."""
-    if conn.connected:
+    """FREE_DATA (1502): let the terminal drop the prepared buffer; best effort.
+
+    After a Ctrl-C only briefly and without an error of its own (the read may have been cut
+    because the terminal hung: "interrupted" must not wait for, or turn into, its timeout).
+    """
+    if interrupted():
+        conn.request_briefly(p.CMD_FREE_DATA)
+    elif conn.connected:
         conn.request(p.CMD_FREE_DATA)
 
 

@@ -20,6 +20,7 @@ import structlog
 from config.errors import DeviceAuthError, DeviceError, DeviceUnavailable, ProtocolError
 from drivers.zk import protocol as p
 from drivers.zk.extra_codec import build_packet, packet_ok, parse_packet
+from drivers.zk.interrupts import BRIEF, WAKE, connect_tcp
 
 log = structlog.get_logger("drivers.zk")
 
@@ -94,7 +95,7 @@ class _Link:
             # A connected UDP socket reports ICMP "port unreachable" as ConnectionRefusedError.
             sock.connect(info[0][4])
         else:
-            sock = socket.create_connection((host, port), timeout=timeout)
+            sock = connect_tcp(host, port, timeout)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.sock = sock
 
@@ -107,19 +108,25 @@ class _Link:
             self.sock.sendall(p.tcp_frame(packet))
 
     def recv(self, deadline: float) -> bytes:
-        """The next packet; ``TimeoutError`` at the deadline, ``EOFError`` when closed."""
+        """The next packet; ``TimeoutError`` at the deadline, ``EOFError`` when closed.
+
+        Waits in ``WAKE`` slices: a Ctrl-C is never held up by the deadline (see interrupts).
+        """
         sock = self.sock
         assert sock is not None
         while not self._ready:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise TimeoutError
-            sock.settimeout(remaining)
-            if self.endpoint.udp:
-                datagram = sock.recv(65535)
-                self.bytes_received += len(datagram)
-                return datagram
-            n = sock.recv_into(self._buffer)
+            sock.settimeout(min(remaining, WAKE))
+            try:
+                if self.endpoint.udp:
+                    datagram = sock.recv(65535)
+                    self.bytes_received += len(datagram)
+                    return datagram
+                n = sock.recv_into(self._buffer)
+            except TimeoutError:
+                continue  # the loop (and a pending Ctrl-C) decides, not this slice
             if n == 0:
                 raise EOFError
             self.bytes_received += n
@@ -201,15 +208,17 @@ class ZkConnection:
         log.debug("zk_connected", device=self.endpoint.device_id, session=self.session)
 
     def close(self, *, say_goodbye: bool = False) -> None:
-        """Send EXIT when asked (best effort, short deadline) and close the socket; never raises."""
-        if say_goodbye and self.connected:
-            try:
-                self._send(p.CMD_EXIT, b"", self._next_reply())
-                self._wait(self._reply, time.monotonic() + min(self.timeout, 1.0), p.CMD_EXIT)
-            except (OSError, EOFError, TimeoutError, DeviceError):
-                pass  # unanswered (a silent terminal: DeviceUnavailable) ends it all the same
-        self.connected = False
-        self._link.close()
+        """Send EXIT when asked (best effort, short deadline) and close the socket.
+
+        Never raises, but a second Ctrl-C during the goodbye (the socket is closed all the same).
+        """
+        try:
+            if say_goodbye and self.connected:
+                # Unanswered (a silent terminal): the session ends all the same.
+                self.request_briefly(p.CMD_EXIT)
+        finally:
+            self.connected = False
+            self._link.close()
 
     # Requests.
 
@@ -237,6 +246,25 @@ class ZkConnection:
                     "zk_corrupt_reply", device=self.endpoint.device_id, command=command, retry=True
                 )
         raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
+
+    def request_briefly(self, command: int, data: bytes = b"") -> p.Packet | None:
+        """A cleanup request (EXIT, FREE_DATA, ENABLE_DEVICE after a Ctrl-C): ``BRIEF`` deadline
+        for the send and the reply, no error raised; None when unanswered (session closed then).
+
+        The terminal may be what hung: waiting its whole timeout (20 s is common) on the way out
+        held up the technician's Ctrl-C, and its "did not answer" error replaced "interrupted".
+        """
+        if not self.connected:
+            return None
+        brief = min(self.timeout, BRIEF)
+        try:
+            reply_no = self._next_reply()
+            self._send(command, data, reply_no, timeout=brief)
+            return self._wait(reply_no, time.monotonic() + brief, command)
+        except (OSError, EOFError, TimeoutError, DeviceError):
+            self.connected = False
+            self._link.close()
+            return None
 
     def begin(self, command: int, data: bytes = b"") -> int:
         """Send a request whose reply spans several packets; return its reply number."""
@@ -276,10 +304,13 @@ class ZkConnection:
         self._reply = p.next_reply(self._reply)
         return self._reply
 
-    def _send(self, command: int, data: bytes, reply_no: int) -> None:
+    def _send(
+        self, command: int, data: bytes, reply_no: int, *, timeout: float | None = None
+    ) -> None:
         if self._link.sock is None:
             raise OSError(errno.ENOTCONN, "not connected")
-        self._link.send(build_packet(command, self.session, reply_no, data), self.timeout)
+        packet = build_packet(command, self.session, reply_no, data)
+        self._link.send(packet, self.timeout if timeout is None else timeout)
 
     def _exchange(self, command: int, data: bytes, timeout: float) -> p.Packet:
         reply_no = self.begin(command, data)
