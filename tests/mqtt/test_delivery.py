@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import paho.mqtt.client as mqtt
 import structlog
@@ -14,6 +14,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from agent.localbroker import LocalMosquitto
 from agent.mqtt import Contract, DeliveryWorker, MqttOptions
 from buffer.outbox import Outbox
+from tests.mqtt.clock import DrivenClock
 from tests.mqtt.conftest import (
     GATEWAY,
     PREFIX,
@@ -220,12 +221,17 @@ def test_backend_ack_mode_marks_delivered_only_on_the_backend_ack(
 
 
 def _no_backend_yet(
-    broker: LocalMosquitto, outbox: Outbox, workers: Workers, collectors: Collectors, timeout: float
+    broker: LocalMosquitto,
+    outbox: Outbox,
+    workers: Workers,
+    collectors: Collectors,
+    timeout: float,
+    **kwargs: Any,
 ) -> tuple[Collector, DeliveryWorker]:
     """Five punches, a worker in backend-ack mode, and no backend acking (yet)."""
     collector = collectors([f"{PREFIX}/{GATEWAY}/punches"])
     outbox.add_punches(make_punches(5))
-    worker = workers(fast_options(broker.url, ack="backend", ack_timeout=timeout), outbox)
+    worker = workers(fast_options(broker.url, ack="backend", ack_timeout=timeout), outbox, **kwargs)
     return collector, worker
 
 
@@ -248,37 +254,61 @@ def test_unacknowledged_batches_are_resent_after_ack_timeout_with_same_ids_and_r
 def test_re_sends_to_a_silent_backend_back_off_and_an_ack_ends_the_silence(
     broker: LocalMosquitto, outbox: Outbox, workers: Workers, collectors: Collectors
 ) -> None:
-    """A backend down for hours must not get the same window every ack_timeout, forever."""
-    collector, worker = _no_backend_yet(broker, outbox, workers, collectors, timeout=0.2)
+    """A backend down for hours must not get the same window every ack_timeout, forever.
+
+    The worker's clock is the test's: the waits are checked at their bounds, whatever the load.
+    """
+    clock = DrivenClock()
+    collector, worker = _no_backend_yet(broker, outbox, workers, collectors, 10, clock=clock)
     collector.wait(lambda ms: len(ms) >= 1, what="the first send")
-    started = time.monotonic()
-    # Without backing off: a send every 0.2 s, 15 in 3 s. With it, after the first re-send
-    # (at once) each waits at least 0.2, 0.4, 0.8, 1.6 s more: sends at 0, 0.2, >= 0.6,
-    # >= 1.2, >= 2.2 s.
-    time.sleep(max(0.0, 3.0 - (time.monotonic() - started)))
-    sends = len(collector.on("/punches"))
-    assert 3 <= sends <= 5, f"{sends} sends of one window in 3 s"
-    assert "no acknowledgement from the backend" in (worker.status().last_error or "")
+    clock.advance(10)  # the first timeout: re-sent at once
+    collector.wait(lambda ms: len(ms) >= 2, what="the first re-send, at once")
+    # After each further timeout in a row the re-send waits between half the cap and the cap,
+    # the cap doubling from 2 x ack_timeout: 10-20 s, then 20-40 s, then 40-80 s.
+    for sends, cap in ((2, 20.0), (3, 40.0), (4, 80.0)):
+        clock.advance(10)
+        wait_for(lambda: worker.status().in_flight == 0, timeout=5, what=f"timeout {sends}")
+        clock.advance(cap / 2 - 0.5)
+        clock.settle()
+        assert worker.status().in_flight == 0, f"re-sent before {cap / 2:g} s of silence"
+        assert "no acknowledgement from the backend" in (worker.status().last_error or "")
+        clock.advance(cap / 2 + 0.5)
+        collector.wait(lambda ms, n=sends: len(ms) > n, what=f"the re-send within {cap:g} s")
+    clock.advance(10)  # one more timeout: the re-send now waits 80-160 s
+    wait_for(lambda: worker.status().in_flight == 0, timeout=5, what="timeout 5")
     # The backend answers: the punches are delivered, and the worker is back to normal.
     _publish_ack(broker.port, {"contiguous_seq": 5})
     wait_for(lambda: outbox.stats().pending == 0, timeout=10, what="delivered after the ack")
     assert worker.status().last_error is None
     outbox.add_punches(make_punches(5, start=5))
-    collector.wait(_seqs_complete(10), timeout=2, what="new punches sent without waiting")
+    worker.wake()
+    messages = collector.wait(_seqs_complete(10), what="new punches sent without waiting")
+    assert len(messages) == 6, "five sends of the silent window, then the new punches"
 
 
 def test_a_late_ack_while_the_worker_waits_to_re_send_still_counts(
     broker: LocalMosquitto, outbox: Outbox, workers: Workers, collectors: Collectors
 ) -> None:
-    """The backend acks by contiguous_seq after the gateway gave up on the window."""
-    collector, worker = _no_backend_yet(broker, outbox, workers, collectors, timeout=1.0)
-    collector.wait(lambda ms: len(ms) >= 2, what="the send and its first re-send")
+    """The backend acks by contiguous_seq after the gateway gave up on the window.
+
+    The worker's clock is the test's, so the ack always lands while the re-send waits.
+    """
+    clock = DrivenClock()
+    collector, worker = _no_backend_yet(broker, outbox, workers, collectors, 10, clock=clock)
+    collector.wait(lambda ms: len(ms) >= 1, what="the send")
+    clock.advance(10)  # the first timeout: re-sent at once
+    collector.wait(lambda ms: len(ms) >= 2, what="the first re-send")
+    clock.advance(10)  # the second timeout in a row: the window is given up for 10-20 s
     wait_for(lambda: worker.status().in_flight == 0, timeout=5, what="the second timeout")
-    # Now the window is empty and the next re-send waits at least 1 s.
     _publish_ack(broker.port, {"contiguous_seq": 5})
     wait_for(lambda: outbox.stats().pending == 0, timeout=5, what="delivered by the late ack")
-    assert len(collector.on("/punches")) == 2, "nothing was sent again"
     assert worker.status().delivered == 5
+    clock.advance(20)  # past the longest wait: had the ack not counted, the window goes again
+    outbox.add_punches(make_punches(1, start=5))
+    worker.wake()
+    messages = collector.wait(_seqs_complete(6), what="a later punch")
+    seqs = [p["seq"] for p in punches_in(messages)]
+    assert seqs == [1, 2, 3, 4, 5, 1, 2, 3, 4, 5, 6], "nothing was sent again"
 
 
 def test_in_flight_window_is_bounded_while_the_backend_does_not_ack(
