@@ -226,3 +226,35 @@ def test_a_ctrl_c_landing_just_before_a_wait_on_the_terminal_still_ends_it_at_on
     assert code == 130, err
     assert err.strip().splitlines()[-1] == "interrupted", err
     assert took < QUICK, f"{took:.1f}s after Ctrl-C: the wait on the terminal hid it"
+
+
+def _blocked_in_futex(pid: int) -> bool:
+    """Whether the process's main thread sleeps on a lock or event (Linux: /proc/PID/wchan)."""
+    try:
+        return "futex" in Path(f"/proc/{pid}/wchan").read_text()
+    except OSError:
+        return False
+
+
+def test_a_ctrl_c_landing_just_before_the_doctor_waits_for_its_checks_ends_it_at_once(
+    tmp_path: Path,
+) -> None:
+    """The doctor's main thread waits for its check threads; that wait is sliced too."""
+    with SilentListener() as silent:
+        config = _config(tmp_path / "punchgate.toml", silent.port)
+        argv = [sys.executable, "-c", _LATE_SIGNAL, "doctor", "--only", "devices"]
+        argv += ["--timeout", str(TIMEOUT), "--config", str(config)]
+
+        def waiting(proc: Process) -> None:
+            wait_for(lambda: silent.accepted, timeout=30, what="the device check's connection")
+            wait_for(lambda: _blocked_in_futex(proc.pid), timeout=30, what="the doctor's wait")
+
+        def ctrl_c(proc: Process) -> None:
+            assert proc.stdin is not None
+            proc.stdin.write("now\n")
+            proc.stdin.flush()
+
+        code, err, took = _ctrl_c_when(argv, waiting, ctrl_c)
+    assert code == 130, err
+    assert "interrupted" in err
+    assert took < QUICK, f"{took:.1f}s after Ctrl-C: the doctor's wait for its checks hid it"
