@@ -321,13 +321,18 @@ encode_one(PyObject *fields[N_FIELDS], Py_ssize_t index, const char *prefix,
 
     PyObject *state_value = PyObject_GetAttr(fields[12], s_value);
     PyObject *verify_value = state_value ? PyObject_GetAttr(fields[13], s_value) : NULL;
+    if (verify_value == NULL) { /* not enum members: the Python path says what is wrong */
+        Py_XDECREF(state_value);
+        PyErr_Clear();
+        return 0;
+    }
     PyObject *pid_obj = PyUnicode_FromStringAndSize(pid, 36);
     PyObject *when_obj = PyUnicode_FromStringAndSize(when, when_len);
     PyObject *utc_obj = PyUnicode_FromStringAndSize(utc_text, end - utc_text);
     PyObject *index_obj = PyLong_FromSsize_t(index);
     PyObject *row = NULL;
     int result = -1;
-    if (state_value && verify_value && pid_obj && when_obj && utc_obj && index_obj) {
+    if (pid_obj && when_obj && utc_obj && index_obj) {
         row = PyTuple_Pack(10, index_obj, pid_obj, when_obj, state_value, verify_value, employee,
                            utc_obj, offset, code, verify_code);
         if (row && PyList_Append(ids, pid_obj) == 0 && PyList_Append(rows, row) == 0 &&
@@ -370,11 +375,12 @@ encode_batch(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         PyErr_Clear();
         Py_RETURN_NONE;
     }
-    PyObject *seq = PySequence_Fast(args[1], "encode_batch(): punches must be a sequence");
+    /* A tuple of its own: the items stay put whatever Python code a comparison runs. */
+    PyObject *seq = PySequence_Tuple(args[1]);
     if (seq == NULL) {
         return NULL;
     }
-    Py_ssize_t count = PySequence_Fast_GET_SIZE(seq);
+    Py_ssize_t count = PyTuple_GET_SIZE(seq);
     PyObject **items = PySequence_Fast_ITEMS(seq);
     PyObject *ids = PyList_New(0), *rows = PyList_New(0), *utcs = PyList_New(0);
     PyObject *result = NULL;
