@@ -48,7 +48,8 @@ from buffer.database import (
     write_transaction,
 )
 from buffer.fairlock import FairRLock
-from buffer.ingest import Encoded, store_batch
+from buffer.ingest import Encoded
+from buffer.ingest_store import store_batch
 from buffer.integrity import check_file, clear_bad_marks
 from buffer.lockfile import OutboxLock
 from buffer.outbox_delivery import DeliveryMethods
