@@ -1,10 +1,11 @@
 """One thread per terminal: poll its log, capture live events, store punches, survive anything.
 
 A worker only ever talks to its own driver and to the outbox. Every failure is caught here, turned
-into a state ("unreachable", "failed") that is logged once when it starts and once when it ends,
-and retried with exponential backoff and full jitter; nothing a terminal does can reach another
-worker. Punches are stored with the watermark that covers them in one transaction before anything
-irreversible (clearing the terminal log) happens.
+into a state ("unreachable", "failed") that is logged once when it starts and once when it ends
+(``WorkerStatus``), and retried with exponential backoff and full jitter; nothing a terminal does
+can reach another worker. Punches are stored with the watermark that covers them in one
+transaction before anything irreversible (clearing the terminal log) happens. Jobs submitted from
+other threads run between the loop's steps (``WorkerJobs``).
 """
 
 from __future__ import annotations
@@ -14,9 +15,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future
 from dataclasses import replace
-from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -26,24 +25,20 @@ from agent.daemon.device_state import (
     DeviceConfig,
     DeviceSnapshot,
     DeviceState,
-    classify,
-    format_duration,
     is_live,
     now_iso,
 )
 from agent.daemon.outbox_sink import STORE_CHUNK, PunchSink, store_in_chunks
 from agent.daemon.serial_claims import SerialClaims
 from agent.daemon.unsaved import MAX_UNSAVED, UnsavedPunches
+from agent.daemon.worker_jobs import Job, WorkerJobs
+from agent.daemon.worker_status import WorkerStatus
 from config.errors import (
-    DeviceError,
     DeviceIdentityError,
-    DeviceUnavailable,
     OutboxError,
-    PunchgateError,
 )
 from drivers.backoff import Backoff
-from drivers.base import DeviceInfo, Driver, Punch
-from drivers.timeutil import to_device_local
+from drivers.base import Driver, Punch
 
 log = structlog.get_logger("punchgate.daemon")
 
@@ -52,7 +47,7 @@ RETRY_CAP_S = 300.0  # the slowest retry of an unreachable terminal
 WORK_SLACK_S = 60.0  # added to every heartbeat bound: a worker past it is hung, not slow
 
 
-class DeviceWorker:
+class DeviceWorker(WorkerStatus, WorkerJobs):
     """Runs one terminal in its own thread until ``stop()``."""
 
     def __init__(
@@ -89,9 +84,7 @@ class DeviceWorker:
         )
         self._stop = threading.Event()
         self._wake = threading.Event()
-        self._jobs: queue.SimpleQueue[tuple[Callable[[Driver], Any], Future[Any]]] = (
-            queue.SimpleQueue()
-        )
+        self._jobs: queue.SimpleQueue[Job] = queue.SimpleQueue()
         self._lock = threading.Lock()
         self._driver: Driver | None = None  # built once: it keeps state across reconnects
         self._connected = False
@@ -111,6 +104,7 @@ class DeviceWorker:
     # -- life cycle ---------------------------------------------------------------------------
 
     def start(self) -> DeviceWorker:
+        """Start the worker's thread; returns the worker."""
         self._thread = threading.Thread(
             target=self._run, name=f"device-{self.device_id}", daemon=True
         )
@@ -140,26 +134,13 @@ class DeviceWorker:
 
     @property
     def alive(self) -> bool:
+        """The worker's thread runs."""
         return self._thread is not None and self._thread.is_alive()
 
     def healthy(self, now: float | None = None) -> bool:
         """The thread runs and came back within the bound of its current step (not hung)."""
         now = time.monotonic() if now is None else now
         return self.alive and now <= self._deadline
-
-    def snapshot(self) -> DeviceSnapshot:
-        with self._lock:
-            return self._snapshot
-
-    def submit(self, job: Callable[[Driver], Any]) -> Future[Any]:
-        """Run ``job(driver)`` on this worker's thread with the terminal connected."""
-        future: Future[Any] = Future()
-        if self._stop.is_set():
-            future.set_exception(DeviceError(f"device {self.device_id} is stopping"))
-            return future
-        self._jobs.put((job, future))
-        self._wake.set()
-        return future
 
     # -- the loop -----------------------------------------------------------------------------
 
@@ -286,16 +267,6 @@ class DeviceWorker:
             self._store(punches)
             self._unsaved.stored(len(punches))
 
-    def _reflect_link(self, driver: Driver) -> None:
-        """Drivers riding out a lost link inside ``live`` (serial) report it via ``connected``."""
-        link = getattr(driver, "connected", None)
-        if link is False and self.snapshot().state == DeviceState.ONLINE:
-            self._failed(
-                DeviceUnavailable(f"{self.device_id}: the link is down; the driver is reconnecting")
-            )
-        elif link is True and self.snapshot().state != DeviceState.ONLINE:
-            self._succeeded()
-
     def _store(
         self,
         punches: Sequence[Punch],
@@ -335,52 +306,7 @@ class DeviceWorker:
             # punches it covers (the earlier chunks were committed before it).
             clear(count)
 
-    def _observe(self, info: DeviceInfo) -> None:
-        """Record what the terminal says; drift is reported, the driver alarms and corrects it."""
-        drift = info.extra.get("drift_seconds")  # the driver's own reading, when it has one
-        if not isinstance(drift, int | float) and info.clock is not None:
-            # Wall clock against wall clock, as the driver measures: an instant via localize()
-            # read a right terminal as an hour behind in the repeated hour of autumn.
-            drift = (info.clock - to_device_local(datetime.now(UTC), self.tz)).total_seconds()
-        drift = None if not isinstance(drift, int | float) else round(float(drift), 1)
-        with self._lock:
-            self._snapshot = replace(
-                self._snapshot,
-                last_seen=now_iso(),
-                drift_s=drift,
-                records=info.records,
-                record_capacity=info.record_capacity,
-                users=info.users,
-                serial=info.serial,
-            )
-
-    # -- jobs ---------------------------------------------------------------------------------
-
-    def _run_jobs(self, driver: Driver) -> None:
-        while True:
-            try:
-                job, future = self._jobs.get_nowait()
-            except queue.Empty:
-                return
-            if not future.set_running_or_notify_cancel():
-                continue
-            try:
-                future.set_result(job(driver))
-            except BaseException as exc:
-                future.set_exception(exc)
-                if isinstance(exc, DeviceError):
-                    raise  # the connection is suspect: reconnect through the normal path
-
-    def _fail_pending_jobs(self) -> None:
-        while True:
-            try:
-                _job, future = self._jobs.get_nowait()
-            except queue.Empty:
-                return
-            if future.set_running_or_notify_cancel():
-                future.set_exception(DeviceError(f"device {self.device_id} stopped"))
-
-    # -- waiting, heartbeats, states ----------------------------------------------------------
+    # -- waiting ------------------------------------------------------------------------------
 
     def _idle(self, seconds: float, *, jobs: bool = True) -> None:
         """Wait ``seconds`` or until stopped; a submitted job ends the wait early."""
@@ -394,58 +320,3 @@ class DeviceWorker:
             self._wake.clear()
             if jobs and not self._jobs.empty():
                 return
-
-    def _beat(self, bound: float) -> None:
-        self._deadline = time.monotonic() + bound + self._slack
-
-    def _succeeded(self) -> None:
-        self._backoff.reset()
-        previous = self.snapshot().state
-        if previous == DeviceState.ONLINE:
-            return
-        if self._trouble_since is not None:
-            outage = format_duration(time.monotonic() - self._trouble_since)
-            self._log.info("device_recovered", after=outage, was=previous)
-        else:
-            self._log.info("device_online")
-        self._trouble_since = None
-        self._set(state=DeviceState.ONLINE, last_error=None)
-
-    def _failed(self, exc: BaseException) -> None:
-        state, action = classify(exc)
-        if state == DeviceState.STORE_ERROR and self._memoryless:
-            action = (
-                "the outbox refused punches: the ones read from the line are kept in memory "
-                f"(up to {MAX_UNSAVED}) and stored when it takes them again; free space in the "
-                "state directory"
-            )
-        message = str(exc) or type(exc).__name__
-        previous = self.snapshot()
-        if self._trouble_since is None:
-            self._trouble_since = time.monotonic()
-        if previous.state != state:
-            event = f"device_{state.value}"
-            if isinstance(exc, PunchgateError):
-                self._log.warning(event, error=message, action=action)
-            else:
-                self._log.error(event, error=message, action=action, exc_info=exc)
-            self._set(state=state, last_error=message)
-        else:
-            self._log.debug("device_retry_failed", error=message)
-            if previous.last_error != message:
-                with self._lock:
-                    self._snapshot = replace(self._snapshot, last_error=message)
-
-    def _set(self, **changes: Any) -> None:
-        state = changes.get("state")
-        if state is not None:
-            changes["state"] = DeviceState(state).value
-            changes["since"] = now_iso()
-        with self._lock:
-            self._snapshot = replace(self._snapshot, **changes)
-            snapshot = self._snapshot
-        if self._on_change is not None and state is not None:
-            try:
-                self._on_change(snapshot)
-            except Exception as exc:  # noqa: BLE001 - a listener must not break the worker
-                self._log.warning("device_status_listener_failed", error=str(exc))
