@@ -1,207 +1,37 @@
-"""Manual correction punches: turn what a technician typed into a ``Punch``, or say what is wrong.
+"""``ManualValidator``: checks manual punch requests against the config, outbox and devices.
 
-Rules (``[manual]`` in the config): the device must be configured; the time is read in the
-device's timezone and may be neither in the future nor older than ``max_age``. Three rules can
-be overridden with ``--force``, because a person may know better: a punch of the same employee
-within ``duplicate_window`` already exists; the device is online right now (corrections are for
-terminals that were offline; an online terminal most likely has the punch itself); the outbox
-never saw the employee id but has a look-alike (``7`` for ``007``, ``AB12`` for ``ab12``).
+Every problem of a request is listed, not just the first; an import file is also checked for
+rows of one employee too close to each other.
 """
 
 from __future__ import annotations
 
 import bisect
-import getpass
-import os
-import unicodedata
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Protocol
 from zoneinfo import ZoneInfo
 
-from agent.doctor.daemon_view import daemon_view
+from agent.manual.online import Online, OnlineProbe
+from agent.manual.request import (
+    STATES,
+    Checked,
+    DeviceConfig,
+    ManualRequest,
+    Problem,
+    PunchLookup,
+)
+from agent.manual.typed_text import (
+    employee_problem,
+    loose_employee,
+    parse_local_time,
+    reason_problem,
+)
 from config import Settings
-from config.errors import DeviceAuthError, DeviceError
-from config.settings import SerialDeviceSettings, ZkDeviceSettings
-from drivers.base import Driver, Punch, PunchState, Source, Suspect, VerifyMethod
+from config.settings import SerialDeviceSettings
+from drivers.base import Punch, PunchState, Source, Suspect, VerifyMethod
 from drivers.timeutil import localize
 
-DeviceConfig = ZkDeviceSettings | SerialDeviceSettings
-OnlineProbe = Callable[[DeviceConfig], "Online"]
-
-TIME_FORMATS = ("%Y-%m-%d %H:%M", "%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S")
-STATES = tuple(s.value for s in PunchState)
-_MAX_EMPLOYEE = 128  # the MQTT contract's limits
-_MAX_OPERATOR = 200
-_MAX_REASON = 2000
 _SPELLING_ROWS = 10_000  # the newest punches whose employee ids the spelling check knows
-
-
-@dataclass(frozen=True)
-class Online:
-    """Whether a device answers right now; ``online`` is None when it cannot be told."""
-
-    online: bool | None
-    how: str  # "the running daemon sees it online", "answers on 10.0.0.20:4370", ...
-
-
-@dataclass(frozen=True)
-class ManualRequest:
-    """One manual punch as typed on the command line or on a row of an import file."""
-
-    employee: str
-    device: str
-    at: str  # device-local wall-clock time as typed, e.g. "2026-11-22 08:03"
-    state: str = PunchState.UNKNOWN.value
-    reason: str = ""
-    row: int | None = None  # line number in an import file
-
-
-@dataclass(frozen=True)
-class Problem:
-    """Why a request cannot be stored; ``forceable`` ones are overridden by ``--force``."""
-
-    message: str
-    forceable: bool = False
-
-    def text(self, row: int | None = None) -> str:
-        """The message, prefixed with the import-file row when there is one."""
-        hint = " (use --force to store it anyway)" if self.forceable else ""
-        return (f"row {row}: " if row is not None else "") + self.message + hint
-
-
-@dataclass(frozen=True)
-class Checked:
-    """A validated request: the punch to store (when the time could be read) and its problems."""
-
-    request: ManualRequest
-    punch: Punch | None
-    problems: list[Problem] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)  # worth saying, never blocking
-
-    def blocking(self, force: bool) -> list[Problem]:
-        """The problems that stop the request, given ``--force`` or not."""
-        return [p for p in self.problems if not (force and p.forceable)]
-
-
-class PunchLookup(Protocol):
-    """The part of the outbox the validation reads."""
-
-    def list(
-        self,
-        pending_only: bool = False,
-        device: str | None = None,
-        employee: str | None = None,
-        since: datetime | None = None,
-        limit: int = 1000,
-    ) -> Sequence[object]:
-        """Stored rows matching the filters."""
-
-    def device_serial(self, device_id: str) -> str | None:
-        """The serial last seen for this device."""
-
-
-def default_operator(env: dict[str, str] | None = None) -> str:
-    """Who is at the keyboard: ``$SUDO_USER`` when run through sudo, else the login user."""
-    env = dict(os.environ) if env is None else env
-    if env.get("SUDO_USER"):
-        return env["SUDO_USER"]
-    try:
-        return getpass.getuser()
-    except (OSError, KeyError):
-        return f"uid:{os.getuid()}"
-
-
-def operator_problem(operator: str) -> Problem | None:
-    """Why an operator name cannot be stored, if it cannot."""
-    if not operator.strip():
-        return Problem("the operator is empty: give --by NAME")
-    if len(operator) > _MAX_OPERATOR:
-        return Problem(f"the operator name is longer than {_MAX_OPERATOR} characters")
-    return text_problem("operator name", operator)
-
-
-def reason_problem(reason: str, why: str = "the punch is entered by hand") -> Problem | None:
-    """Why the reason of a manual punch or a void cannot be stored, if it cannot."""
-    if not reason.strip():
-        return Problem(f"the reason is empty: say why {why}")
-    if len(reason.strip()) > _MAX_REASON:
-        return Problem(f"the reason is longer than {_MAX_REASON} characters")
-    return text_problem("reason", reason, lines=True)
-
-
-def text_problem(what: str, text: str, *, lines: bool = False) -> Problem | None:
-    """Why typed text cannot be stored and delivered: not UTF-8, or control characters.
-
-    A terminal not set to UTF-8 hands Python its bytes as lone surrogates, which SQLite and
-    every backend refuse; a NUL is refused by PostgreSQL backends, so the punch would stay
-    unacknowledged forever. Line breaks and tabs are fine in a reason.
-    """
-    if any("\ud800" <= c <= "\udfff" for c in text):
-        return Problem(
-            f"the {what} {text!r} is not valid UTF-8 text: set the terminal to UTF-8 "
-            "(e.g. LANG=C.UTF-8) and type it again"
-        )
-    allowed = "\t\n\r" if lines else ""
-    bad = [c for c in text if unicodedata.category(c) == "Cc" and c not in allowed]
-    if bad:
-        return Problem(f"the {what} {text!r} contains a control character ({bad[0]!r})")
-    return None
-
-
-def employee_problem(employee: str) -> Problem | None:
-    """Why an employee id (already stripped) cannot be stored, if it cannot.
-
-    Terminals write their user ids in ASCII digits: ``１０４２`` (a full-width IME) or ``١٠٤٢``
-    (an Arabic keyboard) stored as typed would belong to no employee and miss the duplicate check.
-    """
-    if not employee:
-        return Problem("the employee is empty: give the employee's id on the terminal")
-    if len(employee) > _MAX_EMPLOYEE:
-        return Problem(f"the employee id is longer than {_MAX_EMPLOYEE} characters")
-    problem = text_problem("employee id", employee)
-    if problem is not None:
-        return problem
-    # Format characters (bidi marks from a right-to-left screen, zero-width spaces, a BOM) are
-    # invisible: the id looks right and is stored as one that belongs to nobody.
-    invisible = [c for c in employee if unicodedata.category(c) == "Cf"]
-    if invisible:
-        shown = "".join(c for c in employee if c not in invisible)
-        return Problem(
-            f"the employee id {employee!r} contains an invisible character "
-            f"(U+{ord(invisible[0]):04X}): type it as on the terminal: {shown}"
-        )
-    plain = "".join(
-        str(unicodedata.decimal(c)) if c.isdecimal() else c
-        for c in unicodedata.normalize("NFKC", employee)
-    )
-    if plain != employee:
-        return Problem(
-            f"the employee id {employee!r} is not written as a terminal writes it: type it as "
-            f"on the terminal: {plain}"
-        )
-    return None
-
-
-def loose_employee(employee: str) -> str:
-    """What two spellings of one employee id share: no spaces, case or leading zeros."""
-    text = "".join(employee.split()).casefold()
-    return (text.lstrip("0") or "0") if text.isdecimal() else text
-
-
-def parse_local_time(text: str) -> datetime:
-    """A naive wall-clock time from ``YYYY-MM-DD HH:MM[:SS]``; ``ValueError`` says the format."""
-    value = text.strip()
-    for fmt in TIME_FORMATS:
-        try:
-            return datetime.strptime(value, fmt)
-        except ValueError:
-            continue
-    raise ValueError(
-        f"cannot read the time {text!r}: write it as 'YYYY-MM-DD HH:MM' in the device's local "
-        "time, e.g. '2026-11-22 08:03'"
-    )
 
 
 class ManualValidator:
@@ -421,35 +251,3 @@ def _duration(delta: timedelta) -> str:
         if seconds >= size and seconds % size == 0:
             return f"{seconds // size}{unit}"
     return f"{seconds}s"
-
-
-def make_online_probe(
-    settings: Settings,
-    build: Callable[[Settings, DeviceConfig], Driver],
-    *,
-    ping_timeout: float = 2.0,
-) -> OnlineProbe:
-    """Is a device online: the running daemon's view, else a quick connect to the terminal."""
-    view = daemon_view(settings.agent.state_dir)
-
-    def probe(device: DeviceConfig) -> Online:
-        if view.running:
-            state = view.device_state(device.id)
-            if state is None:
-                return Online(None, "the running daemon does not report it")
-            return Online(state == "online", f"the running daemon sees it {state}")
-        if isinstance(device, SerialDeviceSettings):
-            return Online(None, "a serial clock cannot be pinged while the daemon is stopped")
-        quick = device.model_copy(update={"timeout": min(device.timeout, ping_timeout)})
-        where = f"{device.host}:{device.port}"
-        try:
-            driver = build(settings, quick)
-            driver.open()
-        except DeviceAuthError as exc:  # alive, with its punches: only the key is wrong
-            return Online(True, f"it answers on {where}, but: {exc}")
-        except DeviceError as exc:
-            return Online(False, f"no answer on {where}: {exc}")
-        driver.close()
-        return Online(True, f"it answers on {where}")
-
-    return probe
