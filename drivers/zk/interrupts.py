@@ -18,6 +18,8 @@ import sys
 import time
 from typing import Any
 
+from drivers.netaddr import Resolver, create_connection
+
 WAKE = 0.25  # seconds: the longest a Ctrl-C can go unnoticed in a wait on a terminal
 BRIEF = 1.0  # seconds: a cleanup request (FREE_DATA, ENABLE_DEVICE, EXIT) on the way out
 
@@ -32,30 +34,24 @@ def interrupted() -> bool:
     return exc is not None and not isinstance(exc, Exception)
 
 
-def connect_tcp(host: str, port: int, timeout: float) -> socket.socket:
+def connect_tcp(
+    host: str, port: int, timeout: float, resolver: Resolver | None = None
+) -> socket.socket:
     """``socket.create_connection(..., timeout)``, but waiting in ``WAKE`` slices.
 
+    A host name's lookup is bounded by ``timeout`` too (``LookupTimeout``, a ``gaierror``).
     Errors are the same ``OSError`` subclasses (``TimeoutError`` at the deadline, which covers
     every address tried).
     """
-    deadline = time.monotonic() + timeout
-    last: OSError = OSError(errno.EADDRNOTAVAIL, f"no address for {host}")
-    for family, kind, proto, _name, address in socket.getaddrinfo(
-        host, port, 0, socket.SOCK_STREAM
-    ):
-        sock = socket.socket(family, kind, proto)
-        try:
-            _connect(sock, address, deadline)
-        except OSError as exc:
-            sock.close()
-            last = exc
-            continue
-        except BaseException:
-            sock.close()
-            raise
+    deadline: list[float] = []  # set once the lookup is done: it covers every address
+
+    def sliced(sock: socket.socket, address: tuple[Any, ...]) -> None:
+        if not deadline:
+            deadline.append(time.monotonic() + timeout)
+        _connect(sock, address, deadline[0])
         sock.settimeout(timeout)
-        return sock
-    raise last
+
+    return create_connection(host, port, timeout, resolver=resolver, connect=sliced)
 
 
 def _connect(sock: socket.socket, address: tuple[Any, ...], deadline: float) -> None:

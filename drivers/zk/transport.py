@@ -13,18 +13,18 @@ import collections
 import errno
 import socket
 import time
-from dataclasses import dataclass
 
 import structlog
 
 from config.errors import DeviceAuthError, DeviceError, DeviceUnavailable, ProtocolError
+from drivers.netaddr import LookupTimeout, Resolver
 from drivers.zk import protocol as p
 from drivers.zk.extra_codec import build_packet, packet_ok, parse_packet
-from drivers.zk.interrupts import BRIEF, WAKE, connect_tcp
+from drivers.zk.interrupts import BRIEF
+from drivers.zk.link import Endpoint, Link
 
 log = structlog.get_logger("drivers.zk")
 
-_RECV_SIZE = 256 * 1024
 _UNREACHABLE = {errno.EHOSTUNREACH, errno.ENETUNREACH, errno.EHOSTDOWN, errno.ENETDOWN}
 _NAMES = {
     p.CMD_CONNECT: "CONNECT",
@@ -57,93 +57,6 @@ class ChecksumMismatch(ProtocolError):
     """A packet arrived with a wrong checksum (the bytes were damaged on the way)."""
 
 
-@dataclass(frozen=True, slots=True)
-class Endpoint:
-    """Where a terminal is and what we call it in messages."""
-
-    device_id: str
-    host: str
-    port: int = 4370
-    transport: str = "tcp"
-
-    @property
-    def label(self) -> str:
-        """``lobby-1 (10.0.0.20:4370)``, the prefix of every message about this terminal."""
-        return f"{self.device_id} ({self.host}:{self.port})"
-
-    @property
-    def udp(self) -> bool:
-        return self.transport == "udp"
-
-
-class _Link:
-    """One socket to the terminal; TCP packets are deframed, UDP datagrams are packets."""
-
-    def __init__(self, endpoint: Endpoint) -> None:
-        self.endpoint = endpoint
-        self.sock: socket.socket | None = None
-        self._deframer = p.TcpDeframer()
-        self._ready: collections.deque[bytes] = collections.deque()
-        self._buffer = bytearray(_RECV_SIZE)
-        self.bytes_received = 0  # on the wire, for logs and the tail-read tests
-
-    def open(self, timeout: float) -> None:
-        host, port = self.endpoint.host, self.endpoint.port
-        if self.endpoint.udp:
-            info = socket.getaddrinfo(host, port, socket.AF_INET, socket.SOCK_DGRAM)
-            sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-            # A connected UDP socket reports ICMP "port unreachable" as ConnectionRefusedError.
-            sock.connect(info[0][4])
-        else:
-            sock = connect_tcp(host, port, timeout)
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self.sock = sock
-
-    def send(self, packet: bytes, timeout: float) -> None:
-        assert self.sock is not None
-        self.sock.settimeout(timeout)  # recv() may have left a nearly spent deadline behind
-        if self.endpoint.udp:
-            self.sock.send(packet)
-        else:
-            self.sock.sendall(p.tcp_frame(packet))
-
-    def recv(self, deadline: float) -> bytes:
-        """The next packet; ``TimeoutError`` at the deadline, ``EOFError`` when closed.
-
-        Waits in ``WAKE`` slices: a Ctrl-C is never held up by the deadline (see interrupts).
-        """
-        sock = self.sock
-        assert sock is not None
-        while not self._ready:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise TimeoutError
-            sock.settimeout(min(remaining, WAKE))
-            try:
-                if self.endpoint.udp:
-                    datagram = sock.recv(65535)
-                    self.bytes_received += len(datagram)
-                    return datagram
-                n = sock.recv_into(self._buffer)
-            except TimeoutError:
-                continue  # the loop (and a pending Ctrl-C) decides, not this slice
-            if n == 0:
-                raise EOFError
-            self.bytes_received += n
-            self._ready.extend(self._deframer.feed(memoryview(self._buffer)[:n]))
-        return self._ready.popleft()
-
-    def close(self) -> None:
-        if self.sock is not None:
-            try:
-                self.sock.close()
-            except OSError:
-                pass
-        self.sock = None
-        self._ready.clear()
-        self._deframer = p.TcpDeframer()
-
-
 class ZkConnection:
     """A session with one terminal: connect/auth, requests matched by reply number, events queued.
 
@@ -152,14 +65,21 @@ class ZkConnection:
     device id, address and what to do in the message.
     """
 
-    def __init__(self, endpoint: Endpoint, *, comm_key: int = 0, timeout: float = 10.0) -> None:
+    def __init__(
+        self,
+        endpoint: Endpoint,
+        *,
+        comm_key: int = 0,
+        timeout: float = 10.0,
+        resolver: Resolver | None = None,
+    ) -> None:
         self.endpoint = endpoint
         self.comm_key = comm_key
         self.timeout = timeout
         self.session = 0
         self.events: collections.deque[p.Packet] = collections.deque()
         self._reply = p.USHRT_MAX - 1  # so that CONNECT goes out with reply 0, as pyzk does
-        self._link = _Link(endpoint)
+        self._link = Link(endpoint, resolver or Resolver())
         self.connected = False
         self.generation = 0  # counts successful connects: session-bound state compares it
 
@@ -378,6 +298,8 @@ class ZkConnection:
     def _unavailable(self, exc: OSError, doing: str) -> DeviceUnavailable:
         self.close()
         label = self.endpoint.label
+        if isinstance(exc, LookupTimeout):
+            return DeviceUnavailable(f"{self.endpoint.device_id}: {exc.strerror}")
         if isinstance(exc, socket.gaierror):
             return DeviceUnavailable(
                 f"{label}: the host name cannot be resolved ({exc.strerror}): check host in the "
