@@ -3,20 +3,45 @@
 SQLite reads a WAL up to its first frame whose checksum is wrong and treats the rest as never
 written: every commit after a damaged frame (bit rot on an SD card, a bad sector) is dropped
 without an error, and the next checkpoint makes the loss permanent. Each frame carries the
-running checksum up to itself, so every frame can be checked on its own, and a sound commit
-after a damaged frame proves that committed transactions would be lost.
+running checksum up to itself, so every frame can be checked on its own.
+
+A bad frame is damage only where an fsync had made it durable. Before a commit's fsync
+returns, the kernel writes the WAL's dirty pages back in any order: a power cut then leaves
+an early frame half written while later frames of the same and of later unsynced commits are
+whole. That is the ordinary end of a WAL after a power cut, and SQLite rightly drops it.
 """
 
 from __future__ import annotations
 
+import sqlite3
 import struct
+import urllib.parse
+from dataclasses import dataclass
 from pathlib import Path
 
+import structlog
+
 from buffer.database import wal_path
+
+log = structlog.get_logger("punchgate.outbox")
 
 _MAGIC_LE, _MAGIC_BE = 0x377F0682, 0x377F0683
 _HEADER = 32
 _FRAME_HEADER = 24
+# The tables written by commits WITHOUT an fsync (``buffer.delivery.bookkeeping_transaction``:
+# the sent and delivered marks). A commit writing any page of another table or index synced.
+_UNSYNCED_TABLES = ("counters", "delivered")
+_SYNCED_PAGES = (
+    "SELECT s.pageno FROM dbstat AS s JOIN sqlite_master AS m ON m.name = s.name"
+    " WHERE m.tbl_name NOT IN (?, ?)"
+)
+
+
+@dataclass(frozen=True)
+class _Frame:
+    page_no: int
+    commit: bool  # the last frame of a transaction
+    sound: bool
 
 
 def _checksum(data: bytes, big_endian: bool, s0: int, s1: int) -> tuple[int, int]:
@@ -28,14 +53,8 @@ def _checksum(data: bytes, big_endian: bool, s0: int, s1: int) -> tuple[int, int
     return s0, s1
 
 
-def wal_damaged(db_path: Path) -> str | None:
-    """Why the WAL of ``db_path`` holds commits SQLite would silently drop, if it does.
-
-    Only frames of the WAL's current generation (its salt) count: the frames after them are
-    left over from before a reset, or were never written (a power cut during the last
-    transaction, which no fsync had acknowledged: SQLite rightly drops it).
-    """
-    wal = wal_path(db_path)
+def _read_frames(wal: Path) -> tuple[bool, list[_Frame]] | None:
+    """(header sound, the frames of the WAL's current generation), or None: nothing to read."""
     try:
         fh = wal.open("rb")
     except OSError:
@@ -48,10 +67,8 @@ def wal_damaged(db_path: Path) -> str | None:
         if magic not in (_MAGIC_LE, _MAGIC_BE) or page_size < 512 or page_size & (page_size - 1):
             return None  # not a WAL SQLite would read either: nothing of it is used
         big = magic == _MAGIC_BE
-        first_bad: int | None = None if _checksum(header[:24], big, 0, 0) == (c1, c2) else -1
         seed = (c1, c2)
-        lost = 0
-        index = 0
+        frames: list[_Frame] = []
         while True:
             frame = fh.read(_FRAME_HEADER + page_size)
             if len(frame) < _FRAME_HEADER + page_size:
@@ -62,15 +79,96 @@ def wal_damaged(db_path: Path) -> str | None:
             body = frame[:8] + frame[_FRAME_HEADER:]
             sound = page_no != 0 and _checksum(body, big, *seed) == (f1, f2)
             seed = (f1, f2)
-            if not sound and first_bad is None:
-                first_bad = index
-            elif sound and commit_size and first_bad is not None:
-                lost += 1
-            index += 1
-    if first_bad is None or not lost:
+            frames.append(_Frame(page_no, commit_size != 0, sound))
+    return _checksum(header[:24], big, 0, 0) == (c1, c2), frames
+
+
+def _synced_pages(db_path: Path) -> frozenset[int] | None:
+    """Pages of the tables only fsynced commits write, as SQLite reads the file now (up to
+    the first bad frame); None when SQLite cannot tell (then no commit is proven durable)."""
+    uri = f"file:{urllib.parse.quote(str(db_path))}?mode=ro"
+    try:
+        conn = sqlite3.connect(uri, uri=True, timeout=1.0, isolation_level=None)
+    except sqlite3.Error:
         return None
-    where = "its header" if first_bad < 0 else f"frame {first_bad + 1} of {index}"
+    try:
+        return frozenset(p for (p,) in conn.execute(_SYNCED_PAGES, _UNSYNCED_TABLES))
+    except sqlite3.Error as exc:
+        # No dbstat in this SQLite build, or a database it cannot read (quick_check, next,
+        # says so). Erring towards no recovery: see ``wal_damaged``.
+        log.warning("wal_frames_unclassified", outbox=str(db_path), error=str(exc))
+        return None
+    finally:
+        conn.close()
+
+
+def _durable_end(db_path: Path, frames: list[_Frame], first_bad: int) -> int | None:
+    """The index of the last commit frame after ``first_bad`` an fsync provably made durable.
+
+    A commit returns only after its fsync (``synchronous=FULL``), and the next transaction's
+    frames are written only after it returned: a synced commit with any frame after it was
+    on the disk, with every frame before it. (A checkpoint syncs the WAL too, but leaves no
+    trace in it. SQLite pads no commit with copies of its last frame: the unix VFS declares
+    powersafe overwrite.) Transactions end at sound commit frames only: a bad frame's header
+    may be half old. A synced commit whose own commit frame is bad joins the next one, which
+    then proves it (the first bad frame is at or before that commit frame).
+    """
+    commits: list[tuple[int, set[int]]] = []
+    pages: set[int] = set()
+    for index, frame in enumerate(frames):
+        if not frame.sound:
+            continue
+        pages.add(frame.page_no)
+        if frame.commit:
+            if first_bad < index < len(frames) - 1:
+                commits.append((index, pages))
+            pages = set()
+    if not commits:
+        return None
+    synced = _synced_pages(db_path)
+    if synced is None:
+        return None
+    return next((index for index, pages in reversed(commits) if pages & synced), None)
+
+
+def wal_damaged(db_path: Path) -> str | None:
+    """Why the WAL of ``db_path`` holds durable commits SQLite would silently drop, if it does.
+
+    Only frames of the WAL's current generation (its salt) count: the frames after them are
+    left over from before a reset, or were never written. A bad header counts when a sound
+    commit follows it (SQLite syncs the header before it writes the generation's first
+    frame: a power cut never tears it under frames). A bad frame counts only when a later
+    commit proves it durable: a commit that wrote a page of a table only fsynced commits
+    write (punches, watermarks, ...), followed by any frame of a later transaction.
+
+    The tail after the last such commit was never provably on the disk: a power cut tears it
+    (its frames reach the disk in any order), so a bad frame there is not reported, although
+    bit rot there looks the same: no recovery is started for a tail never provably durable.
+    Such tails: the last punch commit before a crash (nothing after it shows that its fsync
+    returned) and delivery marks, committed without an fsync (``buffer.delivery``), whose loss
+    only means those punches are sent again. Without SQLite's dbstat table (a build option)
+    nothing is proven durable and only a bad header is reported.
+    """
+    wal = wal_path(db_path)
+    read = _read_frames(wal)
+    if read is None:
+        return None
+    header_sound, frames = read
+    first_bad = next((i for i, f in enumerate(frames) if not f.sound), None)
+    if not header_sound:
+        first_bad = -1
+    if first_bad is None:
+        return None
+    if first_bad < 0:  # synced before any frame was written: every commit after it is lost
+        durable = max((i for i, f in enumerate(frames) if f.commit and f.sound), default=None)
+    else:
+        durable = _durable_end(db_path, frames, first_bad)
+    where = "its header" if first_bad < 0 else f"frame {first_bad + 1} of {len(frames)}"
+    if durable is None:
+        log.info("wal_tail_torn", wal=str(wal), bad=where)  # dropped by SQLite, as it should
+        return None
+    lost = sum(f.commit and f.sound for f in frames[first_bad + 1 : durable + 1])
     return (
         f"the WAL {wal} is damaged ({where} fails its checksum): SQLite would silently drop "
-        f"the {lost} committed transaction(s) after it"
+        f"at least {lost} committed transaction(s) after it"
     )
