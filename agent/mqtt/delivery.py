@@ -4,7 +4,8 @@ One thread owns all delivery state (the ``Drain``: cursor, in-flight window, mar
 callbacks only put events on a queue, so no lock of ours is ever held across ``publish()`` and
 ``on_publish`` (the known paho deadlock), and a PUBACK is never processed before its batch was
 recorded. The worker also publishes the gateway's retained status (birth on every connect,
-"offline" on clean shutdown, the same bytes as last will) and the terminals' status, and runs
+"offline" on clean shutdown, the same bytes as last will) and the terminals' status
+(``agent/mqtt/status_publishing.py``), stops in order (``agent/mqtt/shutdown.py``), and runs
 the built-in commands ``ping`` and ``resend``. It holds at most the in-flight window in memory:
 a broker down for hours costs disk, nothing else.
 """
@@ -28,10 +29,12 @@ import structlog
 from agent import __version__
 from agent.mqtt.commands import CommandDispatcher, CommandFailed, Handler
 from agent.mqtt.connection import MqttConnection, Published, Will
-from agent.mqtt.contract import Contract, ContractViolation, Topics, encode
+from agent.mqtt.contract import Contract, Topics, encode
 from agent.mqtt.drain import Drain
 from agent.mqtt.options import MqttOptions
-from agent.mqtt.status import DeviceStatus, GatewayIdentity
+from agent.mqtt.shutdown import ShutdownMethods
+from agent.mqtt.status import GatewayIdentity
+from agent.mqtt.status_publishing import StatusPublishing
 from buffer.outbox import Outbox
 from config.errors import PunchgateError
 from drivers.backoff import Backoff
@@ -57,10 +60,11 @@ class DeliveryStatus:
     reconnect_attempts: int = 0  # delays since a connection last held (see MqttConnection)
 
     def as_dict(self) -> dict[str, Any]:
+        """The fields as a JSON-ready dict."""
         return asdict(self)
 
 
-class DeliveryWorker:
+class DeliveryWorker(StatusPublishing, ShutdownMethods):
     """Publishes outbox rows to ``{prefix}/{gateway_id}/punches``; see the module docstring."""
 
     def __init__(
@@ -146,18 +150,6 @@ class DeliveryWorker:
         self.connection.start()
         return self
 
-    def stop(self, timeout: float = 10.0) -> None:
-        """Finish in-flight batches, publish "offline", disconnect cleanly, within ``timeout``."""
-        deadline = time.monotonic() + timeout
-        if self._thread.is_alive():
-            # Keep a little of the budget for the disconnect and the joins below.
-            self._events.put(("stop", deadline - min(0.25, timeout / 10)))
-            self._thread.join(max(0.0, deadline - time.monotonic()))
-        else:
-            self.connection.close(max(0.05, deadline - time.monotonic()))
-            self.drain.close()  # never started: its readers' connections are still open
-        self.commands.stop(max(0.0, deadline - time.monotonic()))
-
     @property
     def alive(self) -> bool:
         """True while the worker thread runs (between ``start()`` and the end of ``stop()``)."""
@@ -177,6 +169,7 @@ class DeliveryWorker:
         self._events.put(("wake",))
 
     def status(self) -> DeliveryStatus:
+        """Delivery as ``punchgate status`` shows it, now (any thread)."""
         conn = self.connection.status()
         return DeliveryStatus(
             connected=conn.connected,
@@ -188,29 +181,6 @@ class DeliveryWorker:
             connects=conn.connects,
             reconnect_attempts=conn.reconnect_attempts,
         )
-
-    def publish_device_status(self, device_id: str, status: DeviceStatus | dict[str, Any]) -> None:
-        """Publish (retained) a terminal's status now or on the next connect.
-
-        Raises ``ContractViolation`` (a ``ValueError``) if the payload does not fit the contract.
-        """
-        payload = (
-            status.payload(self.topics.gateway_id) if isinstance(status, DeviceStatus) else status
-        )
-        if payload.get("device_id") != device_id:
-            raise ContractViolation(
-                f"device status payload is for {payload.get('device_id')!r}, not {device_id!r}"
-            )
-        self.contract.validate("device-status", payload)
-        self._events.put(("device", device_id, payload))
-
-    def forget_device(self, device_id: str) -> None:
-        """A terminal removed from the configuration: no longer listed in the gateway status.
-
-        Its last status (published before this call) is still sent on the next connect if it
-        could not be sent yet, so that the backend does not keep its old retained one.
-        """
-        self._events.put(("forget", device_id))
 
     def register_command(self, name: str, schema: str | dict[str, Any], handler: Handler) -> None:
         """Accept ``{prefix}/{gw}/cmd/{name}``; ``schema`` is a contract schema name or a schema."""
@@ -341,9 +311,7 @@ class DeliveryWorker:
             drain.on_backend_ack(event[1])
         elif kind == "connected":
             drain.connected(event[1])
-            self._publish_birth()
-            for payload in [*self._removed.values(), *self._devices.values()]:
-                self._publish_device(payload)
+            self._announce()
         elif kind == "disconnected":
             drain.disconnected(event[1], event[2])
         elif kind == "wake":
@@ -351,17 +319,9 @@ class DeliveryWorker:
         elif kind == "rewind":
             drain.request_rewind()
         elif kind == "device":
-            before = self._devices.get(event[1])
-            if before is None or before.get("state") != event[2].get("state"):
-                self._next_status = 0.0  # the gateway status lists it: say so now, not in 60 s
-            self._devices[event[1]] = event[2]
-            self._removed.pop(event[1], None)
-            if drain.generation:
-                self._publish_device(event[2])
+            self._device_changed(event[1], event[2])
         elif kind == "forget":
-            if event[1] in self._devices:
-                self._removed[event[1]] = self._devices.pop(event[1])
-                self._next_status = 0.0
+            self._device_forgotten(event[1])
         elif kind == "flush":
             self._flush_waiters.append(event[1])
             drain.wake()
@@ -385,65 +345,3 @@ class DeliveryWorker:
                 if not future.done():
                     future.set_result(True)
             self._flush_waiters.clear()
-
-    def _publish_birth(self) -> None:
-        stats = self.outbox.stats()
-        payload = self.identity.online(
-            broker=self.connection.status().broker_url,
-            devices={d: p["state"] for d, p in self._devices.items()},
-            backlog=stats.pending,
-            oldest_pending_age_s=stats.oldest_pending_age_s,
-            delivered=self.drain.delivered,
-        )
-        self.connection.publish(self.topics.status, encode(payload), qos=1, retain=True)
-        self._next_status = self.clock() + self.options.status_interval
-
-    def _publish_device(self, payload: dict[str, Any]) -> None:
-        topic = self.topics.device_status(payload["device_id"])
-        self.connection.publish(topic, encode(payload), qos=1, retain=True)
-
-    def _shutdown(self) -> None:
-        """Let in-flight batches finish, say "offline", and disconnect cleanly."""
-        # Real time, not self.clock: these loops must end even under a test's frozen clock.
-        deadline = self._stop_deadline or (time.monotonic() + 5.0)
-        grace = time.monotonic() + max(0.0, (deadline - time.monotonic()) / 2)
-        while self.drain.window and self.drain.generation and time.monotonic() < grace:
-            self._drain_events(min(0.05, max(0.0, grace - time.monotonic())))
-        if self.drain.generation:
-            body = encode(self.identity.offline())
-            published = self.connection.publish(self.topics.status, body, qos=1, retain=True)
-            if published is not None:
-                self._offline_mid = (published.generation, published.mid)
-                while (
-                    not self._offline_acked
-                    and self.drain.generation
-                    and time.monotonic() < deadline
-                ):
-                    self._drain_events(min(0.05, max(0.0, deadline - time.monotonic())))
-        for future in self._flush_waiters:
-            if not future.done():
-                future.set_result(False)
-        self.connection.close(max(0.05, deadline - time.monotonic()))
-        self.drain.close()
-        self._log.info(
-            "delivery stopped",
-            delivered=self.drain.delivered,
-            offline_published=self._offline_acked,
-        )
-
-    def _drain_events(self, timeout: float) -> None:
-        try:
-            event = self._events.get(timeout=timeout) if timeout > 0 else self._events.get_nowait()
-        except queue.Empty:
-            return
-        while True:
-            if event[0] not in ("stop", "flush", "connected"):
-                self._handle(event)
-            try:
-                event = self._events.get_nowait()
-            except queue.Empty:
-                break
-        try:
-            self.drain.commit()
-        except PunchgateError as exc:
-            self._log.warning("could not record deliveries at shutdown", error=str(exc))
