@@ -25,8 +25,10 @@ from agent.doctor.result import CheckResult, Job, fail, ok, skip, warn
 from agent.mqtt.connection import build_ssl_context, describe_connack
 from agent.mqtt.diagnose import QOS0_HINT
 from agent.mqtt.options import BrokerAddress, MqttOptions
+from agent.mqtt.resolving import ResolvingClient
 from config import Settings
 from config.errors import BrokerError
+from drivers.netaddr import LookupTimeout, Resolver, create_connection
 
 FAMILY = "broker"
 CERT_WARN_DAYS = 30  # a broker certificate expiring sooner than this is reported as a warning
@@ -54,7 +56,9 @@ def broker_jobs(settings: Settings, timeout: float) -> list[Job]:
     return jobs
 
 
-def check_broker(url: str, options: MqttOptions, timeout: float) -> list[CheckResult]:
+def check_broker(
+    url: str, options: MqttOptions, timeout: float, *, resolver: Resolver | None = None
+) -> list[CheckResult]:
     """Every step for one broker URL; after a failure the remaining steps are skipped."""
     try:
         broker = BrokerAddress.parse(url)
@@ -62,7 +66,8 @@ def check_broker(url: str, options: MqttOptions, timeout: float) -> list[CheckRe
         return [fail(FAMILY, url, "URL", str(exc), "fix mqtt.url in the config")]
     results: list[CheckResult] = []
     steps = (_dns, _tcp, _tls, _certificate, _login)
-    state: dict[str, Any] = {}
+    # Every lookup of the host name is bounded by ``timeout`` (getaddrinfo has no timeout).
+    state: dict[str, Any] = {"resolver": resolver or Resolver()}
     for step in steps:
         result = step(broker, options, timeout, state)
         if result is None:
@@ -79,7 +84,9 @@ def check_broker(url: str, options: MqttOptions, timeout: float) -> list[CheckRe
     return results
 
 
-def _dns(broker: BrokerAddress, _o: MqttOptions, _t: float, state: dict[str, Any]) -> CheckResult:
+def _dns(
+    broker: BrokerAddress, _o: MqttOptions, timeout: float, state: dict[str, Any]
+) -> CheckResult:
     name = "DNS"
     try:
         ipaddress.ip_address(broker.host)
@@ -90,7 +97,17 @@ def _dns(broker: BrokerAddress, _o: MqttOptions, _t: float, state: dict[str, Any
         return ok(FAMILY, broker.url, name, f"{broker.host} is an IP address (no lookup needed)")
     started = time.monotonic()
     try:
-        infos = socket.getaddrinfo(broker.host, broker.port, type=socket.SOCK_STREAM)
+        resolver: Resolver = state["resolver"]
+        infos = resolver.addresses(broker.host, broker.port, timeout, kind=socket.SOCK_STREAM)
+    except LookupTimeout:
+        return fail(
+            FAMILY,
+            broker.url,
+            name,
+            f"no answer from the DNS server for {broker.host} within {timeout:g}s",
+            "check /etc/resolv.conf and the gateway's uplink (try: getent hosts "
+            f"{broker.host}), or write the broker's IP address in mqtt.url",
+        )
     except socket.gaierror as exc:
         return fail(
             FAMILY,
@@ -113,7 +130,7 @@ def _tcp(
     where = f"{broker.host}:{broker.port}"
     started = time.monotonic()
     try:
-        sock = socket.create_connection((broker.host, broker.port), timeout=timeout)
+        sock = create_connection(broker.host, broker.port, timeout, resolver=state["resolver"])
     except ConnectionRefusedError:
         return fail(
             FAMILY,
@@ -241,17 +258,18 @@ def _certificate(
 
 
 def _login(
-    broker: BrokerAddress, options: MqttOptions, timeout: float, _state: dict[str, Any]
+    broker: BrokerAddress, options: MqttOptions, timeout: float, state: dict[str, Any]
 ) -> CheckResult:
     name = "MQTT login"
     who = f"as {options.username!r}" if options.username else "anonymously"
     v5 = options.protocol == "5"
-    client = mqtt.Client(
+    client = ResolvingClient(
         CallbackAPIVersion.VERSION2,
         client_id=options.client_id,
         protocol=mqtt.MQTTv5 if v5 else mqtt.MQTTv311,
         clean_session=None if v5 else True,
         reconnect_on_failure=False,
+        resolver=state["resolver"],
     )
     client.connect_timeout = timeout
     if options.username is not None:

@@ -33,8 +33,10 @@ from agent.mqtt.diagnose import (
 )
 from agent.mqtt.diagnose import build_ssl_context as build_ssl_context  # the doctor's import
 from agent.mqtt.options import BrokerAddress, MqttOptions
+from agent.mqtt.resolving import ResolvingClient
 from config.errors import BrokerError
 from drivers.backoff import Backoff
+from drivers.netaddr import LookupTimeout, Resolver
 
 log = structlog.get_logger("mqtt")
 
@@ -128,8 +130,11 @@ class MqttConnection:
         session_expiry: int = 0,
         manual_ack: bool = False,
         stable_after: float = STABLE_AFTER,
+        resolver: Resolver | None = None,
     ) -> None:
         self.options = options
+        # One for all attempts: it bounds the lookups a dead DNS server leaves running.
+        self._resolver = resolver or Resolver()
         self.handler = handler
         self.subscriptions = list(subscriptions)
         self.will = will
@@ -296,13 +301,14 @@ class MqttConnection:
     def _new_client(self, generation: int, broker: BrokerAddress) -> mqtt.Client:
         opts = self.options
         v5 = opts.protocol == "5"
-        client = mqtt.Client(
+        client = ResolvingClient(
             CallbackAPIVersion.VERSION2,
             client_id=opts.client_id,
             protocol=mqtt.MQTTv5 if v5 else mqtt.MQTTv311,
             clean_session=None if v5 else self.session_expiry == 0,
             reconnect_on_failure=False,
             manual_ack=self.manual_ack,
+            resolver=self._resolver,
         )
         client.connect_timeout = opts.connect_timeout
         # Our window is smaller; paho's limit must never be what holds a message back silently.
@@ -388,6 +394,10 @@ class MqttConnection:
             client.connect(
                 broker.host, broker.port, keepalive=max(5, int(self.options.keepalive)), **extra
             )
+        except LookupTimeout as exc:
+            self._fail(f"{broker.url}: {exc.strerror}")
+            _release(client)
+            return False
         except (OSError, ValueError) as exc:
             self._fail(describe_connect_error(broker, exc, self.options.connect_timeout))
             _release(client)

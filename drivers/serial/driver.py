@@ -21,6 +21,7 @@ import structlog
 from config.errors import ConfigError
 from drivers.backoff import Backoff
 from drivers.base import DeviceInfo, Punch, Suspect
+from drivers.netaddr import Resolver
 from drivers.serial.cards import CardTable, load_card_table, normalize_card
 from drivers.serial.dedup import Deduplicator
 from drivers.serial.options import SerialOptions
@@ -89,6 +90,7 @@ class SerialDriver:
         self.device_id = device_id
         self.options = options
         self.device_serial = options.serial or f"serial:{device_id}"
+        self._resolver = Resolver()  # bounds the lookups of a socket:// host across reconnects
         self.stats = SerialStats()
         try:
             self._parser = make_parser(
@@ -137,7 +139,7 @@ class SerialDriver:
         """Load the card table and open the port; ``DeviceUnavailable`` names what to check."""
         self._load_cards()
         if self._port is None:
-            self._port = open_port(self.device_id, self.options)
+            self._port = open_port(self.device_id, self.options, self._resolver)
             self._lost_since = None
             self._backoff.reset()
             self._log.info("serial port opened", format=self.options.format)
@@ -297,7 +299,7 @@ class SerialDriver:
             time.sleep(max(0.0, min(self._next_attempt, deadline) - now))
             return
         try:
-            self._port = open_port(self.device_id, self.options)
+            self._port = open_port(self.device_id, self.options, self._resolver)
         except Exception as exc:  # noqa: BLE001 - any failure to reopen is retried, never raised
             if self._lost_since is None:  # never opened: say so once
                 self._lost_since = now

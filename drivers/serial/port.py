@@ -4,22 +4,67 @@ from __future__ import annotations
 
 import errno
 import os
+import socket
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import serial
 
 from config.errors import ConfigError, DeviceUnavailable
+from drivers.netaddr import LookupTimeout, Resolver
 from drivers.serial.options import SerialOptions
 
+_MAX_ADDRESSES = 3  # of a host name's addresses, tried in turn (each may wait its timeout)
 _URL_HINT = "e.g. /dev/ttyUSB0, socket://host:port, rfc2217://host:port, loop://"
 
 
-def open_port(device_id: str, options: SerialOptions) -> serial.SerialBase:
-    """An open port for ``options.url``; ``DeviceUnavailable`` says what to check."""
+def open_port(
+    device_id: str, options: SerialOptions, resolver: Resolver | None = None
+) -> serial.SerialBase:
+    """An open port for ``options.url``; ``DeviceUnavailable`` says what to check.
+
+    A ``socket://`` or ``rfc2217://`` host name is looked up here, bounded by ``options.timeout``
+    (pyserial's lookup has no timeout), and its addresses are tried in turn.
+    """
     where = f"{device_id} ({options.url})"
+    urls = _by_address(where, options.url, options.timeout, resolver or Resolver())
+    for url in urls[:-1]:
+        try:
+            return _open(where, url, options)
+        except DeviceUnavailable:
+            continue  # the next address may answer; the last one's error is the one raised
+    return _open(where, urls[-1], options)
+
+
+def _by_address(where: str, url: str, timeout: float, resolver: Resolver) -> list[str]:
+    """``url`` with its network host replaced by each of its addresses (``url`` if none)."""
+    if not url.startswith(("socket://", "rfc2217://")):
+        return [url]
+    parts = urlsplit(url)
+    try:
+        host, port = parts.hostname, parts.port
+    except ValueError:
+        return [url]  # malformed: pyserial says what is wrong with it
+    if not host or port is None:
+        return [url]
+    try:
+        infos = resolver.addresses(host, port, timeout, kind=socket.SOCK_STREAM)
+    except LookupTimeout as exc:
+        raise DeviceUnavailable(f"{where}: {exc.strerror}") from exc
+    except (socket.gaierror, UnicodeError) as exc:
+        raise DeviceUnavailable(
+            f"{where}: host name {host!r} not found ({exc}): check the url's host and the "
+            "gateway's DNS"
+        ) from exc
+    ips = list(dict.fromkeys(str(info[4][0]) for info in infos))[:_MAX_ADDRESSES]
+    netlocs = (f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}" for ip in ips)
+    return [urlunsplit(parts._replace(netloc=netloc)) for netloc in netlocs] or [url]
+
+
+def _open(where: str, url: str, options: SerialOptions) -> serial.SerialBase:
     try:
         port = serial.serial_for_url(
-            options.url,
+            url,
             do_not_open=True,
             baudrate=options.baudrate,
             bytesize=options.bytesize,

@@ -20,7 +20,7 @@ def test_a_lookup_the_dns_server_never_answers_fails_at_the_deadline_saying_what
         with pytest.raises(LookupTimeout) as caught:
             Resolver(dns).addresses("clock1.site.lan", 4370, 0.3)
         assert not dns.release.is_set()  # the caller is back while the lookup still hangs
-    message = caught.value.strerror
+    message = str(caught.value.strerror)
     assert "could not look up 'clock1.site.lan' within 0.3 s" in message
     assert "/etc/resolv.conf" in message and "IP address" in message
     assert isinstance(caught.value, socket.gaierror)  # existing "cannot resolve" handlers apply
