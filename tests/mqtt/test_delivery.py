@@ -235,12 +235,23 @@ def _no_backend_yet(
     return collector, worker
 
 
+def _sent(collector: Collector, worker: DeliveryWorker, count: int, what: str) -> None:
+    """Wait for the ``count``-th send of the five punches, and for the worker to count it.
+
+    The worker counts a window in flight (and stamps its send time on its clock) just after
+    publish(), so the broker may deliver it to the collector first: advancing the clock before
+    the worker counted it would start the ack timeout late.
+    """
+    collector.wait(lambda ms: len(ms) >= count, what=what)
+    wait_for(lambda: worker.status().in_flight == 5, timeout=5, what=f"{what}, counted")
+
+
 def test_unacknowledged_batches_are_resent_after_ack_timeout_with_same_ids_and_replayed(
     broker: LocalMosquitto, outbox: Outbox, workers: Workers, collectors: Collectors
 ) -> None:
     clock = DrivenClock()
-    collector, _worker = _no_backend_yet(broker, outbox, workers, collectors, 10, clock=clock)
-    collector.wait(lambda ms: len(ms) >= 1, what="the send")
+    collector, worker = _no_backend_yet(broker, outbox, workers, collectors, 10, clock=clock)
+    _sent(collector, worker, 1, "the send")
     clock.advance(10)  # ack_timeout without an ack
     messages = collector.wait(lambda ms: len(punches_in(ms)) >= 10, what="a re-send")
     punches = punches_in(messages)
@@ -263,9 +274,9 @@ def test_re_sends_to_a_silent_backend_back_off_and_an_ack_ends_the_silence(
     """
     clock = DrivenClock()
     collector, worker = _no_backend_yet(broker, outbox, workers, collectors, 10, clock=clock)
-    collector.wait(lambda ms: len(ms) >= 1, what="the first send")
+    _sent(collector, worker, 1, "the first send")
     clock.advance(10)  # the first timeout: re-sent at once
-    collector.wait(lambda ms: len(ms) >= 2, what="the first re-send, at once")
+    _sent(collector, worker, 2, "the first re-send, at once")
     # After each further timeout in a row the re-send waits between half the cap and the cap,
     # the cap doubling from 2 x ack_timeout: 10-20 s, then 20-40 s, then 40-80 s.
     for sends, cap in ((2, 20.0), (3, 40.0), (4, 80.0)):
@@ -276,7 +287,7 @@ def test_re_sends_to_a_silent_backend_back_off_and_an_ack_ends_the_silence(
         assert worker.status().in_flight == 0, f"re-sent before {cap / 2:g} s of silence"
         assert "no acknowledgement from the backend" in (worker.status().last_error or "")
         clock.advance(cap / 2 + 0.5)
-        collector.wait(lambda ms, n=sends: len(ms) > n, what=f"the re-send within {cap:g} s")
+        _sent(collector, worker, sends + 1, f"the re-send within {cap:g} s")
     clock.advance(10)  # one more timeout: the re-send now waits 80-160 s
     wait_for(lambda: worker.status().in_flight == 0, timeout=5, what="timeout 5")
     # The backend answers: the punches are delivered, and the worker is back to normal.
@@ -298,9 +309,9 @@ def test_a_late_ack_while_the_worker_waits_to_re_send_still_counts(
     """
     clock = DrivenClock()
     collector, worker = _no_backend_yet(broker, outbox, workers, collectors, 10, clock=clock)
-    collector.wait(lambda ms: len(ms) >= 1, what="the send")
+    _sent(collector, worker, 1, "the send")
     clock.advance(10)  # the first timeout: re-sent at once
-    collector.wait(lambda ms: len(ms) >= 2, what="the first re-send")
+    _sent(collector, worker, 2, "the first re-send")
     clock.advance(10)  # the second timeout in a row: the window is given up for 10-20 s
     wait_for(lambda: worker.status().in_flight == 0, timeout=5, what="the second timeout")
     _publish_ack(broker.port, {"contiguous_seq": 5})
@@ -333,7 +344,7 @@ def test_in_flight_window_is_bounded_while_the_backend_does_not_ack(
     collector.wait(lambda ms: len(ms) >= 6, what="the window to move by two batches")
     wait_for(lambda: worker.status().in_flight == 100, timeout=5, what="window full again")
     assert len(collector.on("/punches")) == 6
-    # Acks are recorded in the outbox a little later, gathered (agent/mqtt/drain.py).
+    # Acks are recorded in the outbox a little later, gathered (agent/mqtt/acks.py).
     wait_for(lambda: outbox.stats().pending == 1950, timeout=5, what="the two acks recorded")
 
 
