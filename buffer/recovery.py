@@ -37,7 +37,7 @@ from buffer.lockfile import OutboxLock
 from buffer.records import STORED_COLUMNS, iso_utc, utc_now
 from buffer.salvage import RowSink, SalvageResult, salvage
 from buffer.schema import migrate
-from buffer.walframes import wal_damaged
+from buffer.walframes import wal_damaged, wal_tail_unsynced
 from config.errors import CorruptOutboxError
 
 log = structlog.get_logger("punchgate.outbox")
@@ -136,7 +136,10 @@ def _find_problem(path: Path, first: bool, busy_timeout: float) -> str | None:
     if first:
         # Only meaningful while nobody writes: a live writer may checkpoint and truncate the
         # WAL between our two reads. Whoever opened first has already checked.
-        cut = wal_cut_short(path) or wal_damaged(path)
+        cut = wal_cut_short(path)
+        if cut and wal_tail_unsynced(path):  # a power cut's tail: SQLite drops it, rightly
+            cut = None
+        cut = cut or wal_damaged(path)
         if cut:
             return cut
     try:

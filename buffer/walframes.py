@@ -21,7 +21,7 @@ from pathlib import Path
 
 import structlog
 
-from buffer.database import wal_path
+from buffer.database import shm_path, wal_path
 
 log = structlog.get_logger("punchgate.outbox")
 
@@ -35,6 +35,12 @@ _SYNCED_PAGES = (
     "SELECT s.pageno FROM dbstat AS s JOIN sqlite_master AS m ON m.name = s.name"
     " WHERE m.tbl_name NOT IN (?, ?)"
 )
+
+
+# The WAL index (-shm): 32 KiB blocks of page numbers, one per frame, in native byte order;
+# the first block starts with the 136-byte index header and so holds fewer.
+_SHM_BLOCK, _SHM_HEADER = 32768, 136
+_PGNOS_FIRST, _PGNOS = 4062, 4096
 
 
 @dataclass(frozen=True)
@@ -86,7 +92,11 @@ def _read_frames(wal: Path) -> tuple[bool, list[_Frame]] | None:
 def _synced_pages(db_path: Path) -> frozenset[int] | None:
     """Pages of the tables only fsynced commits write, as SQLite reads the file now (up to
     the first bad frame); None when SQLite cannot tell (then no commit is proven durable)."""
-    uri = f"file:{urllib.parse.quote(str(db_path))}?mode=ro"
+    # readonly_shm: the first connection would rebuild the -shm index, the evidence
+    # wal_cut_short reads (at this open, and at the next if this one is cut short); SQLite
+    # then reads the WAL into private memory instead. It needs an -shm file to be there.
+    shm = "&readonly_shm=1" if shm_path(db_path).exists() else ""
+    uri = f"file:{urllib.parse.quote(str(db_path))}?mode=ro{shm}"
     try:
         conn = sqlite3.connect(uri, uri=True, timeout=1.0, isolation_level=None)
     except sqlite3.Error:
@@ -172,3 +182,56 @@ def wal_damaged(db_path: Path) -> str | None:
         f"the WAL {wal} is damaged ({where} fails its checksum): SQLite would silently drop "
         f"at least {lost} committed transaction(s) after it"
     )
+
+
+def _indexed_pages(shm: bytes, first: int, last: int) -> set[int] | None:
+    """The page numbers the WAL index records for frames ``first``..``last`` (1-based)."""
+    pages = set()
+    for frame in range(first, last + 1):
+        if frame <= _PGNOS_FIRST:
+            at = _SHM_HEADER + 4 * (frame - 1)
+        else:
+            block, slot = divmod(frame - _PGNOS_FIRST - 1, _PGNOS)
+            at = (block + 1) * _SHM_BLOCK + 4 * slot
+        if at + 4 > len(shm):
+            return None
+        pages.add(struct.unpack_from("=I", shm, at)[0])
+    return pages
+
+
+def wal_tail_unsynced(db_path: Path) -> bool:
+    """Whether the frames the WAL index counts but the WAL lacks were never provably synced.
+
+    The index (``-shm``) is a mapped file the kernel writes back whenever it likes: after a
+    power cut it can count commits of delivery marks (never fsynced, see ``wal_damaged``)
+    that never reached the WAL. That is an ordinary power cut, not a WAL cut short. The
+    missing frames (and the uncommitted frames before them) count as synced when one of them
+    wrote a page of a table only fsynced commits write: that commit returned, after its fsync,
+    before the index counted it. ``buffer.integrity.wal_cut_short`` judges the same index;
+    this is read before any connection rebuilds it.
+    """
+    try:
+        shm = shm_path(db_path).read_bytes()
+    except OSError:
+        return False
+    read = _read_frames(wal_path(db_path))
+    if len(shm) < _SHM_HEADER or shm[:48] != shm[48:96] or read is None:
+        return False
+    is_init, max_frame = shm[12], struct.unpack_from("=I", shm, 16)[0]  # see wal_cut_short
+    with wal_path(db_path).open("rb") as fh:
+        wal_header = fh.read(_HEADER)
+    if not is_init or shm[32:40] != wal_header[16:24]:
+        return False  # not an index of this WAL: wal_cut_short judges it
+    _header_sound, frames = read
+    if len(frames) >= max_frame:
+        return False
+    missing = _indexed_pages(shm, len(frames) + 1, max_frame)
+    if missing is None:
+        return False
+    last_commit = max((i for i, f in enumerate(frames) if f.commit and f.sound), default=-1)
+    missing |= {f.page_no for f in frames[last_commit + 1 :] if f.sound}
+    synced = _synced_pages(db_path)
+    if synced is not None and missing & synced:
+        return False
+    log.info("wal_tail_unsynced", wal=str(wal_path(db_path)), frames=len(frames), index=max_frame)
+    return True

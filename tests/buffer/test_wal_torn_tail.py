@@ -16,7 +16,7 @@ import struct
 from pathlib import Path
 
 from buffer import Outbox
-from buffer.database import wal_path
+from buffer.database import shm_path, wal_path
 from buffer.walframes import wal_damaged
 from tests.buffer.conftest import GATEWAY
 from tests.buffer.factory import punches
@@ -75,6 +75,13 @@ def tear(wal: Path, index: int) -> None:
     torn = bytes(b ^ 0xA5 for b in data[old + half : old + page])  # never equal to the new
     data[at + half : at + page] = torn
     wal.write_bytes(bytes(data))
+
+
+def cut_after(wal: Path, index: int) -> None:
+    """The WAL ends after frame ``index``: the frames after it never reached the disk."""
+    data = wal.read_bytes()
+    page = struct.unpack(">I", data[8:12])[0]
+    wal.write_bytes(data[: WAL_HEADER + (index + 1) * (FRAME_HEADER + page)])
 
 
 def rows(image: Path) -> tuple[int, int]:
@@ -171,3 +178,38 @@ def test_every_torn_frame_is_damage_exactly_up_to_the_last_commit_proven_synced(
         tear(wal_path(copy), index)
         verdicts[index] = wal_damaged(copy) is not None
     assert verdicts == {index: index <= synced_end for index in range(last + 1)}
+
+
+def test_unsynced_marks_missing_from_the_wal_but_counted_in_its_index_are_not_a_cut(
+    outbox_path: Path, tmp_path: Path
+) -> None:
+    """The kernel wrote the WAL index (a mapped file, never fsynced) back after the marks
+    went in, but not the WAL's unsynced tail: the WAL ends at the last synced commit."""
+    with Outbox.open(outbox_path, GATEWAY, disk_reserve_bytes=0) as box:
+        insert(box, 5)
+        synced_end = transactions(wal_path(box.path))[-1][-1]
+        mark(box, 1, 3)
+        image = crash_image(box, tmp_path / "cut")
+        shutil.copyfile(shm_path(box.path), shm_path(image))
+    cut_after(wal_path(image), synced_end)
+    assert rows(image) == (500, 0)
+
+
+def test_synced_punch_commits_missing_from_the_wal_are_still_a_cut(
+    outbox_path: Path, tmp_path: Path
+) -> None:
+    """Their fsync had returned before the index counted them: the WAL lost durable commits."""
+    with Outbox.open(outbox_path, GATEWAY, disk_reserve_bytes=0) as box:
+        insert(box, 3)
+        kept_end = transactions(wal_path(box.path))[-1][-1]
+        insert(box, 2, start=300)
+        mark(box, 1, 3)
+        image = crash_image(box, tmp_path / "cut")
+        shutil.copyfile(shm_path(box.path), shm_path(image))
+    cut_after(wal_path(image), kept_end)
+    index = shm_path(image).read_bytes()
+    with Outbox.open(image, GATEWAY, disk_reserve_bytes=0) as box:
+        report = box.recovery
+        assert report is not None and "cut short" in report.problem
+        kept = [Path(p) for p in report.quarantined if p.endswith("-shm")]
+        assert kept and kept[0].read_bytes() == index, "the diagnosis rebuilt the WAL index"
