@@ -9,6 +9,8 @@ A bad frame is damage only where an fsync had made it durable. Before a commit's
 returns, the kernel writes the WAL's dirty pages back in any order: a power cut then leaves
 an early frame half written while later frames of the same and of later unsynced commits are
 whole. That is the ordinary end of a WAL after a power cut, and SQLite rightly drops it.
+The same holds for frames the WAL index counts that are missing from the WAL. Where the two
+cannot be told apart, no recovery is started for a tail that was never provably durable.
 """
 
 from __future__ import annotations

@@ -17,7 +17,8 @@ from pathlib import Path
 
 from buffer import Outbox
 from buffer.database import shm_path, wal_path
-from buffer.walframes import wal_damaged
+from buffer.integrity import wal_cut_short
+from buffer.walframes import wal_damaged, wal_tail_unsynced
 from tests.buffer.conftest import GATEWAY
 from tests.buffer.factory import punches
 
@@ -213,3 +214,30 @@ def test_synced_punch_commits_missing_from_the_wal_are_still_a_cut(
         assert report is not None and "cut short" in report.problem
         kept = [Path(p) for p in report.quarantined if p.endswith("-shm")]
         assert kept and kept[0].read_bytes() == index, "the diagnosis rebuilt the WAL index"
+
+
+def test_a_wal_cut_anywhere_is_a_cut_exactly_while_it_lost_a_synced_commit(
+    outbox_path: Path, tmp_path: Path
+) -> None:
+    """Five punch commits, then three pairs of marks, the index counting all of them: a WAL
+    ending before the fifth punch commit lost a synced commit, one ending after it did not."""
+    Outbox.open(outbox_path, GATEWAY, disk_reserve_bytes=0).close()  # the schema checkpointed
+    with Outbox.open(outbox_path, GATEWAY, disk_reserve_bytes=0) as box:
+        insert(box, 5)
+        synced_end = transactions(wal_path(box.path))[-1][-1]
+        mark(box, 1, 3)
+        image = crash_image(box, tmp_path / "cut")
+        index = shm_path(box.path).read_bytes()
+    last = transactions(wal_path(image))[-1][-1]
+    verdicts = {}
+    for end in range(last):
+        copy = tmp_path / f"end-{end}" / image.name
+        copy.parent.mkdir()
+        shutil.copyfile(image, copy)
+        shutil.copyfile(wal_path(image), wal_path(copy))
+        shm_path(copy).write_bytes(index)
+        cut_after(wal_path(copy), end)
+        assert wal_cut_short(copy) is not None
+        verdicts[end] = not wal_tail_unsynced(copy)
+        assert shm_path(copy).read_bytes() == index
+    assert verdicts == {end: end < synced_end for end in range(last)}
