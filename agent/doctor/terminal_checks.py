@@ -50,8 +50,9 @@ def device_jobs(
         if only and device.id not in only:
             continue
         capped = device.model_copy(update={"timeout": min(device.timeout, timeout)})
-        # A connect, a few requests and a close, each bounded by the capped timeout.
-        budget = capped.timeout * 4 + 1.0
+        # A host name's lookup, a connect, a few requests and a close, each bounded by the
+        # capped timeout.
+        budget = capped.timeout * 5 + 1.0
 
         def run(capped: DeviceConfig = capped) -> list[CheckResult]:
             return check_device(

@@ -136,3 +136,22 @@ def test_the_doctor_checks_a_broker_at_localhost(broker: LocalMosquitto) -> None
     verdicts = {r.name: r.verdict for r in results}
     assert verdicts["DNS"] == "ok" and verdicts["MQTT login"] == "ok", [r.detail for r in results]
     assert "127.0.0.1" in results[0].detail
+
+
+def test_the_doctor_looks_the_broker_up_once_and_connects_to_what_the_dns_step_found(
+    broker: LocalMosquitto,
+) -> None:
+    url = f"mqtt://broker.site.lan:{broker.port}"
+    with dead_dns() as dns:
+        answers = [hosts_file({"broker.site.lan": "127.0.0.1"})]
+
+        def once(host: str, *rest: Any) -> Any:
+            # Answers the first lookup, then goes silent (a DNS server that just died).
+            return answers.pop()(host, *rest) if answers else dns(host, *rest)
+
+        results = check_broker(url, fast_options(url), 2.0, resolver=Resolver(once))
+        assert dns.calls == []
+    verdicts = {r.name: r.verdict for r in results}
+    assert verdicts["TCP connect"] == "ok" and verdicts["MQTT login"] == "ok", [
+        r.detail for r in results
+    ]
