@@ -210,7 +210,8 @@ def wal_tail_unsynced(db_path: Path) -> bool:
     missing frames (and the uncommitted frames before them) count as synced when one of them
     wrote a page of a table only fsynced commits write: that commit returned, after its fsync,
     before the index counted it. ``buffer.integrity.wal_cut_short`` judges the same index;
-    this is read before any connection rebuilds it.
+    this is read before any connection rebuilds it. Without SQLite's dbstat table nothing is
+    proven synced: no recovery for a tail never provably durable.
     """
     try:
         shm = shm_path(db_path).read_bytes()
