@@ -60,6 +60,19 @@ def numeric(host: str, port: int, family: int = 0, kind: int = 0) -> list[AddrIn
     return list(infos)
 
 
+def _check_name(host: str) -> None:
+    """``socket.gaierror`` for a host no DNS name can have (getaddrinfo raised UnicodeError)."""
+    try:
+        host.encode("idna")  # what socket.getaddrinfo does first
+    except UnicodeError as exc:
+        reason = str(exc.__cause__ or exc)
+        raise socket.gaierror(
+            socket.EAI_NONAME,
+            f"{host!r} is not a valid host name ({reason}): each dot-separated part of a name "
+            "has 1 to 63 characters",
+        ) from exc
+
+
 class Resolver:
     """Looks host names up with a deadline, at most ``limit`` abandoned lookups at a time."""
 
@@ -79,6 +92,7 @@ class Resolver:
         literal = numeric(host, port, family, kind)
         if literal is not None:
             return literal
+        _check_name(host)
         if not self._slots.acquire(blocking=False):
             raise LookupTimeout(host, timeout, pending=True)
         outcome: list[Any] = []

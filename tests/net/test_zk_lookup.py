@@ -63,3 +63,14 @@ def test_a_terminal_name_the_dns_does_not_know_says_to_check_the_host() -> None:
         driver.conn = ZkConnection(driver.endpoint, timeout=2, resolver=Resolver(hosts_file({})))
         with pytest.raises(DeviceUnavailable, match=r"cannot be resolved .*check host"):
             driver.open()
+
+
+def test_a_host_no_dns_name_can_have_is_a_device_error_saying_to_fix_the_host() -> None:
+    # A label over 63 characters (a pasted note, a doubled name): the IDNA encoding refuses it.
+    host = "clock-" + "x" * 60 + ".site.lan"
+    driver = ZkDriver("lobby-1", ZkOptions(host=host, port=4370, timeout=2), TZ)
+    with pytest.raises(DeviceUnavailable) as caught:
+        driver.open()
+    message = str(caught.value)
+    assert message.startswith(f"lobby-1 ({host}:4370): the host name cannot be resolved")
+    assert "63 characters" in message and "check host in the config" in message
