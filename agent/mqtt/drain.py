@@ -30,6 +30,11 @@ from agent.mqtt.window import InFlight, Window
 from buffer.outbox import Outbox
 from drivers.backoff import Backoff
 
+# How long the worker waits for a page of the outbox: SQLite's busy timeout (10 s by default)
+# and a stalling SD card, not the backend's ack_timeout. Bounded by ack_timeout, a read slower
+# than a short ack_timeout failed every step and nothing was delivered at all.
+PAGE_READ_TIMEOUT = 30.0
+
 
 class Drain(StagingMethods, AckMethods, ResendMethods):
     """Cursor, window and marks of the delivery worker; see the module docstring."""
@@ -72,7 +77,7 @@ class Drain(StagingMethods, AckMethods, ResendMethods):
         self._reader = Prefetcher(
             [outbox.payload_reader(site) for _ in range(READERS)],
             outbox.page_end,
-            timeout=options.ack_timeout,
+            timeout=max(options.ack_timeout, PAGE_READ_TIMEOUT),
             depth=READ_AHEAD,
         )
         # "Replayed" is every row up to what this process has offered, or up to the mark it

@@ -59,6 +59,7 @@ class StagingMethods:
     _sent_stored: int
     _rewinds: int
     _log: structlog.typing.FilteringBoundLogger
+    _clock: Callable[[], float]
 
     if TYPE_CHECKING:
 
@@ -98,7 +99,10 @@ class StagingMethods:
             if not self.more and self._rewound_elsewhere():
                 return  # start again from the lowest pending row once the window is empty
             self._stage(now)
-            self._publish_staged(now)
+            # Stamped with the time they go out, not the round's start: the page read may have
+            # waited seconds (a stalling SD card, SQLite's busy timeout), and batches stamped
+            # before it timed out before their acks were even looked at: nothing was delivered.
+            self._publish_staged(self._clock())
 
     def _rewound_elsewhere(self) -> bool:
         """Whether another process made rows pending again below the cursor (a poll's check).

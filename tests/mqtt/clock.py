@@ -5,10 +5,11 @@ from __future__ import annotations
 import threading
 
 # Clock readings after a move that prove the worker finished a round at the new time. A round
-# reads the clock at most three times when no ack arrives (waiting for events, the round's
-# ``now``, the periodic status): any four readings in a row hold a round's ``now`` followed
-# by the next round's first reading, so that round's ack-timeout check and publishing are done.
-ROUND_READS = 4
+# reads the clock at most four times when no ack arrives (waiting for events, the round's
+# ``now``, after reading a page, the periodic status): any five readings in a row hold a
+# round's ``now`` followed by the next round's first reading, so that round's ack-timeout
+# check and publishing are done.
+ROUND_READS = 5
 
 
 class DrivenClock:
