@@ -4,7 +4,7 @@ With the site's DNS server unreachable (the uplink is down, /etc/resolv.conf nam
 router) glibc waits ``timeout:5 attempts:2`` per server and per address family, 20-40 s and
 more, and no socket timeout covers it. So a name is looked up in a daemon thread and the caller
 waits only until its deadline; an abandoned lookup ends on its own later, and each ``Resolver``
-lets at most ``limit`` of them be outstanding. An IP literal is converted in the caller's thread
+bounds how many of them may be outstanding. An IP literal is converted in the caller's thread
 (``AI_NUMERICHOST`` never asks a DNS server). Connections go to the resolved addresses; the host
 name is kept for messages and for TLS's server-name check.
 """
@@ -24,7 +24,7 @@ Connect = Callable[[socket.socket, Any], None]  # connects a socket to one addre
 
 WAKE = 0.25  # seconds: the longest one wait lasts, so that a Ctrl-C is seen at once
 _MAX_ADDRESSES = 8  # a name with more addresses: the first ones are tried
-LIMIT = 2  # abandoned lookups one Resolver lets run at a time (each holds a thread)
+LIMIT = 2  # lookups one Resolver lets hang beside the current one (each holds a thread)
 
 
 class LookupTimeout(socket.gaierror):
@@ -74,7 +74,11 @@ def _check_name(host: str) -> None:
 
 
 class Resolver:
-    """Looks host names up with a deadline, at most ``limit`` abandoned lookups at a time."""
+    """Looks host names up with a deadline; at most ``limit + 1`` lookup threads at a time.
+
+    Once ``limit + 1`` lookups hang (abandoned at their deadlines), the next one fails at once
+    until one of them ends: a dead DNS server costs a bounded number of threads.
+    """
 
     def __init__(self, lookup: Lookup = socket.getaddrinfo, *, limit: int = LIMIT) -> None:
         self._lookup = lookup
@@ -86,7 +90,7 @@ class Resolver:
     ) -> list[AddrInfo]:
         """``getaddrinfo(host, port, family, kind)`` that gives up after ``timeout`` seconds.
 
-        Raises ``LookupTimeout`` at the deadline (or at once while ``limit`` earlier lookups
+        Raises ``LookupTimeout`` at the deadline (or at once while ``limit + 1`` earlier lookups
         still hang) and whatever the lookup raises (``socket.gaierror`` for an unknown name).
         """
         literal = numeric(host, port, family, kind)
@@ -107,7 +111,11 @@ class Resolver:
                 self._slots.release()
                 done.set()
 
-        threading.Thread(target=run, name=f"lookup {host}", daemon=True).start()
+        try:
+            threading.Thread(target=run, name=f"lookup {host}", daemon=True).start()
+        except BaseException:  # no thread (RuntimeError at the process's limit): free the slot
+            self._slots.release()
+            raise
         deadline = time.monotonic() + timeout
         for _ in range(int(timeout / WAKE) + 2):  # bounded by the deadline
             remaining = deadline - time.monotonic()
