@@ -303,10 +303,12 @@ class _Subscriber:
         import paho.mqtt.client as mqtt
         from paho.mqtt.enums import CallbackAPIVersion
 
+        from agent.mqtt.resolving import ResolvingClient
+
         parts = urlsplit(url)
         self._host, self._port = parts.hostname or "127.0.0.1", parts.port or 1883
         self._subscribed = threading.Event()
-        self._client = mqtt.Client(
+        self._client = ResolvingClient(  # a host name's lookup bounded like the agent's
             CallbackAPIVersion.VERSION2, client_id="punchgate-demo-subscriber", protocol=mqtt.MQTTv5
         )
 

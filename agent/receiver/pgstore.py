@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import threading
 from collections.abc import Sequence
 from typing import Any
@@ -13,6 +14,7 @@ from agent.receiver.dburl import redact_url, scrub
 from agent.receiver.errors import UNSTORABLE_VALUES, StoreError, UnstorablePunches
 from agent.receiver.gaps import Gap, GatewaySummary
 from agent.receiver.pgdeadline import Deadline, cut
+from agent.receiver.pghosts import pinned
 from agent.receiver.rows import OUTBOX_ID, PG_INSERT, now_text, rows_of
 from agent.receiver.schema import (
     MIGRATION_FAILED,
@@ -21,6 +23,7 @@ from agent.receiver.schema import (
     widen_integers,
 )
 from config.errors import ConfigError
+from drivers.netaddr import LookupTimeout, Resolver
 
 log = structlog.get_logger("receiver.store")
 
@@ -35,6 +38,7 @@ class PostgresStore:
         lock_timeout: float = 10.0,
         answer_timeout: float = 30.0,
         connect_timeout: int = 10,
+        resolver: Resolver | None = None,
     ) -> None:
         try:
             import psycopg  # optional dependency, only for postgresql:// URLs
@@ -51,10 +55,15 @@ class PostgresStore:
         # a server that never answers otherwise held the receiver forever (pgdeadline.py).
         self._answer_timeout = answer_timeout
         self._connect_timeout = connect_timeout  # seconds; libpq takes whole seconds, 2 or more
+        # Host names are looked up here, within connect_timeout: psycopg's own lookup has no
+        # deadline (pghosts.py). One resolver for every reconnect bounds the hung lookups.
+        self._resolver = resolver or Resolver()
         self._lock = threading.Lock()
         self._closed = False
         try:
             self._conn = self._connect()
+        except socket.gaierror as exc:
+            raise self._lookup_failed("cannot open the receiver database", exc) from None
         except psycopg.errors.ConnectionTimeout:
             raise self._unanswered("cannot open the receiver database") from None
         except psycopg.Error as exc:
@@ -100,9 +109,26 @@ class PostgresStore:
             "host, port and firewall in between (a proxy may accept and never answer)"
         )
 
+    def _lookup_failed(self, what: str, exc: socket.gaierror) -> StoreError:
+        """The error for a host name in the URL that could not be looked up."""
+        if isinstance(exc, LookupTimeout):
+            return StoreError(
+                f"{what}: the DNS server gave no answer for {exc.host!r} (the host in "
+                f"{redact_url(self._url)}) within {self._connect_timeout}s: check this "
+                "machine's DNS settings (/etc/resolv.conf) and its network, or write the "
+                "server's IP address in the URL (or add hostaddr=<ip>, which keeps the name "
+                "for TLS and .pgpass)"
+            )
+        return StoreError(
+            f"{what}: cannot look up the host in {redact_url(self._url)}: {exc.strerror}: "
+            "check the host name in the URL"
+        )
+
     def _connect(self) -> Any:
+        params = self._psycopg.conninfo.conninfo_to_dict(self._url)
+        hosts: dict[str, Any] = pinned(params, self._connect_timeout, self._resolver)
         conn = self._psycopg.connect(
-            self._url, autocommit=False, connect_timeout=self._connect_timeout
+            self._url, autocommit=False, connect_timeout=self._connect_timeout, **hosts
         )
         with Deadline(conn, self._answer_timeout) as deadline:
             try:
@@ -124,6 +150,8 @@ class PostgresStore:
         if self._conn.closed:
             try:
                 self._conn = self._connect()
+            except socket.gaierror as exc:
+                raise self._lookup_failed("cannot reconnect to PostgreSQL", exc) from None
             except self._psycopg.errors.ConnectionTimeout:
                 raise self._unanswered("cannot reconnect to PostgreSQL") from None
             except self._psycopg.Error as exc:
