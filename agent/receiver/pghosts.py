@@ -65,15 +65,17 @@ def pinned(params: Mapping[str, Any], timeout: float, resolver: Resolver) -> dic
             # A socket directory stays as it is; an IP literal is its own address.
             entries.append((host, host if host and not host.startswith(("/", "@")) else "", port))
             continue
+        # The port only shapes the answer's socket addresses; one that is no number is
+        # passed on as written, for libpq to refuse.
+        number = int(port) if port.isdecimal() else int(DEFAULT_PORT)
         try:
-            infos = resolver.addresses(
-                host, int(port or DEFAULT_PORT), timeout, kind=socket.SOCK_STREAM
-            )
-        except (LookupTimeout, socket.gaierror) as exc:
+            infos = resolver.addresses(host, number, timeout, kind=socket.SOCK_STREAM)
+        except LookupTimeout as exc:
             failure = exc
             continue
-        except ValueError:
-            return {}  # a port that is no number: psycopg says so
+        except socket.gaierror as exc:
+            failure = socket.gaierror(exc.errno, f"{host!r}: {exc.strerror}")
+            continue
         found = list(dict.fromkeys(str(info[4][0]) for info in infos))[:_MAX_ADDRESSES]
         entries += [(host, address, port) for address in found]
     if not entries and failure is not None:

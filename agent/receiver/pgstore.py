@@ -120,7 +120,7 @@ class PostgresStore:
                 "for TLS and .pgpass)"
             )
         return StoreError(
-            f"{what}: cannot look up the host in {redact_url(self._url)}: {exc.strerror}: "
+            f"{what}: cannot look up {exc.strerror} (a host in {redact_url(self._url)}): "
             "check the host name in the URL"
         )
 

@@ -118,8 +118,20 @@ def test_an_unknown_database_host_name_says_to_check_it(pg_url: str) -> None:
     with pytest.raises(StoreError) as raised:
         PostgresStore(_named(pg_url, "db.site.lan"), resolver=Resolver(hosts_file({})))
     message = str(raised.value)
-    assert "cannot open the receiver database: cannot look up the host in" in message
-    assert "db.site.lan" in message and "check the host name" in message, message
+    assert message.startswith(
+        "cannot open the receiver database: cannot look up 'db.site.lan': Name or service not "
+        "known (a host in postgresql://"
+    ), message
+    assert message.endswith("check the host name in the URL"), message
+
+
+def test_a_port_that_is_no_number_is_left_for_libpq_to_refuse(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("PGHOSTADDR", raising=False)
+    resolver = Resolver(hosts_file({"db.lan": "10.0.0.5"}))
+    pins = pinned({"host": "db.lan", "port": "5432x"}, 2, resolver)
+    assert pins == {"host": "db.lan", "hostaddr": "10.0.0.5"}
 
 
 def test_ip_literal_and_socket_directory_urls_look_nothing_up(
