@@ -13,6 +13,7 @@ never block, and never call ``publish`` while holding a lock that their callback
 
 from __future__ import annotations
 
+import random
 import threading
 import time
 from collections.abc import Sequence
@@ -131,6 +132,7 @@ class MqttConnection:
         manual_ack: bool = False,
         stable_after: float = STABLE_AFTER,
         resolver: Resolver | None = None,
+        backoff_rng: random.Random | None = None,
     ) -> None:
         self.options = options
         # One for all attempts: it bounds the lookups a dead DNS server leaves running.
@@ -148,7 +150,8 @@ class MqttConnection:
         self._ssl_context: RenewableSslContext | None = None
         if any(b.tls for b in self._brokers):
             self._ssl_context = RenewableSslContext(options)
-        self._backoff = Backoff(options.reconnect_min, options.reconnect_max)
+        # ``backoff_rng``: the jitter's random source (tests pass a seeded one that records).
+        self._backoff = Backoff(options.reconnect_min, options.reconnect_max, backoff_rng)
         # A connection must last this long (seconds) before the backoff starts over.
         self.stable_after = stable_after
         self._stopping = threading.Event()

@@ -1,9 +1,14 @@
 """The connection's life cycle against fake brokers: the reconnect backoff across connections
-(kept while the broker drops us, reset once one held), and a clean close."""
+(kept while the broker drops us, reset once one held), and a clean close.
+
+The backoff's random source is injected (seeded, recording each draw): the tests check the delays
+the connection drew and that it waited for each, never an upper bound of real time, which a
+machine that stalls (a loaded CI) would break.
+"""
 
 from __future__ import annotations
 
-import itertools
+import random
 import socket
 import threading
 import time
@@ -31,6 +36,36 @@ class Drop:
     generation: int
     reason: str
     attempts: int
+    at: float = field(default_factory=time.monotonic)
+
+
+@dataclass(frozen=True)
+class Draw:
+    """One reconnect delay the connection drew: ``uniform(low, cap)`` gave ``delay`` at ``at``."""
+
+    low: float
+    cap: float
+    delay: float
+    at: float
+
+
+class RecordingRandom(random.Random):
+    """The backoff's random source: seeded (the same delays every run), every draw recorded."""
+
+    def __init__(self, seed: int) -> None:
+        super().__init__(seed)
+        self.draws: list[Draw] = []
+
+    def uniform(self, a: float, b: float) -> float:
+        delay = super().uniform(a, b)
+        # Appended on the network thread just before it waits; read after close().
+        self.draws.append(Draw(a, b, delay, time.monotonic()))
+        return delay
+
+
+# s: how much earlier than its delay a wait may seem to end (clock granularity). A reconnect
+# that did not wait at all would come a whole delay early.
+EARLY_SLACK = 0.002
 
 
 @dataclass
@@ -184,11 +219,15 @@ def test_a_broker_that_drops_us_right_after_connack_is_retried_ever_more_slowly(
         "mqtt://127.0.0.1:1", protocol="3.1.1", reconnect_min=0.01, reconnect_max=0.16
     )
     server = flapping(10)
-    connection, recorder = connect(options.with_(urls=(server.url,)), start=False, stable_after=5.0)
+    rng = RecordingRandom(seed=2026)
+    # stable_after far above the test's length: no stall of the machine makes a drop look held.
+    connection, recorder = connect(
+        options.with_(urls=(server.url,)), start=False, stable_after=300.0, backoff_rng=rng
+    )
     server.observe = lambda: connection.reconnect_attempts
     connection.start()
     wait_for(
-        lambda: len(recorder.drops) >= 10, timeout=15, what="ten accepted-and-dropped connections"
+        lambda: len(recorder.drops) >= 10, timeout=30, what="ten accepted-and-dropped connections"
     )
     connection.close(timeout=2)
 
@@ -202,11 +241,19 @@ def test_a_broker_that_drops_us_right_after_connack_is_retried_ever_more_slowly(
     assert [drop.attempts for drop in recorder.drops[:10]] == list(range(10))
     caps = [_cap(options, attempts) for _, attempts in server.accepted]
     assert caps[:5] == [0.01, 0.02, 0.04, 0.08, 0.16] and set(caps[5:]) == {0.16}
-    # The wait between two accepts is one delay under its cap, plus a connect's own time (the
-    # slack is generous for a loaded machine yet far below an uncapped 0.01 * 2**9 = 5.12 s).
-    times = [at for at, _ in server.accepted]
-    for index, (earlier, later) in enumerate(itertools.pairwise(times)):
-        assert later - earlier <= caps[index] + 1.0, (index, later - earlier, caps[index])
+    # The delays drawn before the 2nd to 10th connection: full jitter under caps that double
+    # from reconnect_min up to reconnect_max (far below an uncapped 0.01 * 2**8 = 2.56 s) ...
+    draws = rng.draws[:9]
+    assert [draw.cap for draw in draws] == caps[:9]
+    assert all(draw.low == 0.0 and 0.0 <= draw.delay <= draw.cap for draw in draws)
+    expected = Backoff(options.reconnect_min, options.reconnect_max, random.Random(2026))
+    assert [draw.delay for draw in draws] == [expected.next_delay() for _ in range(9)]
+    # ... and each was waited for: the next connection came no earlier than its delay after the
+    # draw (a lower bound only: a machine that stalls makes the wait longer, never shorter).
+    accepted_at = [at for at, _ in server.accepted]
+    for index, draw in enumerate(draws):
+        waited = accepted_at[index + 1] - draw.at
+        assert waited >= draw.delay - EARLY_SLACK, (index, waited, draw)
     assert connection.status().reconnect_attempts >= 10
 
 
@@ -217,9 +264,12 @@ def test_a_connection_that_held_starts_the_backoff_over(
     so the first delay after the broker restarts is drawn under the minimum cap again."""
     options = fast_options(broker.url, reconnect_min=0.01, reconnect_max=0.08)
     broker.stop()
-    connection, recorder = connect(options, stable_after=0.3)
+    rng = RecordingRandom(seed=7)
+    connection, recorder = connect(options, stable_after=0.3, backoff_rng=rng)
     wait_for(lambda: connection.reconnect_attempts >= 3, timeout=5, what="refused attempts")
     assert not connection.connected
+    # The caps grew while the broker refused us.
+    assert [draw.cap for draw in rng.draws[:3]] == [0.01, 0.02, 0.04]
 
     broker.start()
     wait_for(
@@ -241,6 +291,9 @@ def test_a_connection_that_held_starts_the_backoff_over(
     broker.start()
     wait_for(lambda: connection.connected and connection.generation == 2, timeout=10)
     assert recorder.connected[-1] == (2, broker.url)
+    # The delay actually drawn after the drop was under the minimum cap again.
+    after_drop = [draw for draw in rng.draws if draw.at >= first.at]
+    assert after_drop and after_drop[0].cap == options.reconnect_min, after_drop[:1]
     # Delays since the drop: one for the first retry plus one per refused attempt.
     assert connection.reconnect_attempts >= 1
 
