@@ -15,109 +15,41 @@ from __future__ import annotations
 
 import random
 import threading
-import time
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any, Protocol
 
 import paho.mqtt.client as mqtt
 import structlog
-from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
-from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.enums import MQTTErrorCode
 from paho.mqtt.properties import Properties
-from paho.mqtt.subscribeoptions import SubscribeOptions
 
-from agent.mqtt.diagnose import (
-    RenewableSslContext,
-    describe_connack,
-    describe_connect_error,
-)
+from agent.mqtt.connection_types import ConnectionHandler, ConnectionStatus, Published, Will
+from agent.mqtt.diagnose import RenewableSslContext
 from agent.mqtt.diagnose import build_ssl_context as build_ssl_context  # the doctor's import
-from agent.mqtt.options import BrokerAddress, MqttOptions
-from agent.mqtt.resolving import ResolvingClient
+from agent.mqtt.diagnose import describe_connack as describe_connack  # the doctor's import
+from agent.mqtt.options import MqttOptions
+from agent.mqtt.paho_client import ClientMethods, wake
+from agent.mqtt.session import SessionMethods
 from config.errors import BrokerError
 from drivers.backoff import Backoff
-from drivers.netaddr import LookupTimeout, Resolver
+from drivers.netaddr import Resolver
+
+__all__ = [
+    "STABLE_AFTER",
+    "ConnectionHandler",
+    "ConnectionStatus",
+    "MqttConnection",
+    "Published",
+    "Will",
+    "build_ssl_context",
+    "describe_connack",
+]
 
 log = structlog.get_logger("mqtt")
 
-# Seconds per select() while nothing happens. publish() and close() wake it at once (paho's
-# wake-up socket pair), so this only bounds keepalive checks; 20 wake-ups a second were a
-# third of an idle gateway's CPU.
-_LOOP_TIMEOUT = 0.25
 STABLE_AFTER = 10.0  # seconds a connection must last before the reconnect backoff starts over
 
 
-class ConnectionHandler(Protocol):
-    """What the connection reports; every method runs on the network thread and must not block."""
-
-    def on_connected(self, generation: int, broker_url: str) -> None:
-        """A CONNACK with success arrived; subscriptions have been requested."""
-
-    def on_disconnected(self, generation: int, reason: str) -> None:
-        """The connection of ``generation`` is gone (clean or not)."""
-
-    def on_published(self, generation: int, mid: int, ok: bool, reason: str) -> None:
-        """The broker answered a QoS 1 publish; ``ok`` is False for MQTT 5 reason codes >= 0x80."""
-
-    def on_message(self, generation: int, message: mqtt.MQTTMessage) -> None:
-        """A message arrived on one of our subscriptions."""
-
-
-@dataclass(frozen=True)
-class Will:
-    """The last will registered with every connection."""
-
-    topic: str
-    payload: bytes
-    qos: int = 1
-    retain: bool = True
-
-
-@dataclass(frozen=True)
-class ConnectionStatus:
-    """A snapshot for ``punchgate status``."""
-
-    connected: bool
-    broker_url: str | None
-    last_error: str | None
-    connects: int
-    generation: int
-    reconnect_attempts: int  # see MqttConnection.reconnect_attempts
-
-
-@dataclass(frozen=True)
-class Published:
-    """A publish the broker will answer; ``mid`` is only meaningful within ``generation``."""
-
-    generation: int
-    mid: int
-
-
-def _network_thread_writes(_client: mqtt.Client, _userdata: Any, _sock: Any) -> None:
-    """paho's external-event-loop hook: nothing to do, ``loop()`` already selects for writing."""
-
-
-def _release(client: mqtt.Client) -> None:
-    """Close the socket and paho's wake-up socket pair now rather than whenever GC runs.
-
-    A fresh client per connection attempt would otherwise hold two descriptors each until
-    collected; paho has no public call for this (its ``__del__`` calls the same method).
-    """
-    client._reset_sockets()
-
-
-def _wake(client: mqtt.Client | None) -> None:
-    """Break the network thread out of ``select()`` now, as paho's own ``publish()`` does."""
-    pair = getattr(client, "_sockpairW", None)
-    if pair is not None:
-        try:
-            pair.send(b"\0")
-        except OSError:
-            pass  # closed meanwhile: the thread is past select() already
-
-
-class MqttConnection:
+class MqttConnection(SessionMethods, ClientMethods):
     """Keeps one MQTT connection up across broker URLs until ``close()``."""
 
     def __init__(
@@ -270,7 +202,7 @@ class MqttConnection:
     def close(self, timeout: float = 5.0) -> None:
         """Disconnect cleanly (no last will) and stop the network thread."""
         self._stopping.set()  # the network thread sends DISCONNECT itself (see _session)
-        _wake(self._client)
+        wake(self._client)
         if self._thread.is_alive() and self._thread is not threading.current_thread():
             self._thread.join(timeout)
 
@@ -300,270 +232,3 @@ class MqttConnection:
                     "still retrying the broker", error=self._last_error, attempts=attempts
                 )
             self._stopping.wait(delay)
-
-    def _new_client(self, generation: int, broker: BrokerAddress) -> mqtt.Client:
-        opts = self.options
-        v5 = opts.protocol == "5"
-        client = ResolvingClient(
-            CallbackAPIVersion.VERSION2,
-            client_id=opts.client_id,
-            protocol=mqtt.MQTTv5 if v5 else mqtt.MQTTv311,
-            clean_session=None if v5 else self.session_expiry == 0,
-            reconnect_on_failure=False,
-            manual_ack=self.manual_ack,
-            resolver=self._resolver,
-        )
-        client.connect_timeout = opts.connect_timeout
-        # Our window is smaller; paho's limit must never be what holds a message back silently.
-        client.max_inflight_messages_set(opts.inflight + 32)
-        if opts.username is not None:
-            client.username_pw_set(opts.username, opts.password)
-        if self.will is not None:
-            retain = self.will.retain and broker.url not in self._unretained
-            client.will_set(self.will.topic, self.will.payload, self.will.qos, retain)
-        state: dict[str, Any] = {"connack": None}
-
-        def on_connect(_c: mqtt.Client, _u: Any, _f: Any, reason: Any, props: Any) -> None:
-            state["receive_maximum"] = getattr(props, "ReceiveMaximum", None)
-            state["maximum_packet_size"] = getattr(props, "MaximumPacketSize", None)
-            state["retain_available"] = getattr(props, "RetainAvailable", 1)
-            state["connack"] = reason
-
-        def on_disconnect(_c: mqtt.Client, _u: Any, flags: Any, reason: Any, _p: Any) -> None:
-            from_broker = getattr(flags, "is_disconnect_packet_from_server", True)
-            if from_broker or getattr(reason, "value", None) != _UNSPECIFIED:
-                state["disconnect"] = reason
-            else:  # paho's "Unspecified error" for a socket that just closed: say that
-                state["disconnect"] = (
-                    "the connection closed without a word from the broker (broker stopped or "
-                    "restarted, or the network dropped it)"
-                )
-
-        def on_subscribe(_c: mqtt.Client, _u: Any, _mid: int, reasons: Any, _p: Any) -> None:
-            failed = [str(r) for r in reasons if getattr(r, "is_failure", False)]
-            if failed:
-                self._fail(f"broker refused a subscription: {', '.join(failed)}")
-            else:
-                self._subscribed_generation = generation
-
-        def on_publish(_c: mqtt.Client, _u: Any, mid: int, reason: Any, _p: Any) -> None:
-            ok = not getattr(reason, "is_failure", False)
-            self._guard(self.handler.on_published, generation, mid, ok, str(reason))
-
-        def on_message(_c: mqtt.Client, _u: Any, message: mqtt.MQTTMessage) -> None:
-            self._guard(self.handler.on_message, generation, message)
-
-        client.on_connect = on_connect
-        client.on_disconnect = on_disconnect
-        client.on_publish = on_publish
-        client.on_subscribe = on_subscribe
-        client.on_message = on_message
-        # The network thread is the socket's only writer. Without an external event loop
-        # registered, paho's publish() writes from the caller's thread while this thread may be
-        # writing too: after a partial write (a slow uplink) the two interleaved packets' bytes
-        # and the broker dropped the corrupt stream. With this hook set, publish() only queues
-        # the packet and wakes the network thread, whose loop() writes it (in order).
-        client.on_socket_register_write = _network_thread_writes
-        client.user_data_set(state)
-        return client
-
-    def _guard(self, func: Any, *args: Any) -> None:
-        # paho would let an exception escape loop() and kill this thread; log it instead.
-        try:
-            func(*args)
-        except Exception:  # noqa: BLE001 - a handler bug must not take the connection down
-            self._log.exception("mqtt handler failed", handler=getattr(func, "__name__", "?"))
-
-    def _session(self, broker: BrokerAddress) -> bool:
-        """Connect to ``broker`` and run until the connection ends; True if it held long enough."""
-        generation = self._generation + 1
-        self._attempting = broker.url
-        client = self._new_client(generation, broker)
-        state: dict[str, Any] = client.user_data_get()
-        if broker.tls:
-            assert self._ssl_context is not None
-            context, change = self._ssl_context.current()
-            if change is not None:
-                self._log.warning("tls files changed", outcome=change)
-            client.tls_set_context(context)
-            if self.options.tls_insecure:
-                client.tls_insecure_set(True)
-        extra: dict[str, Any] = {}
-        if self.options.protocol == "5":
-            props = Properties(PacketTypes.CONNECT)
-            props.SessionExpiryInterval = self.session_expiry
-            extra = {"clean_start": self.session_expiry == 0, "properties": props}
-        try:
-            client.connect(
-                broker.host, broker.port, keepalive=max(5, int(self.options.keepalive)), **extra
-            )
-        except LookupTimeout as exc:
-            self._fail(f"{broker.url}: {exc.strerror}")
-            _release(client)
-            return False
-        except (OSError, ValueError) as exc:
-            self._fail(describe_connect_error(broker, exc, self.options.connect_timeout))
-            _release(client)
-            return False
-        deadline = time.monotonic() + self.options.connect_timeout
-        closed = False
-        while state["connack"] is None and time.monotonic() < deadline:
-            if self._stopping.is_set():
-                break
-            if self._loop_once(client) != MQTTErrorCode.MQTT_ERR_SUCCESS:
-                closed = True
-                break
-        reason = state["connack"]
-        if reason is None or getattr(reason, "is_failure", True):
-            if reason is not None:
-                self._fail(describe_connack(broker, reason))
-                if getattr(reason, "value", None) == _RETAIN_NOT_SUPPORTED:
-                    # Punches need no retain: connect again with an unretained will.
-                    self._unretained.add(broker.url)
-            elif closed:
-                hint = (
-                    "the broker may require a client certificate (mqtt.cert_file/key_file) "
-                    "or refused the TLS session"
-                    if broker.tls
-                    else "is it an MQTT broker, and not a TLS-only port (then use mqtts://)?"
-                )
-                # MQTT 3.1.1 has no reason codes: Mosquitto just closes on a will it refuses
-                # (and over MQTT 5 the close can overtake the CONNACK that gave the reason).
-                hint += (
-                    "; or the broker refuses our last will (QoS 1, retained): Mosquitto's log "
-                    "then says 'QoS too high or retain not supported', so set max_qos 1 and "
-                    "retain_available true on the broker"
-                )
-                self._fail(f"{broker.url} closed the connection before its CONNACK: {hint}")
-            elif not self._stopping.is_set():
-                self._fail(
-                    f"no CONNACK from {broker.url} within {self.options.connect_timeout:.0f}s: "
-                    "is it an MQTT broker, and does it speak TLS only if the URL is mqtts://?"
-                )
-            _release(client)
-            return False
-        return self._established(client, broker, generation, state)
-
-    def _established(
-        self, client: mqtt.Client, broker: BrokerAddress, generation: int, state: dict[str, Any]
-    ) -> bool:
-        receive_maximum = state.get("receive_maximum")
-        if isinstance(receive_maximum, int) and receive_maximum > 0:
-            # paho does not apply the broker's MQTT 5 Receive Maximum itself; exceeding it makes
-            # brokers such as HiveMQ (10) disconnect us. paho queues what does not fit.
-            _limit_inflight(client, min(self.options.inflight + 32, receive_maximum))
-        self._retain_ok = state.get("retain_available") != 0
-        if self._retain_ok:
-            self._unretained.discard(broker.url)  # retain_available turned on: will retained
-        elif broker.url not in self._unretained:
-            self._unretained.add(broker.url)
-            self._log.warning(
-                "broker does not keep retained messages; gateway status is published unretained",
-                url=broker.url,
-                hint="set retain_available true on the broker so that the backend sees the "
-                "gateway and terminal status when it subscribes",
-            )
-        packet_limit = state.get("maximum_packet_size")
-        self._max_packet = packet_limit if isinstance(packet_limit, int) and packet_limit else None
-        if self.subscriptions:
-            client.subscribe(self._subscribe_list())
-        self._generation = generation
-        self._client = client
-        self._broker_url = broker.url
-        self._connects += 1
-        self._said.clear()  # the next failure is news again
-        self._connected_event.set()
-        self._log.info("connected to broker", url=broker.url, generation=generation)
-        started = time.monotonic()
-        held = False
-        self._guard(self.handler.on_connected, generation, broker.url)
-        while not self._stopping.is_set():
-            if self._loop_once(client) != MQTTErrorCode.MQTT_ERR_SUCCESS:
-                break
-            if not held:
-                held = self._held(started)
-        # After close(): DISCONNECT (so no last will) and let it out before we drop the socket.
-        # Sent from here, the socket's only writer: called from close()'s thread it raced this
-        # thread releasing the socket (paho raised EBADF in the caller).
-        if self._stopping.is_set():
-            client.disconnect()
-            deadline = time.monotonic() + 1.0
-            while client.want_write() and time.monotonic() < deadline:
-                if self._loop_once(client) != MQTTErrorCode.MQTT_ERR_SUCCESS:
-                    break
-        self._connected_event.clear()
-        reason = state.get("disconnect")
-        text = "closed by us" if self._stopping.is_set() else f"connection lost ({reason})"
-        if not self._stopping.is_set():
-            self._last_error = f"connection to {broker.url} lost: {reason or 'socket closed'}"
-            self._log.warning(
-                "broker connection lost",
-                url=broker.url,
-                reason=str(reason),
-                after_s=round(time.monotonic() - started, 1),
-                action="reconnecting with backoff; if it lasts, check that the broker is "
-                "running and reachable from the gateway",
-            )
-        _release(client)
-        held = held or self._held(started)
-        self._guard(self.handler.on_disconnected, generation, text)
-        return held
-
-    def _held(self, started: float) -> bool:
-        """Start the backoff over once the connection made at ``started`` has lasted long enough.
-
-        Only a connection that held resets it: one the broker drops right after CONNACK (ACL,
-        packet size, session take-over) must not be retried in a tight loop. Resetting while the
-        connection is still up lets ``status`` show 0 attempts for a healthy connection.
-        """
-        if time.monotonic() - started < self.stable_after:
-            return False
-        self._backoff.reset()
-        return True
-
-    def _subscribe_list(self) -> list[tuple[str, Any]]:
-        """Our subscriptions; on MQTT 5 without the retained messages sent at subscribe time.
-
-        Acks and commands are events, not state: a retained one would be replayed at every
-        connect, and one paho cannot parse (a U+FEFF in a property: paho refuses what MQTT
-        allows) would end every connection before our code sees it, so the gateway would never
-        stay online. On MQTT 3.1.1 retained commands still arrive and are refused (commands.py).
-        """
-        if self.options.protocol != "5":
-            return list(self.subscriptions)
-        never = SubscribeOptions.RETAIN_DO_NOT_SEND
-        return [
-            (topic, SubscribeOptions(qos=qos, retainHandling=never))
-            for topic, qos in self.subscriptions
-        ]
-
-    def _loop_once(self, client: mqtt.Client) -> MQTTErrorCode:
-        try:
-            return client.loop(_LOOP_TIMEOUT)
-        except Exception as exc:  # noqa: BLE001 - any paho surprise ends this connection only
-            self._last_error = f"mqtt network loop failed: {exc!r}"
-            return MQTTErrorCode.MQTT_ERR_UNKNOWN
-
-    def _fail(self, message: str) -> None:
-        # Logged once per broker until a connection succeeds: with failover between two brokers
-        # that are both down, comparing with the last error alone warned at every retry.
-        if self._said.get(self._attempting) != message:
-            self._log.warning("broker connect failed", error=message)
-            self._said[self._attempting] = message
-        self._last_error = message
-
-
-_UNSPECIFIED = 0x80  # paho's reason for a connection lost without a DISCONNECT packet
-_RETAIN_NOT_SUPPORTED = 0x9A  # MQTT 5 CONNACK reason: the broker refused our retained will
-
-
-def _limit_inflight(client: mqtt.Client, limit: int) -> None:
-    """Lower paho's in-flight limit on a connection that is open (at CONNACK, nothing sent yet).
-
-    paho 2.x refuses ``max_inflight_messages_set`` once connected (RuntimeError), and every
-    broker that announces a Receive Maximum (stock Mosquitto: 20) then cost the connection
-    at once, forever. paho's doubt is about switching between 0 (no limit) and a limit; here
-    both the old and the new value are positive, and the client is fresh for this connection.
-    """
-    if limit > 0 and client._max_inflight_messages > 0:
-        client._max_inflight_messages = limit
