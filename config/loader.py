@@ -91,8 +91,11 @@ _SECRET_KEYS = {"password", "comm_key"}  # their values are never echoed, even w
 def example_config() -> str:
     """Where the annotated example config is: installed beside the venv, or in the sources."""
     installed = Path(sys.prefix) / "share" / "punchgate.example.toml"  # scripts/install.sh
-    if installed.is_file():
-        return str(installed)
+    try:
+        if installed.is_file():
+            return str(installed)
+    except OSError:  # a venv this user cannot look into (is_file() raises on EACCES)
+        pass
     return "config/punchgate.example.toml in the punchgate sources"
 
 

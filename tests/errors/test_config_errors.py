@@ -14,6 +14,7 @@ import pytest
 from config.errors import ConfigError
 from config.loader import example_config, load_settings
 from tests.cli.test_field_json_errors import run_main  # main(), the boundary a shell meets
+from tests.support.users import other_user
 
 PUNCHGATE = Path(sys.executable).with_name("punchgate")
 PYTHON_LEAKS = ("Traceback", "<class", "list[str]", ".str:", " should ", "None", "Settings")
@@ -249,3 +250,20 @@ def test_a_missing_config_points_at_the_example_the_install_put_beside_the_venv(
     monkeypatch.setattr(sys, "prefix", str(tmp_path))
     with pytest.raises(ConfigError, match=f"create it from {re.escape(str(installed))} or pass"):
         load_settings(tmp_path / "missing.toml", env={})
+
+
+def test_the_example_config_hint_survives_a_venv_the_user_cannot_look_into(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A technician without sudo, punchgate installed where only root may look: no crash."""
+    prefix = tmp_path / "venv"
+    (prefix / "share").mkdir(parents=True)
+    (prefix / "share" / "punchgate.example.toml").write_text("# example\n")
+    prefix.chmod(0o700)
+    monkeypatch.setattr(sys, "prefix", str(prefix))
+    try:
+        with other_user():
+            shown = example_config()
+    finally:
+        prefix.chmod(0o755)
+    assert shown == "config/punchgate.example.toml in the punchgate sources"
