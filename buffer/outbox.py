@@ -36,8 +36,7 @@ from urllib.request import pathname2url
 
 import structlog
 
-from buffer import ledger, retention
-from buffer.backup import backup_rotating, backup_to, restore_file
+from buffer import ledger
 from buffer.corrections import insert_rows, manual_rows, void_row
 from buffer.database import (
     file_identity,
@@ -50,9 +49,9 @@ from buffer.database import (
 from buffer.fairlock import FairRLock
 from buffer.ingest import Encoded
 from buffer.ingest_store import store_batch
-from buffer.integrity import check_file, clear_bad_marks
 from buffer.lockfile import OutboxLock
 from buffer.outbox_delivery import DeliveryMethods
+from buffer.outbox_upkeep import UpkeepMethods
 from buffer.records import (
     SELECT,
     AddResult,
@@ -73,7 +72,7 @@ log = structlog.get_logger("punchgate.outbox")
 _DISK_PROBE_INTERVAL = 1.0  # seconds between free-space probes on the write path
 
 
-class Outbox(DeliveryMethods):
+class Outbox(DeliveryMethods, UpkeepMethods):
     """The durable outbox of one gateway; build it with :meth:`open`."""
 
     def __init__(
@@ -342,7 +341,7 @@ class Outbox(DeliveryMethods):
             except sqlite3.Error as exc:
                 raise translate(exc, self.path, "reading the outbox") from exc
 
-    # -- stats, retention, disk ---------------------------------------------------------------
+    # -- stats, disk ---------------------------------------------------------------------------
 
     def stats(self) -> OutboxStats:
         """Counts, ages, per-device state, sizes and the disk alarm; O(devices), not O(rows).
@@ -376,26 +375,6 @@ class Outbox(DeliveryMethods):
         self._probe_disk()
         return self._disk_alarm
 
-    def prune(
-        self, retention_days: float, *, batch: int = 1000, now: datetime | None = None
-    ) -> int:
-        """Delete delivered rows delivered more than N days ago; never a pending row."""
-        before = retention.cutoff(retention_days, batch, now or utc_now())
-        count = 0
-        for _ in range(retention.MAX_ROUNDS):
-            if before is None:
-                break
-            # The lock per round, not for the whole prune: a month's backlog is a thousand
-            # rounds, and the device and delivery workers of this process wait on this lock.
-            with self._lock:
-                deleted = retention.prune_round(self._db(), self.path, before, batch)
-            if deleted is None:
-                break
-            count += deleted
-        if count:
-            self._log.info("outbox_pruned", rows=count, retention_days=retention_days)
-        return count
-
     def _probe_disk(self, force: bool = False) -> None:
         now = time.monotonic()
         if not force and now - self._disk_probed < _DISK_PROBE_INTERVAL:
@@ -414,39 +393,3 @@ class Outbox(DeliveryMethods):
                 )
             else:
                 self._log.info("outbox_disk_ok", free_bytes=free)
-
-    # -- backup, restore, integrity -----------------------------------------------------------
-
-    def backup(self, dest: Path) -> Path:
-        """Online, consistent copy to ``dest`` (verified) while others keep writing."""
-        return backup_to(self.path, Path(dest))
-
-    def backup_rotating(self, directory: Path, keep: int) -> Path:
-        """A timestamped backup in ``directory``, keeping the newest ``keep`` of them."""
-        return backup_rotating(self.path, Path(directory), keep)
-
-    @staticmethod
-    def restore(src: Path, dest: Path, gateway_id: str | None = None) -> Path:
-        """Replace ``dest`` by a verified copy of backup ``src``; the old file is moved aside.
-
-        With ``gateway_id``, a backup holding another gateway's punches is refused.
-        """
-        return restore_file(Path(src), Path(dest), gateway_id)
-
-    def check(self, full: bool = True) -> builtins.list[str]:
-        """Problems found by ``integrity_check`` (or ``quick_check``), counter and mark audits."""
-        self._db()  # refuse on a closed outbox
-        return check_file(self.path, full, self._busy_timeout)
-
-    def clear_bad_marks(self) -> int:
-        """Clear the ``wall_ok`` marks ``check`` finds wrong (no other column); how many.
-
-        Safe at any time: the drain simply checks an unmarked row itself.
-        """
-        with self._lock:
-            conn = self._db()
-            with write_transaction(conn, self.path, "clearing wrong wall_ok marks"):
-                count = clear_bad_marks(conn)
-        if count:
-            self._log.warning("outbox_wall_marks_cleared", rows=count)
-        return count
