@@ -7,28 +7,16 @@ Each method takes the outbox's lock and hands its connection to ``buffer/deliver
 from __future__ import annotations
 
 import builtins
-import sqlite3
 from collections.abc import Sequence
-from pathlib import Path
-
-import structlog
 
 from buffer import delivery
-from buffer.fairlock import FairRLock
+from buffer.outbox_host import OutboxHost
 from buffer.payload import PayloadReader, PayloadRow, next_payloads, page_end
 from buffer.records import StoredPunch
 
 
-class DeliveryMethods:
-    """Mixed into ``Outbox``, which provides the attributes declared here."""
-
-    path: Path
-    _lock: FairRLock
-    _busy_timeout: float
-    _log: structlog.typing.FilteringBoundLogger
-
-    def _db(self) -> sqlite3.Connection:
-        raise NotImplementedError  # Outbox._db
+class DeliveryMethods(OutboxHost):
+    """Mixed into ``Outbox`` (see ``OutboxHost`` for what it provides)."""
 
     # -- delivery -----------------------------------------------------------------------------
 

@@ -8,30 +8,19 @@ method takes the outbox's lock only for the time it writes (``prune`` round by r
 from __future__ import annotations
 
 import builtins
-import sqlite3
 from datetime import datetime
 from pathlib import Path
-
-import structlog
 
 from buffer import retention
 from buffer.backup import backup_rotating, backup_to, restore_file
 from buffer.database import write_transaction
-from buffer.fairlock import FairRLock
 from buffer.integrity import check_file, clear_bad_marks
+from buffer.outbox_host import OutboxHost
 from buffer.records import utc_now
 
 
-class UpkeepMethods:
-    """Mixed into ``Outbox``, which provides the attributes declared here."""
-
-    path: Path
-    _lock: FairRLock
-    _busy_timeout: float
-    _log: structlog.typing.FilteringBoundLogger
-
-    def _db(self) -> sqlite3.Connection:
-        raise NotImplementedError  # Outbox._db
+class UpkeepMethods(OutboxHost):
+    """Mixed into ``Outbox`` (see ``OutboxHost`` for what it provides)."""
 
     # -- retention ----------------------------------------------------------------------------
 
