@@ -22,7 +22,7 @@ AddrInfo = tuple[Any, ...]  # (family, type, proto, canonname, sockaddr), as get
 Lookup = Callable[..., Sequence[AddrInfo]]  # socket.getaddrinfo's signature
 Connect = Callable[[socket.socket, Any], None]  # connects a socket to one address or raises
 
-WAKE = 0.25  # seconds: the longest one wait lasts, so that a Ctrl-C is seen at once
+WAKE = 0.25  # seconds: the longest one wait lasts, so that a Ctrl-C is seen at once (shared)
 _MAX_ADDRESSES = 8  # a name with more addresses: the first ones are tried
 LIMIT = 2  # lookups one Resolver lets hang beside the current one (each holds a thread)
 

@@ -17,13 +17,11 @@ from dataclasses import replace
 import structlog
 
 from agent.doctor.result import CheckResult, Job, Verdict, fail
+from drivers.netaddr import WAKE
 
 log = structlog.get_logger("punchgate.doctor")
 
 _TICK = 0.01  # slack after a deadline, so a job is judged just after its timeout
-# The longest single wait of the main thread: a Ctrl-C that lands just before a wait begins is
-# only seen when the wait returns (Python raises it between bytecodes), so waits are sliced.
-_SLICE = 0.25
 
 
 class _Running:
@@ -55,7 +53,9 @@ def run_jobs(
             running[index] = _start(job, wake)
         now = time.monotonic()
         nearest = min(r.started + r.job.timeout for r in running.values())
-        wake.wait(min(_SLICE, max(0.0, min(nearest - now, deadline - now)) + _TICK))
+        # In WAKE slices: a Ctrl-C landing just before a wait begins is only seen when the
+        # wait returns (Python raises it between bytecodes).
+        wake.wait(min(WAKE, max(0.0, min(nearest - now, deadline - now)) + _TICK))
         wake.clear()  # before looking, so a job finishing meanwhile wakes the next wait
         now = time.monotonic()
         for index, run in list(running.items()):

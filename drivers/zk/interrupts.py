@@ -18,9 +18,8 @@ import sys
 import time
 from typing import Any
 
-from drivers.netaddr import Resolver, create_connection
+from drivers.netaddr import WAKE, Resolver, create_connection
 
-WAKE = 0.25  # seconds: the longest a Ctrl-C can go unnoticed in a wait on a terminal
 BRIEF = 1.0  # seconds: a cleanup request (FREE_DATA, ENABLE_DEVICE, EXIT) on the way out
 
 
